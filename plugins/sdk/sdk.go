@@ -1,0 +1,232 @@
+// Package sdk makes a livecgi plugin a few lines: describe sensors (a Read
+// func and an interval) and commands (a Do func and an argument schema) and
+// call Serve. The SDK does the go-plugin handshake, the gRPC service, the
+// per-sensor tickers, JSON logging that keeps its levels in the
+// supervisor's log, and exits when the supervisor goes away.
+//
+// Start with ServeSensor for a one-sensor plugin, or Serve with a Plugin.
+package sdk
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	plugin "github.com/hashicorp/go-plugin"
+
+	"github.com/livecgi/livecgi/proto"
+)
+
+// Value types of sensors and arguments.
+const (
+	Number = proto.ValueType_NUMBER
+	Text   = proto.ValueType_TEXT
+	Bool   = proto.ValueType_BOOL
+)
+
+// Reading is one value read by a sensor. Make one with Gauge, String or
+// Flag.
+type Reading struct {
+	typ    proto.ValueType
+	number float64
+	text   string
+	flag   bool
+}
+
+// Gauge returns a numeric reading.
+func Gauge(v float64) Reading { return Reading{typ: Number, number: v} }
+
+// String returns a text reading.
+func String(s string) Reading { return Reading{typ: Text, text: s} }
+
+// Flag returns a boolean reading.
+func Flag(b bool) Reading { return Reading{typ: Bool, flag: b} }
+
+// Sensor is one value a plugin reads every Interval. ID is lower_snake and
+// should end in its unit (board_temp_celsius). Type defaults to Number.
+// Read is called from one goroutine per sensor, with a deadline of one
+// Interval.
+type Sensor struct {
+	ID       string
+	Title    string
+	Unit     string
+	Type     proto.ValueType
+	Interval time.Duration
+	Read     func(ctx context.Context) (Reading, error)
+}
+
+// Arg is one command argument. Min and Max bound a Number; Enum lists the
+// accepted Text values.
+type Arg struct {
+	Name     string
+	Title    string
+	Type     proto.ValueType
+	Required bool
+	Min, Max *float64
+	Enum     []string
+}
+
+// Command is one action a plugin performs. Do gets the arguments already
+// checked against Args (numbers as float64, text as string, bools as bool)
+// and returns a JSON-encodable result or an error shown to the user. Do may
+// be called concurrently.
+type Command struct {
+	ID    string
+	Title string
+	Args  []Arg
+	Do    func(ctx context.Context, args map[string]any) (any, error)
+}
+
+// Plugin is everything one plugin binary provides.
+type Plugin struct {
+	Name     string
+	Version  string
+	Sensors  []Sensor
+	Commands []Command
+}
+
+// Range returns a pointer to v, for Arg.Min and Arg.Max.
+func Range(v float64) *float64 { return &v }
+
+// ServeSensor serves a plugin with the one sensor s.
+func ServeSensor(s Sensor) {
+	Serve(Plugin{Name: s.ID, Sensors: []Sensor{s}})
+}
+
+// ServeCommand serves a plugin with the one command c.
+func ServeCommand(c Command) {
+	Serve(Plugin{Name: c.ID, Commands: []Command{c}})
+}
+
+// Serve runs p as a livecgi plugin and returns only when the supervisor
+// stops it. Run by hand, it explains itself and exits with status 1.
+func Serve(p Plugin) {
+	if os.Getenv(proto.Handshake.MagicCookieKey) != proto.Handshake.MagicCookieValue {
+		fmt.Fprintf(os.Stderr, "%s is a livecgi plugin: put it in livecgid's plugins directory; it is not run by hand.\n", filepath.Base(os.Args[0]))
+		os.Exit(1)
+	}
+	if err := p.validate(); err != nil {
+		Logger().Error("invalid plugin definition", "err", err)
+		os.Exit(1)
+	}
+	go exitWithParent(os.Getppid())
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig: proto.Handshake,
+		Plugins:         proto.PluginSet(&server{p: p}),
+		GRPCServer:      plugin.DefaultGRPCServer,
+	})
+}
+
+// exitWithParent ends the plugin when its parent (the supervisor) is gone:
+// Pdeathsig covers a killed supervisor, this covers the rest.
+func exitWithParent(ppid int) {
+	for range time.Tick(time.Second) {
+		if os.Getppid() != ppid {
+			os.Exit(0)
+		}
+	}
+}
+
+func (p Plugin) validate() error {
+	seen := map[string]bool{}
+	for _, s := range p.Sensors {
+		if !validID(s.ID) || seen[s.ID] {
+			return fmt.Errorf("sensor id %q: want a unique lower_snake id", s.ID)
+		}
+		seen[s.ID] = true
+		if s.Read == nil || s.Interval <= 0 {
+			return fmt.Errorf("sensor %s: needs Read and a positive Interval", s.ID)
+		}
+	}
+	for _, c := range p.Commands {
+		if !validID(c.ID) || seen[c.ID] {
+			return fmt.Errorf("command id %q: want a unique lower_snake id", c.ID)
+		}
+		seen[c.ID] = true
+		if c.Do == nil {
+			return fmt.Errorf("command %s: needs Do", c.ID)
+		}
+	}
+	if len(seen) == 0 {
+		return errors.New("no sensors and no commands")
+	}
+	return nil
+}
+
+func validID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for i, r := range id {
+		if !(r >= 'a' && r <= 'z' || r == '_' || i > 0 && r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// Logger returns a logger whose JSON lines on stderr keep their level in
+// the supervisor's log (hclog's "@level" and "@message"; no time, which
+// the supervisor adds). Stdout belongs to go-plugin: never print there.
+func Logger() *slog.Logger {
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{
+		Level: slog.LevelDebug,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) > 0 {
+				return a
+			}
+			switch a.Key {
+			case slog.TimeKey:
+				return slog.Attr{}
+			case slog.LevelKey:
+				a.Key = "@level"
+				a.Value = slog.StringValue(levelName(a.Value.Any()))
+			case slog.MessageKey:
+				a.Key = "@message"
+			}
+			return a
+		},
+	}))
+}
+
+func levelName(v any) string {
+	l, _ := v.(slog.Level)
+	switch {
+	case l >= slog.LevelError:
+		return "error"
+	case l >= slog.LevelWarn:
+		return "warn"
+	case l >= slog.LevelInfo:
+		return "info"
+	}
+	return "debug"
+}
+
+// ProcPath joins elem under the procfs root the supervisor configured
+// (default /proc).
+func ProcPath(elem ...string) string { return rootPath(proto.EnvProcRoot, "/proc", elem) }
+
+// SysPath joins elem under the sysfs root the supervisor configured
+// (default /sys).
+func SysPath(elem ...string) string { return rootPath(proto.EnvSysRoot, "/sys", elem) }
+
+func rootPath(env, def string, elem []string) string {
+	root := os.Getenv(env)
+	if root == "" {
+		root = def
+	}
+	return filepath.Join(append([]string{root}, elem...)...)
+}
+
+// marshalResult encodes a command result; nil stays empty.
+func marshalResult(v any) ([]byte, error) {
+	if v == nil {
+		return nil, nil
+	}
+	return json.Marshal(v)
+}

@@ -1,0 +1,197 @@
+package control
+
+import (
+	"bufio"
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Build-time defaults, settable with -ldflags -X.
+var (
+	DefaultStateDir   = "/var/run/livecgi"
+	DefaultPluginsDir = "/usr/lib/livecgi/plugins"
+	DefaultSupervisor = "/usr/sbin/livecgid"
+)
+
+// SampleConfig is a commented configuration file with every key at its
+// default (livecgid -print-config prints it).
+//
+//go:embed sample.conf
+var SampleConfig string
+
+// Config is what livecgi.conf sets. The zero value is not useful; start
+// from Default.
+type Config struct {
+	Listen         string            // WebSocket listen address
+	StateDir       string            // lock, control socket, secret, log
+	PluginsDir     string            // plugin binaries
+	Supervisor     string            // path of livecgid, for the stub
+	LogLevel       string            // debug, info, warn, error
+	MaxClients     int               // concurrent WebSocket clients
+	MaxFrame       int64             // bytes per client frame
+	Rate           float64           // client messages per second
+	Burst          int               // client messages in a burst
+	PingInterval   time.Duration     // server pings; 0 disables
+	WriteTimeout   time.Duration     // a client that takes longer to accept a frame is closed
+	CommandTimeout time.Duration     // per command
+	TokenTTL       time.Duration     // lifetime of a connect token
+	History        int               // readings kept for resume
+	IdleTimeout    time.Duration     // exit with no client for this long; 0 = never
+	StartTimeout   time.Duration     // how long the stub waits for a starting supervisor
+	ProcRoot       string            // root of procfs for plugins
+	SysRoot        string            // root of sysfs for plugins
+	PluginSHA256   map[string]string // plugin file name → allowed SHA-256 (hex); empty = any
+}
+
+// Default returns the configuration used when there is no file.
+func Default() Config {
+	return Config{
+		Listen:         ":8081",
+		StateDir:       DefaultStateDir,
+		PluginsDir:     DefaultPluginsDir,
+		Supervisor:     DefaultSupervisor,
+		LogLevel:       "info",
+		MaxClients:     1024,
+		MaxFrame:       64 << 10,
+		Rate:           20,
+		Burst:          40,
+		PingInterval:   20 * time.Second,
+		WriteTimeout:   10 * time.Second,
+		CommandTimeout: 5 * time.Second,
+		TokenTTL:       60 * time.Second,
+		History:        1024,
+		StartTimeout:   3 * time.Second,
+		ProcRoot:       "/proc",
+		SysRoot:        "/sys",
+	}
+}
+
+// Load reads the configuration file at path over Default. A missing file is
+// not an error: it yields the defaults. Unknown keys, bad values and
+// repeated keys are errors naming the file, line and key.
+func Load(path string) (Config, error) {
+	c := Default()
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return c, nil
+	}
+	if err != nil {
+		return c, fmt.Errorf("read config: %w", err)
+	}
+	if err := c.Parse(b); err != nil {
+		return c, fmt.Errorf("%s:%w", path, err)
+	}
+	return c, nil
+}
+
+// Parse applies "key = value" lines to c. Blank lines and lines starting
+// with # are ignored. plugin_sha256 may repeat ("name sum").
+func (c *Config) Parse(b []byte) error {
+	seen := map[string]bool{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			return fmt.Errorf("%d: want key = value, got %q", n, line)
+		}
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if seen[k] && k != "plugin_sha256" {
+			return fmt.Errorf("%d: %q set twice", n, k)
+		}
+		seen[k] = true
+		if err := c.set(k, v); err != nil {
+			return fmt.Errorf("%d: %s: %w", n, k, err)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	return c.Validate()
+}
+
+func (c *Config) set(k, v string) error {
+	str := map[string]*string{
+		"listen": &c.Listen, "state_dir": &c.StateDir, "plugins_dir": &c.PluginsDir,
+		"supervisor": &c.Supervisor, "log_level": &c.LogLevel, "proc_root": &c.ProcRoot, "sys_root": &c.SysRoot,
+	}
+	dur := map[string]*time.Duration{
+		"ping_interval": &c.PingInterval, "write_timeout": &c.WriteTimeout, "command_timeout": &c.CommandTimeout,
+		"token_ttl": &c.TokenTTL, "idle_timeout": &c.IdleTimeout, "start_timeout": &c.StartTimeout,
+	}
+	num := map[string]*int{"max_clients": &c.MaxClients, "burst": &c.Burst, "history": &c.History}
+	if p, ok := str[k]; ok {
+		*p = v
+		return nil
+	}
+	if p, ok := dur[k]; ok {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return err
+		}
+		*p = d
+		return nil
+	}
+	if p, ok := num[k]; ok {
+		i, err := strconv.Atoi(v)
+		if err != nil {
+			return err
+		}
+		*p = i
+		return nil
+	}
+	switch k {
+	case "max_frame":
+		i, err := strconv.ParseInt(v, 10, 64)
+		c.MaxFrame = i
+		return err
+	case "rate":
+		f, err := strconv.ParseFloat(v, 64)
+		c.Rate = f
+		return err
+	case "plugin_sha256":
+		name, sum, ok := strings.Cut(v, " ")
+		sum = strings.ToLower(strings.TrimSpace(sum))
+		if !ok || len(sum) != 64 || strings.Trim(sum, "0123456789abcdef") != "" {
+			return fmt.Errorf("want \"<file name> <64 hex digits>\", got %q", v)
+		}
+		if c.PluginSHA256 == nil {
+			c.PluginSHA256 = map[string]string{}
+		}
+		c.PluginSHA256[name] = sum
+		return nil
+	}
+	return fmt.Errorf("unknown key")
+}
+
+// Validate checks that the values make sense together.
+func (c *Config) Validate() error {
+	switch {
+	case c.MaxClients < 1:
+		return errors.New("max_clients must be at least 1")
+	case c.MaxFrame < 256:
+		return errors.New("max_frame must be at least 256")
+	case c.Rate <= 0 || c.Burst < 1:
+		return errors.New("rate and burst must be positive")
+	case c.History < 0:
+		return errors.New("history must not be negative")
+	case c.WriteTimeout <= 0 || c.CommandTimeout <= 0 || c.TokenTTL <= 0 || c.StartTimeout <= 0:
+		return errors.New("write_timeout, command_timeout, token_ttl and start_timeout must be positive")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	return nil
+}

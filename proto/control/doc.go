@@ -1,0 +1,7 @@
+// Package control is the contract between the CGI stub and the supervisor,
+// standard library only so the stub stays small: the configuration file
+// both read (Config, Load), the state directory they share (StateDir), the
+// tokens the stub mints and the supervisor checks (MintToken, VerifyToken),
+// the connect document a browser fetches (Connect), and the control socket
+// on which the stub probes the supervisor (Probe, ServeControl).
+package control

@@ -1,0 +1,94 @@
+package control
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"time"
+)
+
+// Status is what the supervisor answers on its control socket.
+type Status struct {
+	PID     int    `json:"pid"`
+	Port    int    `json:"port"` // WebSocket port
+	Version string `json:"version"`
+	Epoch   string `json:"epoch"`
+	Clients int    `json:"clients"`
+}
+
+// Connect is the document the stub serves at ?connect. URL is a complete
+// ws:// URL, token included, that a client dials as is.
+type Connect struct {
+	URL      string `json:"url"`
+	Token    string `json:"token"`
+	Expires  int64  `json:"expires"` // Unix milliseconds
+	Protocol string `json:"protocol"`
+}
+
+// Probe asks the supervisor behind the control socket in stateDir for its
+// status. It fails fast when nobody listens.
+func Probe(ctx context.Context, stateDir string) (Status, error) {
+	var st Status
+	d := net.Dialer{Timeout: time.Second}
+	c, err := d.DialContext(ctx, "unix", filepath.Join(stateDir, ControlFile))
+	if err != nil {
+		return st, err
+	}
+	defer c.Close()
+	dl, ok := ctx.Deadline()
+	if !ok {
+		dl = time.Now().Add(2 * time.Second)
+	}
+	c.SetDeadline(dl)
+	if _, err := c.Write([]byte("status\n")); err != nil {
+		return st, fmt.Errorf("probe: %w", err)
+	}
+	line, err := bufio.NewReader(c).ReadBytes('\n')
+	if err != nil {
+		return st, fmt.Errorf("probe: %w", err)
+	}
+	if err := json.Unmarshal(line, &st); err != nil {
+		return st, fmt.Errorf("probe: bad answer: %w", err)
+	}
+	if st.Port <= 0 {
+		return st, errors.New("probe: supervisor has no port yet")
+	}
+	return st, nil
+}
+
+// ServeControl answers "status" requests on ln until ctx ends. The caller
+// owns ln's creation (and the removal of a stale socket file before it).
+func ServeControl(ctx context.Context, ln net.Listener, status func() Status) error {
+	go func() {
+		<-ctx.Done()
+		ln.Close()
+	}()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return err
+		}
+		go func() {
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(2 * time.Second))
+			line, err := bufio.NewReader(c).ReadString('\n')
+			if err != nil || line != "status\n" {
+				c.Write([]byte(`{"error":"unknown request"}` + "\n"))
+				return
+			}
+			b, _ := json.Marshal(status())
+			c.Write(append(b, '\n'))
+		}()
+	}
+}

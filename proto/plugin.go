@@ -1,0 +1,62 @@
+// Package proto holds the contracts of livecgi: the plugin RPC (plugin.proto
+// and its generated code), the go-plugin handshake and the client/server
+// adapters in this file. The browser wire protocol is in the wire
+// sub-package and the stub↔supervisor contract in control; both are
+// standard-library only so the CGI stub can use them without gRPC.
+//
+// Start with Handshake and GRPCPlugin; plugin authors should use
+// plugins/sdk instead of this package.
+package proto
+
+import (
+	"context"
+
+	plugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+)
+
+// PluginName is the key of the one plugin kind every livecgi binary serves.
+const PluginName = "livecgi"
+
+// Handshake is the go-plugin handshake shared by the supervisor and plugins.
+// A binary run without the cookie in its environment knows it was started by
+// hand, not by livecgid.
+var Handshake = plugin.HandshakeConfig{
+	ProtocolVersion:  1,
+	MagicCookieKey:   "LIVECGI_PLUGIN",
+	MagicCookieValue: "4f1c0e5a-livecgi-sensor-command-plugin",
+}
+
+// Environment variables the supervisor sets for plugins: the roots of the
+// proc and sys file systems, so tests can point plugins at fixtures.
+const (
+	EnvProcRoot = "LIVECGI_PROC_ROOT"
+	EnvSysRoot  = "LIVECGI_SYS_ROOT"
+)
+
+// GRPCPlugin adapts the generated Plugin service to go-plugin. On the plugin
+// side Impl is the server; on the supervisor side Impl is nil and Dispense
+// returns a PluginClient.
+type GRPCPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+	Impl PluginServer
+}
+
+var _ plugin.GRPCPlugin = (*GRPCPlugin)(nil)
+
+// GRPCServer registers Impl on the plugin's gRPC server.
+func (p *GRPCPlugin) GRPCServer(_ *plugin.GRPCBroker, s *grpc.Server) error {
+	RegisterPluginServer(s, p.Impl)
+	return nil
+}
+
+// GRPCClient returns a PluginClient over the connection to the plugin.
+func (p *GRPCPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
+	return NewPluginClient(c), nil
+}
+
+// PluginSet returns the go-plugin plugin map with impl (nil on the
+// supervisor side).
+func PluginSet(impl PluginServer) plugin.PluginSet {
+	return plugin.PluginSet{PluginName: &GRPCPlugin{Impl: impl}}
+}

@@ -1,0 +1,257 @@
+// Package wire is the browser protocol of livecgi, version 1: JSON text
+// frames over a WebSocket with subprotocol "livecgi.v1". The supervisor, the
+// JavaScript client's tests and the load tool share these types. README.md
+// in proto/ describes the protocol for front-end developers.
+//
+// Every frame is one JSON object with a "type" field. Decode a client frame
+// with DecodeClient; server frames are plain structs marshalled with
+// encoding/json.
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Subprotocol is the WebSocket subprotocol a client must offer.
+const Subprotocol = "livecgi.v1"
+
+// Version is the protocol version sent in Hello.
+const Version = 1
+
+// Server → client message types.
+const (
+	TypeHello    = "hello"
+	TypeSnapshot = "snapshot"
+	TypeReading  = "reading"
+	TypeStatus   = "status"
+	TypeResult   = "result"
+	TypeError    = "error"
+)
+
+// Client → server message types.
+const (
+	TypeCommand   = "command"
+	TypeSubscribe = "subscribe"
+	TypeResume    = "resume"
+)
+
+// Value types of sensors and command arguments.
+const (
+	ValueNumber = "number"
+	ValueText   = "text"
+	ValueBool   = "bool"
+)
+
+// Close codes the supervisor uses besides the standard ones (1001 going
+// away, 1008 policy violation, 1009 message too big).
+const (
+	CloseTooSlow    = 4001 // the client did not read its frames in time
+	CloseTooMany    = 4002 // the supervisor has max_clients clients already
+	CloseRateLimits = 4003 // the client kept sending over its rate limit
+)
+
+// Hello is the first frame of every connection, and is sent again when a
+// plugin's descriptors change.
+type Hello struct {
+	Type     string       `json:"type"` // "hello"
+	Version  int          `json:"version"`
+	Server   string       `json:"server"`   // supervisor version
+	Epoch    string       `json:"epoch"`    // changes when the supervisor restarts
+	Seq      uint64       `json:"seq"`      // last sequence number issued
+	Sensors  []Sensor     `json:"sensors"`  // sorted by id
+	Commands []Command    `json:"commands"` // sorted by id
+	Plugins  []PluginInfo `json:"plugins"`  // sorted by id
+}
+
+// Sensor describes one sensor. ID is "<plugin>.<sensor>".
+type Sensor struct {
+	ID         string `json:"id"`
+	Plugin     string `json:"plugin"`
+	Title      string `json:"title"`
+	Unit       string `json:"unit,omitempty"`
+	ValueType  string `json:"value_type"` // number, text or bool
+	IntervalMS int64  `json:"interval_ms"`
+}
+
+// Command describes one command. ID is "<plugin>.<command>".
+type Command struct {
+	ID     string `json:"id"`
+	Plugin string `json:"plugin"`
+	Title  string `json:"title"`
+	Args   []Arg  `json:"args"`
+}
+
+// Arg is one argument of a command: its type, whether it is required, its
+// range (numbers) or accepted values (text).
+type Arg struct {
+	Name     string   `json:"name"`
+	Title    string   `json:"title,omitempty"`
+	Type     string   `json:"type"`
+	Required bool     `json:"required,omitempty"`
+	Min      *float64 `json:"min,omitempty"`
+	Max      *float64 `json:"max,omitempty"`
+	Enum     []string `json:"enum,omitempty"`
+}
+
+// PluginInfo is the state of one plugin.
+type PluginInfo struct {
+	ID      string `json:"id"`
+	State   string `json:"state"`
+	Version string `json:"version,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+// Plugin states, as in PluginInfo.State and Status.State.
+const (
+	StateStarting   = "starting"
+	StateOnline     = "online"
+	StateRestarting = "restarting"
+	StateOffline    = "offline"
+	StateSwapped    = "swapped"
+	StateSwapFailed = "swap_failed"
+	StateRefused    = "refused"
+	StateRemoved    = "removed"
+)
+
+// Reading is one sensor value. Value is a float64, string or bool (null
+// with Error set when the sensor could not be read). T is Unix time in
+// milliseconds when the plugin read it. Seq orders readings across all
+// sensors of one supervisor run (see Hello.Epoch).
+type Reading struct {
+	Type   string `json:"type,omitempty"` // "reading"; empty inside a Snapshot
+	Sensor string `json:"sensor"`
+	Value  any    `json:"value"`
+	Unit   string `json:"unit,omitempty"`
+	Seq    uint64 `json:"seq"`
+	T      int64  `json:"t"`
+	Error  string `json:"error,omitempty"`
+}
+
+// Snapshot modes.
+const (
+	SnapshotFull   = "full"   // Readings holds the last value of every sensor
+	SnapshotReplay = "replay" // Readings holds every reading missed since the resumed sequence
+)
+
+// Snapshot follows Hello and answers Resume.
+type Snapshot struct {
+	Type     string    `json:"type"` // "snapshot"
+	Mode     string    `json:"mode"` // full or replay
+	Reason   string    `json:"reason,omitempty"`
+	Seq      uint64    `json:"seq"`
+	Readings []Reading `json:"readings"`
+}
+
+// Status reports a change in a plugin's state.
+type Status struct {
+	Type            string `json:"type"` // "status"
+	Plugin          string `json:"plugin"`
+	State           string `json:"state"`
+	Reason          string `json:"reason,omitempty"`
+	Version         string `json:"version,omitempty"`
+	PreviousVersion string `json:"previous_version,omitempty"`
+	T               int64  `json:"t"`
+}
+
+// Result answers one Command, to the client that sent it only.
+type Result struct {
+	Type  string `json:"type"` // "result"
+	ID    string `json:"id"`
+	OK    bool   `json:"ok"`
+	Value any    `json:"value,omitempty"`
+	Error string `json:"error,omitempty"`
+}
+
+// Error codes of Error.Code.
+const (
+	ErrBadJSON        = "bad_json"
+	ErrUnknownType    = "unknown_type"
+	ErrBadMessage     = "bad_message"
+	ErrUnknownCommand = "unknown_command"
+	ErrBadArgs        = "bad_args"
+	ErrRateLimited    = "rate_limited"
+	ErrUnknownSensor  = "unknown_sensor"
+)
+
+// Error reports a client frame the server could not act on. ID is the
+// command id when the frame was a command.
+type Error struct {
+	Type    string `json:"type"` // "error"
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	ID      string `json:"id,omitempty"`
+}
+
+// CommandMsg asks for a command. ID is chosen by the client and comes back
+// in the Result.
+type CommandMsg struct {
+	Type string         `json:"type"` // "command"
+	ID   string         `json:"id"`
+	Name string         `json:"name"`
+	Args map[string]any `json:"args"`
+}
+
+// Subscribe selects the sensors the client receives; an empty list means
+// all sensors (the default).
+type Subscribe struct {
+	Type    string   `json:"type"` // "subscribe"
+	Sensors []string `json:"sensors"`
+}
+
+// Resume asks for the readings missed since Seq of Epoch.
+type Resume struct {
+	Type  string `json:"type"` // "resume"
+	Epoch string `json:"epoch"`
+	Seq   uint64 `json:"seq"`
+}
+
+// ErrDecode is wrapped by every error DecodeClient returns; Code tells which.
+type DecodeError struct {
+	Code string // ErrBadJSON, ErrUnknownType or ErrBadMessage
+	Err  error
+}
+
+func (e *DecodeError) Error() string { return e.Err.Error() }
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+// DecodeClient decodes one client frame into *CommandMsg, *Subscribe or
+// *Resume. Unknown fields are rejected so typos show up at once.
+func DecodeClient(frame []byte) (any, error) {
+	var head struct {
+		Type string `json:"type"`
+	}
+	if err := json.Unmarshal(frame, &head); err != nil {
+		return nil, &DecodeError{ErrBadJSON, fmt.Errorf("malformed JSON: %w", err)}
+	}
+	var msg any
+	switch head.Type {
+	case TypeCommand:
+		msg = new(CommandMsg)
+	case TypeSubscribe:
+		msg = new(Subscribe)
+	case TypeResume:
+		msg = new(Resume)
+	case "":
+		return nil, &DecodeError{ErrBadMessage, errors.New(`missing "type"`)}
+	default:
+		return nil, &DecodeError{ErrUnknownType, fmt.Errorf("unknown message type %q", head.Type)}
+	}
+	dec := json.NewDecoder(bytes.NewReader(frame))
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	if err := dec.Decode(msg); err != nil {
+		return nil, &DecodeError{ErrBadMessage, fmt.Errorf("%s: %w", head.Type, err)}
+	}
+	if c, ok := msg.(*CommandMsg); ok {
+		if c.ID == "" || c.Name == "" {
+			return nil, &DecodeError{ErrBadMessage, errors.New(`command needs "id" and "name"`)}
+		}
+		if len(c.ID) > 64 {
+			return nil, &DecodeError{ErrBadMessage, errors.New("command id longer than 64 bytes")}
+		}
+	}
+	return msg, nil
+}
