@@ -1,0 +1,143 @@
+// Command livecgid is the livecgi supervisor: it serves browsers over
+// WebSockets and runs the plugins. The CGI stub starts it on first
+// contact; it can also be run by hand or from an init script.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/supervisor"
+)
+
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "livecgid:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("livecgid", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "/etc/livecgi/livecgi.conf", "configuration `file` (missing: defaults)")
+	listen := fs.String("listen", "", "WebSocket listen `address` (overrides the config)")
+	pluginsDir := fs.String("plugins-dir", "", "plugins `dir` (overrides the config)")
+	stateDir := fs.String("state-dir", "", "state `dir` (overrides the config)")
+	logLevel := fs.String("log-level", "", "debug, info, warn or error (overrides the config)")
+	logPath := fs.String("log", "", "log `file`; - for stderr (default: livecgid.log in the state dir)")
+	printConfig := fs.Bool("print-config", false, "print a commented sample configuration and exit")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	switch {
+	case *printConfig:
+		_, err := io.WriteString(stdout, control.SampleConfig)
+		return err
+	case *showVersion:
+		_, err := fmt.Fprintln(stdout, "livecgid", version)
+		return err
+	}
+	cfg, err := control.Load(*configPath)
+	if err != nil {
+		return err
+	}
+	for flagVal, field := range map[*string]*string{listen: &cfg.Listen, pluginsDir: &cfg.PluginsDir, stateDir: &cfg.StateDir, logLevel: &cfg.LogLevel} {
+		if *flagVal != "" {
+			*field = *flagVal
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	dir, fallback, err := control.StateDir(cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	cfg.StateDir = dir
+
+	var out io.Writer = stderr
+	if *logPath != "-" {
+		p := *logPath
+		if p == "" {
+			p = filepath.Join(dir, control.LogFile)
+		}
+		lf, err := supervisor.OpenLog(p, 1<<20)
+		if err != nil {
+			return err
+		}
+		defer lf.Close()
+		out = lf
+	}
+	var level slog.Level
+	level.UnmarshalText([]byte(cfg.LogLevel))
+	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
+	if fallback != nil {
+		log.Warn("state dir not usable, using fallback", "wanted", cfg.StateDir, "using", dir, "reason", fallback)
+	}
+	smallBoardDefaults(log)
+
+	lock, err := supervisor.Lock(filepath.Join(dir, control.LockFile))
+	if errors.Is(err, supervisor.ErrLocked) {
+		log.Info("another livecgid is running: exiting")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+
+	secret, err := control.Secret(dir)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		log.Error("cannot listen", "addr", cfg.Listen, "err", err)
+		return err
+	}
+	sup, err := supervisor.New(supervisor.Options{Config: cfg, Secret: secret, Logger: log, Version: version})
+	if err != nil {
+		return err
+	}
+	sock := filepath.Join(dir, control.ControlFile)
+	os.Remove(sock) // stale from a killed supervisor: we hold the lock
+	cln, err := net.Listen("unix", sock)
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	defer os.Remove(sock)
+	go control.ServeControl(ctx, cln, sup.Status)
+	return sup.Run(ctx, ln)
+}
+
+// smallBoardDefaults caps the heap for boards with little RAM unless the
+// environment already chose (GOGC, GOMEMLIMIT).
+func smallBoardDefaults(log *slog.Logger) {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(32 << 20)
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(50)
+	}
+	log.Debug("memory defaults", "gomemlimit", debug.SetMemoryLimit(-1), "gogc", os.Getenv("GOGC"))
+}

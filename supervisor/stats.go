@@ -1,0 +1,89 @@
+package supervisor
+
+import (
+	"context"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/livecgi/livecgi/proto/wire"
+)
+
+// registerBuiltin declares the supervisor's own figures as the sensors of
+// plugin "livecgid"; they flow through the same pipeline as any plugin's.
+func (s *Supervisor) registerBuiltin() {
+	ms := s.stats.Milliseconds()
+	sensor := func(id, title, unit string) wire.Sensor {
+		return wire.Sensor{ID: builtinPlugin + "." + id, Plugin: builtinPlugin, Title: title, Unit: unit, ValueType: wire.ValueNumber, IntervalMS: ms}
+	}
+	s.hub.setPlugin(builtinPlugin, &wire.PluginInfo{ID: builtinPlugin, State: wire.StateOnline, Version: s.version}, []wire.Sensor{
+		sensor("clients", "Connected clients", ""),
+		sensor("messages_per_second", "Messages sent per second", "1/s"),
+		sensor("coalesced_total", "Readings coalesced for slow clients", ""),
+		sensor("too_slow_total", "Clients closed for being too slow", ""),
+		sensor("plugin_restarts_total", "Plugin restarts", ""),
+		sensor("rss_bytes", "Supervisor resident memory", "bytes"),
+		sensor("goroutines", "Supervisor goroutines", ""),
+	}, nil, nil)
+}
+
+// publishStats publishes the built-in sensors every s.stats, and ends the
+// supervisor (through stop) once it has had no client for IdleTimeout.
+func (s *Supervisor) publishStats(ctx context.Context, stop context.CancelFunc) {
+	t := time.NewTicker(s.stats)
+	defer t.Stop()
+	last, lastT := s.hub.delivered.Load(), time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			d := s.hub.delivered.Load()
+			rate := float64(d-last) / now.Sub(lastT).Seconds()
+			last, lastT = d, now
+			clients := s.hub.clientCount()
+			ms := now.UnixMilli()
+			pub := func(id string, v float64) {
+				s.hub.publish(wire.Reading{Sensor: builtinPlugin + "." + id, Value: v, T: ms})
+			}
+			pub("clients", float64(clients))
+			pub("messages_per_second", rate)
+			pub("coalesced_total", float64(s.hub.coalesced.Load()))
+			pub("too_slow_total", float64(s.hub.tooSlow.Load()))
+			pub("plugin_restarts_total", float64(s.plugins.restarts.Load()))
+			pub("rss_bytes", float64(rss()))
+			pub("goroutines", float64(runtime.NumGoroutine()))
+
+			if s.cfg.IdleTimeout > 0 && clients == 0 {
+				s.mu.Lock()
+				idle := now.Sub(s.lastUse)
+				s.mu.Unlock()
+				if idle >= s.cfg.IdleTimeout {
+					s.log.Info("no client for the idle timeout: stopping", "idle_timeout", s.cfg.IdleTimeout)
+					stop()
+					return
+				}
+			} else if clients > 0 {
+				s.mu.Lock()
+				s.lastUse = now
+				s.mu.Unlock()
+			}
+		}
+	}
+}
+
+// rss returns this process's resident set size in bytes, or 0.
+func rss() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, _ := strconv.ParseInt(f[1], 10, 64)
+	return pages * int64(os.Getpagesize())
+}

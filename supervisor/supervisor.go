@@ -1,0 +1,389 @@
+package supervisor
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/livecgi/livecgi/proto"
+	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/wire"
+)
+
+// builtinPlugin is the plugin id of the supervisor's own figures.
+const builtinPlugin = "livecgid"
+
+// Options configures a Supervisor.
+type Options struct {
+	Config  control.Config
+	Secret  []byte       // HMAC secret of the tokens; required
+	Logger  *slog.Logger // default: discard
+	Version string       // reported in hello and the control socket
+	// SocketDir holds go-plugin's unix sockets; default <state dir>/plugins.
+	SocketDir string
+	// Writers is the number of goroutines writing to clients; default
+	// 2×GOMAXPROCS, at least 4.
+	Writers int
+	// Stats is how often the supervisor publishes its own figures as the
+	// livecgid sensors; default 2 s.
+	Stats time.Duration
+}
+
+// Supervisor serves browsers and runs plugins. Create it with New and start
+// it with Run; it is done when Run returns.
+type Supervisor struct {
+	cfg     control.Config
+	secret  []byte
+	log     *slog.Logger
+	version string
+	writers int
+	stats   time.Duration
+	hub     *hub
+	plugins *manager
+
+	nonceMu sync.Mutex
+	nonces  map[string]time.Time // used tokens until they expire
+
+	port    int
+	lastUse time.Time // last time a client was connected, for idle exit
+	mu      sync.Mutex
+}
+
+// New checks opts and returns a Supervisor ready to Run.
+func New(opts Options) (*Supervisor, error) {
+	if err := opts.Config.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if len(opts.Secret) < 16 {
+		return nil, errors.New("secret: want at least 16 bytes")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Supervisor{
+		cfg: opts.Config, secret: opts.Secret, log: log, version: opts.Version,
+		writers: opts.Writers, stats: opts.Stats, nonces: map[string]time.Time{}, lastUse: time.Now(),
+	}
+	if s.version == "" {
+		s.version = "dev"
+	}
+	if s.writers <= 0 {
+		s.writers = max(4, 2*runtime.GOMAXPROCS(0))
+	}
+	if s.stats <= 0 {
+		s.stats = 2 * time.Second
+	}
+	epoch := make([]byte, 6)
+	rand.Read(epoch)
+	s.hub = newHub(hex.EncodeToString(epoch), s.version, s.cfg.History)
+	s.hub.work = make(chan *client, s.cfg.MaxClients+16)
+	socketDir := opts.SocketDir
+	if socketDir == "" {
+		socketDir = filepath.Join(s.cfg.StateDir, control.SocketDir)
+	}
+	s.plugins = &manager{
+		dir: s.cfg.PluginsDir, socketDir: socketDir, sums: s.cfg.PluginSHA256, hub: s.hub,
+		log: log, cmdTO: s.cfg.CommandTimeout, slots: map[string]*slot{},
+		env: append(os.Environ(), proto.EnvProcRoot+"="+s.cfg.ProcRoot, proto.EnvSysRoot+"="+s.cfg.SysRoot),
+	}
+	return s, nil
+}
+
+// Status is what the control socket reports.
+func (s *Supervisor) Status() control.Status {
+	s.mu.Lock()
+	port := s.port
+	s.mu.Unlock()
+	return control.Status{PID: os.Getpid(), Port: port, Version: s.version, Epoch: s.hub.epoch, Clients: s.hub.clientCount()}
+}
+
+// Run serves WebSockets on ln and runs the plugins until ctx ends (or the
+// idle timeout passes), then shuts down in order: stop accepting, close
+// every client with "going away", stop every plugin, stop watching.
+func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
+	if a, ok := ln.Addr().(*net.TCPAddr); ok {
+		s.mu.Lock()
+		s.port = a.Port
+		s.mu.Unlock()
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := os.MkdirAll(s.plugins.socketDir, 0o700); err != nil {
+		return fmt.Errorf("plugin socket dir: %w", err)
+	}
+	cleanSockets(s.plugins.socketDir, s.log)
+
+	pctx, stopPlugins := context.WithCancel(context.Background())
+	defer stopPlugins()
+	s.plugins.ctx = pctx
+	s.registerBuiltin()
+
+	var wg sync.WaitGroup
+	for range s.writers {
+		wg.Go(func() {
+			for c := range s.hub.work {
+				c.flush(s.cfg.WriteTimeout)
+			}
+		})
+	}
+	var bg sync.WaitGroup
+	bg.Go(func() { s.publishStats(ctx, cancel) })
+	bg.Go(func() { s.pinger(ctx) })
+	watchErr := make(chan error, 1)
+	bg.Go(func() { watchErr <- s.watch(ctx) })
+
+	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	s.log.Info("livecgid serving", "addr", ln.Addr().String(), "plugins_dir", s.cfg.PluginsDir, "version", s.version, "epoch", s.hub.epoch)
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+		err = fmt.Errorf("serve: %w", err)
+	case err = <-watchErr:
+		if err != nil {
+			err = fmt.Errorf("watch plugins: %w", err)
+		}
+	}
+	cancel()
+	// 1. Stop accepting.
+	sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
+	srv.Shutdown(sctx)
+	scancel()
+	// 2. Going away to every client (Shutdown does not wait for hijacked
+	// connections); their readers return and detach them.
+	s.hub.mu.Lock()
+	clients := make([]*client, 0, len(s.hub.clients))
+	for c := range s.hub.clients {
+		clients = append(clients, c)
+	}
+	s.hub.mu.Unlock()
+	var cw sync.WaitGroup
+	for _, c := range clients {
+		c.shut()
+		cw.Go(func() { c.conn.Close(websocket.StatusGoingAway, "supervisor stopping") })
+	}
+	cw.Wait()
+	// 3. Stop every plugin.
+	stopPlugins()
+	s.plugins.wait()
+	// 4. The watcher and the rest.
+	bg.Wait()
+	close(s.hub.work)
+	wg.Wait()
+	s.log.Info("livecgid stopped")
+	return err
+}
+
+// cleanSockets removes go-plugin socket dirs left by a killed supervisor.
+func cleanSockets(dir string, log *slog.Logger) {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err == nil {
+			log.Info("removed stale plugin socket", "path", e.Name())
+		}
+	}
+}
+
+// ServeHTTP upgrades /live to a WebSocket after checking the token.
+func (s *Supervisor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/live" {
+		http.Error(w, "not found: the live endpoint is /live", http.StatusNotFound)
+		return
+	}
+	origin := r.Header.Get("Origin")
+	nonce, err := control.VerifyToken(s.secret, r.URL.Query().Get("token"), origin, time.Now())
+	if err == nil && !s.useNonce(nonce) {
+		err = errors.New("token already used")
+	}
+	if err != nil {
+		s.log.Info("upgrade refused", "remote", r.RemoteAddr, "origin", origin, "err", err)
+		http.Error(w, "forbidden: "+err.Error(), http.StatusForbidden)
+		return
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		http.Error(w, "forbidden: bad origin", http.StatusForbidden)
+		return
+	}
+	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		Subprotocols:    []string{wire.Subprotocol},
+		OriginPatterns:  []string{u.Host}, // the token vouches for this origin
+		CompressionMode: websocket.CompressionDisabled,
+	})
+	if err != nil {
+		s.log.Info("upgrade failed", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	if conn.Subprotocol() != wire.Subprotocol {
+		conn.Close(websocket.StatusPolicyViolation, "subprotocol "+wire.Subprotocol+" required")
+		return
+	}
+	conn.SetReadLimit(s.cfg.MaxFrame)
+	if n := s.hub.clientCount(); n >= s.cfg.MaxClients {
+		s.log.Warn("client refused: too many clients", "max_clients", s.cfg.MaxClients)
+		conn.Close(wire.CloseTooMany, "too many clients")
+		return
+	}
+	c := &client{hub: s.hub, conn: conn, log: s.log.With("remote", r.RemoteAddr)}
+	s.hub.attach(c)
+	c.log.Debug("client connected")
+	s.read(r.Context(), c)
+	s.hub.detach(c)
+	c.shut()
+	s.mu.Lock()
+	s.lastUse = time.Now()
+	s.mu.Unlock()
+	c.log.Debug("client gone")
+}
+
+// useNonce makes a token single-use; it reports false if it was used.
+func (s *Supervisor) useNonce(n string) bool {
+	s.nonceMu.Lock()
+	defer s.nonceMu.Unlock()
+	now := time.Now()
+	if len(s.nonces) > 1024 {
+		for k, exp := range s.nonces {
+			if now.After(exp) {
+				delete(s.nonces, k)
+			}
+		}
+	}
+	if _, ok := s.nonces[n]; ok {
+		return false
+	}
+	s.nonces[n] = now.Add(s.cfg.TokenTTL + time.Minute)
+	return true
+}
+
+// read handles c's frames until the connection ends.
+func (s *Supervisor) read(ctx context.Context, c *client) {
+	lim := limiter{rate: s.cfg.Rate, burst: float64(s.cfg.Burst)}
+	for {
+		typ, data, err := c.conn.Read(ctx)
+		if err != nil {
+			if st := websocket.CloseStatus(err); st != -1 {
+				c.log.Debug("client closed", "status", st)
+			} else {
+				c.log.Debug("read ended", "err", err)
+			}
+			return
+		}
+		now := time.Now()
+		if !lim.allow(now) {
+			if lim.strikes > 10*s.cfg.Burst {
+				c.log.Warn("client closed: kept flooding past its rate limit", "rate", s.cfg.Rate)
+				c.conn.Close(wire.CloseRateLimits, "rate limit exceeded")
+				return
+			}
+			if now.Sub(lim.lastWarn) > time.Second {
+				lim.lastWarn = now
+				c.queueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrRateLimited,
+					Message: fmt.Sprintf("more than %g messages per second: messages dropped", s.cfg.Rate)})
+			}
+			continue
+		}
+		if typ != websocket.MessageText {
+			c.queueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrBadMessage, Message: "binary frames are not accepted"})
+			continue
+		}
+		msg, err := wire.DecodeClient(data)
+		if err != nil {
+			var de *wire.DecodeError
+			errors.As(err, &de)
+			c.queueJSON(wire.Error{Type: wire.TypeError, Code: de.Code, Message: err.Error()})
+			continue
+		}
+		switch m := msg.(type) {
+		case *wire.CommandMsg:
+			s.command(ctx, c, m)
+		case *wire.Subscribe:
+			snap, unknown := s.hub.subscribe(c, m.Sensors)
+			if len(unknown) > 0 {
+				c.queueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrUnknownSensor, Message: fmt.Sprintf("unknown sensors: %q", unknown)})
+			}
+			c.queueControl(snap)
+		case *wire.Resume:
+			c.queueControl(s.hub.resume(c, m.Epoch, m.Seq))
+		}
+	}
+}
+
+// command validates m against the command's schema and runs it on its
+// plugin; the result goes to c only.
+func (s *Supervisor) command(ctx context.Context, c *client, m *wire.CommandMsg) {
+	cmd, ok := s.hub.command(m.Name)
+	if !ok {
+		c.queueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrUnknownCommand, ID: m.ID, Message: fmt.Sprintf("unknown command %q", m.Name)})
+		return
+	}
+	args, err := validateArgs(cmd.Args, m.Args)
+	if err != nil {
+		c.queueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrBadArgs, ID: m.ID, Message: fmt.Sprintf("%s: %v", m.Name, err)})
+		return
+	}
+	go func() {
+		cctx, cancel := context.WithTimeout(context.Background(), s.cfg.CommandTimeout)
+		defer cancel()
+		local := m.Name[len(cmd.Plugin)+1:]
+		v, err := s.plugins.do(cctx, cmd.Plugin, local, m.ID, args)
+		res := wire.Result{Type: wire.TypeResult, ID: m.ID, OK: err == nil}
+		if err != nil {
+			res.Error = err.Error()
+			c.log.Info("command failed", "command", m.Name, "id", m.ID, "err", err)
+		} else if len(v) > 0 {
+			res.Value = json.RawMessage(v)
+		}
+		c.queueJSON(res)
+	}()
+}
+
+// pinger pings every client each PingInterval and drops those that do not
+// answer in time.
+func (s *Supervisor) pinger(ctx context.Context) {
+	if s.cfg.PingInterval <= 0 {
+		return
+	}
+	t := time.NewTicker(s.cfg.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.hub.mu.Lock()
+		clients := make([]*client, 0, len(s.hub.clients))
+		for c := range s.hub.clients {
+			clients = append(clients, c)
+		}
+		s.hub.mu.Unlock()
+		for _, c := range clients {
+			go func() {
+				pctx, cancel := context.WithTimeout(ctx, s.cfg.PingInterval)
+				defer cancel()
+				if err := c.conn.Ping(pctx); err != nil && ctx.Err() == nil {
+					c.log.Info("client dropped: no pong", "err", err)
+					c.conn.CloseNow()
+				}
+			}()
+		}
+	}
+}
