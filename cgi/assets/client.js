@@ -1,0 +1,294 @@
+/* livecgi browser client, wire protocol livecgi.v1 (see proto/README.md).
+ * Plain ES2017, no dependencies, no build step.
+ *
+ *   const live = LiveCGI.connect({stub: "/cgi-bin/live.cgi"});
+ *   live.on("reading", r => console.log(r.sensor, r.value));
+ *   live.command("leds.set", {led: "power", on: true}).then(v => ..., err => ...);
+ *
+ * Events (detail in ev.detail, or the first argument of an on() handler):
+ * "state" {state, retryIn}, "open", "hello", "snapshot", "reading", "status",
+ * "result", "error" {code, message}, "close" {code, reason, retryIn}.
+ */
+(function (root) {
+  "use strict";
+  const PROTOCOL = "livecgi.v1";
+  const script = typeof document !== "undefined" && document.currentScript ? document.currentScript.src : "";
+
+  // backoff returns the delay in ms before reconnect attempt n (0-based):
+  // min doubled n times, capped at max, with equal jitter (half fixed, half
+  // random) so that many clients of one device do not reconnect in step.
+  function backoff(n, min, max, rnd) {
+    const d = Math.min(max, min * Math.pow(2, Math.min(n, 30)));
+    return Math.round(d / 2 + rnd() * d / 2);
+  }
+
+  // defaultStub is the stub this script was loaded from (…/live.cgi?client.js),
+  // else the page's own path (the dashboard is served by the stub itself).
+  function defaultStub() {
+    if (/\?client\.js$/.test(script)) return script.replace(/\?.*$/, "");
+    return root.location ? root.location.pathname : "";
+  }
+
+  function fail(code, message) {
+    const err = new Error(message);
+    err.code = code;
+    return err;
+  }
+
+  const realTimers = {
+    setTimeout: (f, ms) => setTimeout(f, ms),
+    clearTimeout: (id) => clearTimeout(id),
+    now: () => Date.now(),
+    random: () => Math.random(),
+  };
+
+  // Live is one connection to a livecgi supervisor that reconnects by itself
+  // until close(). Options: stub (URL of live.cgi), sensors (ids to
+  // subscribe to; all when empty), timeout (command timeout, ms, 10000),
+  // minDelay/maxDelay (reconnect backoff, ms, 500/30000), stableAfter (ms a
+  // connection must last to reset the backoff, 10000). fetch, WebSocket and
+  // timers replace the browser's, for tests.
+  class Live extends EventTarget {
+    constructor(opts) {
+      super();
+      opts = opts || {};
+      this.stub = opts.stub || defaultStub();
+      this.state = "connecting";
+      this.epoch = "";   // supervisor run of the last hello
+      this.seq = 0;      // highest sequence number seen in this epoch
+      this.server = "";
+      this.values = new Map();   // sensor id → last reading
+      this.sensors = new Map();  // sensor id → descriptor
+      this.commands = new Map(); // command id → descriptor
+      this.plugins = new Map();  // plugin id → {id, state, version, reason}
+      this._o = {
+        timeout: opts.timeout || 10000, min: opts.minDelay || 500,
+        max: opts.maxDelay || 30000, stable: opts.stableAfter || 10000,
+      };
+      this._fetch = opts.fetch || ((u, o) => root.fetch(u, o));
+      this._WS = opts.WebSocket || root.WebSocket;
+      this._t = opts.timers || realTimers;
+      this._sub = opts.sensors || [];
+      this._pending = new Map(); // command id → {resolve, reject, timer, frame, sent}
+      this._n = 0;
+      this._attempt = 0;
+      this._live = false;  // a connection was ever open: later attempts are "reconnecting"
+      this._ws = null;
+      this._timer = null;
+      this._opened = 0;
+      this._closed = false;
+      this._online = () => { if (this._timer !== null) { this._t.clearTimeout(this._timer); this._run(); } };
+      if (root.addEventListener) root.addEventListener("online", this._online);
+      this._run();
+    }
+
+    // on calls fn(detail, event) for every event of type and returns a
+    // function that removes the handler.
+    on(type, fn) {
+      const h = (ev) => fn(ev.detail, ev);
+      this.addEventListener(type, h);
+      return () => this.removeEventListener(type, h);
+    }
+
+    // command sends a command (name is its id from hello, args an object)
+    // and resolves with the result's value, or rejects with an Error whose
+    // code is the wire error code, "failed" (the command itself failed),
+    // "timeout" or "closed". Commands made while disconnected are sent once
+    // connected, within the same timeout.
+    command(name, args, opts) {
+      const id = "c" + (++this._n);
+      const timeout = (opts && opts.timeout) || this._o.timeout;
+      return new Promise((resolve, reject) => {
+        if (this._closed) return reject(fail("closed", "connection closed"));
+        const p = { resolve, reject, frame: { type: "command", id, name, args: args || {} } };
+        p.timer = this._t.setTimeout(() => {
+          this._pending.delete(id);
+          reject(fail("timeout", `command ${name}: no answer in ${timeout} ms`));
+        }, timeout);
+        this._pending.set(id, p);
+        p.sent = this._send(p.frame);
+      });
+    }
+
+    // subscribe limits readings to the given sensor ids (all when empty);
+    // the choice is kept across reconnects.
+    subscribe(sensors) {
+      this._sub = sensors || [];
+      this._send({ type: "subscribe", sensors: this._sub });
+    }
+
+    // close ends the connection for good and rejects pending commands.
+    close() {
+      this._closed = true;
+      if (root.removeEventListener) root.removeEventListener("online", this._online);
+      if (this._timer !== null) this._t.clearTimeout(this._timer);
+      this._timer = null;
+      const ws = this._ws;
+      this._ws = null;
+      if (ws) ws.close(1000, "client closed");
+      this._rejectAll(false);
+      this._setState("closed");
+    }
+
+    _emit(type, detail) { this.dispatchEvent(new CustomEvent(type, { detail })); }
+
+    _setState(state, retryIn) {
+      this.state = state;
+      this._emit("state", { state, retryIn });
+    }
+
+    _send(frame) {
+      if (!this._ws || this._ws.readyState !== 1) return false;
+      this._ws.send(JSON.stringify(frame));
+      return true;
+    }
+
+    _rejectAll(sentOnly) {
+      for (const [id, p] of this._pending) {
+        if (sentOnly && !p.sent) continue;
+        this._t.clearTimeout(p.timer);
+        this._pending.delete(id);
+        p.reject(fail("closed", "connection closed before the result"));
+      }
+    }
+
+    // _run fetches a fresh connect document (a new token each time) and dials.
+    async _run() {
+      this._timer = null;
+      if (this._closed) return;
+      this._setState(this._live ? "reconnecting" : "connecting");
+      let doc;
+      try {
+        const url = this.stub + (this.stub.indexOf("?") < 0 ? "?" : "&") + "connect";
+        const ac = typeof AbortController === "function" ? new AbortController() : null;
+        const abort = this._t.setTimeout(() => ac && ac.abort(), this._o.timeout);
+        let res, text;
+        try {
+          res = await this._fetch(url, { cache: "no-store", credentials: "same-origin", signal: ac && ac.signal });
+          text = await res.text();
+        } finally { this._t.clearTimeout(abort); }
+        try { doc = JSON.parse(text); } catch (e) { throw new Error(`HTTP ${res.status}, not a connect document`); }
+        if (!res.ok || doc.error) {
+          const e = doc.error;
+          throw new Error((e && (e.message || (typeof e === "string" ? e : JSON.stringify(e)))) || `HTTP ${res.status}`);
+        }
+        if (doc.protocol !== PROTOCOL || typeof doc.url !== "string") throw new Error(`unsupported protocol ${doc.protocol}`);
+      } catch (err) {
+        return this._failed(`connect: ${err && err.message || err}`);
+      }
+      if (this._closed) return;
+      let ws;
+      try { ws = new this._WS(doc.url, PROTOCOL); } catch (err) { return this._failed(`websocket: ${err && err.message || err}`); }
+      this._ws = ws;
+      const guard = this._t.setTimeout(() => { if (ws.readyState === 0) ws.close(); }, this._o.timeout);
+      ws.onopen = () => { this._t.clearTimeout(guard); if (ws === this._ws) this._onopen(); };
+      ws.onmessage = (ev) => { if (ws === this._ws) this._onmessage(ev.data); };
+      ws.onclose = (ev) => { this._t.clearTimeout(guard); if (ws === this._ws) this._onclose(ev); };
+      ws.onerror = () => {}; // a close event follows with the code
+    }
+
+    _failed(message) {
+      if (this._closed) return;
+      this._emit("error", { code: "connect", message });
+      this._retry();
+    }
+
+    _retry() {
+      const delay = backoff(this._attempt++, this._o.min, this._o.max, () => this._t.random());
+      this._timer = this._t.setTimeout(() => this._run(), delay);
+      this._setState(this._live ? "reconnecting" : "connecting", delay);
+      return delay;
+    }
+
+    _onopen() {
+      this._opened = this._t.now();
+      this._live = true;
+      if (this.epoch) this._send({ type: "resume", epoch: this.epoch, seq: this.seq });
+      if (this._sub.length) this._send({ type: "subscribe", sensors: this._sub });
+      for (const p of this._pending.values()) if (!p.sent) p.sent = this._send(p.frame);
+      this._emit("open", {});
+    }
+
+    _onclose(ev) {
+      this._ws = null;
+      if (this._opened && this._t.now() - this._opened >= this._o.stable) this._attempt = 0;
+      this._opened = 0;
+      this._rejectAll(true);
+      if (this._closed) return;
+      const retryIn = this._retry();
+      this._emit("close", { code: ev.code, reason: ev.reason || "", retryIn });
+    }
+
+    _onmessage(data) {
+      let m;
+      try { m = JSON.parse(data); } catch (e) { return this._emit("error", { code: "bad_frame", message: "server sent invalid JSON" }); }
+      switch (m.type) {
+        case "hello": return this._hello(m);
+        case "snapshot": return this._snapshot(m);
+        case "reading":
+          if (m.seq > this.seq) this.seq = m.seq;
+          return this._apply(m, false);
+        case "status": {
+          const p = Object.assign(this.plugins.get(m.plugin) || { id: m.plugin }, { state: m.state, reason: m.reason || "" });
+          if (m.version) p.version = m.version;
+          this.plugins.set(m.plugin, p);
+          return this._emit("status", m);
+        }
+        case "result": {
+          const p = this._settle(m.id);
+          if (p) m.ok ? p.resolve(m.value) : p.reject(fail("failed", m.error || "command failed"));
+          return this._emit("result", m);
+        }
+        case "error": {
+          const p = m.id && this._settle(m.id);
+          if (p) return p.reject(fail(m.code, m.message));
+          return this._emit("error", { code: m.code, message: m.message, id: m.id });
+        }
+      } // unknown types are ignored: newer servers may add some
+    }
+
+    _settle(id) {
+      const p = this._pending.get(id);
+      if (!p) return null; // timed out already
+      this._pending.delete(id);
+      this._t.clearTimeout(p.timer);
+      return p;
+    }
+
+    _hello(m) {
+      if (m.epoch !== this.epoch) { // a new supervisor run: its sequence numbers start over
+        this.epoch = m.epoch;
+        this.seq = 0;
+        this.values.clear();
+      }
+      this.server = m.server || "";
+      this.sensors = new Map((m.sensors || []).map((s) => [s.id, s]));
+      this.commands = new Map((m.commands || []).map((c) => [c.id, c]));
+      this.plugins = new Map((m.plugins || []).map((p) => [p.id, Object.assign({}, p)]));
+      for (const id of this.values.keys()) if (!this.sensors.has(id)) this.values.delete(id);
+      if (this.state !== "live") this._setState("live");
+      this._emit("hello", m);
+    }
+
+    // _snapshot applies a full snapshot as the new truth, and the readings
+    // of a replay only where they are newer than what the client holds.
+    _snapshot(m) {
+      const full = m.mode !== "replay";
+      if (full) this.values.clear();
+      if (m.seq > this.seq) this.seq = m.seq;
+      for (const r of m.readings || []) this._apply(Object.assign({ type: "reading" }, r), full);
+      this._emit("snapshot", m);
+    }
+
+    _apply(r, force) {
+      const cur = this.values.get(r.sensor);
+      if (!force && cur && cur.seq >= r.seq) return;
+      this.values.set(r.sensor, r);
+      this._emit("reading", r);
+    }
+  }
+
+  const LiveCGI = { PROTOCOL, Live, backoff, connect: (opts) => new Live(opts) };
+  root.LiveCGI = LiveCGI;
+  if (typeof module === "object" && module.exports) module.exports = LiveCGI;
+})(typeof globalThis !== "undefined" ? globalThis : this);

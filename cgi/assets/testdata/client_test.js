@@ -1,0 +1,335 @@
+// Unit tests of client.js under node: the reconnect backoff, the resume
+// bookkeeping and command promises, driven by a fake clock, a fake fetch and
+// a fake WebSocket. Run by TestClientLogic in assets_test.go, or by hand:
+//   node cgi/assets/testdata/client_test.js
+"use strict";
+const test = require("node:test");
+const assert = require("node:assert/strict");
+const path = require("node:path");
+const LiveCGI = require(path.join(__dirname, "..", "client.js"));
+
+// Clock is a fake of setTimeout/clearTimeout/Date.now/Math.random: time
+// moves only with advance().
+class Clock {
+  constructor() { this.t = 1000000; this.timers = new Map(); this.n = 0; this.rnd = 0.5; }
+  now() { return this.t; }
+  random() { return this.rnd; }
+  setTimeout(f, ms) { const id = ++this.n; this.timers.set(id, { at: this.t + ms, f }); return id; }
+  clearTimeout(id) { this.timers.delete(id); }
+  // advance runs every timer due within ms, in time order.
+  async advance(ms) {
+    const end = this.t + ms;
+    for (;;) {
+      await settle();
+      let next = null;
+      for (const [id, tm] of this.timers) if (tm.at <= end && (!next || tm.at < next[1].at)) next = [id, tm];
+      if (!next) break;
+      this.timers.delete(next[0]);
+      this.t = next[1].at;
+      next[1].f();
+    }
+    this.t = end;
+    await settle();
+  }
+}
+
+// settle lets pending promise callbacks run.
+function settle() { return new Promise((r) => setImmediate(r)); }
+
+// Harness wires a Live to a fake stub and fake sockets.
+function harness(opts, stub) {
+  const h = { clock: new Clock(), sockets: [], fetches: [], stub: Object.assign({ status: 200, fail: null }, stub), events: [] };
+  if (stub && stub.rnd !== undefined) h.clock.rnd = stub.rnd;
+  class FakeWS {
+    constructor(url, protocol) {
+      this.url = url; this.protocol = protocol; this.readyState = 0; this.sent = [];
+      h.sockets.push(this);
+    }
+    send(s) { assert.equal(this.readyState, 1, "send on a socket that is not open"); this.sent.push(JSON.parse(s)); }
+    close(code, reason) { if (this.readyState === 3) return; this.readyState = 3; this.closedWith = code; queueMicrotask(() => this.onclose({ code: code || 1006, reason: reason || "" })); }
+    // server side
+    open() { this.readyState = 1; this.onopen({}); }
+    recv(m) { this.onmessage({ data: typeof m === "string" ? m : JSON.stringify(m) }); }
+    drop(code, reason) { this.readyState = 3; this.onclose({ code, reason: reason || "" }); }
+  }
+  const fetch = async (url, init) => {
+    h.fetches.push({ url, init });
+    if (h.stub.fail) throw new Error(h.stub.fail);
+    const n = h.fetches.length;
+    const body = h.stub.status === 200
+      ? { url: `ws://127.0.0.1:8081/live?token=t${n}`, token: `t${n}`, expires: 0, protocol: "livecgi.v1" }
+      : { error: "supervisor did not start: permission denied" };
+    return { ok: h.stub.status === 200, status: h.stub.status, text: async () => JSON.stringify(body) };
+  };
+  h.live = LiveCGI.connect(Object.assign({ stub: "/cgi-bin/live.cgi", fetch, WebSocket: FakeWS, timers: h.clock }, opts));
+  for (const type of ["state", "open", "hello", "snapshot", "reading", "status", "result", "error", "close"]) {
+    h.live.on(type, (d) => h.events.push([type, d]));
+  }
+  h.ws = () => h.sockets[h.sockets.length - 1];
+  h.of = (type) => h.events.filter((e) => e[0] === type).map((e) => e[1]);
+  return h;
+}
+
+const hello = (epoch, seq, extra) => Object.assign({
+  type: "hello", version: 1, server: "test", epoch, seq,
+  sensors: [
+    { id: "system.load1", plugin: "system", title: "Load", value_type: "number", interval_ms: 1000 },
+    { id: "system.uptime_seconds", plugin: "system", title: "Uptime", unit: "s", value_type: "number", interval_ms: 1000 },
+  ],
+  commands: [{ id: "leds.set", plugin: "leds", title: "Set LED", args: [{ name: "on", type: "bool" }] }],
+  plugins: [{ id: "leds", state: "online" }, { id: "system", state: "online" }],
+}, extra);
+const reading = (sensor, value, seq) => ({ type: "reading", sensor, value, seq, t: seq });
+
+// connected returns a harness whose client got hello and a full snapshot.
+async function connected(opts) {
+  const h = harness(opts);
+  await settle();
+  h.ws().open();
+  h.ws().recv(hello("e1", 10));
+  h.ws().recv({ type: "snapshot", mode: "full", seq: 10, readings: [{ sensor: "system.load1", value: 0.5, seq: 9, t: 9 }] });
+  return h;
+}
+
+test("backoff doubles from min to max with equal jitter", () => {
+  const d = (n, r) => LiveCGI.backoff(n, 500, 30000, () => r);
+  assert.deepEqual([0, 1, 2, 3, 6, 7, 100].map((n) => d(n, 1)), [500, 1000, 2000, 4000, 30000, 30000, 30000]);
+  assert.deepEqual([0, 1, 6].map((n) => d(n, 0)), [250, 500, 15000]);
+});
+
+test("connect fetches a fresh connect document and dials its url with the subprotocol", async () => {
+  const h = harness();
+  await settle();
+  assert.equal(h.fetches.length, 1);
+  assert.equal(h.fetches[0].url, "/cgi-bin/live.cgi?connect");
+  assert.equal(h.fetches[0].init.cache, "no-store");
+  assert.equal(h.ws().url, "ws://127.0.0.1:8081/live?token=t1");
+  assert.equal(h.ws().protocol, "livecgi.v1");
+  assert.equal(h.live.state, "connecting");
+  h.ws().open();
+  assert.deepEqual(h.ws().sent, [], "a first connection sends no resume");
+  h.ws().recv(hello("e1", 3));
+  assert.equal(h.live.state, "live");
+  assert.deepEqual([...h.live.sensors.keys()], ["system.load1", "system.uptime_seconds"]);
+  assert.equal(h.live.plugins.get("leds").state, "online");
+});
+
+test("a stub URL with a query gets &connect", async () => {
+  const h = harness({ stub: "/cgi-bin/live.cgi?x=1" });
+  await settle();
+  assert.equal(h.fetches[0].url, "/cgi-bin/live.cgi?x=1&connect");
+});
+
+test("snapshot and readings fill values; stale readings are ignored", async () => {
+  const h = await connected();
+  assert.equal(h.live.values.get("system.load1").value, 0.5);
+  h.ws().recv(reading("system.load1", 0.7, 11));
+  h.ws().recv(reading("system.load1", 0.6, 11)); // duplicate sequence
+  assert.equal(h.live.values.get("system.load1").value, 0.7);
+  assert.equal(h.live.seq, 11);
+  assert.deepEqual(h.of("reading").map((r) => r.value), [0.5, 0.7]);
+  assert.equal(h.of("snapshot").length, 1);
+});
+
+test("reconnect sends resume with the epoch and last sequence, then merges the replay", async () => {
+  const h = await connected();
+  h.ws().recv(reading("system.load1", 0.7, 11));
+  h.ws().recv(reading("system.uptime_seconds", 100, 12));
+  h.ws().drop(1001, "going away");
+  assert.equal(h.live.state, "reconnecting");
+  const close = h.of("close")[0];
+  assert.equal(close.code, 1001);
+  assert.equal(close.retryIn, 375); // 500 ms, jitter 0.5
+  await h.clock.advance(374);
+  assert.equal(h.fetches.length, 1, "no attempt before the backoff delay");
+  await h.clock.advance(1);
+  assert.equal(h.fetches.length, 2, "each attempt fetches a fresh token");
+  assert.equal(h.ws().url, "ws://127.0.0.1:8081/live?token=t2");
+  h.ws().open();
+  assert.deepEqual(h.ws().sent, [{ type: "resume", epoch: "e1", seq: 12 }]);
+  h.ws().recv(hello("e1", 14));
+  h.ws().recv({ type: "snapshot", mode: "full", seq: 14, readings: [
+    { sensor: "system.load1", value: 0.9, seq: 14, t: 14 }, { sensor: "system.uptime_seconds", value: 101, seq: 13, t: 13 }] });
+  h.ws().recv({ type: "snapshot", mode: "replay", seq: 14, readings: [
+    { sensor: "system.uptime_seconds", value: 101, seq: 13, t: 13 }, { sensor: "system.load1", value: 0.9, seq: 14, t: 14 }] });
+  assert.equal(h.live.values.get("system.load1").value, 0.9);
+  assert.equal(h.live.values.get("system.uptime_seconds").value, 101);
+  assert.equal(h.live.seq, 14);
+  assert.deepEqual(h.of("snapshot").map((s) => s.mode), ["full", "full", "replay"]);
+  h.ws().recv(reading("system.load1", 1.1, 15));
+  assert.equal(h.live.seq, 15);
+  assert.equal(h.live.values.get("system.load1").value, 1.1);
+});
+
+test("a new epoch resets the sequence and the values", async () => {
+  const h = await connected();
+  h.ws().recv(reading("system.uptime_seconds", 100, 50));
+  h.ws().drop(1006);
+  await h.clock.advance(500);
+  h.ws().open();
+  assert.deepEqual(h.ws().sent, [{ type: "resume", epoch: "e1", seq: 50 }]);
+  h.ws().recv(hello("e2", 2));
+  assert.equal(h.live.epoch, "e2");
+  assert.equal(h.live.seq, 0);
+  assert.equal(h.live.values.size, 0);
+  h.ws().recv({ type: "snapshot", mode: "full", reason: "unknown epoch", seq: 2, readings: [{ sensor: "system.load1", value: 0.1, seq: 2, t: 2 }] });
+  h.ws().recv(reading("system.uptime_seconds", 1, 3)); // lower than 50 of the old epoch: applied
+  assert.equal(h.live.values.get("system.uptime_seconds").value, 1);
+  assert.equal(h.live.seq, 3);
+});
+
+test("reconnect delays double with every failure and cap at maxDelay", async () => {
+  const h = harness({ maxDelay: 4000 }, { status: 503, rnd: 1 });
+  await settle();
+  const delays = () => h.of("state").filter((s) => s.retryIn).map((s) => s.retryIn);
+  for (let i = 0; i < 5; i++) await h.clock.advance(delays().pop());
+  assert.deepEqual(delays(), [500, 1000, 2000, 4000, 4000, 4000]);
+  assert.equal(h.fetches.length, 6);
+  const errs = h.of("error");
+  assert.equal(errs[0].code, "connect");
+  assert.match(errs[0].message, /supervisor did not start: permission denied/);
+  assert.equal(h.live.state, "connecting", "never connected yet");
+});
+
+test("a fetch that throws is retried too", async () => {
+  const h = harness({}, { fail: "NetworkError" });
+  await settle();
+  assert.match(h.of("error")[0].message, /connect: NetworkError/);
+  h.stub.fail = null;
+  await h.clock.advance(h.of("state").pop().retryIn);
+  assert.equal(h.sockets.length, 1);
+});
+
+test("the backoff resets after a stable connection only", async () => {
+  const h = harness({ stableAfter: 10000 }, { status: 503, rnd: 1 });
+  await settle();
+  await h.clock.advance(500);
+  await h.clock.advance(1000); // three failures: 500, 1000, 2000
+  h.stub.status = 200;
+  await h.clock.advance(2000);
+  h.ws().open();
+  await h.clock.advance(9999);
+  h.ws().drop(1006); // short-lived: backoff goes on
+  assert.equal(h.of("close").pop().retryIn, 4000);
+  await h.clock.advance(4000);
+  h.ws().open();
+  await h.clock.advance(10000);
+  h.ws().drop(1006); // stable: backoff starts over
+  assert.equal(h.of("close").pop().retryIn, 500);
+});
+
+test("a socket that never opens is closed and retried", async () => {
+  const h = harness({ timeout: 3000 });
+  await settle();
+  const ws = h.ws();
+  await h.clock.advance(3000);
+  assert.equal(ws.readyState, 3);
+  assert.equal(h.of("close").length, 1);
+});
+
+test("command resolves with the result value", async () => {
+  const h = await connected();
+  const p = h.live.command("leds.set", { on: true });
+  const sent = h.ws().sent.pop();
+  assert.deepEqual(sent, { type: "command", id: sent.id, name: "leds.set", args: { on: true } });
+  h.ws().recv({ type: "result", id: sent.id, ok: true, value: { on: true } });
+  assert.deepEqual(await p, { on: true });
+});
+
+test("command rejects with the command's error or the server's error code", async () => {
+  const h = await connected();
+  const p1 = h.live.command("leds.set", { on: true });
+  const p2 = h.live.command("leds.set", { on: 3 });
+  const [c1, c2] = h.ws().sent.slice(-2);
+  assert.notEqual(c1.id, c2.id);
+  h.ws().recv({ type: "result", id: c1.id, ok: false, error: "led is busy" });
+  h.ws().recv({ type: "error", id: c2.id, code: "bad_args", message: "on: want bool" });
+  await assert.rejects(p1, { code: "failed", message: "led is busy" });
+  await assert.rejects(p2, { code: "bad_args", message: "on: want bool" });
+  assert.equal(h.of("error").length, 0, "errors of commands go to their promise");
+  h.ws().recv({ type: "error", code: "rate_limited", message: "slow down" });
+  assert.deepEqual(h.of("error")[0], { code: "rate_limited", message: "slow down", id: undefined });
+});
+
+test("command times out after 10 s by default, and a late result is ignored", async () => {
+  const h = await connected();
+  let err = null;
+  const p = h.live.command("leds.set", {}).catch((e) => { err = e; });
+  const id = h.ws().sent.pop().id;
+  await h.clock.advance(9999);
+  assert.equal(err, null);
+  await h.clock.advance(1);
+  await p;
+  assert.equal(err.code, "timeout");
+  h.ws().recv({ type: "result", id, ok: true, value: 1 });
+  assert.equal(h.of("result").length, 1);
+  let err2 = null;
+  h.live.command("leds.set", {}, { timeout: 50 }).catch((e) => { err2 = e; });
+  await h.clock.advance(50);
+  assert.equal(err2.code, "timeout");
+});
+
+test("a command made while disconnected is sent once connected; one in flight fails on close", async () => {
+  const h = harness();
+  const early = h.live.command("leds.set", { on: false });
+  await settle();
+  h.ws().open();
+  const sent = h.ws().sent[0];
+  assert.equal(sent.type, "command");
+  const inflight = h.live.command("leds.set", { on: true });
+  h.ws().recv({ type: "result", id: sent.id, ok: true, value: "ok" });
+  assert.equal(await early, "ok");
+  h.ws().drop(1006);
+  await assert.rejects(inflight, { code: "closed" });
+});
+
+test("subscribe is kept across reconnects", async () => {
+  const h = await connected({ sensors: ["system.load1"] });
+  assert.deepEqual(h.ws().sent, [{ type: "subscribe", sensors: ["system.load1"] }]);
+  h.live.subscribe(["system.uptime_seconds"]);
+  h.ws().drop(1006);
+  await h.clock.advance(500);
+  h.ws().open();
+  assert.deepEqual(h.ws().sent, [
+    { type: "resume", epoch: "e1", seq: 10 },
+    { type: "subscribe", sensors: ["system.uptime_seconds"] },
+  ]);
+});
+
+test("a second hello updates descriptors and drops values of removed sensors", async () => {
+  const h = await connected();
+  h.ws().recv(reading("system.uptime_seconds", 5, 11));
+  const next = hello("e1", 11, { sensors: [{ id: "system.load1", plugin: "system", title: "Load", value_type: "number", interval_ms: 1000 }] });
+  h.ws().recv(next);
+  assert.equal(h.of("hello").length, 2);
+  assert.deepEqual([...h.live.values.keys()], ["system.load1"]);
+  assert.equal(h.live.seq, 11, "same epoch keeps the sequence");
+});
+
+test("status updates the plugin table", async () => {
+  const h = await connected();
+  h.ws().recv({ type: "status", plugin: "system", state: "swapped", version: "2", previous_version: "1", t: 1 });
+  assert.deepEqual(h.live.plugins.get("system"), { id: "system", state: "swapped", reason: "", version: "2" });
+  assert.equal(h.of("status")[0].previous_version, "1");
+});
+
+test("an invalid frame is reported and the connection goes on", async () => {
+  const h = await connected();
+  h.ws().recv("{nope");
+  assert.equal(h.of("error")[0].code, "bad_frame");
+  h.ws().recv({ type: "future_thing" });
+  h.ws().recv(reading("system.load1", 2, 20));
+  assert.equal(h.live.values.get("system.load1").value, 2);
+});
+
+test("close stops reconnecting and rejects pending commands", async () => {
+  const h = await connected();
+  const p = h.live.command("leds.set", {});
+  h.live.close();
+  await assert.rejects(p, { code: "closed" });
+  await assert.rejects(h.live.command("leds.set", {}), { code: "closed" });
+  assert.equal(h.sockets[0].closedWith, 1000);
+  await h.clock.advance(120000);
+  assert.equal(h.fetches.length, 1);
+  assert.equal(h.live.state, "closed");
+});
