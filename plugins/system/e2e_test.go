@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	plugin "github.com/hashicorp/go-plugin"
+
+	"github.com/livecgi/livecgi/proto"
+)
+
+// TestEndToEnd builds the plugin, runs it as a real go-plugin process over
+// the fixtures, and checks Describe and the first reading of every sensor.
+func TestEndToEnd(t *testing.T) {
+	procRoot, _ := filepath.Abs(procFixture)
+	sysRoot, _ := filepath.Abs(sysFixture)
+	c := MustStartPlugin(t, "-X main.version=v1.2.3-test",
+		proto.EnvProcRoot+"="+procRoot, proto.EnvSysRoot+"="+sysRoot)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	d, err := c.Describe(ctx, &proto.DescribeRequest{})
+	if err != nil {
+		t.Fatalf("Describe: %v", err)
+	}
+	if d.Name != "system" || d.Version != "v1.2.3-test" {
+		t.Errorf("name, version = %q, %q; want system, v1.2.3-test", d.Name, d.Version)
+	}
+	if len(d.Commands) != 0 {
+		t.Errorf("got %d commands, want none", len(d.Commands))
+	}
+	desc := map[string]*proto.SensorDesc{}
+	for _, s := range d.Sensors {
+		desc[s.Id] = s
+	}
+	for _, id := range fixtureIDs() {
+		if desc[id] == nil {
+			t.Errorf("Describe lacks sensor %s", id)
+		}
+	}
+	if len(desc) != len(fixtureIDs()) {
+		t.Errorf("Describe has %d sensors, want %d", len(desc), len(fixtureIDs()))
+	}
+	for id, want := range map[string]struct {
+		title, unit string
+		ms          int64
+	}{
+		"cpu_percent":                    {"CPU", "%", 1000},
+		"load1":                          {"Load average, 1 min", "", 5000},
+		"net_eth0_rx_bytes_per_second":   {"eth0 received", "B/s", 1000},
+		"net_br_lan_tx_bytes_per_second": {"br-lan sent", "B/s", 1000},
+		"thermal_zone0_celsius":          {"cpu-thermal", "°C", 5000},
+		"mem_total_bytes":                {"Memory total", "B", 5000},
+	} {
+		if s := desc[id]; s != nil && (s.Title != want.title || s.Unit != want.unit || s.IntervalMs != want.ms || s.Type != proto.ValueType_NUMBER) {
+			t.Errorf("%s: got %v, want %+v", id, s, want)
+		}
+	}
+
+	stream, err := c.Stream(ctx, &proto.StreamRequest{})
+	if err != nil {
+		t.Fatalf("Stream: %v", err)
+	}
+	want := fixtureValues()
+	got := map[string]*proto.Reading{}
+	for len(got) < len(want) {
+		r, err := stream.Recv()
+		if err != nil {
+			t.Fatalf("Recv after %d sensors: %v", len(got), err)
+		}
+		if _, ok := got[r.Sensor]; !ok {
+			got[r.Sensor] = r
+		}
+	}
+	for id, v := range want {
+		r := got[id]
+		if r == nil {
+			t.Errorf("no reading of %s", id)
+			continue
+		}
+		n, ok := r.Value.(*proto.Reading_Number)
+		if r.Error != "" || !ok || !approx(n.Number, v) {
+			t.Errorf("%s: got %v, want %v", id, r, v)
+		}
+		if r.TMs == 0 {
+			t.Errorf("%s: no timestamp", id)
+		}
+	}
+}
+
+// MustStartPlugin builds the package in the current directory with the
+// extra ldflags, starts it as a go-plugin process with env added to its
+// environment, and returns its client; the process is killed when the test
+// ends.
+func MustStartPlugin(tb testing.TB, ldflags string, env ...string) proto.PluginClient {
+	tb.Helper()
+	bin := filepath.Join(tb.TempDir(), "plugin")
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w "+ldflags, "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		tb.Fatalf("go build: %v\n%s", err, out)
+	}
+
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	logs := &syncBuffer{}
+	client := plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  proto.Handshake,
+		Plugins:          proto.PluginSet(nil),
+		Cmd:              cmd,
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		Logger:           hclog.New(&hclog.LoggerOptions{Name: "plugin", Output: logs, Level: hclog.Debug}),
+		StartTimeout:     30 * time.Second,
+	})
+	tb.Cleanup(func() {
+		client.Kill()
+		if tb.Failed() {
+			tb.Logf("plugin log:\n%s", logs.String())
+		}
+	})
+	rpc, err := client.Client()
+	if err != nil {
+		tb.Fatalf("start plugin: %v\n%s", err, logs.String())
+	}
+	raw, err := rpc.Dispense(proto.PluginName)
+	if err != nil {
+		tb.Fatalf("dispense: %v", err)
+	}
+	return raw.(proto.PluginClient)
+}
+
+// syncBuffer is a bytes.Buffer safe for go-plugin's logging goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

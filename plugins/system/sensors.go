@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/livecgi/livecgi/plugins/sdk"
+)
+
+// Poll intervals. The kernel recomputes load averages every 5 s, so
+// polling them faster shows nothing new.
+const (
+	fastInterval = time.Second     // cpu, network
+	slowInterval = 5 * time.Second // load, memory, uptime, thermal
+)
+
+// newPlugin builds the plugin's sensors over procRoot and sysRoot.
+// Network interfaces and thermal zones are found once, here; a group that
+// can't be listed is left out with a warning, and the rest still serves.
+func newPlugin(procRoot, sysRoot string, log *slog.Logger) sdk.Plugin {
+	p := sdk.Plugin{Name: "system", Version: version}
+	ids := idSet{}
+	add := func(id, title, unit string, every time.Duration, sample func() (float64, error)) {
+		p.Sensors = append(p.Sensors, sdk.Sensor{
+			ID: ids.unique(id), Title: title, Unit: unit, Interval: every, Read: gauge(sample),
+		})
+	}
+	load := func(i int) func() (float64, error) {
+		return func() (float64, error) { l, err := readLoad(procRoot); return l[i], err }
+	}
+	mem := func(f func(memInfo) float64) func() (float64, error) {
+		return func() (float64, error) { m, err := readMem(procRoot); return f(m), err }
+	}
+	add("load1", "Load average, 1 min", "", slowInterval, load(0))
+	add("load5", "Load average, 5 min", "", slowInterval, load(1))
+	add("load15", "Load average, 15 min", "", slowInterval, load(2))
+	add("cpu_percent", "CPU", "%", fastInterval, (&cpuSensor{root: procRoot}).sample)
+	add("mem_total_bytes", "Memory total", "B", slowInterval, mem(func(m memInfo) float64 { return float64(m.total) }))
+	add("mem_available_bytes", "Memory available", "B", slowInterval, mem(func(m memInfo) float64 { return float64(m.available) }))
+	add("mem_used_percent", "Memory used", "%", slowInterval, mem(memInfo.usedPercent))
+	add("uptime_seconds", "Uptime", "s", slowInterval, func() (float64, error) { return readUptime(procRoot) })
+
+	devs, err := readNetDev(procRoot)
+	if err != nil {
+		log.Warn("no network sensors", "err", err)
+	}
+	for _, d := range devs {
+		id := "net_" + sanitize(d.name)
+		add(id+"_rx_bytes_per_second", d.name+" received", "B/s", fastInterval, (&netSensor{root: procRoot, iface: d.name}).sample)
+		add(id+"_tx_bytes_per_second", d.name+" sent", "B/s", fastInterval, (&netSensor{root: procRoot, iface: d.name, tx: true}).sample)
+	}
+
+	zones, err := findThermalZones(sysRoot)
+	if err != nil {
+		log.Warn("no thermal sensors", "err", err)
+	}
+	for _, z := range zones {
+		add(sanitize(z.name)+"_celsius", z.title, "°C", slowInterval, func() (float64, error) { return readCelsius(z.dir) })
+	}
+	return p
+}
+
+// gauge makes a sensor's Read from a func returning a number.
+func gauge(sample func() (float64, error)) func(context.Context) (sdk.Reading, error) {
+	return func(context.Context) (sdk.Reading, error) {
+		v, err := sample()
+		return sdk.Gauge(v), err
+	}
+}
+
+// idSet hands out ids that are unique within the plugin.
+type idSet map[string]bool
+
+// unique returns id, or id with a number appended when two names sanitize
+// alike ("br-lan" and "br.lan").
+func (s idSet) unique(id string) string {
+	u := id
+	for n := 2; s[u]; n++ {
+		u = id + "_" + strconv.Itoa(n)
+	}
+	s[u] = true
+	return u
+}
+
+// cpuSensor reports CPU use between two reads. The first read reports the
+// average since boot; a read in the same jiffy as the one before repeats
+// the last value.
+type cpuSensor struct {
+	root string
+	mu   sync.Mutex
+	prev cpuTimes
+	last float64
+}
+
+func (c *cpuSensor) sample() (float64, error) {
+	cur, err := readCPU(c.root)
+	if err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if pct, ok := cpuPercent(c.prev, cur); ok {
+		c.last = pct
+	}
+	c.prev = cur
+	return c.last, nil
+}
+
+// netSensor reports the bytes per second an interface received (or sent)
+// between two reads. The first read reports 0.
+type netSensor struct {
+	root  string
+	iface string
+	tx    bool
+	now   func() time.Time // time.Now when nil; tests set a clock
+
+	mu   sync.Mutex
+	prev uint64
+	at   time.Time // zero before the first read
+}
+
+func (n *netSensor) sample() (float64, error) {
+	devs, err := readNetDev(n.root)
+	if err != nil {
+		return 0, err
+	}
+	now := time.Now()
+	if n.now != nil {
+		now = n.now()
+	}
+	for _, d := range devs {
+		if d.name != n.iface {
+			continue
+		}
+		cur := d.rx
+		if n.tx {
+			cur = d.tx
+		}
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		v := 0.0
+		if !n.at.IsZero() {
+			v = rate(n.prev, cur, now.Sub(n.at))
+		}
+		n.prev, n.at = cur, now
+		return v, nil
+	}
+	return 0, fmt.Errorf("interface %s is gone", n.iface)
+}
