@@ -1,0 +1,29 @@
+// Package cgi is live.cgi, the CGI stub of livecgi: the small program a
+// CGI-only web server (boa, busybox httpd, mini_httpd, lighttpd, ...) runs on
+// every request. Standard library only.
+//
+// On every request the stub makes sure the supervisor (livecgid) runs,
+// starting it fully detached from the web server when its control socket
+// does not answer, and then answers one of:
+//
+//	live.cgi              the dashboard page (text/html)
+//	live.cgi?client.js    the JavaScript client (application/javascript)
+//	live.cgi?connect      a control.Connect JSON document: the WebSocket URL
+//	                      (the host the browser used, the supervisor's port),
+//	                      a short-lived token bound to the page's origin
+//
+// Every failure is a JSON document {"error": CODE, "reason": TEXT} with a
+// fitting HTTP status sent in the CGI "Status:" header; CODE is one of the
+// Err* constants and TEXT says what a person can do about it.
+//
+// Start with Main (what cmd/live.cgi calls), then Stub.Serve (one request
+// in, one Response out; pure apart from starting the supervisor),
+// RequestFromEnv (the CGI environment, parsed by pure functions) and
+// Response.WriteCGI.
+//
+// Why not net/http/cgi.Serve with an http.Handler: net/http makes the stub
+// 4.1 MiB for linux/arm instead of 2.6 MiB, over the 3 MiB budget for a
+// program exec'd on every page load. The request/response types here are
+// small enough that tests wrap Stub.Serve in an http.Handler themselves
+// (see handler_test.go) and run it under httptest.
+package cgi

@@ -1,0 +1,260 @@
+package cgi
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// Limits on what the stub accepts from the environment.
+const (
+	maxHost   = 262 // "[" + 45-byte IPv6 + "]" or a 253-byte name, plus ":65535"
+	maxOrigin = 8 + maxHost
+	maxQuery  = 256
+)
+
+// Request is the part of the CGI environment the stub looks at.
+type Request struct {
+	Method      string // REQUEST_METHOD; "" is taken as GET
+	Host        string // HTTP_HOST as the browser sent it
+	Origin      string // HTTP_ORIGIN; "" when the browser sent none
+	HTTPS       bool   // HTTPS=on (or REQUEST_SCHEME=https)
+	Query       string // QUERY_STRING
+	IfNoneMatch string // HTTP_IF_NONE_MATCH
+}
+
+// RequestFromEnv reads a Request from a CGI environment (os.Getenv under a
+// web server). It never fails: the values are checked where they are used.
+// Query words that boa also passes as argv are ignored: QUERY_STRING says
+// the same.
+func RequestFromEnv(getenv func(string) string) Request {
+	https := strings.EqualFold(getenv("HTTPS"), "on") || strings.EqualFold(getenv("REQUEST_SCHEME"), "https")
+	return Request{
+		Method:      getenv("REQUEST_METHOD"),
+		Host:        getenv("HTTP_HOST"),
+		Origin:      getenv("HTTP_ORIGIN"),
+		HTTPS:       https,
+		Query:       getenv("QUERY_STRING"),
+		IfNoneMatch: getenv("HTTP_IF_NONE_MATCH"),
+	}
+}
+
+// Action is what a request asks for.
+type Action int
+
+// The actions of the stub, chosen by the query string.
+const (
+	ActionPage     Action = iota // no query: the dashboard page
+	ActionClientJS               // ?client.js
+	ActionConnect                // ?connect
+)
+
+// ParseQuery returns the action a query string asks for: "" for the page,
+// "client.js" or "connect". Parameters named "v" or "_" (cache busters) may
+// follow; anything else is an error.
+func ParseQuery(q string) (Action, error) {
+	if len(q) > maxQuery {
+		return 0, fmt.Errorf("query string too long (%d bytes)", len(q))
+	}
+	act, seen := ActionPage, false
+	for _, part := range strings.Split(q, "&") {
+		if part == "" {
+			continue
+		}
+		key, _, hasValue := strings.Cut(part, "=")
+		var a Action
+		switch key {
+		case "client.js":
+			a = ActionClientJS
+		case "connect":
+			a = ActionConnect
+		case "v", "_":
+			continue
+		default:
+			return 0, fmt.Errorf("unknown query parameter %s: want none, client.js or connect", quote(key))
+		}
+		if hasValue {
+			return 0, fmt.Errorf("query parameter %s takes no value", key)
+		}
+		if seen {
+			return 0, errors.New("query asks for more than one of client.js and connect")
+		}
+		act, seen = a, true
+	}
+	return act, nil
+}
+
+// HostPort is a checked host[:port] from a Host header or an origin.
+type HostPort struct {
+	Host string // lower case, as sent; an IPv6 address in brackets
+	Port string // digits, "" if none was given
+}
+
+// String returns host[:port].
+func (h HostPort) String() string {
+	if h.Port == "" {
+		return h.Host
+	}
+	return h.Host + ":" + h.Port
+}
+
+// ParseHost checks a Host header strictly: a DNS name (letters, digits,
+// hyphens; labels of at most 63 bytes; at most 253 bytes; an optional final
+// dot), a dotted IPv4 address or a bracketed IPv6 address without zone,
+// then an optional ":port" (1-65535). Anything else is an error.
+func ParseHost(s string) (HostPort, error) {
+	if s == "" {
+		return HostPort{}, errors.New("no Host header")
+	}
+	if len(s) > maxHost {
+		return HostPort{}, fmt.Errorf("host too long (%d bytes)", len(s))
+	}
+	var host, rest string
+	if s[0] == '[' {
+		end := strings.IndexByte(s, ']')
+		if end < 0 {
+			return HostPort{}, fmt.Errorf("host %s: missing ]", quote(s))
+		}
+		a, err := netip.ParseAddr(s[1:end])
+		if err != nil || !a.Is6() || a.Zone() != "" {
+			return HostPort{}, fmt.Errorf("host %s: not an IPv6 address", quote(s))
+		}
+		host, rest = strings.ToLower(s[:end+1]), s[end+1:]
+	} else {
+		i := strings.IndexByte(s, ':')
+		if i < 0 {
+			i = len(s)
+		}
+		host, rest = strings.ToLower(s[:i]), s[i:]
+		if err := checkName(host); err != nil {
+			return HostPort{}, fmt.Errorf("host %s: %w", quote(s), err)
+		}
+	}
+	var port string
+	if rest != "" {
+		if rest[0] != ':' {
+			return HostPort{}, fmt.Errorf("host %s: junk after the address", quote(s))
+		}
+		port = rest[1:]
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || port[0] < '1' || port[0] > '9' {
+			return HostPort{}, fmt.Errorf("host %s: bad port", quote(s))
+		}
+	}
+	return HostPort{Host: host, Port: port}, nil
+}
+
+// checkName accepts a dotted IPv4 address or a DNS host name.
+func checkName(h string) error {
+	if h == "" {
+		return errors.New("empty host name")
+	}
+	if strings.Trim(h, "0123456789.") == "" {
+		if a, err := netip.ParseAddr(h); err != nil || !a.Is4() {
+			return errors.New("not an IPv4 address")
+		}
+		return nil
+	}
+	name := strings.TrimSuffix(h, ".")
+	if len(name) > 253 {
+		return errors.New("host name too long")
+	}
+	for _, label := range strings.Split(name, ".") {
+		if label == "" || len(label) > 63 {
+			return errors.New("empty or over-long label")
+		}
+		if label[0] == '-' || label[len(label)-1] == '-' {
+			return errors.New("label starts or ends with a hyphen")
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+				return fmt.Errorf("character %q not allowed in a host name", c)
+			}
+		}
+	}
+	return nil
+}
+
+// ParseOrigin checks an Origin header: "http://" or "https://" followed by
+// a host[:port] that ParseHost accepts, nothing else.
+func ParseOrigin(s string) (https bool, hp HostPort, err error) {
+	if len(s) > maxOrigin {
+		return false, HostPort{}, fmt.Errorf("origin too long (%d bytes)", len(s))
+	}
+	var rest string
+	switch {
+	case strings.HasPrefix(s, "http://"):
+		rest = s[len("http://"):]
+	case strings.HasPrefix(s, "https://"):
+		https, rest = true, s[len("https://"):]
+	default:
+		return false, HostPort{}, fmt.Errorf("origin %s: want http:// or https://", quote(s))
+	}
+	hp, err = ParseHost(rest)
+	if err != nil {
+		return false, HostPort{}, fmt.Errorf("origin %s: %w", quote(s), err)
+	}
+	return https, hp, nil
+}
+
+// errCrossSite is returned by TokenOrigin for an origin on another host.
+var errCrossSite = errors.New("cross-site request")
+
+// TokenOrigin decides the origin a connect token is bound to: the browser's
+// Origin header when it sent one (it must name the host of the Host header:
+// a page elsewhere gets errCrossSite), else scheme://host[:port] built from
+// the Host header the way a browser would write it (default port dropped).
+// It also returns the checked Host header.
+func TokenOrigin(r Request) (origin string, host HostPort, err error) {
+	host, err = ParseHost(r.Host)
+	if err != nil {
+		return "", host, err
+	}
+	if r.Origin != "" {
+		if r.Origin == "null" {
+			return "", host, fmt.Errorf("%w: opaque origin \"null\"", errCrossSite)
+		}
+		_, oh, err := ParseOrigin(r.Origin)
+		if err != nil {
+			return "", host, err
+		}
+		if !sameHost(oh.Host, host.Host) {
+			return "", host, fmt.Errorf("%w: page origin %s is not on host %s", errCrossSite, quote(r.Origin), host.Host)
+		}
+		return r.Origin, host, nil
+	}
+	scheme, def := "http", "80"
+	if r.HTTPS {
+		scheme, def = "https", "443"
+	}
+	o := scheme + "://" + host.Host
+	if host.Port != "" && host.Port != def {
+		o += ":" + host.Port
+	}
+	return o, host, nil
+}
+
+// sameHost compares two checked hosts; IPv6 addresses by value, since
+// "[::1]" and "[0::1]" are the same.
+func sameHost(a, b string) bool {
+	if a == b {
+		return true
+	}
+	if strings.HasPrefix(a, "[") && strings.HasPrefix(b, "[") {
+		x, err1 := netip.ParseAddr(strings.Trim(a, "[]"))
+		y, err2 := netip.ParseAddr(strings.Trim(b, "[]"))
+		return err1 == nil && err2 == nil && x == y
+	}
+	return false
+}
+
+// quote quotes s for an error message, cut to 64 bytes so a hostile value
+// cannot fill the answer.
+func quote(s string) string {
+	if len(s) > 64 {
+		return strconv.Quote(s[:64]) + "..."
+	}
+	return strconv.Quote(s)
+}

@@ -1,0 +1,116 @@
+package cgi
+
+import (
+	"io"
+	"strconv"
+	"strings"
+)
+
+// Error codes of the "error" field of a JSON error answer.
+const (
+	ErrBadRequest  = "bad_request"        // 400: unknown query, bad or missing Host, bad Origin
+	ErrCrossSite   = "cross_site"         // 403: Origin on another host than Host
+	ErrMethod      = "method_not_allowed" // 405: not GET or HEAD
+	ErrConfig      = "config"             // 500: the configuration file is unreadable or wrong
+	ErrStateDir    = "state_dir"          // 500: no usable state directory
+	ErrSupervisor  = "supervisor"         // 500/503: livecgid missing, failing or not answering
+	ErrInternal    = "internal"           // 500: anything else (the stub's own deadline)
+	maxReasonBytes = 512
+)
+
+// Field is one response header.
+type Field struct{ Name, Value string }
+
+// Response is one complete CGI answer.
+type Response struct {
+	Status int
+	Header []Field
+	Body   []byte
+}
+
+// ErrorBody is the JSON document of every failure.
+type ErrorBody struct {
+	Error  string `json:"error"`
+	Reason string `json:"reason"`
+}
+
+// errorResponse answers status with {"error": code, "reason": reason}.
+func errorResponse(status int, code, reason string) Response {
+	if len(reason) > maxReasonBytes {
+		reason = strings.ToValidUTF8(reason[:maxReasonBytes], "") + "..."
+	}
+	return jsonResponse(status, errorJSON(ErrorBody{Error: code, Reason: reason}))
+}
+
+func jsonResponse(status int, body []byte) Response {
+	return Response{
+		Status: status,
+		Header: []Field{
+			{"Content-Type", "application/json"},
+			{"Cache-Control", "no-store"},
+		},
+		Body: body,
+	}
+}
+
+// Get returns the value of the first header named name, or "".
+func (r Response) Get(name string) string {
+	for _, f := range r.Header {
+		if strings.EqualFold(f.Name, name) {
+			return f.Value
+		}
+	}
+	return ""
+}
+
+// WriteCGI writes r in CGI form: "Status:" first (busybox httpd only
+// understands it as the first line), then the headers, Content-Length, a
+// blank line and, unless head is true, the body. Lines end in CRLF because
+// some servers copy them to the client as they are.
+func (r Response) WriteCGI(w io.Writer, head bool) error {
+	var b strings.Builder
+	b.WriteString("Status: ")
+	b.WriteString(strconv.Itoa(r.Status))
+	b.WriteByte(' ')
+	b.WriteString(statusText(r.Status))
+	b.WriteString("\r\n")
+	for _, f := range r.Header {
+		b.WriteString(f.Name)
+		b.WriteString(": ")
+		b.WriteString(f.Value)
+		b.WriteString("\r\n")
+	}
+	b.WriteString("X-Content-Type-Options: nosniff\r\n")
+	if r.Status != 304 {
+		b.WriteString("Content-Length: ")
+		b.WriteString(strconv.Itoa(len(r.Body)))
+		b.WriteString("\r\n")
+	}
+	b.WriteString("\r\n")
+	out := []byte(b.String())
+	if !head && r.Status != 304 {
+		out = append(out, r.Body...)
+	}
+	_, err := w.Write(out)
+	return err
+}
+
+func statusText(code int) string {
+	switch code {
+	case 200:
+		return "OK"
+	case 304:
+		return "Not Modified"
+	case 400:
+		return "Bad Request"
+	case 403:
+		return "Forbidden"
+	case 405:
+		return "Method Not Allowed"
+	case 500:
+		return "Internal Server Error"
+	case 503:
+		return "Service Unavailable"
+	}
+	return "Status"
+}

@@ -1,0 +1,245 @@
+package cgi
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/wire"
+)
+
+// ConfigPath is the configuration file the stub reads, fixed at build
+// time: -ldflags '-X github.com/livecgi/livecgi/cgi.ConfigPath=/path'. A
+// missing file means the defaults.
+var ConfigPath = "/etc/livecgi/livecgi.conf"
+
+// Assets are the files the stub serves. Each func is called at most once
+// per request.
+type Assets struct {
+	Page     func() []byte // the dashboard, HTML with the client inlined
+	ClientJS func() []byte // the JavaScript client
+}
+
+// Stub answers requests. Build one per process with New; its fields may be
+// changed before the first Serve. Serve may be called from several
+// goroutines (tests do) as long as the fields are not changed.
+type Stub struct {
+	Assets     Assets
+	ConfigPath string         // passed to the supervisor as -config
+	Config     control.Config // loaded from ConfigPath
+	ConfigErr  error          // why ConfigPath could not be used; ?connect fails with it
+	Now        func() time.Time
+}
+
+// New loads the configuration file at path (a missing file gives the
+// defaults) and returns a Stub serving assets.
+func New(path string, assets Assets) *Stub {
+	if abs, err := filepath.Abs(path); err == nil {
+		path = abs
+	}
+	cfg, err := control.Load(path)
+	return &Stub{Assets: assets, ConfigPath: path, Config: cfg, ConfigErr: err, Now: time.Now}
+}
+
+// Deadline is the longest Serve can take with this configuration: the
+// wait for another stub's start, a start of our own, and some slack.
+func (s *Stub) Deadline() time.Duration {
+	return 2*s.Config.StartTimeout + 4*time.Second
+}
+
+// Serve answers one request. It starts the supervisor if need be (see
+// doc.go); the page and the client are served even when that fails, since
+// the client reports the ?connect error to the user.
+func (s *Stub) Serve(ctx context.Context, r Request) Response {
+	switch r.Method {
+	case "", "GET", "HEAD": // WriteCGI drops the body of a HEAD answer
+	default:
+		resp := errorResponse(405, ErrMethod, fmt.Sprintf("method %s not allowed: use GET", quote(r.Method)))
+		resp.Header = append(resp.Header, Field{"Allow", "GET, HEAD"})
+		return resp
+	}
+	act, err := ParseQuery(r.Query)
+	if err != nil {
+		return errorResponse(400, ErrBadRequest, err.Error())
+	}
+	switch act {
+	case ActionConnect:
+		return s.connect(ctx, r)
+	case ActionClientJS:
+		s.warmUp(ctx)
+		return s.asset(r, s.Assets.ClientJS, "application/javascript; charset=utf-8", "public, max-age=3600")
+	default:
+		s.warmUp(ctx)
+		return s.asset(r, s.Assets.Page, "text/html; charset=utf-8", "no-cache")
+	}
+}
+
+// warmUp starts the supervisor for a page or client load, so that the
+// client's ?connect right after finds it running. Errors are for
+// ?connect to report.
+func (s *Stub) warmUp(ctx context.Context) {
+	if s.ConfigErr != nil {
+		return
+	}
+	if st, err := s.starter(); err == nil {
+		st.ensure(ctx)
+	}
+}
+
+func (s *Stub) asset(r Request, get func() []byte, ctype, cache string) Response {
+	var body []byte
+	if get != nil {
+		body = get()
+	}
+	sum := sha256.Sum256(body)
+	etag := `"` + hex.EncodeToString(sum[:12]) + `"`
+	resp := Response{Status: 200, Header: []Field{
+		{"Content-Type", ctype},
+		{"Cache-Control", cache},
+		{"ETag", etag},
+	}, Body: body}
+	if etagMatch(r.IfNoneMatch, etag) {
+		resp.Status, resp.Body = 304, nil
+	}
+	return resp
+}
+
+// etagMatch reports whether an If-None-Match header lists etag.
+func etagMatch(header, etag string) bool {
+	if len(header) > 1024 {
+		return false
+	}
+	for _, t := range strings.Split(header, ",") {
+		t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
+		if t == etag || t == "*" {
+			return true
+		}
+	}
+	return false
+}
+
+// starter resolves the state directory and returns what starts the
+// supervisor. Its log lines say why when the configured dir was not used.
+func (s *Stub) starter() (*starter, error) {
+	dir, fallback, err := control.StateDir(s.Config.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	bin := s.Config.Supervisor
+	if abs, err := filepath.Abs(bin); err == nil {
+		bin = abs
+	}
+	cfg := s.Config
+	cfg.Supervisor = bin
+	st := &starter{cfg: cfg, configPath: s.ConfigPath, stateDir: dir}
+	st.log = func(format string, args ...any) {
+		msg := fmt.Sprintf(format, args...)
+		if fallback != nil {
+			msg += fmt.Sprintf(" (state dir %s used because %v)", dir, fallback)
+		}
+		appendLog(filepath.Join(dir, control.StubLogFile), s.Now(), msg)
+	}
+	return st, nil
+}
+
+func (s *Stub) connect(ctx context.Context, r Request) Response {
+	origin, host, err := TokenOrigin(r)
+	if errors.Is(err, errCrossSite) {
+		return errorResponse(403, ErrCrossSite, err.Error())
+	}
+	if err != nil {
+		return errorResponse(400, ErrBadRequest, err.Error())
+	}
+	if s.ConfigErr != nil {
+		return errorResponse(500, ErrConfig, fmt.Sprintf("config file %s: %v", s.ConfigPath, s.ConfigErr))
+	}
+	st, err := s.starter()
+	if err != nil {
+		return errorResponse(500, ErrStateDir, "state dir not writable: "+strings.TrimPrefix(err.Error(), "state dir not usable: "))
+	}
+	status, err := st.ensure(ctx)
+	if err != nil {
+		var se *StartError
+		if errors.As(err, &se) {
+			resp := errorResponse(se.Status, ErrSupervisor, se.Reason)
+			if se.Status == 503 {
+				resp.Header = append(resp.Header, Field{"Retry-After", "2"})
+			}
+			return resp
+		}
+		return errorResponse(500, ErrSupervisor, err.Error())
+	}
+	secret, err := control.Secret(st.stateDir)
+	if err != nil {
+		st.log("%v", err)
+		return errorResponse(500, ErrStateDir, fmt.Sprintf("state dir %s: %v", st.stateDir, err))
+	}
+	token, expires := control.MintToken(secret, origin, s.Now(), s.Config.TokenTTL)
+	doc := control.Connect{
+		URL:      "ws://" + host.Host + ":" + strconv.Itoa(status.Port) + "/live?token=" + token,
+		Token:    token,
+		Expires:  expires.UnixMilli(),
+		Protocol: wire.Subprotocol,
+	}
+	return jsonResponse(200, connectJSON(doc))
+}
+
+// maxLog is the size past which the stub's log is moved to .old.
+const maxLog = 64 << 10
+
+// appendLog adds one line to the stub's log. Failing that, it carries on:
+// the stub has nowhere else to write (boa's CGI stderr is read-only).
+func appendLog(path string, now time.Time, msg string) {
+	if fi, err := os.Stat(path); err == nil && fi.Size() > maxLog {
+		os.Rename(path, path+".old")
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	msg = strings.ReplaceAll(msg, "\n", " ")
+	f.WriteString(now.UTC().Format(time.RFC3339) + " live.cgi[" + strconv.Itoa(os.Getpid()) + "] " + msg + "\n")
+}
+
+// Main answers the one request of a CGI process from its environment on
+// stdout, within Stub.Deadline whatever happens, and returns the exit code.
+// cmd/live.cgi calls it.
+func Main(assets Assets) int {
+	s := New(ConfigPath, assets)
+	r := RequestFromEnv(os.Getenv)
+	ctx, cancel := context.WithTimeout(context.Background(), s.Deadline())
+	defer cancel()
+
+	// A guard for what no context reaches (a hung file system): answer
+	// anyway, and leave.
+	var written atomic.Bool
+	guard := time.AfterFunc(s.Deadline()+time.Second, func() {
+		if written.CompareAndSwap(false, true) {
+			errorResponse(503, ErrInternal, "live.cgi took too long; try again").WriteCGI(os.Stdout, r.Method == "HEAD")
+			os.Exit(1)
+		}
+	})
+	defer guard.Stop()
+
+	resp := s.Serve(ctx, r)
+	if !written.CompareAndSwap(false, true) {
+		select {} // the guard is answering and exits
+	}
+	if err := resp.WriteCGI(os.Stdout, r.Method == "HEAD"); err != nil {
+		return 1
+	}
+	return 0
+}
