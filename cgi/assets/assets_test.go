@@ -25,24 +25,29 @@ func TestDashboardInlinesClient(t *testing.T) {
 
 // TestNoExternalResources checks that nothing the browser loads comes from
 // elsewhere: devices often have no internet access, and a CDN is a leak.
+// The only URL attribute allowed is a data: URL (the empty favicon).
 func TestNoExternalResources(t *testing.T) {
 	bad := []struct {
 		name string
 		re   *regexp.Regexp
 	}{
-		{"absolute URL", regexp.MustCompile(`(?i)\b(https?|ftp):`)},
+		{"absolute URL", regexp.MustCompile(`(?i)\b(https?|ftp|wss?):`)},
 		{"protocol-relative URL", regexp.MustCompile(`["'(=]\s*//[a-z0-9]`)},
-		{"src or href attribute", regexp.MustCompile(`(?i)<[^>]*\s(src|href|srcset|action|poster|data)\s*=`)},
-		{"link element", regexp.MustCompile(`(?i)<link\b`)},
-		{"embedded frame or object", regexp.MustCompile(`(?i)<(iframe|object|embed|img|audio|video)\b`)},
+		{"embedded frame or object", regexp.MustCompile(`(?i)<(iframe|object|embed|img|audio|video|base)\b`)},
 		{"CSS import or url()", regexp.MustCompile(`(?i)@import|url\(`)},
 		{"font face", regexp.MustCompile(`(?i)@font-face`)},
 	}
+	urlAttr := regexp.MustCompile(`(?i)<[a-z][^>]*?\s(src|href|srcset|action|formaction|poster|data|background)\s*=\s*("[^"]*"|'[^']*'|[^\s>]+)`)
 	for name, b := range map[string][]byte{"Dashboard": Dashboard(), "ClientJS": ClientJS()} {
 		for _, c := range bad {
 			if loc := c.re.FindIndex(b); loc != nil {
 				lo, hi := max(loc[0]-40, 0), min(loc[1]+40, len(b))
 				t.Errorf("%s has a %s: %q", name, c.name, b[lo:hi])
+			}
+		}
+		for _, m := range urlAttr.FindAllSubmatch(b, -1) {
+			if v := strings.Trim(string(m[2]), `"'`); !strings.HasPrefix(v, "data:") {
+				t.Errorf("%s loads %s=%q", name, m[1], v)
 			}
 		}
 	}
