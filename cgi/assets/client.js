@@ -25,7 +25,7 @@
   // defaultStub is the stub this script was loaded from (…/live.cgi?client.js),
   // else the page's own path (the dashboard is served by the stub itself).
   function defaultStub() {
-    if (/\?client\.js$/.test(script)) return script.replace(/\?.*$/, "");
+    if (/\?client\.js(&|$)/.test(script)) return script.replace(/\?.*$/, "");
     return root.location ? root.location.pathname : "";
   }
 
@@ -168,9 +168,8 @@
           text = await res.text();
         } finally { this._t.clearTimeout(abort); }
         try { doc = JSON.parse(text); } catch (e) { throw new Error(`HTTP ${res.status}, not a connect document`); }
-        if (!res.ok || doc.error) {
-          const e = doc.error;
-          throw new Error((e && (e.message || (typeof e === "string" ? e : JSON.stringify(e)))) || `HTTP ${res.status}`);
+        if (!res.ok || doc.error) { // the stub answers {"error": code, "reason": text}
+          throw new Error([doc.error || `HTTP ${res.status}`, doc.reason].filter(Boolean).join(": "));
         }
         if (doc.protocol !== PROTOCOL || typeof doc.url !== "string") throw new Error(`unsupported protocol ${doc.protocol}`);
       } catch (err) {

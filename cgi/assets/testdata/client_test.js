@@ -58,7 +58,7 @@ function harness(opts, stub) {
     const n = h.fetches.length;
     const body = h.stub.status === 200
       ? { url: `ws://127.0.0.1:8081/live?token=t${n}`, token: `t${n}`, expires: 0, protocol: "livecgi.v1" }
-      : { error: "supervisor did not start: permission denied" };
+      : { error: "supervisor_unavailable", reason: "start /usr/sbin/livecgid: permission denied" };
     return { ok: h.stub.status === 200, status: h.stub.status, text: async () => JSON.stringify(body) };
   };
   h.live = LiveCGI.connect(Object.assign({ stub: "/cgi-bin/live.cgi", fetch, WebSocket: FakeWS, timers: h.clock }, opts));
@@ -187,7 +187,7 @@ test("reconnect delays double with every failure and cap at maxDelay", async () 
   assert.equal(h.fetches.length, 6);
   const errs = h.of("error");
   assert.equal(errs[0].code, "connect");
-  assert.match(errs[0].message, /supervisor did not start: permission denied/);
+  assert.equal(errs[0].message, "connect: supervisor_unavailable: start /usr/sbin/livecgid: permission denied");
   assert.equal(h.live.state, "connecting", "never connected yet");
 });
 
@@ -332,4 +332,20 @@ test("close stops reconnecting and rejects pending commands", async () => {
   await h.clock.advance(120000);
   assert.equal(h.fetches.length, 1);
   assert.equal(h.live.state, "closed");
+});
+
+test("the stub defaults to the URL client.js was loaded from, else the page's path", async () => {
+  const fs = require("node:fs");
+  const vm = require("node:vm");
+  const src = fs.readFileSync(path.join(__dirname, "..", "client.js"), "utf8");
+  const load = (document) => {
+    const ctx = { document, location: { pathname: "/cgi-bin/live.cgi" }, EventTarget, CustomEvent };
+    vm.runInNewContext(src, ctx);
+    const h = { clock: new Clock() };
+    const never = () => new Promise(() => {});
+    return ctx.LiveCGI.connect({ fetch: never, WebSocket: class {}, timers: h.clock }).stub;
+  };
+  assert.equal(load({ currentScript: { src: "http://dev.local/cgi-bin/x.cgi?client.js&v=3" } }), "http://dev.local/cgi-bin/x.cgi");
+  assert.equal(load({ currentScript: { src: "" } }), "/cgi-bin/live.cgi"); // inlined in the dashboard
+  assert.equal(load({ currentScript: { src: "http://dev.local/js/app.js" } }), "/cgi-bin/live.cgi");
 });
