@@ -202,8 +202,9 @@
     _onopen() {
       this._opened = this._t.now();
       this._live = true;
-      if (this.epoch) this._send({ type: "resume", epoch: this.epoch, seq: this.seq });
+      // subscribe first: the server filters the replay by the subscription.
       if (this._sub.length) this._send({ type: "subscribe", sensors: this._sub });
+      if (this.epoch) this._send({ type: "resume", epoch: this.epoch, seq: this.seq });
       for (const p of this._pending.values()) if (!p.sent) p.sent = this._send(p.frame);
       this._emit("open", {});
     }

@@ -291,8 +291,8 @@ test("subscribe is kept across reconnects", async () => {
   await h.clock.advance(500);
   h.ws().open();
   assert.deepEqual(h.ws().sent, [
-    { type: "resume", epoch: "e1", seq: 10 },
     { type: "subscribe", sensors: ["system.uptime_seconds"] },
+    { type: "resume", epoch: "e1", seq: 10 },
   ]);
 });
 
