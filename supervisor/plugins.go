@@ -457,7 +457,9 @@ func (sl *slot) start(ctx context.Context) (*instance, error) {
 		return nil, err
 	}
 	cmd := exec.Command(sl.path)
-	cmd.Env = m.env
+	// go-plugin honours UnixSocketConfig.TempDir only with a RunnerFunc; the
+	// plugin side reads this variable: sockets go in the private state dir.
+	cmd.Env = append(m.env[:len(m.env):len(m.env)], plugin.EnvUnixSocketDir+"="+m.socketDir)
 	cmd.Dir = m.dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	cfg := &plugin.ClientConfig{
@@ -467,7 +469,6 @@ func (sl *slot) start(ctx context.Context) (*instance, error) {
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		Logger:           newHCLog(sl.log),
 		StartTimeout:     handshakeTimeout,
-		UnixSocketConfig: &plugin.UnixSocketConfig{TempDir: m.socketDir},
 	}
 	if sum, ok := m.sums[sl.id]; ok {
 		b, _ := hex.DecodeString(sum)

@@ -1,0 +1,174 @@
+package supervisor
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	plugin "github.com/hashicorp/go-plugin"
+
+	"github.com/livecgi/livecgi/proto"
+)
+
+// The test binary doubles as every test plugin: linked into a plugins
+// directory under a helper's name, it serves that plugin instead of
+// running tests (see TestMain). Helpers talk raw proto, not the SDK, so
+// they can misbehave in ways the SDK would not allow.
+
+const helperPrefix = "helper_"
+
+func TestMain(m *testing.M) {
+	name := filepath.Base(os.Args[0])
+	if mode, ok := strings.CutPrefix(name, helperPrefix); ok {
+		serveHelper(strings.TrimRight(mode, "0123456789"))
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// installHelper links the test binary into dir as plugin helper_<mode>.
+func installHelper(t testing.TB, dir, mode string) string {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, helperPrefix+mode)
+	if err := os.Symlink(exe, path); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func serveHelper(mode string) {
+	switch mode {
+	case "crash": // dies during the handshake
+		os.Exit(3)
+	case "garbage": // stdout belongs to go-plugin: this breaks the handshake
+		fmt.Println("hello from a plugin that prints to stdout")
+		time.Sleep(10 * time.Second)
+		os.Exit(0)
+	}
+	go func() { // like the SDK: never outlive the supervisor
+		ppid := os.Getppid()
+		for range time.Tick(200 * time.Millisecond) {
+			if os.Getppid() != ppid {
+				os.Exit(0)
+			}
+		}
+	}()
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig: proto.Handshake,
+		Plugins:         proto.PluginSet(&helper{mode: mode}),
+		GRPCServer:      plugin.DefaultGRPCServer,
+	})
+}
+
+type helper struct {
+	proto.UnimplementedPluginServer
+	mode string
+}
+
+func (h *helper) Describe(ctx context.Context, _ *proto.DescribeRequest) (*proto.Description, error) {
+	switch h.mode {
+	case "nodescribe":
+		<-ctx.Done()
+		return nil, ctx.Err()
+	case "baddesc":
+		return &proto.Description{Name: "bad", Sensors: []*proto.SensorDesc{{Id: "Bad-Id", Type: proto.ValueType_NUMBER, IntervalMs: 100}}}, nil
+	}
+	every := int64(20)
+	if h.mode == "big" {
+		every = 10
+	}
+	min0, max100 := 0.0, 100.0
+	return &proto.Description{
+		Name:    h.mode,
+		Version: "v-" + h.mode + "-" + os.Getenv("HELPER_VERSION"),
+		Sensors: []*proto.SensorDesc{
+			{Id: "count", Title: "Counter", Unit: "n", Type: proto.ValueType_NUMBER, IntervalMs: every},
+			{Id: "label", Title: "Label", Type: proto.ValueType_TEXT, IntervalMs: 100},
+		},
+		Commands: []*proto.CommandDesc{
+			{Id: "add", Title: "Add", Args: []*proto.Arg{
+				{Name: "a", Type: proto.ValueType_NUMBER, Required: true, Min: &min0, Max: &max100},
+				{Name: "b", Type: proto.ValueType_NUMBER},
+				{Name: "mode", Type: proto.ValueType_TEXT, Enum: []string{"plain", "double"}},
+				{Name: "neg", Type: proto.ValueType_BOOL},
+			}},
+			{Id: "block", Title: "Blocks until cancelled"},
+			{Id: "fail", Title: "Always fails"},
+		},
+	}, nil
+}
+
+func (h *helper) Stream(req *proto.StreamRequest, st proto.Plugin_StreamServer) error {
+	every := 20 * time.Millisecond
+	if h.mode == "big" {
+		every = 10 * time.Millisecond
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for n := 1; ; n++ {
+		now := time.Now().UnixMilli()
+		r := &proto.Reading{Sensor: "count", TMs: now, Value: &proto.Reading_Number{Number: float64(n)}}
+		switch h.mode {
+		case "wrongtype":
+			r.Value = &proto.Reading_Text{Text: "not a number"}
+		case "undeclared":
+			r.Sensor = "nope"
+		case "big":
+			r = &proto.Reading{Sensor: "label", TMs: now, Value: &proto.Reading_Text{Text: strings.Repeat("x", 32<<10)}}
+		case "hang":
+			if n > 3 {
+				<-st.Context().Done()
+				return nil
+			}
+		case "die":
+			if n > 10 {
+				os.Exit(4)
+			}
+		}
+		if err := st.Send(r); err != nil {
+			return err
+		}
+		if n%5 == 0 && h.mode != "big" {
+			st.Send(&proto.Reading{Sensor: "label", TMs: now, Value: &proto.Reading_Text{Text: fmt.Sprint("n=", n)}})
+		}
+		select {
+		case <-st.Context().Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (h *helper) Do(ctx context.Context, req *proto.CommandRequest) (*proto.CommandResponse, error) {
+	switch req.Command {
+	case "block":
+		<-ctx.Done()
+		return nil, ctx.Err()
+	case "fail":
+		return &proto.CommandResponse{Error: "it failed, as asked"}, nil
+	case "add":
+		var a struct {
+			A, B float64
+			Mode string
+		}
+		if err := json.Unmarshal(req.ArgsJson, &a); err != nil {
+			return nil, err
+		}
+		v := a.A + a.B
+		if a.Mode == "double" {
+			v *= 2
+		}
+		b, _ := json.Marshal(map[string]any{"sum": v, "plugin": h.mode})
+		return &proto.CommandResponse{ValueJson: b}, nil
+	}
+	return &proto.CommandResponse{Error: "unknown command " + req.Command}, nil
+}
