@@ -183,7 +183,26 @@ func (p *jsonScan) str() (string, bool) {
 			p.i++
 			return string(p.b[start : p.i-1]), true
 		case c == '\\':
-			p.i += 2
+			p.i++
+			if p.i >= len(p.b) {
+				return "", false
+			}
+			switch p.b[p.i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				p.i++
+			case 'u':
+				if len(p.b)-p.i < 5 {
+					return "", false
+				}
+				for _, h := range p.b[p.i+1 : p.i+5] {
+					if !('0' <= h && h <= '9' || 'a' <= h && h <= 'f' || 'A' <= h && h <= 'F') {
+						return "", false
+					}
+				}
+				p.i += 5
+			default:
+				return "", false
+			}
 		case c < 0x20:
 			return "", false
 		default:
@@ -235,13 +254,7 @@ func (p *jsonScan) value(depth int) bool {
 			}
 		}
 	case c == '-' || '0' <= c && c <= '9':
-		start := p.i
-		for p.i < len(p.b) && (p.b[p.i] == '-' || p.b[p.i] == '+' || p.b[p.i] == '.' ||
-			p.b[p.i] == 'e' || p.b[p.i] == 'E' || '0' <= p.b[p.i] && p.b[p.i] <= '9') {
-			p.i++
-		}
-		_, err := strconv.ParseFloat(string(p.b[start:p.i]), 64)
-		return err == nil
+		return p.number()
 	}
 	for _, lit := range []string{"true", "false", "null"} {
 		if len(p.b)-p.i >= len(lit) && string(p.b[p.i:p.i+len(lit)]) == lit {
@@ -250,4 +263,34 @@ func (p *jsonScan) value(depth int) bool {
 		}
 	}
 	return false
+}
+
+// number scans -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
+func (p *jsonScan) number() bool {
+	p.eat('-')
+	if p.eat('0') {
+		// no more integer digits after a leading zero
+	} else if !p.digits() {
+		return false
+	}
+	if p.eat('.') && !p.digits() {
+		return false
+	}
+	if p.eat('e') || p.eat('E') {
+		if !p.eat('+') {
+			p.eat('-')
+		}
+		if !p.digits() {
+			return false
+		}
+	}
+	return true
+}
+
+func (p *jsonScan) digits() bool {
+	start := p.i
+	for p.i < len(p.b) && '0' <= p.b[p.i] && p.b[p.i] <= '9' {
+		p.i++
+	}
+	return p.i > start
 }
