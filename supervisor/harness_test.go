@@ -3,7 +3,6 @@ package supervisor
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -279,4 +278,3 @@ func children() []int {
 	return out
 }
 
-var errTimeout = errors.New("timeout")
