@@ -49,13 +49,24 @@ func (s *server) Describe(context.Context, *proto.DescribeRequest) (*proto.Descr
 }
 
 func (s *server) Stream(req *proto.StreamRequest, stream proto.Plugin_StreamServer) error {
+	known := map[string]bool{}
+	for _, x := range s.p.Sensors {
+		known[x.ID] = true
+	}
 	want := map[string]bool{}
 	for _, id := range req.Sensors {
+		if !known[id] {
+			return status.Errorf(codes.InvalidArgument, "unknown sensor %q", id)
+		}
 		want[id] = true
 	}
-	ctx := stream.Context()
 	out := make(chan *proto.Reading, len(s.p.Sensors)+1)
 	var wg sync.WaitGroup
+	// Pollers stop when ctx ends: the caller cancelled, or Send failed.
+	// cancel runs before wg.Wait (defers run last first).
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
 	for _, x := range s.p.Sensors {
 		if len(want) > 0 && !want[x.ID] {
 			continue
@@ -66,7 +77,6 @@ func (s *server) Stream(req *proto.StreamRequest, stream proto.Plugin_StreamServ
 			poll(ctx, x, out)
 		}()
 	}
-	defer wg.Wait()
 	for {
 		select {
 		case <-ctx.Done():

@@ -1,0 +1,295 @@
+package sdk
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/livecgi/livecgi/proto"
+)
+
+func readConst(r Reading) func(context.Context) (Reading, error) {
+	return func(context.Context) (Reading, error) { return r, nil }
+}
+
+func TestValidate(t *testing.T) {
+	ok := Sensor{ID: "temp_celsius", Interval: time.Second, Read: readConst(Gauge(1))}
+	sensor := func(id string) Sensor { s := ok; s.ID = id; return s }
+	do := func(context.Context, map[string]any) (any, error) { return nil, nil }
+	tests := []struct {
+		name    string
+		p       Plugin
+		wantErr string
+	}{
+		{name: "one sensor", p: Plugin{Sensors: []Sensor{ok}}},
+		{name: "one command", p: Plugin{Commands: []Command{{ID: "reboot", Do: do}}}},
+		{name: "digits and underscores", p: Plugin{Sensors: []Sensor{sensor("load15"), sensor("net_eth0_rx_bytes_per_second"), sensor("_x")}}},
+		{name: "empty", p: Plugin{}, wantErr: "no sensors and no commands"},
+		{name: "empty id", p: Plugin{Sensors: []Sensor{sensor("")}}, wantErr: `sensor id "": want a unique lower_snake id`},
+		{name: "upper case", p: Plugin{Sensors: []Sensor{sensor("Temp")}}, wantErr: `sensor id "Temp"`},
+		{name: "dash", p: Plugin{Sensors: []Sensor{sensor("cpu-temp")}}, wantErr: `sensor id "cpu-temp"`},
+		{name: "dot", p: Plugin{Sensors: []Sensor{sensor("cpu.temp")}}, wantErr: `sensor id "cpu.temp"`},
+		{name: "space", p: Plugin{Sensors: []Sensor{sensor("cpu temp")}}, wantErr: `sensor id "cpu temp"`},
+		{name: "leading digit", p: Plugin{Sensors: []Sensor{sensor("1wire_celsius")}}, wantErr: `sensor id "1wire_celsius"`},
+		{name: "non-ASCII", p: Plugin{Sensors: []Sensor{sensor("température")}}, wantErr: `sensor id "température"`},
+		{name: "65 bytes", p: Plugin{Sensors: []Sensor{sensor(strings.Repeat("a", 65))}}, wantErr: "want a unique lower_snake id"},
+		{name: "64 bytes", p: Plugin{Sensors: []Sensor{sensor(strings.Repeat("a", 64))}}},
+		{name: "duplicate sensor", p: Plugin{Sensors: []Sensor{ok, ok}}, wantErr: `sensor id "temp_celsius": want a unique`},
+		{name: "command reuses a sensor id", p: Plugin{Sensors: []Sensor{ok}, Commands: []Command{{ID: "temp_celsius", Do: do}}},
+			wantErr: `command id "temp_celsius": want a unique`},
+		{name: "bad command id", p: Plugin{Commands: []Command{{ID: "Reboot!", Do: do}}}, wantErr: `command id "Reboot!"`},
+		{name: "no Read", p: Plugin{Sensors: []Sensor{{ID: "x", Interval: time.Second}}}, wantErr: "sensor x: needs Read and a positive Interval"},
+		{name: "no Interval", p: Plugin{Sensors: []Sensor{{ID: "x", Read: ok.Read}}}, wantErr: "sensor x: needs Read and a positive Interval"},
+		{name: "negative Interval", p: Plugin{Sensors: []Sensor{{ID: "x", Read: ok.Read, Interval: -time.Second}}}, wantErr: "positive Interval"},
+		{name: "no Do", p: Plugin{Commands: []Command{{ID: "reboot"}}}, wantErr: "command reboot: needs Do"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.p.validate()
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("unexpected error: %v", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("err = %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestLogger checks the JSON lines the supervisor's go-plugin client
+// parses: "@level" and "@message", attributes kept, no "time".
+func TestLogger(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := os.Stderr
+	os.Stderr = w
+	log := Logger()
+	os.Stderr = stderr
+
+	log.Debug("polling", "every", "1s")
+	log.Info("started", "sensors", 3)
+	log.Warn("slow read", slog.Group("sensor", "id", "cpu_percent", "level", "x"))
+	log.Error("read failed", "err", errors.New("no such file"))
+	log.Log(context.Background(), slog.LevelError+4, "worse than error")
+	log.Log(context.Background(), slog.LevelDebug-4, "trace") // below debug: dropped
+	w.Close()
+	out, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	want := []map[string]any{
+		{"@level": "debug", "@message": "polling", "every": "1s"},
+		{"@level": "info", "@message": "started", "sensors": 3.0},
+		{"@level": "warn", "@message": "slow read", "sensor": map[string]any{"id": "cpu_percent", "level": "x"}},
+		{"@level": "error", "@message": "read failed", "err": "no such file"},
+		{"@level": "error", "@message": "worse than error"},
+	}
+	lines := bytes.Split(bytes.TrimSpace(out), []byte("\n"))
+	if len(lines) != len(want) {
+		t.Fatalf("got %d lines, want %d:\n%s", len(lines), len(want), out)
+	}
+	for i, line := range lines {
+		var got map[string]any
+		if err := json.Unmarshal(line, &got); err != nil {
+			t.Fatalf("line %d is not JSON: %v\n%s", i, err, line)
+		}
+		if _, ok := got["time"]; ok {
+			t.Errorf("line %d has a time: %s", i, line)
+		}
+		g, _ := json.Marshal(got)
+		w, _ := json.Marshal(want[i])
+		if !bytes.Equal(g, w) {
+			t.Errorf("line %d:\n got %s\nwant %s", i, g, w)
+		}
+	}
+}
+
+// TestRead checks the Reading each outcome of a Read becomes.
+func TestRead(t *testing.T) {
+	tests := []struct {
+		name string
+		read func(context.Context) (Reading, error)
+		want string // the Reading's value or error, as in proto text
+	}{
+		{name: "gauge", read: readConst(Gauge(-2.5)), want: "number:-2.5"},
+		{name: "text", read: readConst(String("ok")), want: `text:"ok"`},
+		{name: "flag", read: readConst(Flag(true)), want: "flag:true"},
+		{name: "zero Reading is a number", read: readConst(Reading{}), want: "number:0"},
+		{name: "error", read: func(context.Context) (Reading, error) { return Gauge(1), errors.New("unplugged") }, want: `error:"unplugged"`},
+		{name: "panic", read: func(context.Context) (Reading, error) { panic("boom") }, want: `error:"read panicked: boom"`},
+		{name: "nil pointer", read: func(context.Context) (Reading, error) { var m map[string]int; m["x"]++; return Reading{}, nil },
+			want: `error:"read panicked: assignment to entry in nil map"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := time.Now().UnixMilli()
+			r := read(context.Background(), Sensor{ID: "x_count", Read: tt.read})
+			if r.Sensor != "x_count" || r.TMs < before {
+				t.Errorf("sensor, t_ms = %q, %d; want x_count, >= %d", r.Sensor, r.TMs, before)
+			}
+			if got := readingText(r); got != tt.want {
+				t.Errorf("got %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// readingText shows a Reading's value or error compactly.
+func readingText(r *proto.Reading) string {
+	if r.Error != "" {
+		if r.Value != nil {
+			return "error with a value"
+		}
+		b, _ := json.Marshal(r.Error)
+		return "error:" + string(b)
+	}
+	switch v := r.Value.(type) {
+	case *proto.Reading_Number:
+		b, _ := json.Marshal(v.Number)
+		return "number:" + string(b)
+	case *proto.Reading_Text:
+		b, _ := json.Marshal(v.Text)
+		return "text:" + string(b)
+	case *proto.Reading_Flag:
+		b, _ := json.Marshal(v.Flag)
+		return "flag:" + string(b)
+	}
+	return "no value"
+}
+
+func TestRootPaths(t *testing.T) {
+	t.Setenv(proto.EnvProcRoot, "")
+	t.Setenv(proto.EnvSysRoot, "")
+	if got := ProcPath("net", "dev"); got != "/proc/net/dev" {
+		t.Errorf("ProcPath = %s", got)
+	}
+	if got := SysPath("class/leds"); got != "/sys/class/leds" {
+		t.Errorf("SysPath = %s", got)
+	}
+	t.Setenv(proto.EnvProcRoot, "/tmp/fixture/proc/")
+	t.Setenv(proto.EnvSysRoot, "testdata/sys")
+	if got := ProcPath("loadavg"); got != "/tmp/fixture/proc/loadavg" {
+		t.Errorf("ProcPath = %s", got)
+	}
+	if got := SysPath(); got != "testdata/sys" {
+		t.Errorf("SysPath() = %s", got)
+	}
+}
+
+func TestDescribe(t *testing.T) {
+	s := &server{p: Plugin{
+		Name: "demo", Version: "1.2",
+		Sensors: []Sensor{
+			{ID: "a_count", Interval: 1500 * time.Millisecond, Read: readConst(Gauge(1))},
+			{ID: "b_text", Type: Text, Unit: "", Title: "B", Interval: time.Minute, Read: readConst(String(""))},
+		},
+		Commands: []Command{{ID: "go", Title: "Go", Args: []Arg{
+			{Name: "speed", Min: Range(0), Max: Range(9)},
+			{Name: "mode", Type: Text, Required: true, Enum: []string{"fast", "slow"}},
+		}}},
+	}}
+	d, err := s.Describe(context.Background(), &proto.DescribeRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := json.Marshal(d)
+	want := `{"name":"demo","version":"1.2",` +
+		`"sensors":[{"id":"a_count","type":1,"interval_ms":1500},{"id":"b_text","title":"B","type":2,"interval_ms":60000}],` +
+		`"commands":[{"id":"go","title":"Go","args":[{"name":"speed","type":1,"min":0,"max":9},{"name":"mode","type":2,"required":true,"enum":["fast","slow"]}]}]}`
+	if string(got) != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+}
+
+func TestDo(t *testing.T) {
+	s := &server{p: Plugin{Commands: []Command{
+		{ID: "echo", Do: func(_ context.Context, args map[string]any) (any, error) { return args, nil }},
+		{ID: "none", Do: func(context.Context, map[string]any) (any, error) { return nil, nil }},
+		{ID: "fail", Do: func(context.Context, map[string]any) (any, error) { return nil, errors.New("jammed") }},
+		{ID: "explode", Do: func(context.Context, map[string]any) (any, error) { panic("kaboom") }},
+		{ID: "unencodable", Do: func(context.Context, map[string]any) (any, error) { return func() {}, nil }},
+	}}}
+	tests := []struct {
+		name, cmd, args string
+		value, errText  string
+		code            codes.Code
+	}{
+		{name: "echo", cmd: "echo", args: `{"n":1.5,"s":"x","b":true}`, value: `{"b":true,"n":1.5,"s":"x"}`},
+		{name: "no args", cmd: "echo", value: `{}`},
+		{name: "nil result", cmd: "none", args: `{}`},
+		{name: "error", cmd: "fail", errText: "jammed"},
+		{name: "panic", cmd: "explode", errText: "command panicked: kaboom"},
+		{name: "unencodable result", cmd: "unencodable", errText: "result: json: unsupported type: func()"},
+		{name: "unknown", cmd: "nope", code: codes.NotFound},
+		{name: "bad JSON", cmd: "echo", args: `{"n":`, code: codes.InvalidArgument},
+		{name: "args not an object", cmd: "echo", args: `[1]`, code: codes.InvalidArgument},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, err := s.Do(context.Background(), &proto.CommandRequest{Command: tt.cmd, ArgsJson: []byte(tt.args)})
+			if tt.code != codes.OK {
+				if status.Code(err) != tt.code {
+					t.Errorf("err = %v, want code %v", err, tt.code)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(resp.ValueJson) != tt.value || resp.Error != tt.errText {
+				t.Errorf("got %s, %q; want %s, %q", resp.ValueJson, resp.Error, tt.value, tt.errText)
+			}
+		})
+	}
+}
+
+// failingStream is a Stream whose Send fails after ok readings while its
+// context stays alive, as when a message can't be written.
+type failingStream struct {
+	grpc.ServerStream
+	ctx context.Context
+	ok  int
+}
+
+func (f *failingStream) Context() context.Context { return f.ctx }
+
+func (f *failingStream) Send(*proto.Reading) error {
+	if f.ok == 0 {
+		return errors.New("send failed")
+	}
+	f.ok--
+	return nil
+}
+
+// TestStreamSendError checks that Stream returns Send's error and stops its
+// pollers, though the caller's context is still alive.
+func TestStreamSendError(t *testing.T) {
+	s := &server{p: Plugin{Sensors: []Sensor{
+		{ID: "a", Interval: time.Millisecond, Read: readConst(Gauge(1))},
+		{ID: "b", Interval: time.Millisecond, Read: readConst(Gauge(2))},
+	}}}
+	done := make(chan error, 1)
+	go func() { done <- s.Stream(&proto.StreamRequest{}, &failingStream{ctx: context.Background(), ok: 10}) }()
+	select {
+	case err := <-done:
+		if err == nil || err.Error() != "send failed" {
+			t.Errorf("got %v, want send failed", err)
+		}
+	case <-time.After(30 * time.Second): // hang guard only
+		t.Fatal("Stream did not return after Send failed")
+	}
+}
