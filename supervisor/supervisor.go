@@ -293,10 +293,17 @@ func (s *Supervisor) read(ctx context.Context, c *client) {
 				c.conn.Close(wire.CloseRateLimits, "rate limit exceeded")
 				return
 			}
-			if now.Sub(lim.lastWarn) > time.Second {
+			// A dropped command is always answered, so its caller is not
+			// left waiting; other messages get one error per second.
+			var id struct{ Type, ID string }
+			json.Unmarshal(data, &id)
+			if id.Type == wire.TypeCommand && id.ID != "" || now.Sub(lim.lastWarn) > time.Second {
+				if id.Type != wire.TypeCommand {
+					id.ID = ""
+				}
 				lim.lastWarn = now
-				c.queueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrRateLimited,
-					Message: fmt.Sprintf("more than %g messages per second: messages dropped", s.cfg.Rate)})
+				c.queueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrRateLimited, ID: id.ID,
+					Message: fmt.Sprintf("more than %g messages per second: message dropped", s.cfg.Rate)})
 			}
 			continue
 		}
