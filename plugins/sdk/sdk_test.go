@@ -131,8 +131,8 @@ func TestRead(t *testing.T) {
 		{name: "zero Reading is a number", read: readConst(Reading{}), want: "number:0"},
 		{name: "error", read: func(context.Context) (Reading, error) { return Gauge(1), errors.New("unplugged") }, want: `error:"unplugged"`},
 		{name: "panic", read: func(context.Context) (Reading, error) { panic("boom") }, want: `error:"read panicked: boom"`},
-		{name: "nil pointer", read: func(context.Context) (Reading, error) { var m map[string]int; m["x"]++; return Reading{}, nil },
-			want: `error:"read panicked: assignment to entry in nil map"`},
+		{name: "runtime error", read: func(context.Context) (Reading, error) { var s []int; return Gauge(float64(s[len(s)])), nil },
+			want: `error:"read panicked: runtime error: index out of range [0] with length 0"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
