@@ -7,7 +7,7 @@
 // does not answer, and then answers one of:
 //
 //	live.cgi              the dashboard page (text/html)
-//	live.cgi?client.js    the JavaScript client (application/javascript)
+//	live.cgi?client.js    the JavaScript client (text/javascript)
 //	live.cgi?connect      a control.Connect JSON document: the WebSocket URL
 //	                      (the host the browser used, the supervisor's port),
 //	                      a short-lived token bound to the page's origin

@@ -184,6 +184,7 @@ func handler(s *Stub) http.Handler {
 // testAssets are small stand-ins for the real page and client.
 var testAssets = Assets{
 	Page:     func() []byte { return []byte("<!doctype html><title>live</title>\n") },
+	PageCSP:  func() string { return "default-src 'none'" },
 	ClientJS: func() []byte { return []byte("window.LiveCGI = {};\n") },
 }
 

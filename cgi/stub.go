@@ -26,6 +26,7 @@ var ConfigPath = "/etc/livecgi/livecgi.conf"
 // per request.
 type Assets struct {
 	Page     func() []byte // the dashboard, HTML with the client inlined
+	PageCSP  func() string // its Content-Security-Policy; nil for none
 	ClientJS func() []byte // the JavaScript client
 }
 
@@ -76,10 +77,16 @@ func (s *Stub) Serve(ctx context.Context, r Request) Response {
 		return s.connect(ctx, r)
 	case ActionClientJS:
 		s.warmUp(ctx)
-		return s.asset(r, s.Assets.ClientJS, "application/javascript; charset=utf-8", "public, max-age=3600")
+		// text/javascript, as RFC 9239 says; lighttpd rewrites
+		// application/javascript to it anyway.
+		return s.asset(r, s.Assets.ClientJS, "text/javascript; charset=utf-8", "public, max-age=3600")
 	default:
 		s.warmUp(ctx)
-		return s.asset(r, s.Assets.Page, "text/html; charset=utf-8", "no-cache")
+		resp := s.asset(r, s.Assets.Page, "text/html; charset=utf-8", "no-cache")
+		if s.Assets.PageCSP != nil {
+			resp.Header = append(resp.Header, Field{"Content-Security-Policy", s.Assets.PageCSP()})
+		}
+		return resp
 	}
 }
 

@@ -190,6 +190,9 @@ func TestHTTP(t *testing.T) {
 	if page.StatusCode != 200 || page.Header.Get("Content-Type") != "text/html; charset=utf-8" || string(body) != string(testAssets.Page()) {
 		t.Fatalf("page: %d %q %q", page.StatusCode, page.Header.Get("Content-Type"), body)
 	}
+	if csp := page.Header.Get("Content-Security-Policy"); csp != testAssets.PageCSP() {
+		t.Errorf("page CSP %q", csp)
+	}
 	if n := startCount(t, e.state); n != 1 {
 		t.Errorf("page load started the supervisor %d times, want 1", n)
 	}
@@ -197,7 +200,7 @@ func TestHTTP(t *testing.T) {
 	js := get("?client.js", nil)
 	body, _ = io.ReadAll(js.Body)
 	etag := js.Header.Get("ETag")
-	if js.StatusCode != 200 || !strings.HasPrefix(js.Header.Get("Content-Type"), "application/javascript") ||
+	if js.StatusCode != 200 || !strings.HasPrefix(js.Header.Get("Content-Type"), "text/javascript; charset=utf-8") ||
 		!strings.Contains(js.Header.Get("Cache-Control"), "max-age=") || etag == "" || string(body) != string(testAssets.ClientJS()) {
 		t.Fatalf("client.js: %d %v %q", js.StatusCode, js.Header, body)
 	}

@@ -16,5 +16,5 @@ import (
 )
 
 func main() {
-	os.Exit(cgi.Main(cgi.Assets{Page: assets.Dashboard, ClientJS: assets.ClientJS}))
+	os.Exit(cgi.Main(cgi.Assets{Page: assets.Dashboard, PageCSP: assets.DashboardCSP, ClientJS: assets.ClientJS}))
 }
