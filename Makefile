@@ -5,7 +5,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X github.com/livecgi/livecgi/cgi.Co
 GOBUILD := CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags '$(LDFLAGS)'
 PLUGINS := $(patsubst %/,%,$(filter-out plugins/sdk/,$(wildcard plugins/*/)))
 
-.PHONY: all build demo test proto lint size clean
+.PHONY: all build demo install test proto lint size clean
 all: build
 
 build:
@@ -15,6 +15,25 @@ build:
 
 test:
 	go test -race -timeout=20m ./...
+
+# demo: live.cgi under busybox httpd on 127.0.0.1:$(PORT) (PORT=0: a free
+# port), everything under $(BIN)/demo; Ctrl-C stops httpd and the supervisor.
+PORT ?= 8080
+DEMO  = $(abspath $(BIN))/demo
+demo: build
+	CGO_ENABLED=0 go build -trimpath -ldflags '-s -w -X main.version=$(VERSION) -X github.com/livecgi/livecgi/cgi.ConfigPath=$(DEMO)/livecgi.conf' \
+	  -o $(DEMO)/www/cgi-bin/live.cgi ./cmd/live.cgi
+	go build -o $(DEMO)/run ./cgi/testdata/demo
+	$(DEMO)/run -bin $(BIN) -dir $(DEMO) -port $(PORT)
+
+# install: make install DESTDIR=/tmp/root lays out the device's files; an
+# existing livecgi.conf is kept.
+install: build
+	install -d $(DESTDIR)/usr/sbin $(DESTDIR)/usr/lib/livecgi/plugins $(DESTDIR)/usr/lib/cgi-bin $(DESTDIR)/etc/livecgi
+	install -m 0755 $(BIN)/livecgid $(DESTDIR)/usr/sbin/livecgid
+	install -m 0755 $(BIN)/plugins/* $(DESTDIR)/usr/lib/livecgi/plugins/
+	install -m 0755 $(BIN)/live.cgi $(DESTDIR)/usr/lib/cgi-bin/live.cgi
+	test -e $(DESTDIR)/etc/livecgi/livecgi.conf || install -m 0644 proto/control/sample.conf $(DESTDIR)/etc/livecgi/livecgi.conf
 
 proto:
 	protoc --plugin=protoc-gen-go="$$(go tool -n protoc-gen-go)" \
