@@ -50,6 +50,15 @@ func (s *starter) ensure(ctx context.Context) (control.Status, error) {
 	if st, err := s.probe(ctx); err == nil {
 		return st, nil
 	}
+	st, err := s.startOnce(ctx)
+	if err != nil {
+		s.log("%v", err) // one line per failed request; the log rotates at maxLog
+	}
+	return st, err
+}
+
+// startOnce starts the supervisor unless another stub does so first.
+func (s *starter) startOnce(ctx context.Context) (control.Status, error) {
 	if err := checkBinary(s.cfg.Supervisor); err != nil {
 		return control.Status{}, err
 	}
@@ -65,12 +74,10 @@ func (s *starter) ensure(ctx context.Context) (control.Status, error) {
 	}
 	pid, err := s.start()
 	if err != nil {
-		s.log("start %s failed: %v", s.cfg.Supervisor, err)
 		return control.Status{}, &StartError{500, fmt.Sprintf("cannot start supervisor %s: %v", s.cfg.Supervisor, err)}
 	}
 	st, err := s.waitReady(ctx, pid)
 	if err != nil {
-		s.log("%v", err)
 		return control.Status{}, err
 	}
 	s.log("started supervisor pid %d, port %d", st.PID, st.Port)
