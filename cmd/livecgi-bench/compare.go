@@ -1,0 +1,542 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/livecgi/livecgi/proto/control"
+)
+
+// Systems compared, in table order.
+var allSystems = []string{ModeLivecgi, ModeWebsocketd, ModeLongPoll, ModeBare}
+
+// Report is everything one compare run measured; results.json holds it and
+// report.go renders it.
+type Report struct {
+	Started  time.Time `json:"started"`
+	Machine  Machine   `json:"machine"`
+	Duration float64   `json:"seconds_per_point"`
+	Points   []*Result `json:"points"`
+	Ceiling  []*Result `json:"ceiling,omitempty"`
+
+	StubMedianMS   float64   `json:"stub_median_ms"`   // ?connect with the supervisor running
+	FirstReadingMS []float64 `json:"first_reading_ms"` // first contact (no supervisor) to first reading
+	SupervisorIdle Proc      `json:"supervisor_idle"`  // livecgid with the system plugin, no client
+	SystemPlugin   Proc      `json:"system_plugin"`    // the system plugin beside it
+	MemoryDefaults string    `json:"memory_defaults"`  // GOMEMLIMIT/GOGC the supervisor runs with
+}
+
+// Machine is what the run ran on.
+type Machine struct {
+	CPU        string `json:"cpu"`
+	Cores      int    `json:"cores"`
+	Kernel     string `json:"kernel"`
+	Go         string `json:"go"`
+	Livecgi    string `json:"livecgi"`
+	Websocketd string `json:"websocketd"`
+	Busybox    string `json:"busybox"`
+}
+
+// rig is the built binaries, the web server and the state of one compare run.
+type rig struct {
+	work, bin, plugins, state, www string
+	self                           string // this tool, for serve-bare
+	httpd                          *exec.Cmd
+	httpPort                       int
+	log                            io.Writer
+	hc                             *http.Client
+}
+
+func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("compare", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	out := fs.String("out", "cmd/livecgi-bench/results", "where results.json, compare.md and the SVG plots go")
+	work := fs.String("work", "", "work `dir` for binaries and servers (default: a fresh temp dir, removed after)")
+	ns := fs.String("n", "10,100,1000", "client counts")
+	hzs := fs.String("hz", "10,100", "sensor rates")
+	systems := fs.String("systems", strings.Join(allSystems, ","), "systems to run")
+	d := fs.Duration("d", 10*time.Second, "measured window per point (the run time is bounded by it)")
+	ceilHz := fs.String("ceiling-hz", "100,200,500,1000,2000", "rates of the fan-out ceiling run (empty: skip)")
+	ceilN := fs.Int("ceiling-n", 1000, "clients of the fan-out ceiling run")
+	ceilD := fs.Duration("ceiling-d", 5*time.Second, "measured window per ceiling point")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	nList, err := ints(*ns)
+	if err != nil {
+		return fmt.Errorf("-n: %w", err)
+	}
+	hzList, err := floats(*hzs)
+	if err != nil {
+		return fmt.Errorf("-hz: %w", err)
+	}
+	ceilList, err := floats(*ceilHz)
+	if err != nil {
+		return fmt.Errorf("-ceiling-hz: %w", err)
+	}
+	sysList := strings.Split(*systems, ",")
+	for _, s := range sysList {
+		if !contains(allSystems, s) {
+			return fmt.Errorf("-systems: unknown system %q", s)
+		}
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return err
+	}
+	r, err := newRig(ctx, *work, stderr)
+	if err != nil {
+		return err
+	}
+	defer r.close(*work == "")
+
+	rep := &Report{Started: time.Now().UTC(), Machine: machine(ctx), Duration: d.Seconds()}
+	rep.MemoryDefaults = "GOMEMLIMIT=32MiB GOGC=50 (livecgid defaults, see cmd/livecgid smallBoardDefaults)"
+	if err := r.footprint(ctx, rep); err != nil {
+		return fmt.Errorf("footprint: %w", err)
+	}
+	for _, hz := range hzList {
+		for _, n := range nList {
+			for _, sys := range sysList {
+				fmt.Fprintf(stderr, "== %s, %d clients, %g Hz\n", sys, n, hz)
+				res, err := r.point(ctx, rep, sys, n, hz, *d)
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				if err != nil {
+					fmt.Fprintf(stderr, "  failed: %v\n", err)
+					res = &Result{Mode: sys, Clients: n, Hz: hz, FailureMsg: err.Error()}
+				}
+				printResult(stderr, res)
+				rep.Points = append(rep.Points, res)
+			}
+		}
+	}
+	for _, hz := range ceilList {
+		for _, sys := range []string{ModeLivecgi, ModeBare} {
+			fmt.Fprintf(stderr, "== ceiling: %s, %d clients, %g Hz\n", sys, *ceilN, hz)
+			res, err := r.point(ctx, nil, sys, *ceilN, hz, *ceilD)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err != nil {
+				fmt.Fprintf(stderr, "  failed: %v\n", err)
+				res = &Result{Mode: sys, Clients: *ceilN, Hz: hz, FailureMsg: err.Error()}
+			}
+			printResult(stderr, res)
+			rep.Ceiling = append(rep.Ceiling, res)
+		}
+	}
+	if err := writeReport(*out, rep); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s\n", filepath.Join(*out, "compare.md"))
+	return nil
+}
+
+func ints(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q: want positive integers", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func floats(s string) ([]float64, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	var out []float64
+	for _, f := range strings.Split(s, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || v <= 0 {
+			return nil, fmt.Errorf("%q: want positive numbers", f)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// newRig builds every binary into work and starts busybox httpd with the
+// stub and the long-poll CGI in its cgi-bin.
+func newRig(ctx context.Context, work string, log io.Writer) (*rig, error) {
+	for _, tool := range []string{"busybox", "websocketd", "go"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return nil, fmt.Errorf("%s not found: apt-get install busybox websocketd (and Go)", tool)
+		}
+	}
+	if work == "" {
+		var err error
+		if work, err = os.MkdirTemp("", "livecgi-bench-"); err != nil {
+			return nil, err
+		}
+	}
+	work, _ = filepath.Abs(work)
+	r := &rig{
+		work: work, bin: filepath.Join(work, "bin"), plugins: filepath.Join(work, "plugins"),
+		state: filepath.Join(work, "state"), www: filepath.Join(work, "www"), log: log,
+		hc: &http.Client{Timeout: 30 * time.Second},
+	}
+	var err error
+	if r.self, err = os.Executable(); err != nil {
+		return nil, err
+	}
+	for _, d := range []string{r.bin, r.plugins, r.state, filepath.Join(r.www, "cgi-bin")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	conf := filepath.Join(work, "livecgi.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(
+		"listen = 127.0.0.1:0\nstate_dir = %s\nplugins_dir = %s\nsupervisor = %s\nlog_level = warn\nmax_clients = 1100\n",
+		r.state, r.plugins, filepath.Join(r.bin, "livecgid"))), 0o600); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(log, "building into %s\n", r.bin)
+	for _, b := range []struct{ pkg, out, ldflags string }{
+		{"./cmd/livecgid", "livecgid", ""},
+		{"./cmd/live.cgi", "live.cgi", "-X github.com/livecgi/livecgi/cgi.ConfigPath=" + conf},
+		{"./plugins/bench", "bench", ""},
+		{"./plugins/system", "system", ""},
+		{"./cmd/livecgi-bench/sensorprog", "sensorprog", ""},
+		{"./cmd/livecgi-bench/pollcgi", "pollcgi", ""},
+	} {
+		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w "+b.ldflags, "-o", filepath.Join(r.bin, b.out), b.pkg)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out)
+		}
+	}
+	for _, l := range [][2]string{{"live.cgi", "live.cgi"}, {"pollcgi", "poll"}} {
+		if err := copyFile(filepath.Join(r.bin, l[0]), filepath.Join(r.www, "cgi-bin", l[1])); err != nil {
+			return nil, err
+		}
+	}
+	if r.httpPort, err = freePort(); err != nil {
+		return nil, err
+	}
+	r.httpd = exec.Command("busybox", "httpd", "-f", "-p", "127.0.0.1:"+strconv.Itoa(r.httpPort), "-h", r.www)
+	if err := start(r.httpd); err != nil {
+		return nil, err
+	}
+	if err := waitPort(ctx, r.httpPort); err != nil {
+		return nil, fmt.Errorf("busybox httpd: %w", err)
+	}
+	return r, nil
+}
+
+func copyFile(from, to string) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	tmp := to + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o755); err != nil {
+		return err
+	}
+	return os.Rename(tmp, to)
+}
+
+// start runs cmd in its own process group, killed if this tool dies.
+func start(cmd *exec.Cmd) error {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", cmd.Path, err)
+	}
+	return nil
+}
+
+// stop ends a process started with start, and its group.
+func stop(cmd *exec.Cmd) {
+	if cmd == nil || cmd.Process == nil {
+		return
+	}
+	syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func waitPort(ctx context.Context, port int) error {
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if c, err := net.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
+			c.Close()
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	return fmt.Errorf("nothing listens on port %d after 10s", port)
+}
+
+func (r *rig) close(removeWork bool) {
+	r.stopSupervisor()
+	stop(r.httpd)
+	if removeWork {
+		os.RemoveAll(r.work)
+	}
+}
+
+func (r *rig) stubURL() string {
+	return "http://127.0.0.1:" + strconv.Itoa(r.httpPort) + "/cgi-bin/live.cgi"
+}
+
+func (r *rig) origin() string { return "http://127.0.0.1:" + strconv.Itoa(r.httpPort) }
+
+// setPlugins leaves exactly the named plugins in the plugins dir, the bench
+// plugin set to hz.
+func (r *rig) setPlugins(hz float64, names ...string) error {
+	ents, _ := os.ReadDir(r.plugins)
+	for _, e := range ents {
+		os.Remove(filepath.Join(r.plugins, e.Name()))
+	}
+	for _, n := range names {
+		if err := copyFile(filepath.Join(r.bin, n), filepath.Join(r.plugins, n)); err != nil {
+			return err
+		}
+	}
+	env := fmt.Sprintf("LIVECGI_BENCH_HZ=%g\n", hz)
+	return os.WriteFile(filepath.Join(r.plugins, ".bench.env"), []byte(env), 0o600)
+}
+
+// stopSupervisor ends the stub-started supervisor, if one runs.
+func (r *rig) stopSupervisor() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	st, err := control.Probe(ctx, r.state)
+	if err != nil {
+		return
+	}
+	syscall.Kill(st.PID, syscall.SIGTERM)
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if syscall.Kill(st.PID, 0) != nil {
+			return
+		}
+	}
+	syscall.Kill(st.PID, syscall.SIGKILL)
+}
+
+// firstContact starts the supervisor through the stub, as a browser's
+// first page would, and returns the time from the ?connect request to the
+// first bench reading in the client.
+func (r *rig) firstContact(ctx context.Context) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	t0 := time.Now()
+	doc, err := StubConnect(ctx, r.hc, r.stubURL(), r.origin())
+	if err != nil {
+		return 0, err
+	}
+	conn, err := dialWS(ctx, r.hc, doc.URL, r.origin(), doc.Protocol)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.CloseNow()
+	for {
+		_, b, err := conn.Read(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("waiting for the first reading: %w", err)
+		}
+		if _, ok := parseReading(b, "bench."); ok || strings.Contains(string(b), `"sensor":"bench.`) {
+			return time.Since(t0), nil
+		}
+	}
+}
+
+// footprint measures the stub, first contact, and the idle supervisor
+// with the system plugin.
+func (r *rig) footprint(ctx context.Context, rep *Report) error {
+	r.stopSupervisor()
+	if err := r.setPlugins(10, "system"); err != nil {
+		return err
+	}
+	if _, err := StubConnect(ctx, r.hc, r.stubURL(), r.origin()); err != nil {
+		return err
+	}
+	var times []float64
+	for range 200 {
+		t0 := time.Now()
+		if _, err := StubConnect(ctx, r.hc, r.stubURL(), r.origin()); err != nil {
+			return err
+		}
+		times = append(times, float64(time.Since(t0).Microseconds())/1000)
+	}
+	sort.Float64s(times)
+	rep.StubMedianMS = times[len(times)/2]
+	sleep(ctx, 5*time.Second) // let the system plugin settle
+	st, err := control.Probe(ctx, r.state)
+	if err != nil {
+		return err
+	}
+	u, err := procFS{"/proc"}.usage(st.PID, true)
+	if err != nil {
+		return err
+	}
+	for _, p := range u.List {
+		switch p.Comm {
+		case "livecgid":
+			rep.SupervisorIdle = p
+		case "system":
+			rep.SystemPlugin = p
+		}
+	}
+	fmt.Fprintf(r.log, "stub median %.2f ms; idle livecgid RSS %d kB (anon %d kB); system plugin RSS %d kB, anon %d kB\n",
+		rep.StubMedianMS, rep.SupervisorIdle.RSS, rep.SupervisorIdle.Anon, rep.SystemPlugin.RSS, rep.SystemPlugin.Anon)
+	r.stopSupervisor()
+	return nil
+}
+
+// point runs one system with n clients at hz. rep (if not nil) collects
+// first-contact times.
+func (r *rig) point(ctx context.Context, rep *Report, sys string, n int, hz float64, d time.Duration) (*Result, error) {
+	l := Load{Mode: sys, Clients: n, Hz: hz, Duration: d, Warmup: time.Second}
+	switch sys {
+	case ModeLivecgi:
+		r.stopSupervisor()
+		if err := r.setPlugins(hz, "bench"); err != nil {
+			return nil, err
+		}
+		ft, err := r.firstContact(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("first contact: %w", err)
+		}
+		if rep != nil {
+			rep.FirstReadingMS = append(rep.FirstReadingMS, float64(ft.Microseconds())/1000)
+		}
+		defer r.stopSupervisor()
+		st, err := control.Probe(ctx, r.state)
+		if err != nil {
+			return nil, err
+		}
+		l.URL, l.PID = r.stubURL(), st.PID
+		sleep(ctx, time.Second)
+	case ModeWebsocketd:
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		cmd := exec.Command("websocketd", "--port="+strconv.Itoa(port), "--address=127.0.0.1", "--loglevel=error",
+			filepath.Join(r.bin, "sensorprog"), "-hz", strconv.FormatFloat(hz, 'g', -1, 64))
+		cmd.Stderr = io.Discard
+		if err := start(cmd); err != nil {
+			return nil, err
+		}
+		defer stop(cmd)
+		if err := waitPort(ctx, port); err != nil {
+			return nil, err
+		}
+		l.URL, l.PID = "ws://127.0.0.1:"+strconv.Itoa(port)+"/", cmd.Process.Pid
+	case ModeLongPoll:
+		l.URL = "http://127.0.0.1:" + strconv.Itoa(r.httpPort) + "/cgi-bin/poll?hz=" + strconv.FormatFloat(hz, 'g', -1, 64)
+		l.PID = r.httpd.Process.Pid
+	case ModeBare:
+		cmd := exec.Command(r.self, "serve-bare", "-listen", "127.0.0.1:0", "-hz", strconv.FormatFloat(hz, 'g', -1, 64))
+		cmd.Stderr = io.Discard
+		outp, err := cmd.StdoutPipe()
+		if err != nil {
+			return nil, err
+		}
+		if err := start(cmd); err != nil {
+			return nil, err
+		}
+		defer stop(cmd)
+		line, err := bufio.NewReader(outp).ReadString('\n')
+		addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening on ")
+		if err != nil || !ok {
+			return nil, fmt.Errorf("serve-bare said %q: %v", line, err)
+		}
+		l.URL, l.PID = "ws://"+addr+"/", cmd.Process.Pid
+	}
+	return l.Run(ctx, r.log)
+}
+
+// machine describes this machine and the versions under test.
+func machine(ctx context.Context) Machine {
+	m := Machine{Cores: runtime.NumCPU(), Go: runtime.Version()}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	first := func(name string, args ...string) string {
+		out, _ := exec.CommandContext(ctx, name, args...).CombinedOutput()
+		line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+		return line
+	}
+	m.Livecgi = first("git", "describe", "--tags", "--always", "--dirty")
+	m.Websocketd = first("dpkg-query", "-W", "-f", "${Version}", "websocketd")
+	m.Busybox = first("dpkg-query", "-W", "-f", "${Version}", "busybox")
+	return m
+}
+
+// writeReport writes results.json, compare.md and the plots.
+func writeReport(dir string, rep *Report) error {
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "results.json"), append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	files := map[string]string{
+		"compare.md":  markdown(rep),
+		"compare.svg": plotCompare(rep),
+	}
+	if len(rep.Ceiling) > 0 {
+		files["ceiling.svg"] = plotCeiling(rep)
+	}
+	for name, s := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(s), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}

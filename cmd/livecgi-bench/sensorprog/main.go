@@ -1,0 +1,35 @@
+// Command sensorprog is the per-connection sensor program of the websocketd
+// rig: websocketd starts one per WebSocket client and sends each line it
+// prints as a message. It prints a bench reading (see package tick) on
+// every tick of the wall-clock grid until stdout fails, which is how it
+// learns its client left.
+//
+//	websocketd --port=8080 sensorprog -hz 10
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/livecgi/livecgi/cmd/livecgi-bench/tick"
+)
+
+func main() {
+	hz := flag.Float64("hz", 10, "readings per second")
+	flag.Parse()
+	period, err := tick.Period(*hz)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sensorprog:", err)
+		os.Exit(2)
+	}
+	var b []byte
+	for {
+		k := tick.Wait(period)
+		b = append(tick.Frame(b[:0], k, time.Now()), '\n')
+		if _, err := os.Stdout.Write(b); err != nil {
+			os.Exit(0)
+		}
+	}
+}
