@@ -24,9 +24,22 @@ const helperPrefix = "helper_"
 
 func TestMain(m *testing.M) {
 	name := filepath.Base(os.Args[0])
-	if mode, ok := strings.CutPrefix(name, helperPrefix); ok {
-		serveHelper(strings.TrimRight(mode, "0123456789"))
+	tm, tv := readTrailer()
+	if mode, ok := strings.CutPrefix(name, helperPrefix); ok || tm != "" {
+		mode = strings.TrimRight(mode, "0123456789")
+		if tm != "" || tv != "" {
+			if tm != "" {
+				mode = tm
+			}
+			os.Setenv("HELPER_VERSION", tv)
+		}
+		serveHelper(mode)
 		os.Exit(0)
+	}
+	// Race-enabled helpers sleep a second at exit by default: a stopped
+	// plugin would linger and slow every test that waits for it.
+	if g := os.Getenv("GORACE"); !strings.Contains(g, "atexit_sleep_ms") {
+		os.Setenv("GORACE", strings.TrimSpace(g+" atexit_sleep_ms=0"))
 	}
 	os.Exit(m.Run())
 }
@@ -43,6 +56,43 @@ func installHelper(t testing.TB, dir, mode string) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// A helper copy may carry a trailer appended to the binary (the ELF file
+// still runs): "\n#helper mode=<mode> version=<v>\n". It overrides the
+// mode taken from the file name and the version, so that one plugin name
+// can be given binaries that differ and misbehave (see writeHelper).
+const trailerTag = "\n#helper "
+
+// readTrailer returns the mode and version in this executable's trailer.
+func readTrailer() (mode, version string) {
+	f, err := os.Open("/proc/self/exe") // works for a replaced (deleted) file too
+	if err != nil {
+		return "", ""
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || fi.Size() < 256 {
+		return "", ""
+	}
+	buf := make([]byte, 256)
+	if _, err := f.ReadAt(buf, fi.Size()-256); err != nil {
+		return "", ""
+	}
+	i := strings.LastIndex(string(buf), trailerTag)
+	if i < 0 {
+		return "", ""
+	}
+	for _, kv := range strings.Fields(string(buf[i+len(trailerTag):])) {
+		k, v, _ := strings.Cut(kv, "=")
+		switch k {
+		case "mode":
+			mode = v
+		case "version":
+			version = v
+		}
+	}
+	return mode, version
 }
 
 func serveHelper(mode string) {
@@ -102,6 +152,9 @@ func (h *helper) Describe(ctx context.Context, _ *proto.DescribeRequest) (*proto
 				{Name: "neg", Type: proto.ValueType_BOOL},
 			}},
 			{Id: "block", Title: "Blocks until cancelled"},
+			{Id: "sleep", Title: "Answers after ms milliseconds with its pid and version", Args: []*proto.Arg{
+				{Name: "ms", Type: proto.ValueType_NUMBER, Required: true},
+			}},
 			{Id: "fail", Title: "Always fails"},
 		},
 	}, nil
@@ -155,6 +208,18 @@ func (h *helper) Do(ctx context.Context, req *proto.CommandRequest) (*proto.Comm
 		return nil, ctx.Err()
 	case "fail":
 		return &proto.CommandResponse{Error: "it failed, as asked"}, nil
+	case "sleep":
+		var a struct{ MS float64 }
+		if err := json.Unmarshal(req.ArgsJson, &a); err != nil {
+			return nil, err
+		}
+		select {
+		case <-time.After(time.Duration(a.MS) * time.Millisecond):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		b, _ := json.Marshal(map[string]any{"pid": os.Getpid(), "version": os.Getenv("HELPER_VERSION")})
+		return &proto.CommandResponse{ValueJson: b}, nil
 	case "add":
 		var a struct {
 			A, B float64

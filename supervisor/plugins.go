@@ -59,6 +59,7 @@ type manager struct {
 
 	mu    sync.Mutex
 	slots map[string]*slot
+	dying map[string]*slot // removed, still stopping: a new slot of that name waits for it
 	wg    sync.WaitGroup
 	ctx   context.Context
 
@@ -73,6 +74,7 @@ type slot struct {
 	log      *slog.Logger
 	cur      atomic.Pointer[instance]
 	swap     chan struct{} // the binary changed
+	kick     chan struct{} // something it may depend on changed (the directory's mode): retry now if down
 	remove   chan struct{} // the binary is gone
 	stopped  chan struct{} // closed when loop returns
 }
@@ -124,6 +126,14 @@ func candidate(name string) bool {
 func (m *manager) load(name, ident string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	// A slot of this name that is being removed must be gone first, or its
+	// "removed" would come after (and undo) the new one's descriptors.
+	for m.dying[name] != nil {
+		old := m.dying[name]
+		m.mu.Unlock()
+		<-old.stopped
+		m.mu.Lock()
+	}
 	if m.ctx.Err() != nil {
 		return
 	}
@@ -145,7 +155,7 @@ func (m *manager) load(name, ident string) {
 	}
 	sl := &slot{
 		id: name, path: filepath.Join(m.dir, name), m: m, log: m.log.With("plugin", name), ident: ident,
-		swap: make(chan struct{}, 1), remove: make(chan struct{}, 1), stopped: make(chan struct{}),
+		swap: make(chan struct{}, 1), kick: make(chan struct{}, 1), remove: make(chan struct{}, 1), stopped: make(chan struct{}),
 	}
 	m.slots[name] = sl
 	m.wg.Add(1)
@@ -157,14 +167,46 @@ func (m *manager) load(name, ident string) {
 		if m.slots[name] == sl {
 			delete(m.slots, name)
 		}
+		if m.dying[name] == sl {
+			delete(m.dying, name)
+		}
 		m.mu.Unlock()
 	}()
+}
+
+// unusable reports a plugin file that is there but cannot be run (not
+// executable, not a complete ELF binary). If that plugin runs, the old
+// process keeps serving and clients are told why the new file was not
+// loaded, once per version of the file.
+func (m *manager) unusable(name, ident string, why error) {
+	m.mu.Lock()
+	sl := m.slots[name]
+	if sl == nil || sl.ident == ident {
+		m.mu.Unlock()
+		return
+	}
+	sl.ident = ident
+	m.mu.Unlock()
+	cur := sl.cur.Load()
+	if cur == nil {
+		return // down anyway: its next start says why
+	}
+	reason := "new binary not loaded: " + why.Error()
+	sl.log.Warn("new binary not loaded, old one keeps serving", "reason", why)
+	m.hub.setState(wire.Status{Plugin: name, State: wire.StateSwapFailed, Reason: reason, Version: cur.desc.Version})
 }
 
 // unload stops the plugin called name and reports its sensors gone.
 func (m *manager) unload(name string) {
 	m.mu.Lock()
 	sl := m.slots[name]
+	if sl != nil {
+		delete(m.slots, name)
+		if m.dying == nil {
+			m.dying = map[string]*slot{}
+		}
+		m.dying[name] = sl
+	}
 	m.mu.Unlock()
 	if sl == nil {
 		return
@@ -172,6 +214,19 @@ func (m *manager) unload(name string) {
 	select {
 	case sl.remove <- struct{}{}:
 	default:
+	}
+}
+
+// kickAll makes every plugin that is down try to start again now: a
+// refusal may have been lifted (the directory's mode changed).
+func (m *manager) kickAll() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, sl := range m.slots {
+		select {
+		case sl.kick <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -296,13 +351,17 @@ func (sl *slot) loop(ctx context.Context) {
 				if ctx.Err() != nil {
 					return
 				}
+				if errors.Is(err, ErrRefused) {
+					// No point retrying the same file: a change to it
+					// (chmod, chown, a new binary) or to the directory
+					// starts it again.
+					sl.log.Error("plugin refused", "reason", err)
+					m.hub.setState(wire.Status{Plugin: sl.id, State: wire.StateRefused, Reason: err.Error()})
+					continue
+				}
 				backoff = nextBackoff(backoff)
 				sl.log.Error("plugin failed to start", "err", err, "retry_in", backoff)
-				state := wire.StateRestarting
-				if errors.Is(err, ErrRefused) {
-					state = wire.StateRefused
-				}
-				m.hub.setState(wire.Status{Plugin: sl.id, State: state, Reason: err.Error()})
+				m.hub.setState(wire.Status{Plugin: sl.id, State: wire.StateRestarting, Reason: err.Error()})
 				retry.Reset(backoff)
 				continue
 			}
@@ -322,6 +381,12 @@ func (sl *slot) loop(ctx context.Context) {
 			limit := max(3*cur.minEvery, 5*time.Second)
 			if quiet := time.Since(time.Unix(0, cur.lastRead.Load())); quiet > limit {
 				sl.crashed(cur, fmt.Sprintf("plugin hung: no reading for %v", quiet.Round(time.Second)), &backoff, retry)
+			}
+
+		case <-sl.kick:
+			if cur == nil {
+				backoff = 0
+				retry.Reset(0)
 			}
 
 		case <-sl.swap:
@@ -456,6 +521,10 @@ func (sl *slot) start(ctx context.Context) (*instance, error) {
 	if err := checkTrust(sl.path); err != nil {
 		return nil, err
 	}
+	sum, pinned := m.sums[sl.id]
+	if len(m.sums) > 0 && !pinned {
+		return nil, fmt.Errorf("%w: %s is not in the plugin_sha256 allowlist", ErrRefused, sl.path)
+	}
 	cmd := exec.Command(sl.path)
 	// go-plugin honours UnixSocketConfig.TempDir only with a RunnerFunc; the
 	// plugin side reads this variable: sockets go in the private state dir.
@@ -470,7 +539,7 @@ func (sl *slot) start(ctx context.Context) (*instance, error) {
 		Logger:           newHCLog(sl.log),
 		StartTimeout:     handshakeTimeout,
 	}
-	if sum, ok := m.sums[sl.id]; ok {
+	if pinned {
 		b, _ := hex.DecodeString(sum)
 		cfg.SecureConfig = &plugin.SecureConfig{Checksum: b, Hash: sha256.New()} // a fresh hash per start: it keeps state
 	}
@@ -480,6 +549,9 @@ func (sl *slot) start(ctx context.Context) (*instance, error) {
 		return nil, err
 	}
 	rpc, err := c.Client()
+	if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
+		return fail(fmt.Errorf("%w: SHA-256 of %s does not match plugin_sha256 in the config", ErrRefused, sl.path))
+	}
 	if err != nil {
 		return fail(fmt.Errorf("handshake: %w", err))
 	}

@@ -50,6 +50,14 @@ func (s *Supervisor) watch(ctx context.Context) error {
 			if !ok {
 				return nil
 			}
+			if filepath.Clean(ev.Name) == filepath.Clean(m.dir) {
+				// The directory itself (its mode, its owner): a plugin
+				// refused for it may be trusted now.
+				if ev.Has(fsnotify.Chmod) {
+					m.kickAll()
+				}
+				continue
+			}
 			name := filepath.Base(ev.Name)
 			if filepath.Dir(ev.Name) != filepath.Clean(m.dir) || !candidate(name) {
 				continue
@@ -88,19 +96,22 @@ func (m *manager) consider(name string) {
 	}
 	if err := usableBinary(path, fi); err != nil {
 		m.log.Info("plugin file not loaded", "file", name, "reason", err)
+		m.unusable(name, identify(fi), err)
 		return
 	}
 	m.load(name, identify(fi))
 }
 
 // identify names one version of a file: a replaced or rewritten binary
-// changes inode, size or modification time.
+// changes inode, size or modification time; chmod and chown change mode
+// or owner, which decide whether it may run at all.
 func identify(fi os.FileInfo) string {
 	var ino uint64
+	var uid uint32
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		ino = st.Ino
+		ino, uid = st.Ino, st.Uid
 	}
-	return fmt.Sprintf("%d/%d/%d", ino, fi.Size(), fi.ModTime().UnixNano())
+	return fmt.Sprintf("%d/%d/%d/%o/%d", ino, fi.Size(), fi.ModTime().UnixNano(), fi.Mode(), uid)
 }
 
 // usableBinary reports why path is not a complete executable ELF file.
@@ -116,10 +127,18 @@ func usableBinary(path string, fi os.FileInfo) error {
 		return fmt.Errorf("not a complete ELF binary: %w", err)
 	}
 	defer f.Close()
-	// A half-written file often has a valid header; its sections reach
-	// past the end.
+	if f.Type != elf.ET_EXEC && f.Type != elf.ET_DYN {
+		return fmt.Errorf("ELF file of type %v, not an executable", f.Type)
+	}
+	// A half-written file often has a valid header; its segments and
+	// sections reach past the end.
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_LOAD && p.Off+p.Filesz > uint64(fi.Size()) {
+			return errors.New("truncated ELF binary")
+		}
+	}
 	for _, sec := range f.Sections {
-		if sec.Type != elf.SHT_NOBITS && int64(sec.Offset+sec.Size) > fi.Size() {
+		if sec.Type != elf.SHT_NOBITS && sec.Offset+sec.Size > uint64(fi.Size()) {
 			return errors.New("truncated ELF binary")
 		}
 	}
