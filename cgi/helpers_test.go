@@ -100,7 +100,9 @@ func mustEnv(t *testing.T, extra ...string) testEnv {
 	return e
 }
 
-// supervisorPids lists the live processes started with -state-dir state.
+// supervisorPids lists the live processes started with -state-dir state,
+// leaving out children between fork and exec, which still show the
+// parent's command line.
 func supervisorPids(state string) []int {
 	var pids []int
 	ents, _ := os.ReadDir("/proc")
@@ -121,7 +123,21 @@ func supervisorPids(state string) []int {
 		}
 		pids = append(pids, pid)
 	}
-	return pids
+	in := map[int]bool{}
+	for _, p := range pids {
+		in[p] = true
+	}
+	var out []int
+	for _, p := range pids {
+		stat, _ := os.ReadFile("/proc/" + strconv.Itoa(p) + "/stat")
+		if f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:])); len(f) > 1 {
+			if pp, _ := strconv.Atoi(f[1]); in[pp] {
+				continue
+			}
+		}
+		out = append(out, p)
+	}
+	return out
 }
 
 // killSupervisors SIGKILLs and reaps every process started for state.

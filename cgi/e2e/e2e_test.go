@@ -164,6 +164,11 @@ func testServer(t *testing.T, srv server, bin string) {
 	}
 	if pids2 := supervisorPids(e.state); len(pids2) != 1 || len(pids) == 1 && pids2[0] == pids[0] {
 		t.Errorf("after SIGKILL of %v: supervisors %v", pids, pids2)
+		for _, pid := range pids2 {
+			stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			t.Logf("%d: %s", pid, stat)
+		}
+		logs(t, e)
 	}
 	mustLive(t, c, origin)
 }
@@ -327,13 +332,20 @@ func mustStartServer(t *testing.T, srv server, bin string, e env) int {
 		cmd := srv.cmd(bin, e.docroot, e.dir, port)
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
+		// Its own process group, so that stopping it also stops the
+		// children it forks per connection (busybox keeps one per idle
+		// keep-alive connection for a minute). The supervisor is in a
+		// session of its own and is stopped by mustEnv's cleanup.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.WaitDelay = 5 * time.Second
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
 		exited := make(chan struct{})
 		go func() { cmd.Wait(); close(exited) }()
 		stop := func() {
-			cmd.Process.Kill()
+			client.CloseIdleConnections()
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			<-exited
 		}
 		if waitListening(port, exited) {
@@ -426,11 +438,14 @@ func copyExe(t *testing.T, from, to string) {
 	}
 }
 
-// supervisorPids lists the live processes started with -state-dir state.
+// supervisorPids lists the live processes started with -state-dir state,
+// leaving out their children between fork and exec (a supervisor starting a
+// plugin), which still show its command line.
 func supervisorPids(state string) []int {
-	return pidsMatching(func(cmdline []byte) bool {
+	all := pidsMatching(func(cmdline []byte) bool {
 		return bytes.Contains(cmdline, []byte("\x00-state-dir\x00"+state+"\x00"))
 	})
+	return withoutChildren(all)
 }
 
 func pidsMatching(match func(cmdline []byte) bool) []int {
@@ -453,6 +468,35 @@ func pidsMatching(match func(cmdline []byte) bool) []int {
 		pids = append(pids, pid)
 	}
 	return pids
+}
+
+// withoutChildren drops the pids whose parent is in pids.
+func withoutChildren(pids []int) []int {
+	in := map[int]bool{}
+	for _, p := range pids {
+		in[p] = true
+	}
+	var out []int
+	for _, p := range pids {
+		if !in[ppid(p)] {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// ppid reads a process's parent from /proc, 0 if it is gone.
+func ppid(pid int) int {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	n, _ := strconv.Atoi(f[1])
+	return n
 }
 
 func killMatching(match func(cmdline []byte) bool) {
