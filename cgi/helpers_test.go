@@ -88,7 +88,9 @@ type testEnv struct {
 }
 
 // mustEnv writes a config in a fresh temp dir; extra lines are appended.
-func mustEnv(t *testing.T, extra ...string) testEnv {
+func mustEnv(t *testing.T, extra ...string) testEnv { return mustEnvB(t, extra...) }
+
+func mustEnvB(t testing.TB, extra ...string) testEnv {
 	t.Helper()
 	dir := t.TempDir()
 	e := testEnv{dir: dir, state: filepath.Join(dir, "state"), conf: filepath.Join(dir, "livecgi.conf"), supervisor: mustFake(t)}
