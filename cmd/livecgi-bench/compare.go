@@ -71,7 +71,7 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	hzs := fs.String("hz", "10,100", "sensor rates")
 	systems := fs.String("systems", strings.Join(allSystems, ","), "systems to run")
 	d := fs.Duration("d", 10*time.Second, "measured window per point (the run time is bounded by it)")
-	ceilHz := fs.String("ceiling-hz", "100,200,500,1000,2000", "rates of the fan-out ceiling run (empty: skip)")
+	ceilHz := fs.String("ceiling-hz", "10,50,100,200,500,1000", "rates of the fan-out ceiling run (empty: skip)")
 	ceilN := fs.Int("ceiling-n", 1000, "clients of the fan-out ceiling run")
 	ceilD := fs.Duration("ceiling-d", 5*time.Second, "measured window per ceiling point")
 	if err := fs.Parse(args); err != nil {
@@ -202,7 +202,7 @@ func newRig(ctx context.Context, work string, log io.Writer) (*rig, error) {
 	r := &rig{
 		work: work, bin: filepath.Join(work, "bin"), plugins: filepath.Join(work, "plugins"),
 		state: filepath.Join(work, "state"), www: filepath.Join(work, "www"), log: log,
-		hc: &http.Client{Timeout: 30 * time.Second},
+		hc: newClient(),
 	}
 	var err error
 	if r.self, err = os.Executable(); err != nil {
@@ -471,6 +471,10 @@ func (r *rig) point(ctx context.Context, rep *Report, sys string, n int, hz floa
 	case ModeLongPoll:
 		l.URL = "http://127.0.0.1:" + strconv.Itoa(r.httpPort) + "/cgi-bin/poll?hz=" + strconv.FormatFloat(hz, 'g', -1, 64)
 		l.PID = r.httpd.Process.Pid
+		// CGIs of the last run may still be finishing their wait.
+		for end := time.Now().Add(5 * time.Second); time.Now().Before(end) && len(procFS{"/proc"}.tree(l.PID)) > 1; {
+			sleep(ctx, 50*time.Millisecond)
+		}
 	case ModeBare:
 		cmd := exec.Command(r.self, "serve-bare", "-listen", "127.0.0.1:0", "-hz", strconv.FormatFloat(hz, 'g', -1, 64))
 		cmd.Stderr = io.Discard
@@ -539,4 +543,12 @@ func writeReport(dir string, rep *Report) error {
 		}
 	}
 	return nil
+}
+
+// newClient is the HTTP client of the rigs: generous timeouts, many idle
+// connections.
+func newClient() *http.Client {
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		MaxIdleConns: 4096, MaxIdleConnsPerHost: 4096, IdleConnTimeout: time.Minute,
+	}}
 }

@@ -312,9 +312,7 @@ func (l Load) dialer() (dialFunc, error) {
 	if err != nil || u.Host == "" {
 		return nil, fmt.Errorf("url %q: want an absolute URL", l.URL)
 	}
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		MaxIdleConns: 4096, MaxIdleConnsPerHost: 4096, IdleConnTimeout: time.Minute,
-	}}
+	hc := newClient()
 	switch l.Mode {
 	case ModeWebsocketd, ModeBare:
 		return func(ctx context.Context, _ int) (streamFunc, time.Duration, time.Duration, error) {
