@@ -40,6 +40,7 @@ type hub struct {
 	history  []*frame // ring of the last cap(history) readings
 	histNext int
 	clients  map[*client]struct{}
+	closed   bool // shutting down: attach refuses
 
 	work chan *client // clients with something to write
 
@@ -262,15 +263,32 @@ func (h *hub) replayLocked(c *client, seq uint64) (wire.Snapshot, bool) {
 }
 
 // attach registers c and queues hello and a full snapshot for it, atomically
-// with respect to publish so that no reading slips in before them.
-func (h *hub) attach(c *client) {
+// with respect to publish so that no reading slips in before them. It
+// returns false once the hub is shutting down.
+func (h *hub) attach(c *client) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.closed {
+		return false
+	}
 	hello, _ := json.Marshal(h.helloLocked())
 	snap, _ := json.Marshal(h.snapshotLocked(c, ""))
 	c.queueControl(hello)
 	c.queueControl(snap)
 	h.clients[c] = struct{}{}
+	return true
+}
+
+// shutdown refuses new clients and returns the current ones.
+func (h *hub) shutdown() []*client {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	cs := make([]*client, 0, len(h.clients))
+	for c := range h.clients {
+		cs = append(cs, c)
+	}
+	return cs
 }
 
 func (h *hub) detach(c *client) {

@@ -147,9 +147,8 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 	watchErr := make(chan error, 1)
 	bg.Go(func() { watchErr <- s.watch(ctx) })
 
-	srv := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- s.serve(ctx, ln) }()
 	s.log.Info("livecgid serving", "addr", ln.Addr().String(), "plugins_dir", s.cfg.PluginsDir, "version", s.version, "epoch", s.hub.epoch)
 
 	var err error
@@ -164,19 +163,11 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 	}
 	cancel()
 	// 1. Stop accepting.
-	sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
-	srv.Shutdown(sctx)
-	scancel()
+	ln.Close()
 	// 2. Going away to every client (Shutdown does not wait for hijacked
 	// connections); their readers return and detach them.
-	s.hub.mu.Lock()
-	clients := make([]*client, 0, len(s.hub.clients))
-	for c := range s.hub.clients {
-		clients = append(clients, c)
-	}
-	s.hub.mu.Unlock()
 	var cw sync.WaitGroup
-	for _, c := range clients {
+	for _, c := range s.hub.shutdown() {
 		c.shut()
 		cw.Go(func() { c.conn.Close(websocket.StatusGoingAway, "supervisor stopping") })
 	}
@@ -243,15 +234,23 @@ func (s *Supervisor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := &client{hub: s.hub, conn: conn, log: s.log.With("remote", r.RemoteAddr)}
-	s.hub.attach(c)
+	if !s.hub.attach(c) {
+		conn.Close(websocket.StatusGoingAway, "supervisor stopping")
+		return
+	}
 	c.log.Debug("client connected")
-	s.read(r.Context(), c)
-	s.hub.detach(c)
-	c.shut()
-	s.mu.Lock()
-	s.lastUse = time.Now()
-	s.mu.Unlock()
-	c.log.Debug("client gone")
+	// The reader is a fresh goroutine: the upgrade grew this one's stack,
+	// and an idle client should cost only what a blocked read needs.
+	ctx := r.Context()
+	go func() {
+		s.read(ctx, c)
+		s.hub.detach(c)
+		c.shut()
+		s.mu.Lock()
+		s.lastUse = time.Now()
+		s.mu.Unlock()
+		c.log.Debug("client gone")
+	}()
 }
 
 // useNonce makes a token single-use; it reports false if it was used.

@@ -1,0 +1,137 @@
+package supervisor
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// Buffer sizes of one client connection. net/http would give every
+// connection 4 KiB for reading and 4 KiB for writing on top of its own
+// per-connection state; our frames are small (readings ~150 bytes, client
+// messages rate-limited), so 1 KiB each is plenty and halves the memory a
+// browser costs. A frame larger than a buffer is written straight through.
+const (
+	connReadBuf  = 1 << 10
+	connWriteBuf = 1 << 10
+)
+
+// serve accepts connections on ln and gives each its own goroutine, which
+// reads one HTTP request and hands it to ServeHTTP: a WebSocket upgrade
+// keeps the goroutine as the client's reader; anything else is answered
+// and closed. This replaces http.Server to keep per-client memory small.
+func (s *Supervisor) serve(ctx context.Context, ln net.Listener) error {
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				// Out of fds or similar: back off instead of spinning.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed, retrying", "err", err, "in", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		go s.serveConn(ctx, nc)
+	}
+}
+
+func (s *Supervisor) serveConn(ctx context.Context, nc net.Conn) {
+	nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReaderSize(nc, connReadBuf)
+	req, err := http.ReadRequest(br)
+	if err != nil {
+		nc.Write([]byte("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"))
+		nc.Close()
+		return
+	}
+	nc.SetReadDeadline(time.Time{})
+	req.RemoteAddr = nc.RemoteAddr().String()
+	w := &connWriter{nc: nc, br: br, header: http.Header{}}
+	// Not ctx itself: a cancelled read would drop the connection without a
+	// close frame; shutdown closes each client with "going away" instead.
+	s.ServeHTTP(w, req.WithContext(context.WithoutCancel(ctx)))
+	if !w.hijacked {
+		w.finish()
+		nc.Close()
+	}
+}
+
+// connWriter is the http.ResponseWriter of serveConn: enough of one for
+// websocket.Accept (headers, 101, Hijack) and for short error answers.
+type connWriter struct {
+	nc       net.Conn
+	br       *bufio.Reader
+	header   http.Header
+	status   int
+	head     []byte // status line and headers, once WriteHeader ran
+	body     bytes.Buffer
+	hijacked bool
+}
+
+var _ http.Hijacker = (*connWriter)(nil)
+
+func (w *connWriter) Header() http.Header { return w.header }
+
+func (w *connWriter) WriteHeader(code int) {
+	if w.status != 0 {
+		return
+	}
+	w.status = code
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\n", code, http.StatusText(code))
+	if code != http.StatusSwitchingProtocols {
+		w.header.Set("Connection", "close")
+	}
+	w.header.Write(&b)
+	w.head = b.Bytes()
+}
+
+func (w *connWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.body.Write(p)
+}
+
+// finish sends a non-upgrade answer with its length.
+func (w *connWriter) finish() {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	var b bytes.Buffer
+	b.Write(w.head)
+	b.WriteString("Content-Length: " + strconv.Itoa(w.body.Len()) + "\r\n\r\n")
+	b.Write(w.body.Bytes())
+	w.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	w.nc.Write(b.Bytes())
+}
+
+// Hijack hands the connection to the WebSocket, with the 101 answer
+// already written.
+func (w *connWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if w.status != http.StatusSwitchingProtocols {
+		return nil, nil, errors.New("hijack without a 101 answer")
+	}
+	w.hijacked = true
+	w.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if _, err := w.nc.Write(append(w.head, "\r\n"...)); err != nil {
+		return nil, nil, err
+	}
+	w.nc.SetWriteDeadline(time.Time{})
+	return w.nc, bufio.NewReadWriter(w.br, bufio.NewWriterSize(w.nc, connWriteBuf)), nil
+}
