@@ -29,6 +29,9 @@ const (
 	Bool   = proto.ValueType_BOOL
 )
 
+// MinInterval is the shortest sensor interval livecgid accepts.
+const MinInterval = 10 * time.Millisecond
+
 // Reading is one value read by a sensor. Make one with Gauge, String or
 // Flag.
 type Reading struct {
@@ -139,8 +142,8 @@ func (p Plugin) validate() error {
 			return fmt.Errorf("sensor id %q: want a unique lower_snake id", s.ID)
 		}
 		seen[s.ID] = true
-		if s.Read == nil || s.Interval <= 0 {
-			return fmt.Errorf("sensor %s: needs Read and a positive Interval", s.ID)
+		if s.Read == nil || s.Interval < MinInterval {
+			return fmt.Errorf("sensor %s: needs Read and an Interval of at least %v", s.ID, MinInterval)
 		}
 	}
 	for _, c := range p.Commands {

@@ -49,9 +49,11 @@ func TestValidate(t *testing.T) {
 		{name: "command reuses a sensor id", p: Plugin{Sensors: []Sensor{ok}, Commands: []Command{{ID: "temp_celsius", Do: do}}},
 			wantErr: `command id "temp_celsius": want a unique`},
 		{name: "bad command id", p: Plugin{Commands: []Command{{ID: "Reboot!", Do: do}}}, wantErr: `command id "Reboot!"`},
-		{name: "no Read", p: Plugin{Sensors: []Sensor{{ID: "x", Interval: time.Second}}}, wantErr: "sensor x: needs Read and a positive Interval"},
-		{name: "no Interval", p: Plugin{Sensors: []Sensor{{ID: "x", Read: ok.Read}}}, wantErr: "sensor x: needs Read and a positive Interval"},
-		{name: "negative Interval", p: Plugin{Sensors: []Sensor{{ID: "x", Read: ok.Read, Interval: -time.Second}}}, wantErr: "positive Interval"},
+		{name: "no Read", p: Plugin{Sensors: []Sensor{{ID: "x", Interval: time.Second}}}, wantErr: "sensor x: needs Read and an Interval of at least 10ms"},
+		{name: "no Interval", p: Plugin{Sensors: []Sensor{{ID: "x", Read: ok.Read}}}, wantErr: "sensor x: needs Read and an Interval of at least 10ms"},
+		{name: "negative Interval", p: Plugin{Sensors: []Sensor{{ID: "x", Read: ok.Read, Interval: -time.Second}}}, wantErr: "Interval of at least 10ms"},
+		{name: "Interval below the minimum", p: Plugin{Sensors: []Sensor{{ID: "x", Read: ok.Read, Interval: 9 * time.Millisecond}}}, wantErr: "Interval of at least 10ms"},
+		{name: "Interval at the minimum", p: Plugin{Sensors: []Sensor{{ID: "x", Read: ok.Read, Interval: 10 * time.Millisecond}}}},
 		{name: "no Do", p: Plugin{Commands: []Command{{ID: "reboot"}}}, wantErr: "command reboot: needs Do"},
 	}
 	for _, tt := range tests {
