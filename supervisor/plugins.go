@@ -89,6 +89,7 @@ type instance struct {
 	cmds     map[string]bool
 	minEvery time.Duration // shortest sensor interval; 0 without sensors
 	started  time.Time
+	socket   string // its unix socket in the manager's socket dir, if any
 
 	cancel   context.CancelFunc // ends the stream
 	done     chan struct{}      // closed when the stream ended
@@ -309,6 +310,10 @@ func (in *instance) stop(grace time.Duration) {
 	}
 	in.cancel()
 	in.client.Kill()
+	// A plugin that crashed or was killed leaves its socket behind.
+	if in.socket != "" {
+		os.Remove(in.socket)
+	}
 }
 
 // loop owns the slot's process: start, watch, restart with backoff, swap.
@@ -580,6 +585,10 @@ func (sl *slot) start(ctx context.Context) (*instance, error) {
 	if err := in.check(); err != nil {
 		return fail(fmt.Errorf("describe: %w", err))
 	}
+	if rc := c.ReattachConfig(); rc != nil && rc.Addr != nil && rc.Addr.Network() == "unix" &&
+		filepath.Dir(rc.Addr.String()) == filepath.Clean(m.socketDir) {
+		in.socket = rc.Addr.String()
+	}
 	return in, nil
 }
 
@@ -678,7 +687,12 @@ func cmp(a, b string) string {
 // than this user or root.
 func checkTrust(path string) error {
 	uid := uint32(os.Getuid())
-	for _, p := range []string{filepath.Dir(path), path} {
+	check := []string{filepath.Dir(path), path}
+	// A symlink is only as safe as the directory of the file it names.
+	if real, err := filepath.EvalSymlinks(path); err == nil && real != path {
+		check = append(check, filepath.Dir(real), real)
+	}
+	for _, p := range check {
 		fi, err := os.Stat(p)
 		if err != nil {
 			return err

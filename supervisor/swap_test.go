@@ -679,6 +679,11 @@ func TestKilledPluginRestarts(t *testing.T) {
 		}
 	}
 	t.Logf("kill -9 to first reading of the new process: %s", strings.Join(times, ", "))
+	// The killed processes' sockets were removed; the live one's is there.
+	waitFor(t, "one plugin socket", func() bool {
+		socks, _ := filepath.Glob(filepath.Join(ts.cfg.StateDir, control.SocketDir, "plugin*"))
+		return len(socks) == 1
+	})
 	if got := ts.plugins.restarts.Load(); got != 3 {
 		t.Errorf("restarts = %d, want 3", got)
 	}
@@ -737,6 +742,20 @@ func TestTrust(t *testing.T) {
 			t.Fatal(err)
 		}
 		status(c, "helper_late", wire.StateOnline, "")
+
+		// A symlink is only as safe as the directory of its target.
+		open := filepath.Join(t.TempDir(), "open")
+		if err := os.Mkdir(open, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		writeHelper(t, filepath.Join(open, "target"), 0o755, "counter", "1")
+		if err := os.Chmod(open, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(filepath.Join(open, "target"), filepath.Join(ts.dir, "helper_link")); err != nil {
+			t.Fatal(err)
+		}
+		status(c, "helper_link", wire.StateRefused, open+" is writable by group or others")
 
 		if os.Getuid() != 0 {
 			return // chown needs root
@@ -826,5 +845,52 @@ func TestIdleTimeout(t *testing.T) {
 	}
 	if !strings.Contains(ts.logs.String(), "no client for the idle timeout") {
 		t.Error("idle exit not logged")
+	}
+}
+
+// TestRemovedThenBack removes a plugin while a command runs on it and
+// deploys it again before that command is done: the old process finishes
+// the command, clients see "removed" and then the new process online, and
+// its readings flow.
+func TestRemovedThenBack(t *testing.T) {
+	setDur(t, &settle, 150*time.Millisecond)
+	const name = "helper_counter"
+	ts := startSup(t, func(c *control.Config) {
+		writeHelper(t, filepath.Join(c.PluginsDir, name), 0o755, "counter", "1")
+	})
+	c := ts.dial(t)
+	online(c, name)
+	c.send(wire.CommandMsg{Type: "command", ID: "slow", Name: name + ".sleep", Args: map[string]any{"ms": 1500}})
+	time.Sleep(100 * time.Millisecond)
+	if err := os.Remove(filepath.Join(ts.dir, name)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * settle) // the removal is acted on, the command still runs
+	deployMv(t, ts.dir, name, 0o755, "counter", "2")
+
+	var seen []string
+	for len(seen) < 3 {
+		m := c.next("result, removed, online", func(m map[string]any) bool {
+			return m["type"] == "result" || m["type"] == "status" && m["plugin"] == name
+		})
+		switch m["type"] {
+		case "result":
+			if m["ok"] != true || fmt.Sprint(m["value"].(map[string]any)["version"]) != "1" {
+				t.Errorf("command across the removal: %v", m)
+			}
+			seen = append(seen, "result")
+		default:
+			seen = append(seen, fmt.Sprint(m["state"]))
+		}
+	}
+	if want := []string{"result", wire.StateRemoved, wire.StateOnline}; !slices.Equal(seen, want) {
+		t.Errorf("saw %v, want %v", seen, want)
+	}
+	if v := count(c, name+".count"); v > 100 {
+		t.Errorf("reading %v does not come from the new process", v)
+	}
+	hello := ts.dial(t).next("hello", is("hello"))
+	if !strings.Contains(fmt.Sprint(hello["sensors"]), name+".count") {
+		t.Errorf("hello lacks the redeployed plugin's sensors: %v", hello["sensors"])
 	}
 }
