@@ -90,6 +90,8 @@ func readTrailer() (mode, version string) {
 			mode = v
 		case "version":
 			version = v
+		case "extra": // one more sensor: descriptors that differ
+			os.Setenv("HELPER_EXTRA", v)
 		}
 	}
 	return mode, version
@@ -137,13 +139,17 @@ func (h *helper) Describe(ctx context.Context, _ *proto.DescribeRequest) (*proto
 		every = 10
 	}
 	min0, max100 := 0.0, 100.0
+	var extra []*proto.SensorDesc
+	if id := os.Getenv("HELPER_EXTRA"); id != "" {
+		extra = append(extra, &proto.SensorDesc{Id: id, Title: "Extra", Type: proto.ValueType_TEXT, IntervalMs: 1000})
+	}
 	return &proto.Description{
 		Name:    h.mode,
 		Version: "v-" + h.mode + "-" + os.Getenv("HELPER_VERSION"),
-		Sensors: []*proto.SensorDesc{
+		Sensors: append([]*proto.SensorDesc{
 			{Id: "count", Title: "Counter", Unit: "n", Type: proto.ValueType_NUMBER, IntervalMs: every},
 			{Id: "label", Title: "Label", Type: proto.ValueType_TEXT, IntervalMs: 100},
-		},
+		}, extra...),
 		Commands: []*proto.CommandDesc{
 			{Id: "add", Title: "Add", Args: []*proto.Arg{
 				{Name: "a", Type: proto.ValueType_NUMBER, Required: true, Min: &min0, Max: &max100},

@@ -46,7 +46,8 @@ var (
 )
 
 // helperBinary returns a copy of the test binary with a trailer giving
-// mode (empty: from the file name) and version.
+// mode (empty: from the file name) and version. Version may be followed
+// by more trailer words: "2 extra=id" adds a sensor id.
 func helperBinary(t testing.TB, mode, version string) []byte {
 	t.Helper()
 	exeOnce.Do(func() {
@@ -399,6 +400,15 @@ func TestArrivals(t *testing.T) {
 		t.Fatalf("status after install = %v", st)
 	}
 	count(c, "alpha.count")
+
+	// A binary with other descriptors: swapped, then a hello with them.
+	deployMv(t, dir, "alpha", 0o755, "counter", "3x extra=more")
+	if st := firstStatus(c, "alpha"); st["state"] != wire.StateSwapped || st["version"] != "v-counter-3x" {
+		t.Fatalf("status after a swap with new descriptors = %v", st)
+	}
+	if h := c.next("hello with the new descriptors", is("hello")); !strings.Contains(fmt.Sprint(h["sensors"]), "alpha.more") {
+		t.Errorf("hello after the swap lacks alpha.more: %v", h["sensors"])
+	}
 
 	// cp over the running binary fails; the old process keeps serving.
 	src = filepath.Join(t.TempDir(), "alpha")
