@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -23,6 +25,7 @@ const maxControlQueue = 512
 type client struct {
 	hub  *hub
 	conn *websocket.Conn
+	nc   net.Conn // the connection under conn, for write deadlines; may be nil
 	log  *slog.Logger
 
 	subs map[string]bool // guarded by hub.mu; nil means every sensor
@@ -104,9 +107,18 @@ func (c *client) flush(timeout time.Duration) {
 	c.control, c.readings = nil, nil // idle clients hold no buffers
 	c.mu.Unlock()
 
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	err := c.write(ctx, ctl, rd)
-	cancel()
+	// A deadline on the socket bounds the batch without a context timer
+	// and callback per frame, which is what a context costs in Write.
+	var err error
+	if c.nc != nil {
+		c.nc.SetWriteDeadline(time.Now().Add(timeout))
+		err = c.write(context.Background(), ctl, rd)
+		c.nc.SetWriteDeadline(time.Time{}) // pings and closes write too
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		err = c.write(ctx, ctl, rd)
+		cancel()
+	}
 
 	c.mu.Lock()
 	if err != nil {
@@ -119,10 +131,11 @@ func (c *client) flush(timeout time.Duration) {
 	}
 	c.mu.Unlock()
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
 			c.hub.tooSlow.Add(1)
 			c.log.Warn("client too slow: write timed out, closing", "timeout", timeout)
-			c.conn.Close(wire.CloseTooSlow, "client too slow")
+			// Not in this writer: the close handshake may wait seconds.
+			go c.conn.Close(wire.CloseTooSlow, "client too slow")
 		} else {
 			c.log.Debug("write failed", "err", err)
 			c.conn.CloseNow()

@@ -234,6 +234,9 @@ func (s *Supervisor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := &client{hub: s.hub, conn: conn, log: s.log.With("remote", r.RemoteAddr)}
+	if cw, ok := w.(*connWriter); ok {
+		c.nc = cw.nc
+	}
 	if !s.hub.attach(c) {
 		conn.Close(websocket.StatusGoingAway, "supervisor stopping")
 		return
