@@ -277,4 +277,3 @@ func children() []int {
 	}
 	return out
 }
-

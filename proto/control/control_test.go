@@ -25,8 +25,13 @@ func TestParseConfig(t *testing.T) {
 			return c.PingInterval == 5*time.Second && c.MaxClients == 10 && c.Rate == 2.5 && c.MaxFrame == 1024
 		}, ""},
 		{"sha256 allowlist", "plugin_sha256 = system " + strings.Repeat("ab", 32) + "\nplugin_sha256 = leds " + strings.Repeat("CD", 32),
-			func(c Config) bool { return c.PluginSHA256["system"] == strings.Repeat("ab", 32) && c.PluginSHA256["leds"] == strings.Repeat("cd", 32) }, ""},
-		{"the sample is the defaults", SampleConfig, func(c Config) bool { d := Default(); return c.Listen == d.Listen && c.StateDir == d.StateDir && c.History == d.History }, ""},
+			func(c Config) bool {
+				return c.PluginSHA256["system"] == strings.Repeat("ab", 32) && c.PluginSHA256["leds"] == strings.Repeat("cd", 32)
+			}, ""},
+		{"the sample is the defaults", SampleConfig, func(c Config) bool {
+			d := Default()
+			return c.Listen == d.Listen && c.StateDir == d.StateDir && c.History == d.History
+		}, ""},
 		{"unknown key", "listen = :1\nlisten_addr = :2", nil, `2: listen_addr: unknown key`},
 		{"no equals", "listen :1", nil, `1: want key = value`},
 		{"twice", "listen = :1\nlisten = :2", nil, `2: "listen" set twice`},
