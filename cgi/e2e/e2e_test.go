@@ -288,14 +288,23 @@ type env struct {
 // in a fresh temp dir, which runs the real supervisor and system plugin.
 func mustEnv(t *testing.T) env {
 	t.Helper()
+	return mustEnvWith(t, "", "system")
+}
+
+// mustEnvWith is mustEnv with the plugins built from plugins/<name> for
+// each name, and extra lines ("key = value\n") added to the config.
+func mustEnvWith(t *testing.T, extraConf string, pluginNames ...string) env {
+	t.Helper()
 	dir := t.TempDir()
 	e := env{dir: dir, docroot: filepath.Join(dir, "www"), state: filepath.Join(dir, "state"), conf: filepath.Join(dir, "livecgi.conf")}
 	livecgid := mustBuild(t, "cmd/livecgid", "", "livecgid")
 	plugins := filepath.Join(dir, "plugins")
 	os.MkdirAll(plugins, 0o700)
-	copyExe(t, mustBuild(t, "plugins/system", "", "system"), filepath.Join(plugins, "system"))
+	for _, name := range pluginNames {
+		copyExe(t, mustBuild(t, "plugins/"+name, "", name), filepath.Join(plugins, name))
+	}
 	conf := fmt.Sprintf("state_dir = %s\nplugins_dir = %s\nsupervisor = %s\nlisten = 127.0.0.1:0\nlog_level = debug\nstart_timeout = 10s\n",
-		e.state, plugins, livecgid)
+		e.state, plugins, livecgid) + extraConf
 	if err := os.WriteFile(e.conf, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
