@@ -3,9 +3,9 @@ BIN     ?= bin
 CONFIG  ?= /etc/livecgi/livecgi.conf
 LDFLAGS := -s -w -X main.version=$(VERSION) -X github.com/livecgi/livecgi/cgi.ConfigPath=$(CONFIG)
 GOBUILD := CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags '$(LDFLAGS)'
-PLUGINS := $(patsubst %/,%,$(filter-out plugins/sdk/,$(wildcard plugins/*/)))
+PLUGINS := $(patsubst %/,%,$(filter-out plugins/sdk/ plugins/bench/,$(wildcard plugins/*/)))
 
-.PHONY: all build demo install test proto lint size clean
+.PHONY: all build demo install test proto lint size clean bench bench-compare soak cross cross-test bench-deps
 all: build
 
 build:
@@ -46,8 +46,54 @@ lint:
 	go vet ./...
 	go tool staticcheck ./...
 
+# size: every binary under $(BIN) against its budget (stripped): stub
+# 3 MiB, supervisor 16 MiB, each plugin 14 MiB; fails if one is over.
 size:
-	@find $(BIN) -type f -perm -u+x | sort | xargs ls -l | awk '{printf "%8.2f MiB  %s\n", $$5/1048576, $$9}'
+	@find $(BIN) -type f -perm -u+x | sort | xargs ls -l | awk '{ \
+	  b = ""; if ($$9 ~ /live\.cgi$$/) b = 3; else if ($$9 ~ /livecgid$$/) b = 16; else if ($$9 ~ /\/plugins\//) b = 14; \
+	  mib = $$5/1048576; flag = (b != "" && mib > b) ? "  OVER BUDGET" : ""; if (flag != "") bad = 1; \
+	  printf "%8.2f MiB  %-48s %s%s\n", mib, $$9, (b != "" ? "budget " b " MiB" : ""), flag } END { exit bad }'
+
+# cross: every binary for each target under bin/linux_<arch>[v5|v7]/.
+CROSS := armv5:GOARCH=arm,GOARM=5 armv7:GOARCH=arm,GOARM=7 arm64:GOARCH=arm64 \
+         mipsle:GOARCH=mipsle,GOMIPS=softfloat riscv64:GOARCH=riscv64
+cross:
+	@set -e; for t in $(CROSS); do \
+	  name=$${t%%:*}; env=$$(echo $${t#*:} | tr , ' '); \
+	  echo "== linux_$$name ($$env)"; \
+	  env $$env $(MAKE) --no-print-directory build BIN=bin/linux_$$name; \
+	done
+
+# cross-test: arm and arm64 test binaries under qemu-user-static, and the
+# arm stub → supervisor → plugin → client run (binfmt_misc, root).
+cross-test:
+	@command -v qemu-arm-static >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q --no-install-recommends qemu-user-static; }
+	sh cmd/livecgi-bench/binfmt.sh
+	go test -count=1 -v -timeout=30m -run 'Qemu' ./cmd/livecgi-bench/
+
+# bench: the Go benchmarks (BenchmarkFanout…); compare runs with benchstat.
+BENCHCOUNT ?= 6
+bench:
+	@mkdir -p $(BIN)
+	go test -run='^$$' -bench=. -benchmem -count=$(BENCHCOUNT) -timeout=60m ./... | tee $(BIN)/bench-new.txt
+
+bench-deps:
+	@command -v busybox >/dev/null && command -v websocketd >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && apt-get install -y -q --no-install-recommends busybox websocketd; } || \
+	  { echo "need busybox and websocketd: apt-get install busybox websocketd" >&2; exit 1; }
+
+# bench-compare: livecgi, websocketd, long polling and a bare server side by
+# side (about 10 minutes); writes cmd/livecgi-bench/results/.
+bench-compare: bench-deps
+	go build -o $(BIN)/livecgi-bench ./cmd/livecgi-bench
+	ulimit -n 65536 2>/dev/null || ulimit -n $$(ulimit -Hn); \
+	  $(BIN)/livecgi-bench compare -out cmd/livecgi-bench/results $(BENCHFLAGS)
+
+# soak: 500 livecgi clients for 30 minutes (not in CI); SOAKFLAGS=-d 5m to shorten.
+soak: bench-deps
+	go build -o $(BIN)/livecgi-bench ./cmd/livecgi-bench
+	ulimit -n 65536 2>/dev/null || ulimit -n $$(ulimit -Hn); \
+	  $(BIN)/livecgi-bench soak -n 500 -d 30m $(SOAKFLAGS)
 
 clean:
 	rm -rf $(BIN)

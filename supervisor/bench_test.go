@@ -6,6 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -107,4 +111,28 @@ func benchFanout(b *testing.B, n int) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(got.Load())/time.Since(start).Seconds(), "msgs/s")
+	if dir := os.Getenv("LIVECGI_HEAP_PROFILE_DIR"); dir != "" {
+		writeHeapProfile(b, filepath.Join(dir, fmt.Sprintf("heap-%d.pprof", n)))
+	}
+}
+
+// writeHeapProfile writes the live heap (after a GC) while the clients
+// are still connected: where each client's memory goes. The clients share
+// the process; pprof -focus separates the supervisor's side, e.g.
+//
+//	LIVECGI_HEAP_PROFILE_DIR=/tmp go test -run '^$' -bench 'Fanout/N=1000' ./supervisor/
+//	go tool pprof -sample_index=inuse_space -top /tmp/heap-1000.pprof
+func writeHeapProfile(b *testing.B, path string) {
+	runtime.GC()
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		b.Fatal(err)
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	b.Logf("heap profile in %s; heap in use %d KB, stacks %d KB, %d goroutines", path, ms.HeapInuse>>10, ms.StackInuse>>10, runtime.NumGoroutine())
 }

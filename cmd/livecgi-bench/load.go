@@ -71,7 +71,11 @@ type Result struct {
 
 	Before Usage `json:"before"` // server tree before connecting
 	After  Usage `json:"after"`  // server tree at the end of the window
-	// PerClientPSS is (After.PSS − Before.PSS) / Connected, in kB.
+	// MeanPSS and MeanRSS average the tree over the window, sampled each
+	// second (CGI processes come and go), in kB.
+	MeanPSS int64 `json:"mean_pss_kb"`
+	MeanRSS int64 `json:"mean_rss_kb"`
+	// PerClientPSS is (MeanPSS − Before.PSS) / Connected, in kB.
 	PerClientPSS float64 `json:"per_client_pss_kb"`
 	PerClientRSS float64 `json:"per_client_rss_kb"`
 	// CPUPerMsg is the server tree's CPU time over the window per
@@ -198,7 +202,15 @@ func (l Load) Run(ctx context.Context, progress io.Writer) (*Result, error) {
 	t0 := time.Now()
 	win.to.Store(t0.Add(l.Duration).UnixMicro())
 	win.from.Store(t0.UnixMicro())
-	sleep(ctx, l.Duration)
+	var pssSum, rssSum, samples int64
+	for end := t0.Add(l.Duration); ctx.Err() == nil && time.Now().Before(end); {
+		sleep(ctx, min(time.Second, time.Until(end)))
+		if l.PID > 0 && time.Until(end) > 100*time.Millisecond {
+			if u, err := fs.usage(l.PID, false); err == nil {
+				pssSum, rssSum, samples = pssSum+u.PSS, rssSum+u.RSS, samples+1
+			}
+		}
+	}
 	elapsed := time.Since(t0)
 	if l.PID > 0 {
 		u, err := fs.usage(l.PID, true)
@@ -206,6 +218,8 @@ func (l Load) Run(ctx context.Context, progress io.Writer) (*Result, error) {
 			fail(fmt.Errorf("server at the end: %w", err))
 		}
 		res.After = u
+		pssSum, rssSum, samples = pssSum+u.PSS, rssSum+u.RSS, samples+1
+		res.MeanPSS, res.MeanRSS = pssSum/samples, rssSum/samples
 		res.ServerCPU = float64(u.CPU-cpu0) / clockTick / elapsed.Seconds() * 100
 	}
 	_, _, self1, _ := fs.stat(os.Getpid())
@@ -232,8 +246,8 @@ func (l Load) Run(ctx context.Context, progress io.Writer) (*Result, error) {
 		res.FailureMsg = s
 	}
 	if l.PID > 0 && res.Connected > 0 {
-		res.PerClientPSS = float64(res.After.PSS-res.Before.PSS) / float64(res.Connected)
-		res.PerClientRSS = float64(res.After.RSS-res.Before.RSS) / float64(res.Connected)
+		res.PerClientPSS = float64(res.MeanPSS-res.Before.PSS) / float64(res.Connected)
+		res.PerClientRSS = float64(res.MeanRSS-res.Before.RSS) / float64(res.Connected)
 		if res.Received > 0 {
 			res.CPUPerMsg = float64(res.After.CPU-cpu0) / clockTick * 1e6 / float64(res.Received)
 		}
