@@ -131,8 +131,8 @@ func TestReport(t *testing.T) {
 			Latency: Dist{P99: p99}, CPUPerMsg: cpu, PerClientPSS: pss, MeanPSS: 40000}
 	}
 	rep := &Report{Duration: 10, Points: []*Result{pt(ModeLivecgi, 50, 20, 15), pt(ModeBare, 60, 18, 50), pt(ModeWebsocketd, 300, 70, 700)},
-		Repeats:  []*Result{pt(ModeLivecgi, 70, 30, 16), pt(ModeLivecgi, 40, 19, 14)},
-		Ceiling:  []*Result{{Mode: ModeLivecgi, Clients: 1000, Hz: 100, MsgsPerSec: 80000}, {Mode: ModeBare, Clients: 1000, Hz: 100, MsgsPerSec: 90000}},
+		Repeats:      []*Result{pt(ModeLivecgi, 70, 30, 16), pt(ModeLivecgi, 40, 19, 14)},
+		Ceiling:      []*Result{{Mode: ModeLivecgi, Clients: 1000, Hz: 100, MsgsPerSec: 80000}, {Mode: ModeBare, Clients: 1000, Hz: 100, MsgsPerSec: 90000}},
 		StubMedianMS: 2.5, FirstReadingMS: []float64{20, 30}}
 	md := markdown(rep)
 	for _, want := range []string{"| 10 Hz | 1000 | livecgi | 100.0 %", "50.0 ms vs 60.0 ms (runs: livecgi 50, 70, 40; bare 60)", "20.0 vs 18.0 µs (1.11×", "89 %", "compare.svg"} {
