@@ -300,8 +300,8 @@ func mustBrowser(t *testing.T, chromium string) *browser {
 			killMatching(func(cmdline []byte) bool { return bytes.Contains(cmdline, []byte("--user-data-dir="+profile)) })
 			time.Sleep(50 * time.Millisecond)
 		}
-		if t.Failed() {
-			t.Logf("chromium output:\n%.4000s", out.String())
+		if s := out.String(); t.Failed() {
+			t.Logf("chromium output (end):\n%s", s[max(0, len(s)-4000):])
 		}
 	})
 	if err := chromedp.Do(tab); err != nil { // starts the browser, bound to the tab's context
