@@ -1,0 +1,109 @@
+package wire
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden")
+
+// TestServerFramesGolden pins the JSON of every server message: field names
+// are the protocol, and a change here is a protocol change.
+func TestServerFramesGolden(t *testing.T) {
+	lo, hi := 0.0, 255.0
+	frames := map[string]any{
+		"hello": Hello{Type: TypeHello, Version: Version, Server: "1.0.0", Epoch: "a1b2c3", Seq: 41,
+			Sensors:  []Sensor{{ID: "system.cpu_percent", Plugin: "system", Title: "CPU", Unit: "%", ValueType: ValueNumber, IntervalMS: 1000}},
+			Commands: []Command{{ID: "leds.set_brightness", Plugin: "leds", Title: "Set brightness", Args: []Arg{{Name: "led", Type: ValueText, Required: true, Enum: []string{"led0"}}, {Name: "value", Type: ValueNumber, Required: true, Min: &lo, Max: &hi}}}},
+			Plugins:  []PluginInfo{{ID: "system", State: StateOnline, Version: "1.0.0"}}},
+		"snapshot":     Snapshot{Type: TypeSnapshot, Mode: SnapshotFull, Seq: 41, Readings: []Reading{{Sensor: "system.cpu_percent", Value: 12.5, Unit: "%", Seq: 40, T: 1800000000000}}},
+		"replay":       Snapshot{Type: TypeSnapshot, Mode: SnapshotReplay, Seq: 41, Readings: []Reading{{Sensor: "system.cpu_percent", Value: 12.5, Unit: "%", Seq: 41, T: 1800000000000}}},
+		"history_gone": Snapshot{Type: TypeSnapshot, Mode: SnapshotFull, Reason: "history gone: more readings were missed than are kept", Seq: 41, Readings: []Reading{}},
+		"reading":      Reading{Type: TypeReading, Sensor: "system.cpu_percent", Value: 12.5, Unit: "%", Seq: 42, T: 1800000000123},
+		"failed":       Reading{Type: TypeReading, Sensor: "system.thermal_zone0_celsius", Value: nil, Unit: "°C", Seq: 43, T: 1800000000123, Error: "read thermal zone: no such file"},
+		"status":       Status{Type: TypeStatus, Plugin: "system", State: StateSwapped, Version: "1.0.1", PreviousVersion: "1.0.0", T: 1800000000200},
+		"result":       Result{Type: TypeResult, ID: "7", OK: true, Value: map[string]any{"brightness": 42}},
+		"error":        Error{Type: TypeError, Code: ErrBadArgs, ID: "8", Message: `leds.set_brightness: argument "value": 300 out of range [0, 255]`},
+	}
+	for name, v := range frames {
+		t.Run(name, func(t *testing.T) {
+			got, err := json.MarshalIndent(v, "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join("testdata", name+".golden")
+			if *update {
+				if err := os.WriteFile(path, append(got, '\n'), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run with -update to create)", err)
+			}
+			if string(want) != string(got)+"\n" {
+				t.Errorf("%s changed:\n%s\nwant:\n%s", name, got, want)
+			}
+		})
+	}
+}
+
+func TestDecodeClient(t *testing.T) {
+	tests := []struct {
+		name, in string
+		code     string // "" = ok
+		check    func(any) bool
+	}{
+		{"command", `{"type":"command","id":"1","name":"leds.set_brightness","args":{"led":"led0","value":3}}`, "", func(m any) bool {
+			c, ok := m.(*CommandMsg)
+			return ok && c.ID == "1" && c.Args["value"] == json.Number("3")
+		}},
+		{"subscribe all", `{"type":"subscribe"}`, "", func(m any) bool { s, ok := m.(*Subscribe); return ok && s.Sensors == nil }},
+		{"resume", `{"type":"resume","epoch":"e","seq":9}`, "", func(m any) bool { r, ok := m.(*Resume); return ok && r.Seq == 9 && r.Epoch == "e" }},
+		{"malformed", `{"type":`, ErrBadJSON, nil},
+		{"array", `[]`, ErrBadJSON, nil},
+		{"empty", ``, ErrBadJSON, nil},
+		{"no type", `{"id":"1"}`, ErrBadMessage, nil},
+		{"type not a string", `{"type":1}`, ErrBadJSON, nil},
+		{"unknown type", `{"type":"reboot"}`, ErrUnknownType, nil},
+		{"unknown field", `{"type":"subscribe","sensors":[],"x":1}`, ErrBadMessage, nil},
+		{"wrong field type", `{"type":"resume","seq":"9"}`, ErrBadMessage, nil},
+		{"command without name", `{"type":"command","id":"1"}`, ErrBadMessage, nil},
+		{"long id", `{"type":"command","id":"` + string(make([]byte, 65)) + `","name":"x"}`, ErrBadJSON, nil},
+		{"too long id", `{"type":"command","id":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","name":"x"}`, ErrBadMessage, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := DecodeClient([]byte(tt.in))
+			if tt.code == "" {
+				if err != nil || !tt.check(m) {
+					t.Fatalf("DecodeClient = %#v, %v", m, err)
+				}
+				return
+			}
+			var de *DecodeError
+			if !errors.As(err, &de) || de.Code != tt.code {
+				t.Fatalf("err = %v, want code %s", err, tt.code)
+			}
+		})
+	}
+}
+
+func FuzzDecodeClient(f *testing.F) {
+	f.Add([]byte(`{"type":"command","id":"1","name":"a.b","args":{"x":1}}`))
+	f.Add([]byte(`{"type":"resume","epoch":"e","seq":1}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := DecodeClient(b)
+		if (m == nil) == (err == nil) {
+			t.Fatalf("DecodeClient(%q) = %v, %v: want exactly one", b, m, err)
+		}
+		var de *DecodeError
+		if err != nil && !errors.As(err, &de) {
+			t.Fatalf("error %v is not a DecodeError", err)
+		}
+	})
+}
