@@ -1,0 +1,90 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/livecgi/livecgi/proto/control"
+)
+
+func TestRunFlags(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.conf")
+	os.WriteFile(bad, []byte("listen = :0\nlisten_port = 1\n"), 0o600)
+	tests := []struct {
+		name    string
+		args    []string
+		out     string
+		wantErr string
+	}{
+		{"print config", []string{"-print-config"}, "# livecgi.conf", ""},
+		{"version", []string{"-version"}, "livecgid dev", ""},
+		{"unknown flag", []string{"-bogus"}, "", "flag provided but not defined: -bogus"},
+		{"extra argument", []string{"start"}, "", `unexpected arguments ["start"]`},
+		{"unknown config key", []string{"-config", bad}, "", bad + ":2: listen_port: unknown key"},
+		{"bad log level", []string{"-config", filepath.Join(dir, "none"), "-log-level", "loud"}, "", `log_level "loud"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			err := run(context.Background(), tt.args, &stdout, &stderr)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || !strings.HasPrefix(stdout.String(), tt.out) {
+				t.Fatalf("err = %v, stdout = %q", err, stdout.String())
+			}
+		})
+	}
+}
+
+// TestRunServesAndStops starts the daemon in process: it answers on its
+// control socket, a second one exits quietly, and cancelling stops it.
+func TestRunServesAndStops(t *testing.T) {
+	dir := t.TempDir()
+	state, plugins := filepath.Join(dir, "state"), filepath.Join(dir, "plugins")
+	os.Mkdir(plugins, 0o700)
+	conf := filepath.Join(dir, "livecgi.conf")
+	os.WriteFile(conf, []byte("listen = 127.0.0.1:0\nstate_dir = "+state+"\nplugins_dir = "+plugins+"\n"), 0o600)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	var log bytes.Buffer
+	go func() { done <- run(ctx, []string{"-config", conf}, &log, &log) }()
+	var st control.Status
+	var err error
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if st, err = control.Probe(context.Background(), state); err == nil {
+			break
+		}
+	}
+	if err != nil || st.PID != os.Getpid() || st.Port == 0 {
+		t.Fatalf("probe = %+v, %v", st, err)
+	}
+	if err := run(context.Background(), []string{"-config", conf}, &log, &log); err != nil {
+		t.Errorf("second instance: %v, want a quiet exit", err)
+	}
+	b, _ := os.ReadFile(filepath.Join(state, control.LogFile))
+	if !strings.Contains(string(b), "another livecgid is running") {
+		t.Errorf("log lacks the second instance's exit:\n%s", b)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("run did not return after cancel")
+	}
+	if _, err := os.Stat(filepath.Join(state, control.ControlFile)); !os.IsNotExist(err) {
+		t.Errorf("control socket left behind: %v", err)
+	}
+}
