@@ -543,6 +543,17 @@ func machine(ctx context.Context) Machine {
 
 // writeReport writes results.json, compare.md and the plots.
 func writeReport(dir string, rep *Report) error {
+	// Keep the largest processes of each tree: websocketd's has one per
+	// client.
+	for _, list := range [][]*Result{rep.Points, rep.Repeats, rep.Ceiling} {
+		for _, p := range list {
+			for _, u := range []*Usage{&p.Before, &p.After} {
+				if len(u.List) > 5 {
+					u.List = u.List[:5]
+				}
+			}
+		}
+	}
 	b, err := json.MarshalIndent(rep, "", "  ")
 	if err != nil {
 		return err

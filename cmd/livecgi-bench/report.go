@@ -55,6 +55,12 @@ func markdown(rep *Report) string {
 			p.Hz, p.Clients, p.Mode, 100*p.Delivered, p.MsgsPerSec, p.Latency.P50, p.Latency.P99, p.Latency.Max,
 			p.PerClientPSS, float64(p.MeanPSS)/1024, p.After.Procs, p.CPUPerMsg, ratio, fail)
 	}
+	b.WriteString("\nNotes: long polling delivers few readings because every reading costs a new HTTP request and a CGI process, " +
+		"and busybox httpd listens with a backlog of 9, so concurrent pollers wait for SYN retransmits; its KB/client is the mean of " +
+		"CGI processes that come and go (negative when fewer ran than before the point). websocketd's per-client cost is one sensor " +
+		"process each. At 100 Hz with 1,000 clients the machine (2 cores, shared with the load tool) saturates: " +
+		"livecgi coalesces (newest value per sensor), the bare server drops for full queues, websocketd's pipes back up. " +
+		"Timings vary from run to run on this VM: the budgets take the median of several runs.\n")
 	b.WriteString("\n![Latency and memory per connection against clients](compare.svg)\n\n")
 	if len(rep.Ceiling) > 0 {
 		b.WriteString("## Fan-out ceiling\n\nReadings delivered per second to the clients as the sensor rate rises " +
@@ -231,7 +237,7 @@ func plotCompare(rep *Report) string {
 		}
 	}
 	var b strings.Builder
-	w, h := 980, 440
+	w, h := 1080, 440
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", w, h, w, h)
 	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="white"/>`+"\n", w, h)
 	panel(&b, 70, 40, 340, 300, "p99 latency (ms) against clients", "clients", lat)

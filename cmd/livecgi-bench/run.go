@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -22,6 +24,7 @@ commands:
   compare     build and run livecgi, websocketd, long polling and the bare
               server side by side; write a markdown table and an SVG plot
   soak        hold N livecgi clients for a long time, sampling the server
+  report      render compare.md and the plots again from results.json
 
 Run a command with -h for its flags.
 `
@@ -41,6 +44,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runCompare(ctx, args[1:], stdout, stderr)
 	case "soak":
 		return runSoak(ctx, args[1:], stdout, stderr)
+	case "report":
+		return runReport(args[1:], stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -138,4 +143,22 @@ func runBare(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintf(stdout, "listening on %s\n", ln.Addr())
 	fmt.Fprintln(stderr, b)
 	return b.Serve(ctx, ln)
+}
+
+func runReport(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("report", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("out", "cmd/livecgi-bench/results", "`dir` holding results.json; the renderings are written beside it")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	b, err := os.ReadFile(filepath.Join(*dir, "results.json"))
+	if err != nil {
+		return err
+	}
+	var rep Report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return fmt.Errorf("results.json: %w", err)
+	}
+	return writeReport(*dir, &rep)
 }
