@@ -138,7 +138,7 @@ func usableBinary(path string, fi os.FileInfo) error {
 		}
 	}
 	for _, sec := range f.Sections {
-		if sec.Type != elf.SHT_NOBITS && sec.Offset+sec.Size > uint64(fi.Size()) {
+		if sec.Type != elf.SHT_NOBITS && sec.Offset+sec.FileSize > uint64(fi.Size()) {
 			return errors.New("truncated ELF binary")
 		}
 	}
