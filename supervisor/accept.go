@@ -24,7 +24,7 @@ const (
 )
 
 // serve accepts connections on ln and gives each its own goroutine, which
-// reads one HTTP request and hands it to ServeHTTP: a WebSocket upgrade
+// reads one HTTP request and hands it to upgrade: a WebSocket upgrade
 // keeps the goroutine as the client's reader; anything else is answered
 // and closed. This replaces http.Server to keep per-client memory small.
 func (s *Supervisor) serve(ctx context.Context, ln net.Listener) error {
@@ -64,7 +64,7 @@ func (s *Supervisor) serveConn(ctx context.Context, nc net.Conn) {
 	w := &connWriter{nc: nc, br: br, header: http.Header{}}
 	// Not ctx itself: a cancelled read would drop the connection without a
 	// close frame; shutdown closes each client with "going away" instead.
-	s.ServeHTTP(w, req.WithContext(context.WithoutCancel(ctx)))
+	s.upgrade(w, req.WithContext(context.WithoutCancel(ctx)))
 	if !w.hijacked {
 		w.finish()
 		nc.Close()

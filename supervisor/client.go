@@ -7,10 +7,14 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
+	"golang.org/x/sys/unix"
 
 	"github.com/livecgi/livecgi/proto/wire"
 )
@@ -19,49 +23,72 @@ import (
 // status, hello) waiting for one client; past it the client is too slow.
 const maxControlQueue = 512
 
-// client is one browser connection. Its reader runs in the HTTP handler's
-// goroutine; writes are done by the hub's writer pool, so an idle client
-// costs one goroutine and no buffers of ours.
+// client is one browser connection. Its reader runs in its own goroutine;
+// writes are done by the hub's writer pool, so an idle client costs one
+// goroutine and no buffers of ours.
 type client struct {
 	hub  *hub
 	conn *websocket.Conn
-	nc   net.Conn // the connection under conn, for write deadlines; may be nil
+	nc   net.Conn        // the connection under conn, for write deadlines
+	raw  syscall.RawConn // nc's fd, to ask how full its send buffer is; may be nil
 	log  *slog.Logger
 
-	subs map[string]bool // guarded by hub.mu; nil means every sensor
+	subs   atomic.Pointer[map[string]bool] // nil means every sensor
+	inIdle bool                            // in hub.idle; guarded by hub.idleMu
+	gone   atomic.Bool                     // closed, for the hub's idle list
 
 	mu        sync.Mutex
+	cursor    uint64   // readings up to this seq are written or skipped
 	control   [][]byte // hello, snapshot, status, result, error: never dropped
-	readings  []*frame // at most one per sensor: the newest
-	scheduled bool     // in hub.work or being written
+	readings  []*frame // taken from the ring but not yet written: one per sensor
+	scheduled bool     // in hub.work, being written, or waiting to retry
 	closed    bool
+	blocked   time.Time     // since when the socket has been too full for the queue
+	retry     time.Duration // the pause before the next attempt while blocked
 }
 
-func (c *client) wants(sensor string) bool { return c.subs == nil || c.subs[sensor] }
+func (c *client) wants(sensor string) bool {
+	s := c.subs.Load()
+	return s == nil || (*s)[sensor]
+}
 
-// setSubs is called with hub.mu held.
-func (c *client) setSubs(s map[string]bool) { c.subs = s }
-
-// queueReading queues f, replacing a pending reading of the same sensor.
-// Called with hub.mu held.
-func (c *client) queueReading(f *frame) {
-	if !c.wants(f.sensor) {
+// setSubs selects the sensors c gets (nil: all).
+func (c *client) setSubs(s map[string]bool) {
+	if s == nil {
+		c.subs.Store(nil)
 		return
 	}
+	c.subs.Store(&s)
+}
+
+// skipTo moves c's cursor to seq: a snapshot just covered the readings
+// before it.
+func (c *client) skipTo(seq uint64) {
+	c.mu.Lock()
+	c.cursor = max(c.cursor, seq)
+	c.mu.Unlock()
+}
+
+// claim makes c scheduled for the caller, a writer, unless it is closed
+// or with another writer already.
+func (c *client) claim() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
-		return
+	if c.closed || c.scheduled {
+		return false
 	}
-	for i, p := range c.readings {
-		if p.sensor == f.sensor {
-			c.readings[i] = f
-			c.hub.coalesced.Add(1)
-			return
-		}
+	c.scheduled = true
+	return true
+}
+
+// wake hands c to the writers unless it is with them already.
+func (c *client) wake() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed && !c.scheduled {
+		c.scheduled = true
+		c.hub.work <- c // never blocks: cap(work) > max clients, and c is in it at most once
 	}
-	c.readings = append(c.readings, f)
-	c.scheduleLocked()
 }
 
 // queueControl queues a frame that must not be coalesced or dropped.
@@ -98,56 +125,227 @@ func (c *client) scheduleLocked() {
 	}
 }
 
-// flush writes what c has queued. It is run by one writer at a time per
-// client (the scheduled flag), and hands c back to the pool if more
-// arrived meanwhile so that one busy client cannot hog a writer.
-func (c *client) flush(timeout time.Duration) {
+// flush writes what c has queued and the readings published since its
+// cursor (newest per sensor). It is run by one writer at a time per client
+// (the scheduled flag), and hands c back to the pool if more arrived
+// meanwhile so that one busy client cannot hog a writer; with nothing
+// left, c goes on the hub's idle list for the next reading to wake.
+//
+// A writer never waits on a slow client: it writes only what the socket's
+// send buffer can take now and leaves the rest queued (readings keep
+// coalescing meanwhile), retrying after a short pause. A client that has
+// taken nothing for the write timeout is closed as too slow. The pool
+// stays small because no writer is ever parked on one client's socket.
+func (c *client) flush(timeout time.Duration, scratch *[]*frame) {
+	h := c.hub
 	c.mu.Lock()
-	ctl, rd := c.control, c.readings
+	cursor := c.cursor
+	c.mu.Unlock()
+	head := max(h.head.Load(), cursor)
+	fresh := h.after(c, cursor, head, (*scratch)[:0])
+
+	c.mu.Lock()
+	c.cursor = max(c.cursor, head)
+	ctl := c.control
+	rd := fresh
+	if len(c.readings) > 0 {
+		rd = append(c.readings, fresh...)
+	}
+	rd = newest(rd, &h.coalesced)
 	c.control, c.readings = nil, nil // idle clients hold no buffers
 	c.mu.Unlock()
+	*scratch = fresh[:0]
 
-	// A deadline on the socket bounds the batch without a context timer
-	// and callback per frame, which is what a context costs in Write.
-	var err error
-	if c.nc != nil {
-		c.nc.SetWriteDeadline(time.Now().Add(timeout))
-		err = c.write(context.Background(), ctl, rd)
-		c.nc.SetWriteDeadline(time.Time{}) // pings and closes write too
-	} else {
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		err = c.write(ctx, ctl, rd)
-		cancel()
-	}
-
-	c.mu.Lock()
-	if err != nil {
-		c.closed = true
-		c.control, c.readings = nil, nil
-	}
-	more := !c.closed && len(c.control)+len(c.readings) > 0
-	if !more {
-		c.scheduled = false
-	}
-	c.mu.Unlock()
-	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
-			c.hub.tooSlow.Add(1)
-			c.log.Warn("client too slow: write timed out, closing", "timeout", timeout)
-			// Not in this writer: the close handshake may wait seconds.
-			go c.conn.Close(wire.CloseTooSlow, "client too slow")
-		} else {
-			c.log.Debug("write failed", "err", err)
-			c.conn.CloseNow()
+	room, empty := c.room()
+	nctl, nrd := fits(room, ctl, rd)
+	if nctl+nrd == 0 && empty {
+		// A frame larger than the whole buffer: let it block briefly.
+		if len(ctl) > 0 {
+			nctl = 1
+		} else if len(rd) > 0 {
+			nrd = 1
 		}
+	}
+	// The deadline is a safety net: what fits the buffer does not block.
+	c.nc.SetWriteDeadline(time.Now().Add(timeout))
+	err := c.write(ctl[:nctl], rd[:nrd])
+	c.nc.SetWriteDeadline(time.Time{}) // pings and closes write too
+	if err != nil {
+		c.fail(err, timeout)
 		return
 	}
-	if more {
+
+	if nctl < len(ctl) || nrd < len(rd) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.closed {
+			return
+		}
+		c.requeueLocked(ctl[nctl:], slices.Clone(rd[nrd:]))
+		now := time.Now()
+		if c.blocked.IsZero() {
+			c.blocked, c.retry = now, minRetry
+		} else if now.Sub(c.blocked) > timeout {
+			c.closed = true
+			c.control, c.readings = nil, nil
+			go c.fail(os.ErrDeadlineExceeded, timeout) // c.mu is held
+			return
+		}
+		c.retry = min(2*c.retry, maxRetry)
+		time.AfterFunc(c.retry, c.rewake) // still scheduled: nobody else queues c
+		return
+	}
+
+	// Everything written: more to do, or idle until the next reading.
+	c.mu.Lock()
+	c.blocked = time.Time{}
+	if c.closed || len(c.control) > 0 {
+		if !c.closed {
+			h.work <- c // still scheduled
+		}
+		c.mu.Unlock()
+		return
+	}
+	c.scheduled = false
+	cursor = c.cursor
+	c.mu.Unlock()
+	if !h.goIdle(c, cursor) {
+		c.wake() // a reading came meanwhile
+	}
+}
+
+// newest drops every reading superseded by a later one of its sensor in
+// rd, in place and keeping order, and counts what it dropped.
+func newest(rd []*frame, coalesced *atomic.Uint64) []*frame {
+	if len(rd) < 2 {
+		return rd
+	}
+	var last map[string]int // index of each sensor's last frame, for long batches
+	if len(rd) > 32 {
+		last = make(map[string]int, 64)
+		for i, f := range rd {
+			last[f.sensor] = i
+		}
+	}
+	keep := rd[:0]
+	for i, f := range rd {
+		var later bool
+		if last != nil {
+			later = last[f.sensor] != i
+		} else {
+			later = slices.ContainsFunc(rd[i+1:], func(g *frame) bool { return g.sensor == f.sensor })
+		}
+		if later {
+			coalesced.Add(1)
+			continue
+		}
+		keep = append(keep, f)
+	}
+	clear(rd[len(keep):])
+	return keep
+}
+
+// Pauses between attempts to write to a client whose socket is full.
+const (
+	minRetry = 5 * time.Millisecond
+	maxRetry = 100 * time.Millisecond
+)
+
+// rewake hands a blocked client back to the writers after its pause.
+func (c *client) rewake() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed {
 		c.hub.work <- c
 	}
 }
 
-func (c *client) write(ctx context.Context, ctl [][]byte, rd []*frame) error {
+// requeueLocked puts frames that did not fit back in front of what arrived
+// meanwhile; a reading superseded by a newer one of its sensor is dropped.
+func (c *client) requeueLocked(ctl [][]byte, rd []*frame) {
+	c.control = append(ctl[:len(ctl):len(ctl)], c.control...)
+	var keep []*frame
+	for _, f := range rd {
+		if slices.ContainsFunc(c.readings, func(n *frame) bool { return n.sensor == f.sensor }) {
+			c.hub.coalesced.Add(1)
+			continue
+		}
+		keep = append(keep, f)
+	}
+	c.readings = append(keep, c.readings...)
+}
+
+// fail ends a client whose write failed.
+func (c *client) fail(err error, timeout time.Duration) {
+	c.shut()
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		c.hub.tooSlow.Add(1)
+		c.log.Warn("client too slow: closing", "timeout", timeout)
+		// Not in a writer: the close handshake may wait seconds.
+		go func() {
+			c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+			c.conn.Close(wire.CloseTooSlow, "client too slow")
+		}()
+		return
+	}
+	c.log.Debug("write failed", "err", err)
+	c.conn.CloseNow()
+}
+
+// maxQueued is how many bytes may wait in a client's socket before its
+// readings start to coalesce: enough for a burst of ~100 readings, small
+// enough that a client that reads slowly sees fresh values, not old ones.
+const maxQueued = 16 << 10
+
+// frameOverhead bounds the WebSocket header of a server frame.
+const frameOverhead = 10
+
+// fits returns how many control frames and then readings fit in room
+// bytes (all when room < 0, unknown).
+func fits(room int, ctl [][]byte, rd []*frame) (nctl, nrd int) {
+	if room < 0 {
+		return len(ctl), len(rd)
+	}
+	for _, b := range ctl {
+		if len(b)+frameOverhead > room {
+			return nctl, 0
+		}
+		room -= len(b) + frameOverhead
+		nctl++
+	}
+	for _, f := range rd {
+		if len(f.data)+frameOverhead > room {
+			break
+		}
+		room -= len(f.data) + frameOverhead
+		nrd++
+	}
+	return nctl, nrd
+}
+
+// room returns how many bytes the socket's send buffer takes now without
+// blocking (-1 if that cannot be known), and whether it is empty.
+func (c *client) room() (int, bool) {
+	if c.raw == nil {
+		return -1, true
+	}
+	var queued, size int
+	var qerr, serr error
+	c.raw.Control(func(fd uintptr) {
+		queued, qerr = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ)
+		size, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF)
+	})
+	if qerr != nil || serr != nil {
+		return -1, true
+	}
+	// The kernel reports SO_SNDBUF doubled for its bookkeeping; count half.
+	// Past maxQueued, frames wait here instead, where newer readings
+	// replace older ones: a backlog in the kernel only delays them.
+	return max(min(size/2, maxQueued)-queued, 0), queued == 0
+}
+
+func (c *client) write(ctl [][]byte, rd []*frame) error {
+	ctx := context.Background() // bounded by the socket's write deadline
 	for _, b := range ctl {
 		if err := c.conn.Write(ctx, websocket.MessageText, b); err != nil {
 			return err
@@ -165,6 +363,7 @@ func (c *client) write(ctx context.Context, ctl [][]byte, rd []*frame) error {
 
 // shut marks c closed so nothing more is queued for it.
 func (c *client) shut() {
+	c.gone.Store(true)
 	c.mu.Lock()
 	c.closed = true
 	c.control, c.readings = nil, nil

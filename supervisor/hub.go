@@ -25,30 +25,47 @@ type sensorState struct {
 	last *frame
 }
 
-// hub keeps the last value of every sensor and a bounded history, and fans
-// frames out to clients. Publishing never blocks on a client: each client
-// has a coalescing queue served by a small pool of writers.
+// hub keeps the last value of every sensor and a ring of recent readings,
+// and fans readings out to clients. Publishing never touches a busy
+// client: it appends to the ring and wakes only the clients that were
+// idle; each client's writer then takes everything after its cursor,
+// newest value per sensor, when it gets to it. So a reading costs the
+// same whether 10 or 1,000 clients are connected, and a slow client
+// simply skips the readings it had no time for.
 type hub struct {
 	epoch   string
 	version string
 
-	mu       sync.Mutex
+	mu       sync.RWMutex
 	seq      uint64
 	sensors  map[string]*sensorState
 	commands map[string]wire.Command
 	plugins  map[string]wire.PluginInfo
-	history  []*frame // ring of the last cap(history) readings
-	histNext int
+	history  int // how far back resume may replay (≤ len(ring))
 	clients  map[*client]struct{}
 	closed   bool // shutting down: attach refuses
 
-	work chan *client // clients with something to write
+	// The ring is read by writers without mu: reading seq s is in
+	// ring[s%len(ring)] (check its seq: the slot may have moved on), and
+	// head is the last seq stored.
+	ring []atomic.Pointer[frame]
+	head atomic.Uint64
+
+	idleMu sync.Mutex
+	idle   []*client // clients waiting for the next reading (see client.inIdle)
+
+	work   chan *client   // clients with something to write
+	chunks chan []*client // idle clients woken by a reading (see wakeIdle)
 
 	// counters for the built-in sensors
 	delivered atomic.Uint64
 	coalesced atomic.Uint64
 	tooSlow   atomic.Uint64
 }
+
+// minRing is the smallest ring: what a client may fall behind before its
+// writer falls back to the last value of each sensor.
+const minRing = 256
 
 func newHub(epoch, version string, history int) *hub {
 	return &hub{
@@ -57,20 +74,21 @@ func newHub(epoch, version string, history int) *hub {
 		sensors:  map[string]*sensorState{},
 		commands: map[string]wire.Command{},
 		plugins:  map[string]wire.PluginInfo{},
-		history:  make([]*frame, 0, history),
+		ring:     make([]atomic.Pointer[frame], max(history, minRing)),
+		history:  history,
 		clients:  map[*client]struct{}{},
 	}
 }
 
 // publish assigns the next sequence number to r, stores it as the sensor's
-// last value and queues it for every subscribed client. It returns false
+// last value and in the ring, and wakes the idle clients. It returns false
 // if the sensor is unknown.
 func (h *hub) publish(r wire.Reading) bool {
 	r.Type = wire.TypeReading
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	s := h.sensors[r.Sensor]
 	if s == nil {
+		h.mu.Unlock()
 		return false
 	}
 	h.seq++
@@ -85,18 +103,82 @@ func (h *hub) publish(r wire.Reading) bool {
 	}
 	f := &frame{seq: r.Seq, sensor: r.Sensor, data: data, r: r}
 	s.last = f
-	if cap(h.history) > 0 {
-		if len(h.history) < cap(h.history) {
-			h.history = append(h.history, f)
-		} else {
-			h.history[h.histNext] = f
-			h.histNext = (h.histNext + 1) % cap(h.history)
-		}
+	h.ring[h.seq%uint64(len(h.ring))].Store(f)
+	h.head.Store(h.seq)
+	h.mu.Unlock()
+	h.wakeIdle()
+	return true
+}
+
+// wakeIdle hands every idle client to the writers, in chunks so that a
+// reading costs a few channel operations however many clients wait (one
+// not subscribed to the new reading finds nothing and goes idle again).
+// A writer puts a client on the list only after seeing head unchanged
+// under idleMu, and head moves before this takes idleMu: no reading is
+// missed.
+func (h *hub) wakeIdle() {
+	h.idleMu.Lock()
+	batch := h.idle
+	h.idle = nil
+	for _, c := range batch {
+		c.inIdle = false
 	}
-	for c := range h.clients {
-		c.queueReading(f)
+	h.idleMu.Unlock()
+	for i := 0; i < len(batch); i += wakeChunk {
+		h.chunks <- batch[i:min(i+wakeChunk, len(batch))] // see Supervisor.New for the capacity
+	}
+}
+
+// wakeChunk is how many idle clients one writer takes at a time.
+const wakeChunk = 32
+
+// goIdle puts c on the idle list unless a reading came after cursor; it
+// reports false then, and c should be written again.
+func (h *hub) goIdle(c *client, cursor uint64) bool {
+	h.idleMu.Lock()
+	defer h.idleMu.Unlock()
+	if h.head.Load() > cursor {
+		return false
+	}
+	if !c.inIdle {
+		c.inIdle = true
+		h.idle = append(h.idle, c)
 	}
 	return true
+}
+
+// after returns the readings after seq that c wants, in order; with the
+// ring overrun, the last value of each sensor newer than seq (counting the
+// rest as coalesced). It takes no lock unless the ring was overrun.
+func (h *hub) after(c *client, seq, head uint64, out []*frame) []*frame {
+	n := uint64(len(h.ring))
+	start := len(out)
+	if head-seq <= n {
+		for s := seq + 1; s <= head; s++ {
+			f := h.ring[s%n].Load()
+			if f == nil || f.seq != s {
+				out = out[:start] // overwritten meanwhile: overrun after all
+				goto overrun
+			}
+			if c.wants(f.sensor) {
+				out = append(out, f)
+			}
+		}
+		return out
+	}
+overrun:
+	h.mu.RLock()
+	for id, st := range h.sensors {
+		if st.last != nil && st.last.seq > seq && c.wants(id) {
+			out = append(out, st.last)
+		}
+	}
+	h.mu.RUnlock()
+	sort.Slice(out[start:], func(i, j int) bool { return out[start+i].seq < out[start+j].seq })
+	if skipped := head - seq; skipped > uint64(len(out)-start) {
+		h.coalesced.Add(skipped - uint64(len(out)-start))
+	}
+	return out
 }
 
 // broadcast queues a control frame (status, hello…) for every client.
@@ -240,20 +322,12 @@ func (h *hub) snapshotLocked(c *client, reason string) wire.Snapshot {
 // false when the history no longer reaches back that far.
 func (h *hub) replayLocked(c *client, seq uint64) (wire.Snapshot, bool) {
 	s := wire.Snapshot{Type: wire.TypeSnapshot, Mode: wire.SnapshotReplay, Seq: h.seq, Readings: []wire.Reading{}}
-	if seq == h.seq {
-		return s, true
-	}
-	n := len(h.history)
-	if n == 0 {
+	if h.seq-seq > uint64(h.history) {
 		return s, false
 	}
-	// histNext is the oldest entry once the ring is full, and 0 before.
-	if h.history[h.histNext].seq > seq+1 {
-		return s, false
-	}
-	for i := range n {
-		f := h.history[(h.histNext+i)%n]
-		if f.seq > seq && c.wants(f.sensor) {
+	n := uint64(len(h.ring))
+	for i := seq + 1; i <= h.seq; i++ {
+		if f := h.ring[i%n].Load(); c.wants(f.sensor) {
 			r := f.r
 			r.Type = ""
 			s.Readings = append(s.Readings, r)
@@ -273,6 +347,7 @@ func (h *hub) attach(c *client) bool {
 	}
 	hello, _ := json.Marshal(h.helloLocked())
 	snap, _ := json.Marshal(h.snapshotLocked(c, ""))
+	c.cursor = h.seq // the snapshot covers everything up to here
 	c.queueControl(hello)
 	c.queueControl(snap)
 	h.clients[c] = struct{}{}
@@ -298,15 +373,15 @@ func (h *hub) detach(c *client) {
 }
 
 func (h *hub) clientCount() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.mu.RLock()
+	defer h.mu.RUnlock()
 	return len(h.clients)
 }
 
 // command looks up a command descriptor by id.
 func (h *hub) command(id string) (wire.Command, bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.mu.RLock()
+	defer h.mu.RUnlock()
 	c, ok := h.commands[id]
 	return c, ok
 }
@@ -327,6 +402,7 @@ func (h *hub) resume(c *client, epoch string, seq uint64) []byte {
 			s = h.snapshotLocked(c, "history gone: more readings were missed than are kept")
 		}
 	}
+	c.skipTo(h.seq) // the answer covers everything up to here
 	b, _ := json.Marshal(s)
 	return b
 }
@@ -347,6 +423,7 @@ func (h *hub) subscribe(c *client, ids []string) (snap []byte, unknown []string)
 		}
 	}
 	c.setSubs(set)
+	c.skipTo(h.seq)
 	b, _ := json.Marshal(h.snapshotLocked(c, "subscribed"))
 	return b, unknown
 }

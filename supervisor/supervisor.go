@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
@@ -91,7 +92,12 @@ func New(opts Options) (*Supervisor, error) {
 	epoch := make([]byte, 6)
 	rand.Read(epoch)
 	s.hub = newHub(hex.EncodeToString(epoch), s.version, s.cfg.History)
+	// A client is in work at most once, so work never blocks a sender.
+	// Chunks hold each client woken by a reading; one can be woken again
+	// only after a writer has taken it, so outstanding chunks stay far
+	// below this capacity.
 	s.hub.work = make(chan *client, s.cfg.MaxClients+16)
+	s.hub.chunks = make(chan []*client, s.cfg.MaxClients+16)
 	socketDir := opts.SocketDir
 	if socketDir == "" {
 		socketDir = filepath.Join(s.cfg.StateDir, control.SocketDir)
@@ -136,8 +142,27 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 	var wg sync.WaitGroup
 	for range s.writers {
 		wg.Go(func() {
-			for c := range s.hub.work {
-				c.flush(s.cfg.WriteTimeout)
+			var scratch []*frame
+			work, chunks := s.hub.work, s.hub.chunks
+			for work != nil || chunks != nil {
+				select {
+				case c, ok := <-work:
+					if !ok {
+						work = nil
+						continue
+					}
+					c.flush(s.cfg.WriteTimeout, &scratch)
+				case cs, ok := <-chunks:
+					if !ok {
+						chunks = nil
+						continue
+					}
+					for _, c := range cs {
+						if c.claim() {
+							c.flush(s.cfg.WriteTimeout, &scratch)
+						}
+					}
+				}
 			}
 		})
 	}
@@ -178,6 +203,7 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 	// 4. The watcher and the rest.
 	bg.Wait()
 	close(s.hub.work)
+	close(s.hub.chunks)
 	wg.Wait()
 	s.log.Info("livecgid stopped")
 	return err
@@ -193,8 +219,9 @@ func cleanSockets(dir string, log *slog.Logger) {
 	}
 }
 
-// ServeHTTP upgrades /live to a WebSocket after checking the token.
-func (s *Supervisor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// upgrade turns a request for /live into a WebSocket client after checking
+// its token; anything else gets an error answer.
+func (s *Supervisor) upgrade(w *connWriter, r *http.Request) {
 	if r.URL.Path != "/live" {
 		http.Error(w, "not found: the live endpoint is /live", http.StatusNotFound)
 		return
@@ -233,9 +260,9 @@ func (s *Supervisor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		conn.Close(wire.CloseTooMany, "too many clients")
 		return
 	}
-	c := &client{hub: s.hub, conn: conn, log: s.log.With("remote", r.RemoteAddr)}
-	if cw, ok := w.(*connWriter); ok {
-		c.nc = cw.nc
+	c := &client{hub: s.hub, conn: conn, nc: w.nc, log: s.log.With("remote", r.RemoteAddr)}
+	if sc, ok := w.nc.(syscall.Conn); ok {
+		c.raw, _ = sc.SyscallConn()
 	}
 	if !s.hub.attach(c) {
 		conn.Close(websocket.StatusGoingAway, "supervisor stopping")
