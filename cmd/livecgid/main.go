@@ -94,7 +94,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if fallback != nil {
 		log.Warn("state dir not usable, using fallback", "wanted", cfg.StateDir, "using", dir, "reason", fallback)
 	}
-	smallBoardDefaults(log)
+	smallBoardDefaults(cfg, log)
 
 	lock, err := supervisor.Lock(filepath.Join(dir, control.LockFile))
 	if errors.Is(err, supervisor.ErrLocked) {
@@ -130,14 +130,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return sup.Run(ctx, ln)
 }
 
-// smallBoardDefaults caps the heap for boards with little RAM unless the
+// smallBoardDefaults applies the configured GC settings unless the
 // environment already chose (GOGC, GOMEMLIMIT).
-func smallBoardDefaults(log *slog.Logger) {
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(32 << 20)
+func smallBoardDefaults(cfg control.Config, log *slog.Logger) {
+	if os.Getenv("GOMEMLIMIT") == "" && cfg.MemoryLimitMB > 0 {
+		debug.SetMemoryLimit(int64(cfg.MemoryLimitMB) << 20)
 	}
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(50)
+	if os.Getenv("GOGC") == "" && cfg.GOGC > 0 {
+		debug.SetGCPercent(cfg.GOGC)
 	}
-	log.Debug("memory defaults", "gomemlimit", debug.SetMemoryLimit(-1), "gogc", os.Getenv("GOGC"))
+	log.Debug("memory settings", "gomemlimit", debug.SetMemoryLimit(-1), "gogc", cfg.GOGC)
 }

@@ -48,6 +48,8 @@ type Config struct {
 	ProcRoot       string            // root of procfs for plugins
 	SysRoot        string            // root of sysfs for plugins
 	PluginSHA256   map[string]string // plugin file name → allowed SHA-256 (hex); empty = any
+	GOGC           int               // supervisor's GC target percent (GOGC); 0 = Go's default
+	MemoryLimitMB  int               // supervisor's soft memory limit (GOMEMLIMIT) in MiB; 0 = none
 }
 
 // Default returns the configuration used when there is no file.
@@ -70,6 +72,8 @@ func Default() Config {
 		StartTimeout:   3 * time.Second,
 		ProcRoot:       "/proc",
 		SysRoot:        "/sys",
+		GOGC:           50,
+		MemoryLimitMB:  64,
 	}
 }
 
@@ -129,7 +133,8 @@ func (c *Config) set(k, v string) error {
 		"ping_interval": &c.PingInterval, "write_timeout": &c.WriteTimeout, "command_timeout": &c.CommandTimeout,
 		"token_ttl": &c.TokenTTL, "idle_timeout": &c.IdleTimeout, "start_timeout": &c.StartTimeout,
 	}
-	num := map[string]*int{"max_clients": &c.MaxClients, "burst": &c.Burst, "history": &c.History}
+	num := map[string]*int{"max_clients": &c.MaxClients, "burst": &c.Burst, "history": &c.History,
+		"gogc": &c.GOGC, "memory_limit_mb": &c.MemoryLimitMB}
 	if p, ok := str[k]; ok {
 		*p = v
 		return nil
@@ -185,6 +190,8 @@ func (c *Config) Validate() error {
 		return errors.New("rate and burst must be positive")
 	case c.History < 0:
 		return errors.New("history must not be negative")
+	case c.GOGC < 0 || c.MemoryLimitMB < 0:
+		return errors.New("gogc and memory_limit_mb must not be negative")
 	case c.WriteTimeout <= 0 || c.CommandTimeout <= 0 || c.TokenTTL <= 0 || c.StartTimeout <= 0:
 		return errors.New("write_timeout, command_timeout, token_ttl and start_timeout must be positive")
 	}
