@@ -10,15 +10,13 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-	plugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/livecgi/livecgi/plugins/sdk/sdktest"
 	"github.com/livecgi/livecgi/proto"
 )
 
@@ -232,38 +230,10 @@ func readingText(r *proto.Reading) string {
 	return kind + ":" + string(b)
 }
 
-// MustStart starts bin as a go-plugin process the way livecgid does and
-// returns its client and a buffer of its log; it is killed when the test
-// ends.
-func MustStart(tb testing.TB, bin string) (proto.PluginClient, *syncBuffer) {
+// MustStart starts bin as a go-plugin process the way livecgid does.
+func MustStart(tb testing.TB, bin string) (proto.PluginClient, *sdktest.Log) {
 	tb.Helper()
-	cmd := exec.Command(bin)
-	cmd.Env = withoutCookie(os.Environ())
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	logs := &syncBuffer{}
-	client := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  proto.Handshake,
-		Plugins:          proto.PluginSet(nil),
-		Cmd:              cmd,
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		Logger:           hclog.New(&hclog.LoggerOptions{Name: "plugin", Output: logs, Level: hclog.Debug}),
-		StartTimeout:     30 * time.Second,
-	})
-	tb.Cleanup(func() {
-		client.Kill()
-		if tb.Failed() {
-			tb.Logf("plugin log:\n%s", logs)
-		}
-	})
-	rpc, err := client.Client()
-	if err != nil {
-		tb.Fatalf("start plugin: %v\n%s", err, logs)
-	}
-	raw, err := rpc.Dispense(proto.PluginName)
-	if err != nil {
-		tb.Fatalf("dispense: %v", err)
-	}
-	return raw.(proto.PluginClient), logs
+	return sdktest.Start(tb, bin)
 }
 
 func withoutCookie(env []string) []string {
@@ -274,22 +244,4 @@ func withoutCookie(env []string) []string {
 		}
 	}
 	return out
-}
-
-// syncBuffer is a bytes.Buffer safe for go-plugin's logging goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -1,19 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-	plugin "github.com/hashicorp/go-plugin"
-
+	"github.com/livecgi/livecgi/plugins/sdk/sdktest"
 	"github.com/livecgi/livecgi/proto"
 )
 
@@ -22,7 +15,7 @@ import (
 func TestEndToEnd(t *testing.T) {
 	procRoot, _ := filepath.Abs(procFixture)
 	sysRoot, _ := filepath.Abs(sysFixture)
-	c := MustStartPlugin(t, "-X main.version=v1.2.3-test",
+	c := mustStart(t, "-X main.version=v1.2.3-test",
 		proto.EnvProcRoot+"="+procRoot, proto.EnvSysRoot+"="+sysRoot)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -96,62 +89,10 @@ func TestEndToEnd(t *testing.T) {
 	}
 }
 
-// MustStartPlugin builds the package in the current directory with the
-// extra ldflags, starts it as a go-plugin process with env added to its
-// environment, and returns its client; the process is killed when the test
-// ends.
-func MustStartPlugin(tb testing.TB, ldflags string, env ...string) proto.PluginClient {
+// mustStart builds this plugin with the extra ldflags and starts it as a
+// go-plugin process with env.
+func mustStart(tb testing.TB, ldflags string, env ...string) proto.PluginClient {
 	tb.Helper()
-	bin := filepath.Join(tb.TempDir(), "plugin")
-	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w "+ldflags, "-o", bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		tb.Fatalf("go build: %v\n%s", err, out)
-	}
-
-	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	logs := &syncBuffer{}
-	client := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  proto.Handshake,
-		Plugins:          proto.PluginSet(nil),
-		Cmd:              cmd,
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		Logger:           hclog.New(&hclog.LoggerOptions{Name: "plugin", Output: logs, Level: hclog.Debug}),
-		StartTimeout:     30 * time.Second,
-	})
-	tb.Cleanup(func() {
-		client.Kill()
-		if tb.Failed() {
-			tb.Logf("plugin log:\n%s", logs.String())
-		}
-	})
-	rpc, err := client.Client()
-	if err != nil {
-		tb.Fatalf("start plugin: %v\n%s", err, logs.String())
-	}
-	raw, err := rpc.Dispense(proto.PluginName)
-	if err != nil {
-		tb.Fatalf("dispense: %v", err)
-	}
-	return raw.(proto.PluginClient)
-}
-
-// syncBuffer is a bytes.Buffer safe for go-plugin's logging goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	c, _ := sdktest.Start(tb, sdktest.Build(tb, ".", ldflags), env...)
+	return c
 }
