@@ -30,6 +30,7 @@ type client struct {
 	hub  *hub
 	conn *websocket.Conn
 	nc   net.Conn        // the connection under conn, for write deadlines
+	cork *corkWriter     // batches the frames of one flush into one write
 	raw  syscall.RawConn // nc's fd, to ask how full its send buffer is; may be nil
 	log  *slog.Logger
 
@@ -136,7 +137,7 @@ func (c *client) scheduleLocked() {
 // coalescing meanwhile), retrying after a short pause. A client that has
 // taken nothing for the write timeout is closed as too slow. The pool
 // stays small because no writer is ever parked on one client's socket.
-func (c *client) flush(timeout time.Duration, scratch *[]*frame) {
+func (c *client) flush(timeout time.Duration, scratch *[]*frame, batch *[]byte) {
 	h := c.hub
 	c.mu.Lock()
 	cursor := c.cursor
@@ -168,7 +169,11 @@ func (c *client) flush(timeout time.Duration, scratch *[]*frame) {
 	}
 	// The deadline is a safety net: what fits the buffer does not block.
 	c.nc.SetWriteDeadline(time.Now().Add(timeout))
+	c.cork.cork(batch)
 	err := c.write(ctl[:nctl], rd[:nrd])
+	if uerr := c.cork.uncork(err == nil); err == nil {
+		err = uerr
+	}
 	c.nc.SetWriteDeadline(time.Time{}) // pings and closes write too
 	if err != nil {
 		c.fail(err, timeout)

@@ -143,6 +143,7 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 	for range s.writers {
 		wg.Go(func() {
 			var scratch []*frame
+			var batch []byte
 			work, chunks := s.hub.work, s.hub.chunks
 			for work != nil || chunks != nil {
 				select {
@@ -151,7 +152,7 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 						work = nil
 						continue
 					}
-					c.flush(s.cfg.WriteTimeout, &scratch)
+					c.flush(s.cfg.WriteTimeout, &scratch, &batch)
 				case cs, ok := <-chunks:
 					if !ok {
 						chunks = nil
@@ -159,7 +160,7 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 					}
 					for _, c := range cs {
 						if c.claim() {
-							c.flush(s.cfg.WriteTimeout, &scratch)
+							c.flush(s.cfg.WriteTimeout, &scratch, &batch)
 						}
 					}
 				}
@@ -260,7 +261,7 @@ func (s *Supervisor) upgrade(w *connWriter, r *http.Request) {
 		conn.Close(wire.CloseTooMany, "too many clients")
 		return
 	}
-	c := &client{hub: s.hub, conn: conn, nc: w.nc, log: s.log.With("remote", r.RemoteAddr)}
+	c := &client{hub: s.hub, conn: conn, nc: w.nc, cork: w.cork, log: s.log.With("remote", r.RemoteAddr)}
 	if sc, ok := w.nc.(syscall.Conn); ok {
 		c.raw, _ = sc.SyscallConn()
 	}
