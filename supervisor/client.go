@@ -188,7 +188,7 @@ func (c *client) flush(timeout time.Duration, scratch *[]*frame, batch *[]byte) 
 		}
 		c.requeueLocked(ctl[nctl:], slices.Clone(rd[nrd:]))
 		now := time.Now()
-		if c.blocked.IsZero() {
+		if c.blocked.IsZero() || nctl+nrd > 0 { // new, or still taking some: not stuck
 			c.blocked, c.retry = now, minRetry
 		} else if now.Sub(c.blocked) > timeout {
 			c.closed = true

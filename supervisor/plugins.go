@@ -20,6 +20,8 @@ import (
 	"time"
 
 	plugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc/codes"
+	grpcstatus "google.golang.org/grpc/status"
 
 	"github.com/livecgi/livecgi/proto"
 	"github.com/livecgi/livecgi/proto/wire"
@@ -258,7 +260,9 @@ func (m *manager) do(ctx context.Context, id, cmd, reqID string, args []byte) (j
 		resp, err := inst.rpc.Do(ctx, &proto.CommandRequest{Id: reqID, Command: cmd, ArgsJson: args})
 		inst.release()
 		if err != nil {
-			if ctx.Err() != nil {
+			// The plugin's side of the deadline can fire a moment before
+			// ours: its answer is then DeadlineExceeded with ctx still live.
+			if ctx.Err() != nil || grpcstatus.Code(err) == codes.DeadlineExceeded {
 				return nil, fmt.Errorf("plugin %s did not answer within %v", id, m.cmdTO)
 			}
 			return nil, fmt.Errorf("plugin %s: %w", id, err)
