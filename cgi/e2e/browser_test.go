@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +17,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/livecgi/livecgi/plugins/sdk/sdktest"
 )
 
 // chromiumPath is where Debian's chromium package puts the browser.
@@ -36,7 +36,7 @@ func TestBrowser(t *testing.T) {
 	chromium := mustTool(t, chromiumPath)
 	busybox := mustTool(t, "busybox")
 
-	sysRoot := mustCopyLEDFixture(t, filepath.Join("..", "..", "plugins", "leds", "testdata", "sys"))
+	sysRoot := sdktest.CopyFixture(t, filepath.Join("..", "..", "plugins", "leds", "testdata", "sys"))
 	e := mustEnvWith(t, "sys_root = "+sysRoot+"\n", "system", "leds")
 	var srv server
 	for _, s := range servers {
@@ -211,41 +211,6 @@ func mustTool(t *testing.T, name string) string {
 		t.Skipf("%s not installed", name)
 	}
 	return path
-}
-
-// mustCopyLEDFixture copies the LED sysfs fixture into a temp dir, with
-// its names unescaped (the fixture holds "input0%3A%3Acapslock" for
-// "input0::capslock", a name not every checkout can store), and returns
-// the copy's root.
-func mustCopyLEDFixture(t *testing.T, fixture string) string {
-	t.Helper()
-	root := t.TempDir()
-	err := filepath.WalkDir(fixture, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(fixture, path)
-		if err != nil {
-			return err
-		}
-		name, err := url.PathUnescape(filepath.ToSlash(rel))
-		if err != nil {
-			return err
-		}
-		dst := filepath.Join(root, filepath.FromSlash(name))
-		if d.IsDir() {
-			return os.MkdirAll(dst, 0o755)
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(dst, b, 0o644)
-	})
-	if err != nil {
-		t.Fatalf("copy fixture: %v", err)
-	}
-	return root
 }
 
 // browser is one headless Chromium with one tab.

@@ -2,51 +2,24 @@ package main
 
 import (
 	"context"
-	"io/fs"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/livecgi/livecgi/plugins/sdk/sdktest"
 )
 
-// fixture is the sysfs tree of testdata/. Path elements are URL-escaped
-// there ("input0%3A%3Acapslock") because ':' is not allowed in the file
-// names of a Go module; MustCopyFixture unescapes them.
+// fixture is the sysfs tree of testdata/, its names URL-escaped (see
+// sdktest.CopyFixture).
 const fixture = "testdata/sys"
 
 // MustCopyFixture copies testdata/sys into a fresh directory, unescaping
 // the names, and returns that sys root. Tests write to the copy only.
 func MustCopyFixture(tb testing.TB) string {
 	tb.Helper()
-	root := tb.TempDir()
-	err := filepath.WalkDir(fixture, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(fixture, path)
-		if err != nil {
-			return err
-		}
-		name, err := url.PathUnescape(filepath.ToSlash(rel))
-		if err != nil {
-			return err
-		}
-		dst := filepath.Join(root, filepath.FromSlash(name))
-		if d.IsDir() {
-			return os.MkdirAll(dst, 0o755)
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(dst, b, 0o644)
-	})
-	if err != nil {
-		tb.Fatalf("copy fixture: %v", err)
-	}
-	return root
+	return sdktest.CopyFixture(tb, fixture)
 }
 
 func classDir(sysRoot string) string { return filepath.Join(sysRoot, "class/leds") }
