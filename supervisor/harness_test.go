@@ -116,7 +116,7 @@ func (ts *testSup) origin() string { return "http://" + ts.addr }
 
 // url returns a ws URL with a fresh token for origin.
 func (ts *testSup) url(origin string) string {
-	tok, _ := control.MintToken(ts.secret, origin, time.Now(), time.Minute)
+	tok, _ := control.MintToken(ts.secret, origin, ts.Status().Epoch, time.Now(), time.Minute)
 	return "ws://" + ts.addr + "/live?token=" + tok
 }
 

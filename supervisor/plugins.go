@@ -24,6 +24,7 @@ import (
 	grpcstatus "google.golang.org/grpc/status"
 
 	"github.com/livecgi/livecgi/proto"
+	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
 )
 
@@ -686,27 +687,13 @@ func cmp(a, b string) string {
 	return b
 }
 
-// checkTrust refuses a plugin binary that others could have replaced: a
-// file or directory writable by group or others, or owned by someone other
-// than this user or root.
+// checkTrust refuses a plugin binary that others could have replaced
+// (control.CheckTrust).
 func checkTrust(path string) error {
-	uid := uint32(os.Getuid())
-	check := []string{filepath.Dir(path), path}
-	// A symlink is only as safe as the directory of the file it names.
-	if real, err := filepath.EvalSymlinks(path); err == nil && real != path {
-		check = append(check, filepath.Dir(real), real)
+	err := control.CheckTrust(path)
+	var te *control.TrustError
+	if errors.As(err, &te) {
+		err = fmt.Errorf("%w: %v", ErrRefused, err)
 	}
-	for _, p := range check {
-		fi, err := os.Stat(p)
-		if err != nil {
-			return err
-		}
-		if fi.Mode().Perm()&0o022 != 0 {
-			return fmt.Errorf("%w: %s is writable by group or others (mode %v)", ErrRefused, p, fi.Mode().Perm())
-		}
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != uid && st.Uid != 0 {
-			return fmt.Errorf("%w: %s is owned by uid %d, not %d or root", ErrRefused, p, st.Uid, uid)
-		}
-	}
-	return nil
+	return err
 }

@@ -221,14 +221,20 @@ func cleanSockets(dir string, log *slog.Logger) {
 }
 
 // upgrade turns a request for /live into a WebSocket client after checking
-// its token; anything else gets an error answer.
+// its Host (allowed_hosts) and its token; anything else gets an error
+// answer.
 func (s *Supervisor) upgrade(w *connWriter, r *http.Request) {
+	if !s.cfg.HostAllowed(r.Host) {
+		s.log.Info("upgrade refused: host not allowed", "remote", r.RemoteAddr, "host", r.Host)
+		http.Error(w, fmt.Sprintf("forbidden: host %q is not in allowed_hosts (see the config file)", r.Host), http.StatusForbidden)
+		return
+	}
 	if r.URL.Path != "/live" {
 		http.Error(w, "not found: the live endpoint is /live", http.StatusNotFound)
 		return
 	}
 	origin := r.Header.Get("Origin")
-	nonce, err := control.VerifyToken(s.secret, r.URL.Query().Get("token"), origin, time.Now())
+	nonce, err := control.VerifyToken(s.secret, r.URL.Query().Get("token"), origin, s.hub.epoch, time.Now())
 	if err == nil && !s.useNonce(nonce) {
 		err = errors.New("token already used")
 	}
@@ -238,8 +244,8 @@ func (s *Supervisor) upgrade(w *connWriter, r *http.Request) {
 		return
 	}
 	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" {
-		http.Error(w, "forbidden: bad origin", http.StatusForbidden)
+	if err != nil || u.Host == "" || !s.cfg.HostAllowed(u.Host) {
+		http.Error(w, "forbidden: bad origin or origin host not in allowed_hosts", http.StatusForbidden)
 		return
 	}
 	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{

@@ -1,9 +1,11 @@
 package supervisor
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"runtime"
@@ -241,8 +243,8 @@ func TestDeadClientDroppedByPing(t *testing.T) {
 func TestTokens(t *testing.T) {
 	ts := startSup(t, nil)
 	o := ts.origin()
-	expired, _ := control.MintToken(ts.secret, o, time.Now().Add(-2*time.Minute), time.Minute)
-	forged, _ := control.MintToken([]byte("another secret of enough length!"), o, time.Now(), time.Minute)
+	expired, _ := control.MintToken(ts.secret, o, ts.Status().Epoch, time.Now().Add(-2*time.Minute), time.Minute)
+	forged, _ := control.MintToken([]byte("another secret of enough length!"), o, ts.Status().Epoch, time.Now(), time.Minute)
 	good := ts.url(o)
 	if _, err := ts.tryDial(good, o); err != nil {
 		t.Fatalf("good token: %v", err)
@@ -414,4 +416,96 @@ func TestShutdownLeavesNothing(t *testing.T) {
 	}
 	waitFor(t, "plugin processes to exit", func() bool { return len(children()) == 0 })
 	waitFor(t, "goroutines to wind down", func() bool { return runtime.NumGoroutine() <= base+2 })
+}
+
+// rawUpgrade sends a WebSocket upgrade for path with the given Host and
+// Origin headers over a plain TCP connection and returns the answer's
+// status line and body.
+func rawUpgrade(t *testing.T, addr, path, host, origin string) (status, body string) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\nOrigin: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: %s\r\n\r\n",
+		path, host, origin, wire.Subprotocol)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		return resp.Status, ""
+	}
+	b, _ := io.ReadAll(resp.Body)
+	return resp.Status, string(b)
+}
+
+// TestHostAllowed: an upgrade naming a host outside allowed_hosts (a page
+// on a rebound name) is refused before its token is looked at, even with a
+// valid token for its origin; IP literals and localhost get through.
+func TestHostAllowed(t *testing.T) {
+	ts := startSup(t, nil)
+	_, port, _ := net.SplitHostPort(ts.addr)
+	tok, _ := control.MintToken(ts.secret, "http://evil.example:"+port, ts.Status().Epoch, time.Now(), time.Minute)
+	status, body := rawUpgrade(t, ts.addr, "/live?token="+tok, "evil.example:"+port, "http://evil.example:"+port)
+	if !strings.HasPrefix(status, "403") || !strings.Contains(body, `host "evil.example:`+port+`" is not in allowed_hosts`) {
+		t.Fatalf("rebound host: %s %q, want 403 naming the host", status, body)
+	}
+	if !strings.Contains(ts.logs.String(), "upgrade refused: host not allowed") {
+		t.Error("refusal not logged")
+	}
+	// IP literals and localhost are allowed by default.
+	for _, host := range []string{"127.0.0.1:" + port, "localhost:" + port} {
+		o := "http://" + host
+		tok, _ := control.MintToken(ts.secret, o, ts.Status().Epoch, time.Now(), time.Minute)
+		if status, body := rawUpgrade(t, ts.addr, "/live?token="+tok, host, o); !strings.HasPrefix(status, "101") {
+			t.Errorf("Host %s: %s %q, want 101", host, status, body)
+		}
+	}
+	// An allowed Host with an Origin elsewhere is refused too.
+	tok, _ = control.MintToken(ts.secret, "http://evil.example", ts.Status().Epoch, time.Now(), time.Minute)
+	if status, _ := rawUpgrade(t, ts.addr, "/live?token="+tok, ts.addr, "http://evil.example"); !strings.HasPrefix(status, "403") {
+		t.Errorf("origin on a refused host: %s, want 403", status)
+	}
+	ts.stop()
+
+	// allowed_hosts = evil.example lets it in.
+	ts = startSup(t, func(c *control.Config) { c.AllowedHosts = []string{"evil.example"} })
+	_, port, _ = net.SplitHostPort(ts.addr)
+	tok, _ = control.MintToken(ts.secret, "http://evil.example:"+port, ts.Status().Epoch, time.Now(), time.Minute)
+	if status, body := rawUpgrade(t, ts.addr, "/live?token="+tok, "evil.example:"+port, "http://evil.example:"+port); !strings.HasPrefix(status, "101") {
+		t.Errorf("listed host: %s %q, want 101", status, body)
+	}
+}
+
+// TestTokenAfterRestart: a token used once stays used after the supervisor
+// restarts (its memory of used nonces is gone, but the token was minted for
+// the previous run); a fresh token works.
+func TestTokenAfterRestart(t *testing.T) {
+	const origin = "http://127.0.0.1:8080"
+	ts := startSup(t, nil)
+	tok, _ := control.MintToken(ts.secret, origin, ts.Status().Epoch, time.Now(), time.Minute)
+	if _, err := ts.tryDial("ws://"+ts.addr+"/live?token="+tok, origin); err != nil {
+		t.Fatalf("first use: %v", err)
+	}
+	if _, err := ts.tryDial("ws://"+ts.addr+"/live?token="+tok, origin); err == nil || !strings.Contains(err.Error(), "status 403") {
+		t.Fatalf("second use: %v, want 403", err)
+	}
+	ts.stop()
+
+	ts = startSup(t, nil) // the same secret, as a restart on the same state dir
+	_, err := ts.tryDial("ws://"+ts.addr+"/live?token="+tok, origin)
+	if err == nil || !strings.Contains(err.Error(), "status 403") {
+		t.Fatalf("used token after a restart: %v, want 403", err)
+	}
+	if !strings.Contains(ts.logs.String(), control.ErrTokenInvalid.Error()) {
+		t.Errorf("refusal not logged as %q", control.ErrTokenInvalid)
+	}
+	if _, err := ts.tryDial(ts.url(origin), origin); err != nil {
+		t.Fatalf("fresh token after a restart: %v", err)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -50,6 +51,7 @@ type Config struct {
 	PluginSHA256   map[string]string // plugin file name → allowed SHA-256 (hex); empty = any
 	GOGC           int               // supervisor's GC target percent (GOGC); 0 = Go's default
 	MemoryLimitMB  int               // supervisor's soft memory limit (GOMEMLIMIT) in MiB; 0 = none
+	AllowedHosts   []string          // host names pages may be loaded from; nil = the defaults (see HostAllowed)
 }
 
 // Default returns the configuration used when there is no file.
@@ -78,8 +80,9 @@ func Default() Config {
 }
 
 // Load reads the configuration file at path over Default. A missing file is
-// not an error: it yields the defaults. Unknown keys, bad values and
-// repeated keys are errors naming the file, line and key.
+// not an error: it yields the defaults. A file that others could have
+// written (CheckTrust) is refused. Unknown keys, bad values and repeated
+// keys are errors naming the file, line and key.
 func Load(path string) (Config, error) {
 	c := Default()
 	b, err := os.ReadFile(path)
@@ -88,6 +91,9 @@ func Load(path string) (Config, error) {
 	}
 	if err != nil {
 		return c, fmt.Errorf("read config: %w", err)
+	}
+	if err := CheckTrust(path); err != nil {
+		return c, fmt.Errorf("config file not trusted: %w", err)
 	}
 	if err := c.Parse(b); err != nil {
 		return c, fmt.Errorf("%s:%w", path, err)
@@ -164,6 +170,18 @@ func (c *Config) set(k, v string) error {
 		f, err := strconv.ParseFloat(v, 64)
 		c.Rate = f
 		return err
+	case "allowed_hosts":
+		c.AllowedHosts = nil
+		for _, h := range strings.FieldsFunc(strings.ToLower(v), func(r rune) bool { return r == ',' || r == ' ' || r == '\t' }) {
+			if strings.ContainsAny(h, ":/[]") {
+				return fmt.Errorf("%q: want a host name without scheme or port", h)
+			}
+			c.AllowedHosts = append(c.AllowedHosts, strings.TrimSuffix(h, "."))
+		}
+		if len(c.AllowedHosts) == 0 {
+			return errors.New("empty: leave the key out for the default")
+		}
+		return nil
 	case "plugin_sha256":
 		name, sum, ok := strings.Cut(v, " ")
 		sum = strings.ToLower(strings.TrimSpace(sum))
@@ -201,4 +219,48 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel)
 	}
 	return nil
+}
+
+// HostAllowed reports whether a page may be served to, or a WebSocket
+// accepted from, a browser that names host (a Host header or the host of an
+// Origin: name or address, with or without :port, IPv6 in brackets). It is
+// the defence against DNS rebinding, where a hostile page's own name comes
+// to resolve to the device. IP literals are always allowed (rebinding needs
+// a name). Names are compared without case and without a final dot. With
+// allowed_hosts unset, the names allowed are localhost and the machine's
+// host name (as os.Hostname, its first label, and that label with .local);
+// otherwise exactly the listed ones, and "*" allows any name.
+func (c Config) HostAllowed(host string) bool {
+	name := host
+	if strings.HasPrefix(name, "[") {
+		end := strings.IndexByte(name, ']')
+		if end < 0 {
+			return false
+		}
+		name = name[1:end]
+	} else if strings.Count(name, ":") == 1 {
+		name, _, _ = strings.Cut(name, ":")
+	}
+	if _, err := netip.ParseAddr(name); err == nil {
+		return true
+	}
+	name = strings.TrimSuffix(strings.ToLower(name), ".")
+	if name == "" {
+		return false
+	}
+	allowed := c.AllowedHosts
+	if allowed == nil {
+		allowed = []string{"localhost"}
+		if h, err := os.Hostname(); err == nil && h != "" {
+			h = strings.TrimSuffix(strings.ToLower(h), ".")
+			short, _, _ := strings.Cut(h, ".")
+			allowed = append(allowed, h, short, short+".local")
+		}
+	}
+	for _, a := range allowed {
+		if a == "*" || a == name {
+			return true
+		}
+	}
+	return false
 }

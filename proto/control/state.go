@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"syscall"
+	"time"
 )
 
 // Names of the files in the state directory.
@@ -23,9 +25,10 @@ const (
 
 // StateDir makes sure dir exists as a private directory of this user (mode
 // 0700, not writable by others) and returns it. If dir cannot be used it
-// falls back to livecgi-<uid> under the system temp dir, and says why in
-// the returned fallback error (nil when dir was used). The process umask is
-// set to 077 first: web servers run CGIs with odd umasks (boa: 0177).
+// falls back to a directory under the system temp dir (fallbackDir), and
+// says why in the returned fallback error (nil when dir was used). The
+// process umask is set to 077 first: web servers run CGIs with odd umasks
+// (boa: 0177).
 func StateDir(dir string) (used string, fallback error, err error) {
 	syscall.Umask(0o077)
 	if err := privateDir(dir); err == nil {
@@ -33,11 +36,63 @@ func StateDir(dir string) (used string, fallback error, err error) {
 	} else {
 		fallback = err
 	}
-	alt := filepath.Join(os.TempDir(), "livecgi-"+strconv.Itoa(os.Getuid()))
-	if err := privateDir(alt); err != nil {
+	alt, err := fallbackDir(os.TempDir(), os.Getuid())
+	if err != nil {
 		return "", fallback, fmt.Errorf("state dir not usable: %v; fallback: %w", fallback, err)
 	}
 	return alt, fallback, nil
+}
+
+// fallbackDir is livecgi-<uid> under tmp when that is ours or can be made
+// ours. Any local user can take that name first, so then it is one of our
+// own livecgi-<uid>-<time>-<random>: others cannot make a directory owned
+// by us, so every stub and supervisor of this user finds the same ones.
+// Of those, the first (in name order, which is age) whose control socket
+// answers, else the first; none yet, a new one. Two stubs that create one
+// each at the same moment thus settle on the one a supervisor runs in.
+func fallbackDir(tmp string, uid int) (string, error) {
+	base := filepath.Join(tmp, "livecgi-"+strconv.Itoa(uid))
+	baseErr := privateDir(base)
+	if baseErr == nil {
+		return base, nil
+	}
+	if d := ownDir(base+"-", uid); d != "" {
+		return d, nil
+	}
+	rnd := make([]byte, 8)
+	rand.Read(rnd)
+	name := fmt.Sprintf("%s-%016x-%x", base, time.Now().UnixNano(), rnd)
+	if err := os.Mkdir(name, 0o700); err != nil {
+		return "", fmt.Errorf("%v; %w", baseErr, err)
+	}
+	if d := ownDir(base+"-", uid); d != "" {
+		return d, nil
+	}
+	return name, nil
+}
+
+// ownDir picks among the directories named prefix* that uid owns with mode
+// 0700 (see fallbackDir); "" if there is none.
+func ownDir(prefix string, uid int) string {
+	names, _ := filepath.Glob(prefix + "*") // sorted
+	var first string
+	for _, n := range names {
+		fi, err := os.Lstat(n)
+		if err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 {
+			continue
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != uid {
+			continue
+		}
+		if c, err := net.DialTimeout("unix", filepath.Join(n, ControlFile), time.Second); err == nil {
+			c.Close()
+			return n
+		}
+		if first == "" {
+			first = n
+		}
+	}
+	return first
 }
 
 func privateDir(dir string) error {

@@ -1,0 +1,47 @@
+package control
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+)
+
+// TrustError is a file that someone other than this user or root could
+// have replaced. Fix is the command that repairs it.
+type TrustError struct {
+	Path    string
+	Problem string // "is writable by group or others (mode ...)", "is owned by uid N, ..."
+	Fix     string
+}
+
+func (e *TrustError) Error() string { return e.Path + " " + e.Problem + "; fix: " + e.Fix }
+
+// CheckTrust refuses a file that others could have replaced: the file or
+// its directory writable by group or others, or owned by someone other than
+// this user or root. A symlink is only as safe as the file it names and
+// that file's directory, so those are checked too. Trust problems are
+// *TrustError; a file that cannot be examined gives os.Stat's error. The
+// supervisor applies it to plugins, the stub to the supervisor binary and
+// Load to the configuration file.
+func CheckTrust(path string) error {
+	uid := uint32(os.Getuid())
+	check := []string{filepath.Dir(path), path}
+	if real, err := filepath.EvalSymlinks(path); err == nil && real != path {
+		check = append(check, filepath.Dir(real), real)
+	}
+	for _, p := range check {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		if fi.Mode().Perm()&0o022 != 0 {
+			return &TrustError{p, fmt.Sprintf("is writable by group or others (mode %v)", fi.Mode().Perm()), "chmod go-w " + p}
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != uid && st.Uid != 0 {
+			return &TrustError{p, "is owned by uid " + strconv.Itoa(int(st.Uid)) + ", not " + strconv.Itoa(int(uid)) + " or root", "chown root " + p}
+		}
+	}
+	return nil
+}
