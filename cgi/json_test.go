@@ -40,12 +40,12 @@ func TestParseStatus(t *testing.T) {
 	for _, st := range []control.Status{
 		{},
 		{PID: 1, Port: 8081},
-		{PID: 4194304, Port: 65535, Version: `v1 "quoted" \ {}[],:`, Epoch: "\u2028", Clients: 7},
+		{PID: 4194304, Port: 65535, Version: `v1 "quoted" \ {}[],:\u2028`, Epoch: "0a1b2c3d4e5f", Clients: 7},
 	} {
 		b, _ := json.Marshal(st)
-		pid, port, err := parseStatus(b)
-		if err != nil || pid != st.PID || port != st.Port {
-			t.Errorf("parseStatus(%s) = %d, %d, %v", b, pid, port, err)
+		got, err := parseStatus(b)
+		if err != nil || got.PID != st.PID || got.Port != st.Port || got.Epoch != st.Epoch {
+			t.Errorf("parseStatus(%s) = %+v, %v", b, got, err)
 		}
 	}
 	good := map[string][2]int{
@@ -57,20 +57,20 @@ func TestParseStatus(t *testing.T) {
 		`{"a":true,"b":false,"c":-1.5e3,"port":3}`:            {0, 3},
 	}
 	for in, want := range good {
-		pid, port, err := parseStatus([]byte(in))
-		if err != nil || pid != want[0] || port != want[1] {
-			t.Errorf("parseStatus(%s) = %d, %d, %v; want %v", in, pid, port, err, want)
+		st, err := parseStatus([]byte(in))
+		if err != nil || st.PID != want[0] || st.Port != want[1] {
+			t.Errorf("parseStatus(%s) = %+v, %v; want %v", in, st, err, want)
 		}
 	}
 	bad := []string{
 		"", "{", "}", "[]", `{"pid":1`, `{"pid":1,}`, `{"pid":"1"}`, `{"port":1.5}`, `{"port":1e3}`,
 		`{"pid" 1}`, `{pid:1}`, `{"a":tru}`, `{"a":"x` + "\x01" + `"}`, `{"a":1} x`, `{"a":-}`,
 		strings.Repeat("[", 100), `{"a":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`,
-		`{"a":"\`, `{"port":99999999999999999999999}`,
+		`{"a":"\`, `{"port":99999999999999999999999}`, `{"epoch":1}`,
 	}
 	for _, in := range bad {
-		if pid, port, err := parseStatus([]byte(in)); err == nil {
-			t.Errorf("parseStatus(%.40q) = %d, %d; want an error", in, pid, port)
+		if st, err := parseStatus([]byte(in)); err == nil {
+			t.Errorf("parseStatus(%.40q) = %+v; want an error", in, st)
 		}
 	}
 }
@@ -79,7 +79,7 @@ func FuzzParseStatus(f *testing.F) {
 	f.Add([]byte(`{"pid":1,"port":2,"version":"x","epoch":"y","clients":0}`))
 	f.Add([]byte(`{"a":[{"b":"\"}"}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		pid, port, err := parseStatus(b) // must not panic or hang
+		got, err := parseStatus(b) // must not panic or hang
 		if err != nil {
 			return
 		}
@@ -92,8 +92,8 @@ func FuzzParseStatus(f *testing.F) {
 		low := strings.ToLower(string(b))
 		if strings.Count(low, "pid") == 1 && strings.Count(low, "port") == 1 {
 			var st control.Status
-			if json.Unmarshal(b, &st) == nil && (st.PID != pid || st.Port != port) {
-				t.Fatalf("parseStatus(%q) = %d, %d; encoding/json: %d, %d", b, pid, port, st.PID, st.Port)
+			if json.Unmarshal(b, &st) == nil && (st.PID != got.PID || st.Port != got.Port) {
+				t.Fatalf("parseStatus(%q) = %d, %d; encoding/json: %d, %d", b, got.PID, got.Port, st.PID, st.Port)
 			}
 		}
 	})

@@ -64,11 +64,10 @@ func probe(stateDir string, timeout time.Duration) (control.Status, error) {
 			return st, errors.New("probe: timed out")
 		}
 	}
-	pid, port, err := parseStatus(buf)
+	st, err = parseStatus(buf)
 	if err != nil {
 		return st, fmt.Errorf("probe: bad answer: %w", err)
 	}
-	st.PID, st.Port = pid, port
 	if st.Port <= 0 {
 		return st, errors.New("probe: supervisor has no port yet")
 	}
@@ -92,51 +91,59 @@ func indexByte(b []byte, c byte) int {
 	return -1
 }
 
-// parseStatus reads the integer fields "pid" and "port" from one JSON
-// object; other members, nested or not, are checked for syntax and
-// skipped. A repeated key counts with its last value, as in encoding/json.
-func parseStatus(b []byte) (pid, port int, err error) {
+// parseStatus reads the integer fields "pid" and "port" and the string
+// "epoch" (as written, escapes not decoded: the supervisor's is hex) from
+// one JSON object; other members, nested or not, are checked for syntax
+// and skipped. A repeated key counts with its last value, as in
+// encoding/json.
+func parseStatus(b []byte) (st control.Status, err error) {
 	p := &jsonScan{b: b}
 	p.space()
 	if !p.eat('{') {
-		return 0, 0, p.fail("want {")
+		return control.Status{}, p.fail("want {")
 	}
 	p.space()
 	if p.eat('}') {
-		return 0, 0, p.end()
+		return control.Status{}, p.end()
 	}
 	for {
 		p.space()
 		key, ok := p.str()
 		if !ok {
-			return 0, 0, p.fail("want a member name")
+			return control.Status{}, p.fail("want a member name")
 		}
 		p.space()
 		if !p.eat(':') {
-			return 0, 0, p.fail("want :")
+			return control.Status{}, p.fail("want :")
 		}
 		p.space()
 		start := p.i
 		if !p.value(0) {
-			return 0, 0, p.fail("bad value")
+			return control.Status{}, p.fail("bad value")
 		}
-		if key == "pid" || key == "port" {
+		switch key {
+		case "pid", "port":
 			n, err := strconv.Atoi(string(b[start:p.i]))
 			if err != nil {
-				return 0, 0, fmt.Errorf("%s is not an integer", key)
+				return control.Status{}, fmt.Errorf("%s is not an integer", key)
 			}
 			if key == "pid" {
-				pid = n
+				st.PID = n
 			} else {
-				port = n
+				st.Port = n
 			}
+		case "epoch":
+			if b[start] != '"' {
+				return control.Status{}, fmt.Errorf("epoch is not a string")
+			}
+			st.Epoch = string(b[start+1 : p.i-1])
 		}
 		p.space()
 		if p.eat('}') {
-			return pid, port, p.end()
+			return st, p.end()
 		}
 		if !p.eat(',') {
-			return 0, 0, p.fail("want , or }")
+			return control.Status{}, p.fail("want , or }")
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 const (
 	ErrBadRequest  = "bad_request"        // 400: unknown query, bad or missing Host, bad Origin
 	ErrCrossSite   = "cross_site"         // 403: Origin on another host than Host
+	ErrHost        = "host_not_allowed"   // 403: Host (or Origin) not in allowed_hosts
 	ErrMethod      = "method_not_allowed" // 405: not GET or HEAD
 	ErrConfig      = "config"             // 500: the configuration file is unreadable or wrong
 	ErrStateDir    = "state_dir"          // 500: no usable state directory

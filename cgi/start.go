@@ -93,7 +93,9 @@ func (s *starter) probe(ctx context.Context) (control.Status, error) {
 }
 
 // checkBinary says in words what is wrong with the supervisor binary, if
-// anything, before an attempt to run it.
+// anything, before an attempt to run it: missing, not executable, or open
+// to others (control.CheckTrust: whoever can replace it runs as the web
+// server's user).
 func checkBinary(path string) error {
 	fi, err := os.Stat(path)
 	switch {
@@ -105,6 +107,9 @@ func checkBinary(path string) error {
 		return &StartError{500, fmt.Sprintf("supervisor binary %s is not a regular file", path)}
 	case syscall.Access(path, 1) != nil:
 		return &StartError{500, fmt.Sprintf("supervisor binary %s is not executable by uid %d", path, os.Getuid())}
+	}
+	if err := control.CheckTrust(path); err != nil {
+		return &StartError{500, fmt.Sprintf("supervisor binary not trusted, not started: %v", err)}
 	}
 	return nil
 }

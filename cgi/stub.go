@@ -72,6 +72,12 @@ func (s *Stub) Serve(ctx context.Context, r Request) Response {
 	if err != nil {
 		return errorResponse(400, ErrBadRequest, err.Error())
 	}
+	// Browsers always send a well-formed Host; without one (a plain
+	// HTTP/1.0 tool) or with junk the page is served and ?connect refuses
+	// it as a bad request.
+	if h, err := ParseHost(r.Host); err == nil && !s.Config.HostAllowed(h.String()) {
+		return s.hostRefused(h.String())
+	}
 	switch act {
 	case ActionConnect:
 		return s.connect(ctx, r)
@@ -172,6 +178,10 @@ func (s *Stub) connect(ctx context.Context, r Request) Response {
 	if s.ConfigErr != nil {
 		return errorResponse(500, ErrConfig, fmt.Sprintf("config file %s: %v", s.ConfigPath, s.ConfigErr))
 	}
+	// TokenOrigin has the Origin on the Host's host; checked all the same.
+	if oh := strings.TrimPrefix(strings.TrimPrefix(origin, "http://"), "https://"); !s.Config.HostAllowed(oh) {
+		return s.hostRefused(oh)
+	}
 	st, err := s.starter()
 	if err != nil {
 		return errorResponse(500, ErrStateDir, "state dir not writable: "+strings.TrimPrefix(err.Error(), "state dir not usable: "))
@@ -193,7 +203,7 @@ func (s *Stub) connect(ctx context.Context, r Request) Response {
 		st.log("%v", err)
 		return errorResponse(500, ErrStateDir, fmt.Sprintf("state dir %s: %v", st.stateDir, err))
 	}
-	token, expires := control.MintToken(secret, origin, s.Now(), s.Config.TokenTTL)
+	token, expires := control.MintToken(secret, origin, status.Epoch, s.Now(), s.Config.TokenTTL)
 	doc := control.Connect{
 		URL:      "ws://" + host.Host + ":" + strconv.Itoa(status.Port) + "/live?token=" + token,
 		Token:    token,
@@ -201,6 +211,13 @@ func (s *Stub) connect(ctx context.Context, r Request) Response {
 		Protocol: wire.Subprotocol,
 	}
 	return jsonResponse(200, connectJSON(doc))
+}
+
+// hostRefused answers a request naming a host outside allowed_hosts (DNS
+// rebinding: a hostile site's name made to resolve to this device).
+func (s *Stub) hostRefused(host string) Response {
+	return errorResponse(403, ErrHost, fmt.Sprintf("host %s is not allowed: if this device is reached by that name, add it to allowed_hosts in %s",
+		quote(host), s.ConfigPath))
 }
 
 // maxLog is the size past which the stub's log is moved to .old.

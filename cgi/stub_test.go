@@ -76,9 +76,9 @@ func TestServeBadRequests(t *testing.T) {
 		{"connect no host", Request{Query: "connect"}, 400, ErrBadRequest},
 		{"connect bad host", Request{Host: "h h", Query: "connect"}, 400, ErrBadRequest},
 		{"connect huge host", Request{Host: strings.Repeat("a.", 5000), Query: "connect"}, 400, ErrBadRequest},
-		{"connect cross-site", Request{Host: "dev.lan", Origin: "http://evil.example", Query: "connect"}, 403, ErrCrossSite},
-		{"connect null origin", Request{Host: "dev.lan", Origin: "null", Query: "connect"}, 403, ErrCrossSite},
-		{"connect bad origin", Request{Host: "dev.lan", Origin: "javascript:alert(1)", Query: "connect"}, 400, ErrBadRequest},
+		{"connect cross-site", Request{Host: "localhost", Origin: "http://evil.example", Query: "connect"}, 403, ErrCrossSite},
+		{"connect null origin", Request{Host: "localhost", Origin: "null", Query: "connect"}, 403, ErrCrossSite},
+		{"connect bad origin", Request{Host: "localhost", Origin: "javascript:alert(1)", Query: "connect"}, 400, ErrBadRequest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -94,12 +94,12 @@ func TestServeFailures(t *testing.T) {
 	t.Run("config", func(t *testing.T) {
 		e := mustEnv(t, "bogus_key = 1")
 		s := New(e.conf, testAssets)
-		reason := wantError(t, serve(t, s, Request{Host: "h", Query: "connect"}), 500, ErrConfig)
+		reason := wantError(t, serve(t, s, Request{Host: "localhost", Query: "connect"}), 500, ErrConfig)
 		if !strings.Contains(reason, e.conf) || !strings.Contains(reason, "bogus_key") {
 			t.Errorf("reason %q does not name the file and key", reason)
 		}
 		// The page still loads, so the client can show the error.
-		if resp := serve(t, s, Request{Host: "h"}); resp.Status != 200 {
+		if resp := serve(t, s, Request{Host: "localhost"}); resp.Status != 200 {
 			t.Errorf("page with a bad config: %d", resp.Status)
 		}
 	})
@@ -107,7 +107,7 @@ func TestServeFailures(t *testing.T) {
 		e := mustEnv(t)
 		s := New(e.conf, testAssets)
 		s.Config.Supervisor = filepath.Join(e.dir, "nowhere", "livecgid")
-		reason := wantError(t, serve(t, s, Request{Host: "h", Query: "connect"}), 500, ErrSupervisor)
+		reason := wantError(t, serve(t, s, Request{Host: "localhost", Query: "connect"}), 500, ErrSupervisor)
 		if want := "supervisor binary not found at " + s.Config.Supervisor; !strings.Contains(reason, want) {
 			t.Errorf("reason %q, want it to say %q", reason, want)
 		}
@@ -116,7 +116,7 @@ func TestServeFailures(t *testing.T) {
 		e := mustEnv(t)
 		s := New(e.conf, testAssets)
 		s.Config.Supervisor = e.conf
-		reason := wantError(t, serve(t, s, Request{Host: "h", Query: "connect"}), 500, ErrSupervisor)
+		reason := wantError(t, serve(t, s, Request{Host: "localhost", Query: "connect"}), 500, ErrSupervisor)
 		if !strings.Contains(reason, "not executable") {
 			t.Errorf("reason %q", reason)
 		}
@@ -126,7 +126,7 @@ func TestServeFailures(t *testing.T) {
 		os.MkdirAll(e.state, 0o700)
 		os.WriteFile(filepath.Join(e.state, "fake.fail"), []byte("plugins dir /nope: no such file\n"), 0o600)
 		s := New(e.conf, testAssets)
-		reason := wantError(t, serve(t, s, Request{Host: "h", Query: "connect"}), 500, ErrSupervisor)
+		reason := wantError(t, serve(t, s, Request{Host: "localhost", Query: "connect"}), 500, ErrSupervisor)
 		for _, want := range []string{"exited with status 3", "plugins dir /nope: no such file", control.LogFile} {
 			if !strings.Contains(reason, want) {
 				t.Errorf("reason %q does not say %q", reason, want)
@@ -143,10 +143,43 @@ func TestServeFailures(t *testing.T) {
 		os.WriteFile(filepath.Join(e.state, "fake.delay"), []byte("1m"), 0o600)
 		s := New(e.conf, testAssets)
 		s.Config.StartTimeout = 300 * time.Millisecond
-		resp := serve(t, s, Request{Host: "h", Query: "connect"})
+		resp := serve(t, s, Request{Host: "localhost", Query: "connect"})
 		reason := wantError(t, resp, 503, ErrSupervisor)
 		if !strings.Contains(reason, "did not answer") || resp.Get("Retry-After") == "" {
 			t.Errorf("reason %q, Retry-After %q", reason, resp.Get("Retry-After"))
+		}
+	})
+	t.Run("untrusted binary", func(t *testing.T) {
+		e := mustEnv(t)
+		fake, err := os.ReadFile(e.supervisor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bin := filepath.Join(e.dir, "livecgid")
+		os.WriteFile(bin, fake, 0o755)
+		os.Chmod(bin, 0o777)
+		s := New(e.conf, testAssets)
+		s.Config.Supervisor = bin
+		reason := wantError(t, serve(t, s, Request{Host: "localhost", Query: "connect"}), 500, ErrSupervisor)
+		for _, want := range []string{"not trusted", bin + " is writable by group or others", "chmod go-w " + bin} {
+			if !strings.Contains(reason, want) {
+				t.Errorf("reason %q does not say %q", reason, want)
+			}
+		}
+		if n := startCount(t, e.state); n != 0 {
+			t.Errorf("untrusted supervisor started %d times", n)
+		}
+	})
+	t.Run("untrusted config", func(t *testing.T) {
+		e := mustEnv(t)
+		os.Chmod(e.conf, 0o660)
+		s := New(e.conf, testAssets)
+		reason := wantError(t, serve(t, s, Request{Host: "localhost", Query: "connect"}), 500, ErrConfig)
+		if !strings.Contains(reason, "not trusted") || !strings.Contains(reason, "chmod go-w "+e.conf) {
+			t.Errorf("reason %q", reason)
+		}
+		if n := startCount(t, e.state); n != 0 {
+			t.Errorf("supervisor started %d times under an untrusted config", n)
 		}
 	})
 	t.Run("state dir", func(t *testing.T) {
@@ -156,7 +189,7 @@ func TestServeFailures(t *testing.T) {
 		t.Setenv("TMPDIR", file) // the fallback fails too
 		s := New(e.conf, testAssets)
 		s.Config.StateDir = filepath.Join(file, "state")
-		reason := wantError(t, serve(t, s, Request{Host: "h", Query: "connect"}), 500, ErrStateDir)
+		reason := wantError(t, serve(t, s, Request{Host: "localhost", Query: "connect"}), 500, ErrStateDir)
 		if !strings.HasPrefix(reason, "state dir not writable: ") || !strings.Contains(reason, "not a directory") {
 			t.Errorf("reason %q", reason)
 		}
@@ -247,11 +280,14 @@ func TestHTTP(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := control.VerifyToken(secret, c.Token, origin, time.Now()); err != nil {
-			t.Errorf("token does not verify for %s: %v", origin, err)
+		if _, err := control.VerifyToken(secret, c.Token, origin, "e", time.Now()); err != nil {
+			t.Errorf("token does not verify for %s and the fake's epoch: %v", origin, err)
 		}
-		if _, err := control.VerifyToken(secret, c.Token, "http://127.0.0.1:1", time.Now()); err == nil {
+		if _, err := control.VerifyToken(secret, c.Token, "http://127.0.0.1:1", "e", time.Now()); err == nil {
 			t.Error("token verifies for another origin")
+		}
+		if _, err := control.VerifyToken(secret, c.Token, origin, "another run", time.Now()); err == nil {
+			t.Error("token verifies for another supervisor run")
 		}
 	}
 	if n := startCount(t, e.state); n != 1 {
@@ -296,5 +332,81 @@ func TestServeConcurrentColdStart(t *testing.T) {
 		if u != urls[0] {
 			t.Errorf("request %d got %q, request 0 %q", i, u, urls[0])
 		}
+	}
+}
+
+// TestHostNotAllowed: a page on a name outside allowed_hosts (DNS rebinding:
+// evil.example made to resolve to the device) gets neither the page, the
+// client nor a token, and no supervisor is started for it.
+func TestHostNotAllowed(t *testing.T) {
+	e := mustEnv(t)
+	s := New(e.conf, testAssets)
+	for _, r := range []Request{
+		{Host: "evil.example"},
+		{Host: "evil.example:8080", Query: "client.js"},
+		{Host: "evil.example", Query: "connect"},
+		{Host: "evil.example", Origin: "http://evil.example", Query: "connect"},
+		{Host: "EVIL.example.:80", Origin: "http://evil.example", Query: "connect"},
+	} {
+		reason := wantError(t, serve(t, s, r), 403, ErrHost)
+		if !strings.Contains(reason, `host "evil.example`) || !strings.Contains(reason, "allowed_hosts in "+e.conf) {
+			t.Errorf("%+v: reason %q does not name the host and how to allow it", r, reason)
+		}
+	}
+	if n := startCount(t, e.state); n != 0 {
+		t.Errorf("supervisor started %d times for a refused host", n)
+	}
+	for _, host := range []string{"localhost:8080", "127.0.0.1", "[::1]:8080"} {
+		if resp := serve(t, s, Request{Host: host, Query: "connect"}); resp.Status != 200 {
+			t.Errorf("Host %s: %d %s", host, resp.Status, resp.Body)
+		}
+	}
+
+	e = mustEnv(t, "allowed_hosts = evil.example")
+	s = New(e.conf, testAssets)
+	if resp := serve(t, s, Request{Host: "evil.example", Origin: "http://evil.example", Query: "connect"}); resp.Status != 200 {
+		t.Errorf("listed host: %d %s", resp.Status, resp.Body)
+	}
+	wantError(t, serve(t, s, Request{Host: "localhost", Query: "connect"}), 403, ErrHost)
+}
+
+// TestStateDirSquatted: another local user who creates the fallback state
+// dir first does not turn ?connect into an error.
+func TestStateDirSquatted(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to make a directory of another user")
+	}
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	squat := filepath.Join(tmp, "livecgi-"+strconv.Itoa(os.Getuid()))
+	if err := os.Mkdir(squat, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(squat, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	e := mustEnv(t)
+	file := filepath.Join(e.dir, "file")
+	os.WriteFile(file, nil, 0o600)
+	s := New(e.conf, testAssets)
+	s.Config.StateDir = filepath.Join(file, "state") // not usable: the fallback is
+	resp := serve(t, s, Request{Host: "127.0.0.1", Query: "connect"})
+	if resp.Status != 200 {
+		t.Fatalf("connect: %d %s", resp.Status, resp.Body)
+	}
+	dirs, _ := filepath.Glob(squat + "-*")
+	if len(dirs) != 1 {
+		t.Fatalf("private dirs %q, want one", dirs)
+	}
+	t.Cleanup(func() { killSupervisors(t, dirs[0]) })
+	if n := startCount(t, dirs[0]); n != 1 {
+		t.Errorf("supervisor started %d times in %s", n, dirs[0])
+	}
+	if ents, _ := os.ReadDir(squat); len(ents) != 0 {
+		t.Errorf("the other user's dir was written to: %v", ents)
+	}
+	// The next request finds the same dir and its running supervisor.
+	if resp := serve(t, s, Request{Host: "127.0.0.1", Query: "connect"}); resp.Status != 200 || startCount(t, dirs[0]) != 1 {
+		t.Errorf("second connect: %d %s, %d starts", resp.Status, resp.Body, startCount(t, dirs[0]))
 	}
 }

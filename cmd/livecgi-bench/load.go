@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -36,8 +37,9 @@ type Load struct {
 	// (websocketd, bare; livecgi with SecretFile) or the CGI (long-poll).
 	URL string
 	// SecretFile and Origin let livecgi clients mint their own tokens
-	// (control.MintToken) instead of asking the stub. Origin defaults to
-	// http://<URL's host>.
+	// (control.MintToken) instead of asking the stub; the supervisor's
+	// epoch comes from the control socket beside SecretFile. Origin
+	// defaults to http://<URL's host>.
 	SecretFile, Origin string
 	Clients            int
 	Hz                 float64       // readings per second the sensor sends: what each client should get
@@ -352,7 +354,11 @@ func (l Load) dialer() (dialFunc, error) {
 			return nil, fmt.Errorf("secret: %w", err)
 		}
 		return func(ctx context.Context, _ int) (streamFunc, time.Duration, time.Duration, error) {
-			tok, _ := control.MintToken(secret, origin, time.Now(), time.Minute)
+			st, err := control.Probe(ctx, filepath.Dir(l.SecretFile))
+			if err != nil {
+				return nil, 0, 0, err
+			}
+			tok, _ := control.MintToken(secret, origin, st.Epoch, time.Now(), time.Minute)
 			t0 := time.Now()
 			conn, err := dialWS(ctx, hc, l.URL+"?token="+tok, origin, wire.Subprotocol)
 			return wsStream(conn), time.Since(t0), 0, err

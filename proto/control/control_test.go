@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -41,6 +42,11 @@ func TestParseConfig(t *testing.T) {
 		{"bad sum", "plugin_sha256 = system abc", nil, "want \"<file name> <64 hex digits>\""},
 		{"invalid value", "max_clients = 0", nil, "max_clients must be at least 1"},
 		{"bad level", "log_level = loud", nil, `log_level "loud"`},
+		{"allowed hosts", "allowed_hosts = Device.LAN., other.local  localhost,*", func(c Config) bool {
+			return strings.Join(c.AllowedHosts, " ") == "device.lan other.local localhost *"
+		}, ""},
+		{"allowed hosts with port", "allowed_hosts = device.lan:8080", nil, `want a host name without scheme or port`},
+		{"allowed hosts empty", "allowed_hosts = ,", nil, `allowed_hosts: empty`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -76,16 +82,16 @@ func TestTokens(t *testing.T) {
 	secret := []byte("0123456789abcdef0123456789abcdef")
 	now := time.Unix(1_800_000_000, 0)
 	const origin = "http://device.local"
-	tok, exp := MintToken(secret, origin, now, time.Minute)
+	tok, exp := MintToken(secret, origin, "run1", now, time.Minute)
 	if exp.Sub(now) != time.Minute {
 		t.Errorf("expires %v", exp)
 	}
-	n1, err := VerifyToken(secret, tok, origin, now.Add(59*time.Second))
+	n1, err := VerifyToken(secret, tok, origin, "run1", now.Add(59*time.Second))
 	if err != nil || n1 == "" {
 		t.Fatalf("valid token: %v", err)
 	}
-	tok2, _ := MintToken(secret, origin, now, time.Minute)
-	if n2, _ := VerifyToken(secret, tok2, origin, now); n2 == n1 {
+	tok2, _ := MintToken(secret, origin, "run1", now, time.Minute)
+	if n2, _ := VerifyToken(secret, tok2, origin, "run1", now); n2 == n1 {
 		t.Error("two tokens share a nonce")
 	}
 	raw, _ := base64.RawURLEncoding.DecodeString(tok)
@@ -93,17 +99,20 @@ func TestTokens(t *testing.T) {
 	flipped := base64.RawURLEncoding.EncodeToString(raw)
 	tests := []struct {
 		name, tok, origin string
+		epoch             string
 		at                time.Time
 		want              error
 	}{
-		{"missing", "", origin, now, ErrTokenMissing},
-		{"garbage", "%%%", origin, now, ErrTokenMalformed},
-		{"truncated", tok[:20], origin, now, ErrTokenMalformed},
-		{"expired", tok, origin, now.Add(61 * time.Second), ErrTokenExpired},
-		{"other origin", tok, "http://evil.example", now, ErrTokenInvalid},
-		{"other port", tok, origin + ":8081", now, ErrTokenInvalid},
-		{"tampered", flipped, origin, now, ErrTokenInvalid},
-		{"other secret", tok, origin, now, ErrTokenInvalid},
+		{"missing", "", origin, "run1", now, ErrTokenMissing},
+		{"garbage", "%%%", origin, "run1", now, ErrTokenMalformed},
+		{"truncated", tok[:20], origin, "run1", now, ErrTokenMalformed},
+		{"expired", tok, origin, "run1", now.Add(61 * time.Second), ErrTokenExpired},
+		{"other origin", tok, "http://evil.example", "run1", now, ErrTokenInvalid},
+		{"other port", tok, origin + ":8081", "run1", now, ErrTokenInvalid},
+		{"tampered", flipped, origin, "run1", now, ErrTokenInvalid},
+		{"other secret", tok, origin, "run1", now, ErrTokenInvalid},
+		{"other supervisor run", tok, origin, "run2", now, ErrTokenInvalid},
+		{"epoch moved into the origin", tok, origin + "\x00run1", "", now, ErrTokenInvalid},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -111,7 +120,7 @@ func TestTokens(t *testing.T) {
 			if tt.name == "other secret" {
 				s = []byte("another secret, just as long....")
 			}
-			if _, err := VerifyToken(s, tt.tok, tt.origin, tt.at); !errors.Is(err, tt.want) {
+			if _, err := VerifyToken(s, tt.tok, tt.origin, tt.epoch, tt.at); !errors.Is(err, tt.want) {
 				t.Errorf("err = %v, want %v", err, tt.want)
 			}
 		})
@@ -182,5 +191,157 @@ func TestProbe(t *testing.T) {
 	st, err := Probe(context.Background(), dir)
 	if err != nil || st.PID != 42 || st.Port != 8081 {
 		t.Fatalf("probe = %+v, %v", st, err)
+	}
+}
+
+func TestHostAllowed(t *testing.T) {
+	name, err := os.Hostname()
+	if err != nil || name == "" {
+		t.Fatalf("hostname: %q %v", name, err)
+	}
+	short, _, _ := strings.Cut(strings.ToLower(name), ".")
+	def := Default()
+	listed := Default()
+	listed.AllowedHosts = []string{"device.lan", "other.example"}
+	any := Default()
+	any.AllowedHosts = []string{"*"}
+	tests := []struct {
+		host              string
+		def, listed, star bool
+	}{
+		{"127.0.0.1", true, true, true},
+		{"127.0.0.1:8080", true, true, true},
+		{"192.168.1.20:80", true, true, true},
+		{"[::1]", true, true, true},
+		{"[::1]:8081", true, true, true},
+		{"::1", true, true, true},
+		{"[fe80::1%25eth0]:80", true, true, true}, // with a zone
+		{"localhost", true, false, true},
+		{"LocalHost.:8080", true, false, true},
+		{name, true, false, true},
+		{strings.ToUpper(name) + ".:80", true, false, true},
+		{short + ".local", true, false, true},
+		{short + ".local.", true, false, true},
+		{"evil.example", false, false, true},
+		{"evil.example:8080", false, false, true},
+		{"localhost.evil.example", false, false, true},
+		{name + ".evil.example", false, false, true},
+		{"device.lan", false, true, true},
+		{"DEVICE.lan.:8080", false, true, true},
+		{"", false, false, false},
+		{"[", false, false, false},
+		{":80", false, false, false},
+	}
+	for _, tt := range tests {
+		if got := def.HostAllowed(tt.host); got != tt.def {
+			t.Errorf("default: HostAllowed(%q) = %v", tt.host, got)
+		}
+		if got := listed.HostAllowed(tt.host); got != tt.listed {
+			t.Errorf("listed: HostAllowed(%q) = %v", tt.host, got)
+		}
+		if got := any.HostAllowed(tt.host); got != tt.star {
+			t.Errorf("*: HostAllowed(%q) = %v", tt.host, got)
+		}
+	}
+}
+
+func TestCheckTrust(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "bin")
+	os.WriteFile(f, []byte("x"), 0o755)
+	if err := CheckTrust(f); err != nil {
+		t.Fatalf("private file: %v", err)
+	}
+	var te *TrustError
+	os.Chmod(f, 0o777)
+	if err := CheckTrust(f); !errors.As(err, &te) || te.Path != f || te.Fix != "chmod go-w "+f {
+		t.Fatalf("0777 file: %v", err)
+	}
+	os.Chmod(f, 0o755)
+	os.Chmod(dir, 0o770)
+	if err := CheckTrust(f); !errors.As(err, &te) || te.Path != dir || !strings.Contains(err.Error(), "writable by group or others") {
+		t.Fatalf("group-writable dir: %v", err)
+	}
+	os.Chmod(dir, 0o700)
+	if err := CheckTrust(filepath.Join(dir, "missing")); err == nil || errors.As(err, &te) {
+		t.Fatalf("missing file: %v, want a stat error", err)
+	}
+	if os.Getuid() != 0 {
+		return // chown needs root
+	}
+	os.Chown(f, 4321, 4321)
+	if err := CheckTrust(f); !errors.As(err, &te) || !strings.Contains(err.Error(), "owned by uid 4321") || te.Fix != "chown root "+f {
+		t.Fatalf("file of another user: %v", err)
+	}
+}
+
+// TestLoadUntrusted: a config file others could have written is refused.
+func TestLoadUntrusted(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "livecgi.conf")
+	os.WriteFile(p, []byte("listen = :9\n"), 0o620)
+	os.Chmod(p, 0o620)
+	_, err := Load(p)
+	if err == nil || !strings.Contains(err.Error(), "config file not trusted: "+p+" is writable by group or others") || !strings.Contains(err.Error(), "chmod go-w "+p) {
+		t.Fatalf("group-writable config: %v", err)
+	}
+	os.Chmod(p, 0o640)
+	if c, err := Load(p); err != nil || c.Listen != ":9" {
+		t.Fatalf("fixed config: %v", err)
+	}
+}
+
+// TestStateDirSquatted: another user owning the fallback name does not
+// stop us: a private dir of ours is used, the same one each time.
+func TestStateDirSquatted(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to make a directory of another user")
+	}
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	blocker := filepath.Join(tmp, "file")
+	os.WriteFile(blocker, nil, 0o600)
+	want := filepath.Join(blocker, "state") // never usable
+	squat := filepath.Join(tmp, "livecgi-"+strconv.Itoa(os.Getuid()))
+	if err := os.Mkdir(squat, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(squat, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	// A decoy of the other user's, named like ours, is skipped.
+	decoy := squat + "-0000000000000000-00"
+	os.Mkdir(decoy, 0o700)
+	os.Chown(decoy, 65534, 65534)
+
+	got, fallback, err := StateDir(want)
+	if err != nil || fallback == nil {
+		t.Fatalf("StateDir = %q, %v, %v", got, fallback, err)
+	}
+	if got == squat || got == decoy || !strings.HasPrefix(got, squat+"-") {
+		t.Fatalf("StateDir = %q, want a fresh dir next to %s", got, squat)
+	}
+	fi, err := os.Lstat(got)
+	if err != nil || fi.Mode().Perm() != 0o700 || fi.Sys().(*syscall.Stat_t).Uid != uint32(os.Getuid()) {
+		t.Fatalf("%s: %v %v", got, fi.Mode(), err)
+	}
+	again, _, err := StateDir(want)
+	if err != nil || again != got {
+		t.Fatalf("second StateDir = %q, %v, want %q", again, err, got)
+	}
+
+	// Two of ours (stubs that made one each at once): the one a
+	// supervisor answers in wins, even if it is the younger.
+	younger := squat + "-ffffffffffffffff-00"
+	if err := os.Mkdir(younger, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("unix", filepath.Join(younger, ControlFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if d, _, err := StateDir(want); err != nil || d != younger {
+		t.Fatalf("StateDir = %q, %v, want the one with a live control socket %s", d, err, younger)
 	}
 }
