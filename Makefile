@@ -27,13 +27,21 @@ demo: build
 	$(DEMO)/run -bin $(BIN) -dir $(DEMO) -port $(PORT)
 
 # install: make install DESTDIR=/tmp/root lays out the device's files; an
-# existing livecgi.conf is kept.
+# existing livecgi.conf is kept. The state dir (state_dir's default) belongs
+# to WWW_USER, the user the web server runs CGIs as (a name or a uid, as on
+# the device): a tmpfiles.d line makes it at boot (/var/run is a tmpfs),
+# and as root it is made now too.
+WWW_USER  ?= nobody
+STATE_DIR := /var/run/livecgi
 install: build
-	install -d $(DESTDIR)/usr/sbin $(DESTDIR)/usr/lib/livecgi/plugins $(DESTDIR)/usr/lib/cgi-bin $(DESTDIR)/etc/livecgi
+	install -d $(DESTDIR)/usr/sbin $(DESTDIR)/usr/lib/livecgi/plugins $(DESTDIR)/usr/lib/cgi-bin $(DESTDIR)/etc/livecgi $(DESTDIR)/usr/lib/tmpfiles.d
 	install -m 0755 $(BIN)/livecgid $(DESTDIR)/usr/sbin/livecgid
 	install -m 0755 $(BIN)/plugins/* $(DESTDIR)/usr/lib/livecgi/plugins/
 	install -m 0755 $(BIN)/live.cgi $(DESTDIR)/usr/lib/cgi-bin/live.cgi
 	test -e $(DESTDIR)/etc/livecgi/livecgi.conf || install -m 0644 proto/control/sample.conf $(DESTDIR)/etc/livecgi/livecgi.conf
+	echo "d $(STATE_DIR) 0700 $(WWW_USER) - -" >$(DESTDIR)/usr/lib/tmpfiles.d/livecgi.conf
+	if [ "$$(id -u)" = 0 ]; then install -d -m 0700 -o $(WWW_USER) $(DESTDIR)$(STATE_DIR); \
+	  else echo "not root: create $(STATE_DIR) for $(WWW_USER) on the device (see README)"; fi
 
 proto:
 	protoc --plugin=protoc-gen-go="$$(go tool -n protoc-gen-go)" \

@@ -53,6 +53,14 @@ func run() error {
 	if err := os.WriteFile(filepath.Join(demo, "livecgi.conf"), []byte(conf), 0o644); err != nil {
 		return err
 	}
+	// The stub and the supervisor refuse what others could replace; a
+	// umask of 002 leaves the build group-writable.
+	plugins, _ := filepath.Glob(filepath.Join(binAbs, "plugins", "*"))
+	for _, p := range append(plugins, demo, binAbs, filepath.Join(binAbs, "plugins"), filepath.Join(binAbs, "livecgid"), filepath.Join(demo, "livecgi.conf")) {
+		if fi, err := os.Stat(p); err == nil {
+			os.Chmod(p, fi.Mode().Perm()&^0o022)
+		}
+	}
 	index := `<!doctype html><title>livecgi demo</title>
 <p><a href="/cgi-bin/live.cgi">Dashboard</a> (live.cgi)</p>
 <p>Readings through the client in a page of the device:</p><pre id="out"></pre>
