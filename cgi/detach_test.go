@@ -363,6 +363,8 @@ func TestHostile(t *testing.T) {
 		{"empty env", nil, nil, 400 /* no Host */},
 		{"odd method", append(cgiEnv(""), "REQUEST_METHOD=DELETE"), nil, 405},
 		{"binary junk", append(cgiEnv("connect"), "HTTP_ORIGIN=\xff\xfe", "HTTP_HOST=\x01"), nil, 400},
+		{"rebound host", append(cgiEnv("connect"), "HTTP_HOST=evil.example", "HTTP_ORIGIN=http://evil.example"), nil, 403},
+		{"rebound host, page", append(cgiEnv(""), "HTTP_HOST=evil.example:8080"), nil, 403},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -380,6 +382,9 @@ func TestHostile(t *testing.T) {
 			code, h, body := parseCGI(t, out)
 			if code != tt.code || h.Get("Content-Length") != fmt.Sprint(len(body)) {
 				t.Errorf("got %d %v %q, want %d", code, h, body, tt.code)
+			}
+			if strings.HasPrefix(tt.name, "rebound") && !strings.Contains(string(body), `"host_not_allowed"`) {
+				t.Errorf("body %q, want host_not_allowed", body)
 			}
 		})
 	}
