@@ -4,6 +4,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -34,7 +35,8 @@ func main() {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("livecgid", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	var usage bytes.Buffer // -help goes to stdout, a usage error to stderr
+	fs.SetOutput(&usage)
 	configPath := fs.String("config", "/etc/livecgi/livecgi.conf", "configuration `file` (missing: defaults)")
 	listen := fs.String("listen", "", "WebSocket listen `address` (overrides the config)")
 	pluginsDir := fs.String("plugins-dir", "", "plugins `dir` (overrides the config)")
@@ -43,7 +45,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	logPath := fs.String("log", "", "log `file`; - for stderr (default: livecgid.log in the state dir)")
 	printConfig := fs.Bool("print-config", false, "print a commented sample configuration and exit")
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	check := fs.Bool("check", false, "check the installation as the web server's user would run it, one line per item; exit 1 on a failure")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			_, err := usage.WriteTo(stdout)
+			return err
+		}
+		usage.WriteTo(stderr)
 		return err
 	}
 	if fs.NArg() > 0 {
