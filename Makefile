@@ -3,9 +3,10 @@ BIN     ?= bin
 CONFIG  ?= /etc/livecgi/livecgi.conf
 LDFLAGS := -s -w -X main.version=$(VERSION) -X github.com/livecgi/livecgi/cgi.ConfigPath=$(CONFIG)
 GOBUILD := CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags '$(LDFLAGS)'
+comma   := ,
 PLUGINS := $(patsubst %/,%,$(filter-out plugins/sdk/ plugins/bench/,$(wildcard plugins/*/)))
 
-.PHONY: all build demo install test proto lint size clean bench bench-compare soak cross cross-test bench-deps
+.PHONY: all build demo install check-arch test proto lint size clean bench bench-compare soak cross cross-test bench-deps
 all: build
 
 build:
@@ -26,14 +27,31 @@ demo: build
 	go build -o $(DEMO)/run ./cgi/testdata/demo
 	$(DEMO)/run -bin $(BIN) -dir $(DEMO) -port $(PORT)
 
-# install: make install DESTDIR=/tmp/root lays out the device's files; an
-# existing livecgi.conf is kept.
+# install: make install TARGET=armv7 DESTDIR=/path/to/rootfs builds for a
+# board (TARGET: a name in CROSS; none: this machine) into
+# bin/linux_<TARGET>, checks that every binary is an ELF file for that
+# architecture, and lays out the device's files; an existing livecgi.conf
+# is kept. BIN=bin/linux_<name> alone implies TARGET=<name>.
 install: build
+	@$(MAKE) --no-print-directory check-arch
 	install -d $(DESTDIR)/usr/sbin $(DESTDIR)/usr/lib/livecgi/plugins $(DESTDIR)/usr/lib/cgi-bin $(DESTDIR)/etc/livecgi
 	install -m 0755 $(BIN)/livecgid $(DESTDIR)/usr/sbin/livecgid
 	install -m 0755 $(BIN)/plugins/* $(DESTDIR)/usr/lib/livecgi/plugins/
 	install -m 0755 $(BIN)/live.cgi $(DESTDIR)/usr/lib/cgi-bin/live.cgi
 	test -e $(DESTDIR)/etc/livecgi/livecgi.conf || install -m 0644 proto/control/sample.conf $(DESTDIR)/etc/livecgi/livecgi.conf
+
+# check-arch: every binary under $(BIN) is an ELF executable for the
+# GOARCH being built (e_machine and byte order, read with od).
+check-arch:
+	@want=$$(go env GOARCH); for f in $(BIN)/livecgid $(BIN)/live.cgi $(BIN)/plugins/*; do \
+	  got=$$(od -An -tu1 -N20 "$$f" | tr -s ' \n' '  ' | awk '{ \
+	    if ($$1 != 127 || $$2 != 69 || $$3 != 76 || $$4 != 70) { print "not-ELF"; exit } \
+	    le = ($$6 == 1); m = le ? $$19 + 256*$$20 : 256*$$19 + $$20; b64 = ($$5 == 2); \
+	    a = m == 62 ? "amd64" : m == 3 ? "386" : m == 40 ? "arm" : m == 183 ? "arm64" : m == 243 ? "riscv64" : \
+	        m == 21 ? (le ? "ppc64le" : "ppc64") : m == 22 ? "s390x" : \
+	        m == 8 ? (b64 ? "mips64" : "mips") (le ? "le" : "") : "machine-" m; print a }'); \
+	  [ "$$got" = "$$want" ] || { echo "$$f: $$got binary, want $$want: not installing" >&2; exit 1; }; \
+	done; echo "check-arch: $(BIN) holds $$want binaries"
 
 proto:
 	protoc --plugin=protoc-gen-go="$$(go tool -n protoc-gen-go)" \
@@ -63,6 +81,19 @@ cross:
 	  echo "== linux_$$name ($$env)"; \
 	  env $$env $(MAKE) --no-print-directory build BIN=bin/linux_$$name; \
 	done
+
+# TARGET=<name in CROSS> (or BIN=bin/linux_<name>) builds for that target.
+ifeq ($(TARGET),)
+TARGET := $(patsubst linux_%,%,$(filter linux_%,$(notdir $(patsubst %/,%,$(BIN)))))
+endif
+ifneq ($(TARGET),)
+TENV := $(subst $(comma), ,$(patsubst $(TARGET):%,%,$(filter $(TARGET):%,$(CROSS))))
+ifeq ($(TENV),)
+$(error TARGET=$(TARGET): want one of $(foreach t,$(CROSS),$(firstword $(subst :, ,$(t)))))
+endif
+BIN := bin/linux_$(TARGET)
+$(foreach kv,$(TENV),$(eval export $(kv)))
+endif
 
 # cross-test: arm and arm64 test binaries under qemu-user-static, and the
 # arm stub → supervisor → plugin → client run (binfmt_misc, root).
