@@ -18,14 +18,17 @@ test:
 	go test -race -timeout=20m ./...
 
 # demo: live.cgi under busybox httpd on 127.0.0.1:$(PORT) (PORT=0: a free
-# port), everything under $(BIN)/demo; Ctrl-C stops httpd and the supervisor.
+# port), everything under $(BIN)/demo; Ctrl-C (or kill -INT of make) stops
+# httpd and the supervisor.
 PORT ?= 8080
 DEMO  = $(abspath $(BIN))/demo
-demo: build
+demo:
+	@echo "make demo: the first run compiles livecgid, live.cgi and the plugins (a few minutes)..."
+	@$(MAKE) --no-print-directory build
 	CGO_ENABLED=0 go build -trimpath -ldflags '-s -w -X main.version=$(VERSION) -X github.com/livecgi/livecgi/cgi.ConfigPath=$(DEMO)/livecgi.conf' \
 	  -o $(DEMO)/www/cgi-bin/live.cgi ./cmd/live.cgi
 	go build -o $(DEMO)/run ./cgi/testdata/demo
-	$(DEMO)/run -bin $(BIN) -dir $(DEMO) -port $(PORT)
+	exec $(DEMO)/run -bin $(BIN) -dir $(DEMO) -port $(PORT)
 
 # install: make install TARGET=armv7 DESTDIR=/path/to/rootfs builds for a
 # board (TARGET: a name in CROSS; none: this machine) into
