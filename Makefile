@@ -3,9 +3,10 @@ BIN     ?= bin
 CONFIG  ?= /etc/livecgi/livecgi.conf
 LDFLAGS := -s -w -X main.version=$(VERSION) -X github.com/livecgi/livecgi/cgi.ConfigPath=$(CONFIG)
 GOBUILD := CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags '$(LDFLAGS)'
+comma   := ,
 PLUGINS := $(patsubst %/,%,$(filter-out plugins/sdk/ plugins/bench/,$(wildcard plugins/*/)))
 
-.PHONY: all build demo install test proto lint size clean bench bench-compare soak cross cross-test bench-deps
+.PHONY: all build demo install check-arch test proto lint size clean bench bench-compare soak cross cross-test bench-deps
 all: build
 
 build:
@@ -17,23 +18,30 @@ test:
 	go test -race -timeout=20m ./...
 
 # demo: live.cgi under busybox httpd on 127.0.0.1:$(PORT) (PORT=0: a free
-# port), everything under $(BIN)/demo; Ctrl-C stops httpd and the supervisor.
+# port), everything under $(BIN)/demo; Ctrl-C (or kill -INT of make) stops
+# httpd and the supervisor.
 PORT ?= 8080
 DEMO  = $(abspath $(BIN))/demo
-demo: build
+demo:
+	@echo "make demo: the first run compiles livecgid, live.cgi and the plugins (a few minutes)..."
+	@$(MAKE) --no-print-directory build
 	CGO_ENABLED=0 go build -trimpath -ldflags '-s -w -X main.version=$(VERSION) -X github.com/livecgi/livecgi/cgi.ConfigPath=$(DEMO)/livecgi.conf' \
 	  -o $(DEMO)/www/cgi-bin/live.cgi ./cmd/live.cgi
 	go build -o $(DEMO)/run ./cgi/testdata/demo
-	$(DEMO)/run -bin $(BIN) -dir $(DEMO) -port $(PORT)
+	exec $(DEMO)/run -bin $(BIN) -dir $(DEMO) -port $(PORT)
 
-# install: make install DESTDIR=/tmp/root lays out the device's files; an
-# existing livecgi.conf is kept. The state dir (state_dir's default) belongs
-# to WWW_USER, the user the web server runs CGIs as (a name or a uid, as on
-# the device): a tmpfiles.d line makes it at boot (/var/run is a tmpfs),
-# and as root it is made now too.
+# install: make install TARGET=armv7 DESTDIR=/path/to/rootfs builds for a
+# board (TARGET: a name in CROSS; none: this machine) into
+# bin/linux_<TARGET>, checks that every binary is an ELF file for that
+# architecture, and lays out the device's files; an existing livecgi.conf
+# is kept. BIN=bin/linux_<name> alone implies TARGET=<name>. The state dir
+# (state_dir's default) belongs to WWW_USER, the user the web server runs
+# CGIs as (a name or a uid, as on the device): a tmpfiles.d line makes it
+# at boot (/var/run is a tmpfs), and as root it is made now too.
 WWW_USER  ?= nobody
 STATE_DIR := /var/run/livecgi
 install: build
+	@$(MAKE) --no-print-directory check-arch
 	install -d $(DESTDIR)/usr/sbin $(DESTDIR)/usr/lib/livecgi/plugins $(DESTDIR)/usr/lib/cgi-bin $(DESTDIR)/etc/livecgi $(DESTDIR)/usr/lib/tmpfiles.d
 	install -m 0755 $(BIN)/livecgid $(DESTDIR)/usr/sbin/livecgid
 	install -m 0755 $(BIN)/plugins/* $(DESTDIR)/usr/lib/livecgi/plugins/
@@ -42,6 +50,19 @@ install: build
 	echo "d $(STATE_DIR) 0700 $(WWW_USER) - -" >$(DESTDIR)/usr/lib/tmpfiles.d/livecgi.conf
 	if [ "$$(id -u)" = 0 ]; then install -d -m 0700 -o $(WWW_USER) $(DESTDIR)$(STATE_DIR); \
 	  else echo "not root: create $(STATE_DIR) for $(WWW_USER) on the device (see README)"; fi
+
+# check-arch: every binary under $(BIN) is an ELF executable for the
+# GOARCH being built (e_machine and byte order, read with od).
+check-arch:
+	@want=$$(go env GOARCH); for f in $(BIN)/livecgid $(BIN)/live.cgi $(BIN)/plugins/*; do \
+	  got=$$(od -An -tu1 -N20 "$$f" | tr -s ' \n' '  ' | awk '{ \
+	    if ($$1 != 127 || $$2 != 69 || $$3 != 76 || $$4 != 70) { print "not-ELF"; exit } \
+	    le = ($$6 == 1); m = le ? $$19 + 256*$$20 : 256*$$19 + $$20; b64 = ($$5 == 2); \
+	    a = m == 62 ? "amd64" : m == 3 ? "386" : m == 40 ? "arm" : m == 183 ? "arm64" : m == 243 ? "riscv64" : \
+	        m == 21 ? (le ? "ppc64le" : "ppc64") : m == 22 ? "s390x" : \
+	        m == 8 ? (b64 ? "mips64" : "mips") (le ? "le" : "") : "machine-" m; print a }'); \
+	  [ "$$got" = "$$want" ] || { echo "$$f: $$got binary, want $$want: not installing" >&2; exit 1; }; \
+	done; echo "check-arch: $(BIN) holds $$want binaries"
 
 proto:
 	protoc --plugin=protoc-gen-go="$$(go tool -n protoc-gen-go)" \
@@ -71,6 +92,19 @@ cross:
 	  echo "== linux_$$name ($$env)"; \
 	  env $$env $(MAKE) --no-print-directory build BIN=bin/linux_$$name; \
 	done
+
+# TARGET=<name in CROSS> (or BIN=bin/linux_<name>) builds for that target.
+ifeq ($(TARGET),)
+TARGET := $(patsubst linux_%,%,$(filter linux_%,$(notdir $(patsubst %/,%,$(BIN)))))
+endif
+ifneq ($(TARGET),)
+TENV := $(subst $(comma), ,$(patsubst $(TARGET):%,%,$(filter $(TARGET):%,$(CROSS))))
+ifeq ($(TENV),)
+$(error TARGET=$(TARGET): want one of $(foreach t,$(CROSS),$(firstword $(subst :, ,$(t)))))
+endif
+BIN := bin/linux_$(TARGET)
+$(foreach kv,$(TENV),$(eval export $(kv)))
+endif
 
 # cross-test: arm and arm64 test binaries under qemu-user-static, and the
 # arm stub → supervisor → plugin → client run (binfmt_misc, root).

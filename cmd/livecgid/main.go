@@ -4,6 +4,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -34,7 +35,8 @@ func main() {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("livecgid", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	var usage bytes.Buffer // -help goes to stdout, a usage error to stderr
+	fs.SetOutput(&usage)
 	configPath := fs.String("config", "/etc/livecgi/livecgi.conf", "configuration `file` (missing: defaults)")
 	listen := fs.String("listen", "", "WebSocket listen `address` (overrides the config)")
 	pluginsDir := fs.String("plugins-dir", "", "plugins `dir` (overrides the config)")
@@ -43,7 +45,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	logPath := fs.String("log", "", "log `file`; - for stderr (default: livecgid.log in the state dir)")
 	printConfig := fs.Bool("print-config", false, "print a commented sample configuration and exit")
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	checkMode := fs.Bool("check", false, "check config, state dir, supervisor, plugins and port, as the web server's user; exit 1 on a FAIL")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			_, err := usage.WriteTo(stdout)
+			return err
+		}
+		usage.WriteTo(stderr)
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -58,13 +66,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	cfg, err := control.Load(*configPath)
-	if err != nil {
+	if err != nil && !*checkMode {
 		return err
 	}
 	for flagVal, field := range map[*string]*string{listen: &cfg.Listen, pluginsDir: &cfg.PluginsDir, stateDir: &cfg.StateDir, logLevel: &cfg.LogLevel} {
 		if *flagVal != "" {
 			*field = *flagVal
 		}
+	}
+	if *checkMode {
+		if !check(stdout, *configPath, cfg, err) {
+			return errors.New("check failed: see the FAIL lines")
+		}
+		return nil
 	}
 	if err := cfg.Validate(); err != nil {
 		return err

@@ -24,7 +24,9 @@ func TestRunFlags(t *testing.T) {
 	}{
 		{"print config", []string{"-print-config"}, "# livecgi.conf", ""},
 		{"version", []string{"-version"}, "livecgid dev", ""},
-		{"unknown flag", []string{"-bogus"}, "", "flag provided but not defined: -bogus"},
+		{"help", []string{"-help"}, "Usage of livecgid:", ""},
+		{"h", []string{"-h"}, "Usage of livecgid:", ""},
+		{"unknown flag", []string{"-bogus"}, "Usage of livecgid:", "flag provided but not defined: -bogus"},
 		{"extra argument", []string{"start"}, "", `unexpected arguments ["start"]`},
 		{"unknown config key", []string{"-config", bad}, "", bad + ":2: listen_port: unknown key"},
 		{"bad log level", []string{"-config", filepath.Join(dir, "none"), "-log-level", "loud"}, "", `log_level "loud"`},
@@ -36,6 +38,9 @@ func TestRunFlags(t *testing.T) {
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				if !strings.Contains(stderr.String(), tt.out) || stdout.Len() > 0 {
+					t.Fatalf("stdout = %q, stderr = %q, want %q on stderr", stdout.String(), stderr.String(), tt.out)
 				}
 				return
 			}

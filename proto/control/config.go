@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"net/netip"
 	"os"
 	"strconv"
@@ -121,6 +122,9 @@ func (c *Config) Parse(b []byte) error {
 		}
 		seen[k] = true
 		if err := c.set(k, v); err != nil {
+			if _, ok := err.(valueError); ok {
+				return fmt.Errorf("%d: %s = %s: %w", n, k, v, err)
+			}
 			return fmt.Errorf("%d: %s: %w", n, k, err)
 		}
 	}
@@ -146,7 +150,7 @@ func (c *Config) set(k, v string) error {
 		return nil
 	}
 	if p, ok := dur[k]; ok {
-		d, err := time.ParseDuration(v)
+		d, err := parseDuration(v)
 		if err != nil {
 			return err
 		}
@@ -154,20 +158,20 @@ func (c *Config) set(k, v string) error {
 		return nil
 	}
 	if p, ok := num[k]; ok {
-		i, err := strconv.Atoi(v)
+		i, err := parseInt(v, "100")
 		if err != nil {
 			return err
 		}
-		*p = i
+		*p = int(i)
 		return nil
 	}
 	switch k {
 	case "max_frame":
-		i, err := strconv.ParseInt(v, 10, 64)
+		i, err := parseInt(v, "65536")
 		c.MaxFrame = i
 		return err
 	case "rate":
-		f, err := strconv.ParseFloat(v, 64)
+		f, err := parseFloat(v)
 		c.Rate = f
 		return err
 	case "allowed_hosts":
@@ -195,6 +199,47 @@ func (c *Config) set(k, v string) error {
 		return nil
 	}
 	return fmt.Errorf("unknown key")
+}
+
+// valueError says what a key wants; Parse puts "key = value: " before it.
+type valueError string
+
+func (e valueError) Error() string { return string(e) }
+
+// parseDuration reads a Go duration ("500ms", "20s", "5m").
+func parseDuration(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err == nil {
+		return d, nil
+	}
+	if _, nerr := strconv.ParseFloat(v, 64); nerr == nil {
+		return 0, valueError("a duration needs a unit, e.g. " + v + "s")
+	}
+	return 0, valueError("want a duration with a unit, e.g. 500ms, 20s or 5m")
+}
+
+// parseInt reads a whole number; example is one the key would take.
+func parseInt(v, example string) (int64, error) {
+	i, err := strconv.ParseInt(v, 10, 32)
+	if errors.Is(err, strconv.ErrRange) {
+		return 0, valueError("too large")
+	}
+	if err != nil {
+		return 0, valueError("want a whole number, e.g. " + example)
+	}
+	return i, nil
+}
+
+// parseFloat reads a finite number.
+func parseFloat(v string) (float64, error) {
+	f, err := strconv.ParseFloat(v, 64)
+	if errors.Is(err, strconv.ErrRange) {
+		return 0, valueError("too large")
+	}
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0, valueError("want a number, e.g. 20 or 0.5")
+	}
+	return f, nil
 }
 
 // Validate checks that the values make sense together.

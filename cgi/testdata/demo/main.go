@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -61,15 +62,11 @@ func run() error {
 			os.Chmod(p, fi.Mode().Perm()&^0o022)
 		}
 	}
-	index := `<!doctype html><title>livecgi demo</title>
-<p><a href="/cgi-bin/live.cgi">Dashboard</a> (live.cgi)</p>
-<p>Readings through the client in a page of the device:</p><pre id="out"></pre>
-<script src="/cgi-bin/live.cgi?client.js"></script>
-<script>
-LiveCGI.connect().on("reading", (r) => { document.getElementById("out").textContent = r.sensor + " = " + r.value; });
-</script>
-`
-	os.WriteFile(filepath.Join(www, "index.html"), []byte(index), 0o644)
+	for name, page := range map[string]string{"index.html": indexPage, "embed.html": embedPage} {
+		if err := os.WriteFile(filepath.Join(www, name), []byte(page), 0o644); err != nil {
+			return err
+		}
+	}
 
 	if *port == 0 {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -81,6 +78,9 @@ LiveCGI.connect().on("reading", (r) => { document.getElementById("out").textCont
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go watchParent(ctx, cancel)
 	cmd := exec.Command(*httpd, "httpd", "-f", "-vv", "-p", "127.0.0.1:"+strconv.Itoa(*port), "-h", www)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -88,8 +88,10 @@ LiveCGI.connect().on("reading", (r) => { document.getElementById("out").textCont
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	fmt.Printf("\nOpen http://127.0.0.1:%d/cgi-bin/live.cgi (dashboard)\n  or http://127.0.0.1:%d/ (a page using the client)\n"+
-		"Logs: %s/{livecgid.log,live.cgi.log}. Ctrl-C stops httpd and the supervisor.\n\n", *port, *port, state)
+	fmt.Printf("\nOpen http://127.0.0.1:%d/ (the dashboard and an embedding example)\n"+
+		"Plugins: %s\n  drop a plugin binary here (install -m 0755 myplugin %s/): it appears on the page at once\n"+
+		"Logs: %s/{livecgid.log,live.cgi.log}\nCtrl-C stops httpd and the supervisor.\n\n",
+		*port, filepath.Join(binAbs, "plugins"), filepath.Join(binAbs, "plugins"), state)
 
 	select {
 	case err = <-exited:
@@ -100,6 +102,43 @@ LiveCGI.connect().on("reading", (r) => { document.getElementById("out").textCont
 	}
 	stopSupervisor(state)
 	return err
+}
+
+// watchParent cancels when the parent (make) is told to stop. GNU make
+// does not pass a SIGINT or SIGTERM sent to it alone on to its recipe: it
+// sets the signal back to its default action and waits for the recipe to
+// end. So the parent's caught-signal mask losing SIGINT or SIGTERM, or a
+// new parent, means stop.
+func watchParent(ctx context.Context, cancel func()) {
+	const fatal = 1<<(syscall.SIGINT-1) | 1<<(syscall.SIGTERM-1)
+	ppid := os.Getppid()
+	was := caught(ppid) & fatal
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if os.Getppid() != ppid || caught(ppid)&was != was {
+			cancel()
+			return
+		}
+	}
+}
+
+// caught is the mask of signals process pid handles (SigCgt in
+// /proc/pid/status; bit n-1 for signal n).
+func caught(pid int) uint64 {
+	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "SigCgt:"); ok {
+			m, _ := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return m
+		}
+	}
+	return 0
 }
 
 // stopSupervisor asks the supervisor behind the control socket to stop,
@@ -123,3 +162,48 @@ func stopSupervisor(state string) {
 	p.Kill()
 	fmt.Printf("supervisor pid %d killed\n", st.PID)
 }
+
+// indexPage is the demo's landing page.
+const indexPage = `<!doctype html>
+<meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>livecgi demo</title>
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40em;margin:2em auto;padding:0 1em}code{background:#eee;padding:0 .2em}</style>
+<h1>livecgi demo</h1>
+<p>busybox httpd serves this directory and runs <code>cgi-bin/live.cgi</code>, the
+livecgi stub, as a plain CGI. The first request started the supervisor
+(<code>livecgid</code>) and its plugins, which read this machine's real sensors.</p>
+<ul>
+<li><a href="/cgi-bin/live.cgi">The dashboard</a>: every sensor and plugin, live (served by live.cgi itself).</li>
+<li><a href="/embed.html">Embedding example</a>: an ordinary page of the device showing two
+readings through <code>live.cgi?client.js</code>, with the connection state
+(view its source).</li>
+</ul>
+<p>Add a plugin: copy its binary into the plugins directory <code>make demo</code> printed;
+it appears on the dashboard without a restart. See plugins/README.md.</p>
+`
+
+// embedPage shows the client in a page of the device, with sensors every
+// Linux machine has.
+const embedPage = `<!doctype html>
+<meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>livecgi embedding example</title>
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40em;margin:2em auto;padding:0 1em}b{font-size:1.5em}</style>
+<p><a href="/">livecgi demo</a></p>
+<h1>Embedding example</h1>
+<p>Load (1 min): <b id="load">…</b> &nbsp; Uptime: <b id="uptime">…</b></p>
+<p>Connection: <span id="state">connecting</span> <span id="error"></span></p>
+<script src="/cgi-bin/live.cgi?client.js"></script>
+<script>
+  const $ = (id) => document.getElementById(id);
+  const live = LiveCGI.connect({stub: "/cgi-bin/live.cgi", sensors: ["system.load1", "system.uptime_seconds"]});
+  live.on("reading", (r) => {
+    if (r.sensor === "system.load1") $("load").textContent = r.value.toFixed(2);
+    if (r.sensor === "system.uptime_seconds") $("uptime").textContent = Math.floor(r.value / 3600) + " h " + Math.floor(r.value / 60) % 60 + " min";
+  });
+  live.on("state", (s) => {
+    $("state").textContent = s.state + (s.retryIn ? " (retry in " + Math.round(s.retryIn / 1000) + " s)" : "");
+    if (s.state === "live") $("error").textContent = "";
+  });
+  live.on("error", (e) => { $("error").textContent = e.code + ": " + e.message; });
+</script>
+`
