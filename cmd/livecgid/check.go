@@ -31,6 +31,16 @@ func check(w io.Writer, configPath string, cfg control.Config, cfgErr error) boo
 		good = false
 		fmt.Fprintf(w, "FAIL  %-10s %s\n      %-10s fix: %s\n", what, msg, "", fix)
 	}
+	// trustLine reports a file that others could replace, with
+	// control.CheckTrust's own fix.
+	trustLine := func(what string, err error, why string) {
+		var te *control.TrustError
+		if errors.As(err, &te) {
+			line(false, what, te.Path+" "+te.Problem, te.Fix+" ("+why+")")
+		} else {
+			line(false, what, err.Error(), "")
+		}
+	}
 
 	// The configuration: parsed, and not writable by others (it names the
 	// binary the stub runs).
@@ -44,7 +54,7 @@ func check(w io.Writer, configPath string, cfg control.Config, cfgErr error) boo
 		if err := cfg.Validate(); err != nil {
 			line(false, "config", configPath+": "+err.Error(), "correct the value")
 		} else if err := control.CheckTrust(configPath); err != nil {
-			line(false, "config", err.Error(), "chmod go-w, chown root (it names the program the stub runs)")
+			trustLine("config", err, "it names the program the stub runs")
 		} else {
 			line(true, "config", configPath, "")
 		}
@@ -72,7 +82,7 @@ func check(w io.Writer, configPath string, cfg control.Config, cfgErr error) boo
 	} else if !fi.Mode().IsRegular() || syscall.Access(bin, 1) != nil {
 		line(false, "supervisor", bin+" is not an executable file for uid "+strconv.Itoa(os.Getuid()), "chmod 0755 "+bin)
 	} else if err := control.CheckTrust(bin); err != nil {
-		line(false, "supervisor", err.Error(), "chmod go-w, chown root")
+		trustLine("supervisor", err, "the stub runs it")
 	} else {
 		line(true, "supervisor", bin, "")
 	}

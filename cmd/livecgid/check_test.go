@@ -88,10 +88,10 @@ func TestCheck(t *testing.T) {
 		}, "FAIL  supervisor stat "},
 		{"supervisor writable by others", func(t *testing.T, _ string, cfg *control.Config) {
 			os.Chmod(cfg.Supervisor, 0o757)
-		}, "FAIL  supervisor plugin binary not trusted"},
+		}, "livecgid is writable by group or others (mode -rwxr-xrwx)"},
 		{"config writable by others", func(t *testing.T, conf string, cfg *control.Config) {
 			os.Chmod(conf, 0o666)
-		}, "FAIL  config     plugin binary not trusted"},
+		}, "livecgi.conf is writable by group or others (mode -rw-rw-rw-)"},
 		{"port in use by something else", func(t *testing.T, _ string, cfg *control.Config) {
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
