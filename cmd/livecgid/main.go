@@ -126,8 +126,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("control socket: %w", err)
 	}
 	defer os.Remove(sock)
-	go control.ServeControl(ctx, cln, sup.Status)
-	return sup.Run(ctx, ln)
+	// A listener that fails for good (not a passing shortage, which both
+	// wait out) stops everything: the process exits non-zero, its lock
+	// goes with it, and the stub's next request starts a fresh one.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ctlErr := make(chan error, 1)
+	go func() {
+		err := control.ServeControl(ctx, cln, sup.Status)
+		if err != nil {
+			err = fmt.Errorf("control socket: %w", err)
+			cancel()
+		}
+		ctlErr <- err
+	}()
+	err = sup.Run(ctx, ln)
+	cancel()
+	if cerr := <-ctlErr; err == nil {
+		err = cerr
+	}
+	if err != nil {
+		log.Error("livecgid failed", "err", err)
+	}
+	return err
 }
 
 // smallBoardDefaults applies the configured GC settings unless the

@@ -1,0 +1,374 @@
+package supervisor
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"golang.org/x/sys/unix"
+
+	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/wire"
+)
+
+// What the field does to a supervisor that runs for months: descriptor
+// shortages, clients that vanish, header bombs, slow handshakes, floods.
+
+// openFDs counts the descriptors of process pid ("self" for this one).
+func openFDs(t testing.TB, pid string) int {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join("/proc", pid, "fd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
+}
+
+// upgradeRequest dials addr and sends a WebSocket upgrade request with a
+// fresh token, without waiting for the answer.
+func upgradeRequest(t testing.TB, addr string, secret []byte) net.Conn {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	origin := "http://" + addr
+	tok, _ := control.MintToken(secret, origin, time.Now(), time.Minute)
+	fmt.Fprintf(nc, "GET /live?token=%s HTTP/1.1\r\nHost: %s\r\nOrigin: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: livecgi.v1\r\n\r\n",
+		tok, addr, origin)
+	return nc
+}
+
+// rawUpgrade completes a WebSocket upgrade by hand on a plain TCP
+// connection.
+func (ts *testSup) rawUpgrade(t testing.TB) *net.TCPConn {
+	t.Helper()
+	nc := upgradeRequest(t, ts.addr, ts.secret)
+	resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("raw upgrade: %v, %v", resp, err)
+	}
+	return nc.(*net.TCPConn)
+}
+
+// TestDescriptorShortage runs livecgid with 128 descriptors, takes them
+// all with idle connections, and lets them go: both listeners must have
+// waited the shortage out, the control socket answering and a new client
+// getting readings.
+func TestDescriptorShortage(t *testing.T) {
+	root := t.TempDir()
+	bin, plugins, state := filepath.Join(root, "bin"), filepath.Join(root, "plugins"), filepath.Join(root, "state")
+	buildDaemon(t, bin)
+	if err := os.Mkdir(plugins, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(root, "livecgi.conf")
+	if err := os.WriteFile(conf, fmt.Appendf(nil, "listen = 127.0.0.1:0\nstate_dir = %s\nplugins_dir = %s\n", state, plugins), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, filepath.Join(bin, "livecgid"), conf)
+	pid := d.cmd.Process.Pid
+	probe := func() (control.Status, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		return control.Probe(ctx, state)
+	}
+	var st control.Status
+	waitFor(t, "livecgid to answer on its control socket", func() bool {
+		var err error
+		st, err = probe()
+		return err == nil && st.PID == pid
+	})
+	// Set after start: the Go runtime raises its soft limit to the hard
+	// one at start-up, so both go down.
+	const limit = 128
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: limit, Max: limit}, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Clients, not idle connections: at most maxHandshakes of those are
+	// kept.
+	secret, err := os.ReadFile(filepath.Join(state, control.SecretFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hog []net.Conn
+	defer func() {
+		for _, c := range hog {
+			c.Close()
+		}
+	}()
+	for range limit + 32 {
+		hog = append(hog, upgradeRequest(t, fmt.Sprintf("127.0.0.1:%d", st.Port), secret))
+	}
+	waitFor(t, "livecgid to run out of descriptors", func() bool {
+		return openFDs(t, fmt.Sprint(pid)) >= limit && strings.Contains(d.log.String(), "too many open files")
+	})
+	// The control socket meets the shortage too.
+	if _, err := probe(); err == nil {
+		t.Log("control socket answered during the shortage")
+	}
+	for _, c := range hog {
+		c.Close()
+	}
+	hog = nil
+	waitFor(t, "the control socket to answer again", func() bool {
+		st, err := probe()
+		return err == nil && st.PID == pid
+	})
+	readingFrom(t, state, builtinPlugin+".")
+	select {
+	case <-d.done:
+		t.Fatalf("livecgid exited: %v", d.err)
+	default:
+	}
+}
+
+// TestVanishedClientsReleaseDescriptors drops clients without a close
+// frame (a reset, as from a phone leaving Wi-Fi): every descriptor they
+// took must be released.
+func TestVanishedClientsReleaseDescriptors(t *testing.T) {
+	ts := startSup(t, nil)
+	first := ts.dial(t) // lazily opened descriptors are open from here on
+	first.next("hello", is("hello"))
+	first.conn.Close(websocket.StatusNormalClosure, "")
+	waitFor(t, "the first client to be detached", func() bool { return ts.hub.clientCount() == 0 })
+	base := openFDs(t, "self")
+
+	const n = 20
+	var conns []*net.TCPConn
+	for range n {
+		conns = append(conns, ts.rawUpgrade(t))
+	}
+	waitFor(t, "the clients to be attached", func() bool { return ts.hub.clientCount() == n })
+	for _, c := range conns {
+		c.SetLinger(0) // a reset, no close frame
+		c.Close()
+	}
+	waitFor(t, "the clients to be detached", func() bool { return ts.hub.clientCount() == 0 })
+	var now int
+	for end := time.Now().Add(15 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if now = openFDs(t, "self"); now <= base {
+			return
+		}
+	}
+	t.Fatalf("%d descriptors open, %d before %d clients vanished", now, base, n)
+}
+
+// countingListener counts, per connection, the bytes the server read
+// before it first wrote.
+type countingListener struct {
+	net.Listener
+	mu    sync.Mutex
+	conns []*countingConn
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	cc := &countingConn{Conn: c}
+	l.mu.Lock()
+	l.conns = append(l.conns, cc)
+	l.mu.Unlock()
+	return cc, nil
+}
+
+type countingConn struct {
+	net.Conn
+	read        atomic.Int64
+	readAtWrite atomic.Int64 // -1 until the first write
+	wrote       atomic.Bool
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.read.Add(int64(n))
+	return n, err
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	if c.wrote.CompareAndSwap(false, true) {
+		c.readAtWrite.Store(c.read.Load())
+	}
+	return c.Conn.Write(p)
+}
+
+// TestHeaderBomb sends an endless header line: the supervisor answers 431
+// having read no more than the header limit, and keeps serving.
+func TestHeaderBomb(t *testing.T) {
+	var cl *countingListener
+	ts := startSupOn(t, func(ln net.Listener) net.Listener {
+		cl = &countingListener{Listener: ln}
+		return cl
+	}, nil)
+	nc, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	const bomb = 1 << 20
+	go func() {
+		nc.Write([]byte("GET /live HTTP/1.1\r\nX-Bomb: "))
+		chunk := bytes.Repeat([]byte("a"), 16<<10)
+		for sent := 0; sent < bomb; sent += len(chunk) {
+			if _, err := nc.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	nc.SetReadDeadline(time.Now().Add(30 * time.Second)) // a safety net; the answer comes at once
+	line, err := bufio.NewReader(nc).ReadString('\n')
+	if !strings.HasPrefix(line, "HTTP/1.1 431 ") {
+		t.Fatalf("answer %q, %v; want 431", line, err)
+	}
+	cl.mu.Lock()
+	cc := cl.conns[0]
+	cl.mu.Unlock()
+	if n := cc.readAtWrite.Load(); n > maxHeader+1<<10 {
+		t.Errorf("the supervisor read %d bytes before answering, want at most %d", n, maxHeader+1<<10)
+	}
+	// A request within the limit is still served.
+	c := ts.dial(t)
+	c.next("a reading", is("reading"))
+}
+
+// TestUnfinishedHandshakes opens more connections that never finish their
+// request than the supervisor keeps: the oldest are closed at once, and a
+// browser still connects and gets readings.
+func TestUnfinishedHandshakes(t *testing.T) {
+	ts := startSup(t, nil)
+	const extra = 8
+	var slow []net.Conn
+	defer func() {
+		for _, c := range slow {
+			c.Close()
+		}
+	}()
+	for range maxHandshakes + extra {
+		c, err := net.Dial("tcp", ts.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "GET /live HTTP/1.1\r\nHost: %s\r\n", ts.addr) // and never the rest
+		slow = append(slow, c)
+	}
+	// The oldest are closed without an answer, long before the 10 s cut
+	// (which answers 400).
+	for i, c := range slow[:extra] {
+		c.SetReadDeadline(time.Now().Add(upgradeTimeout / 2))
+		n, err := c.Read(make([]byte, 64))
+		if n != 0 || !errors.Is(err, io.EOF) {
+			t.Fatalf("unfinished request %d: read %d bytes, %v; want it closed at once", i, n, err)
+		}
+	}
+	c := ts.dial(t)
+	c.next("a reading", is("reading"))
+}
+
+// flood sends frames made by next over c as fast as the connection takes
+// them (pace > 0: one every pace) until a write fails.
+func flood(c *tclient, pace time.Duration, frame []byte) {
+	for {
+		if c.conn.Write(context.Background(), websocket.MessageText, frame) != nil {
+			return
+		}
+		if pace > 0 {
+			time.Sleep(pace)
+		}
+	}
+}
+
+// closedCounting waits for c to be closed, counting the errors of code it
+// got meanwhile.
+func (c *tclient) closedCounting(code string) (websocket.StatusCode, int) {
+	c.t.Helper()
+	n := 0
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case m, ok := <-c.in:
+			if !ok {
+				return websocket.CloseStatus(<-c.err), n
+			}
+			if m["type"] == "error" && m["code"] == code {
+				n++
+			}
+		case <-timeout:
+			c.t.Fatal("connection still open after 20s")
+		}
+	}
+}
+
+func TestFloods(t *testing.T) {
+	ts := startSup(t, nil, "counter")
+	bystander := ts.dial(t)
+	t.Run("messages", func(t *testing.T) {
+		// ~500 messages a second against a rate of 20: dropped, never
+		// closed by a count of strikes, closed after floodGrace.
+		flooder := ts.dial(t)
+		flooder.next("hello", is("hello"))
+		go flood(flooder, 2*time.Millisecond, []byte(`{"type":"resume","epoch":"x","seq":1}`))
+		flooder.next("rate_limited error", is("error", "code", wire.ErrRateLimited))
+		if got := flooder.closed(); got != wire.CloseRateLimits {
+			t.Errorf("flooder closed with %v, want %d", got, wire.CloseRateLimits)
+		}
+		bystander.next("reading after the flood", is("reading", "sensor", "helper_counter.count"))
+	})
+	t.Run("big frames", func(t *testing.T) {
+		// Frames just under max_frame, not JSON: every one decoded would
+		// get a bad_json error.
+		flooder := ts.dial(t)
+		flooder.next("hello", is("hello"))
+		go flood(flooder, 0, bytes.Repeat([]byte("x"), 60<<10))
+		got, decoded := flooder.closedCounting(wire.ErrBadJSON)
+		if got != wire.CloseRateLimits {
+			t.Errorf("flooder closed with %v, want %d", got, wire.CloseRateLimits)
+		}
+		// 40 tokens at first, 15 per frame, 20 a second for ~3 s.
+		if decoded > 12 {
+			t.Errorf("%d frames decoded, want the ones over the limit dropped unread", decoded)
+		}
+		t.Logf("%d big frames decoded before the close", decoded)
+		bystander.next("reading after the flood", is("reading", "sensor", "helper_counter.count"))
+	})
+	t.Run("burst then calm", func(t *testing.T) {
+		c := ts.dial(t)
+		c.next("hello", is("hello"))
+		for range 3 * control.Default().Burst {
+			c.send(wire.Resume{Type: "resume", Epoch: "x", Seq: 1})
+		}
+		c.next("rate_limited error", is("error", "code", wire.ErrRateLimited))
+		// Well under the rate, for longer than floodGrace: each answered.
+		for i := range int(2 * floodGrace / (250 * time.Millisecond)) {
+			time.Sleep(250 * time.Millisecond)
+			c.send(wire.Subscribe{Type: "subscribe", Sensors: []string{"helper_counter.count"}})
+			c.next(fmt.Sprint("snapshot ", i), is("snapshot"))
+		}
+	})
+}
+
+// TestInvalidUTF8 sends a text frame that is not UTF-8: closed with 1007.
+func TestInvalidUTF8(t *testing.T) {
+	ts := startSup(t, nil)
+	c := ts.dial(t)
+	c.next("hello", is("hello"))
+	c.sendRaw(websocket.MessageText, []byte("{\"type\":\"resume\",\"epoch\":\"\xff\xfe\",\"seq\":1}"))
+	if got := c.closed(); got != websocket.StatusInvalidFramePayloadData {
+		t.Errorf("closed with %v, want %d", got, websocket.StatusInvalidFramePayloadData)
+	}
+}
