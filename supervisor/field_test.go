@@ -314,52 +314,57 @@ func (c *tclient) closedCounting(code string) (websocket.StatusCode, int) {
 	}
 }
 
-func TestFloods(t *testing.T) {
+// TestFloodOfMessages sends ~500 messages a second against a rate of 20:
+// they are dropped, and the client is closed after floodGrace.
+func TestFloodOfMessages(t *testing.T) {
 	ts := startSup(t, nil, "counter")
-	bystander := ts.dial(t)
-	t.Run("messages", func(t *testing.T) {
-		// ~500 messages a second against a rate of 20: dropped, never
-		// closed by a count of strikes, closed after floodGrace.
-		flooder := ts.dial(t)
-		flooder.next("hello", is("hello"))
-		go flood(flooder, 2*time.Millisecond, []byte(`{"type":"resume","epoch":"x","seq":1}`))
-		flooder.next("rate_limited error", is("error", "code", wire.ErrRateLimited))
-		if got := flooder.closed(); got != wire.CloseRateLimits {
-			t.Errorf("flooder closed with %v, want %d", got, wire.CloseRateLimits)
-		}
-		bystander.next("reading after the flood", is("reading", "sensor", "helper_counter.count"))
-	})
-	t.Run("big frames", func(t *testing.T) {
-		// Frames just under max_frame, not JSON: every one decoded would
-		// get a bad_json error.
-		flooder := ts.dial(t)
-		flooder.next("hello", is("hello"))
-		go flood(flooder, 0, bytes.Repeat([]byte("x"), 60<<10))
-		got, decoded := flooder.closedCounting(wire.ErrBadJSON)
-		if got != wire.CloseRateLimits {
-			t.Errorf("flooder closed with %v, want %d", got, wire.CloseRateLimits)
-		}
-		// 40 tokens at first, 15 per frame, 20 a second for ~3 s.
-		if decoded > 12 {
-			t.Errorf("%d frames decoded, want the ones over the limit dropped unread", decoded)
-		}
-		t.Logf("%d big frames decoded before the close", decoded)
-		bystander.next("reading after the flood", is("reading", "sensor", "helper_counter.count"))
-	})
-	t.Run("burst then calm", func(t *testing.T) {
-		c := ts.dial(t)
-		c.next("hello", is("hello"))
-		for range 3 * control.Default().Burst {
-			c.send(wire.Resume{Type: "resume", Epoch: "x", Seq: 1})
-		}
-		c.next("rate_limited error", is("error", "code", wire.ErrRateLimited))
-		// Well under the rate, for longer than floodGrace: each answered.
-		for i := range int(2 * floodGrace / (250 * time.Millisecond)) {
-			time.Sleep(250 * time.Millisecond)
-			c.send(wire.Subscribe{Type: "subscribe", Sensors: []string{"helper_counter.count"}})
-			c.next(fmt.Sprint("snapshot ", i), is("snapshot"))
-		}
-	})
+	bystander, flooder := ts.dial(t), ts.dial(t)
+	flooder.next("hello", is("hello"))
+	go flood(flooder, 2*time.Millisecond, []byte(`{"type":"resume","epoch":"x","seq":1}`))
+	flooder.next("rate_limited error", is("error", "code", wire.ErrRateLimited))
+	if got := flooder.closed(); got != wire.CloseRateLimits {
+		t.Errorf("flooder closed with %v, want %d", got, wire.CloseRateLimits)
+	}
+	bystander.next("reading after the flood", is("reading", "sensor", "helper_counter.count"))
+}
+
+// TestFloodOfBigFrames sends frames just under max_frame as fast as they
+// go: the ones over the rate are dropped unread, and the client is closed.
+func TestFloodOfBigFrames(t *testing.T) {
+	ts := startSup(t, nil, "counter")
+	bystander, flooder := ts.dial(t), ts.dial(t)
+	flooder.next("hello", is("hello"))
+	// Not JSON: every frame decoded gets a bad_json error.
+	go flood(flooder, 0, bytes.Repeat([]byte("x"), 60<<10))
+	got, decoded := flooder.closedCounting(wire.ErrBadJSON)
+	if got != wire.CloseRateLimits {
+		t.Errorf("flooder closed with %v, want %d", got, wire.CloseRateLimits)
+	}
+	// 40 tokens at first, 15 a frame, 20 more a second for ~3 s: about 7.
+	if decoded > 12 {
+		t.Errorf("%d frames decoded, want the ones over the limit dropped unread", decoded)
+	}
+	t.Logf("%d big frames decoded before the close", decoded)
+	bystander.next("reading after the flood", is("reading", "sensor", "helper_counter.count"))
+}
+
+// TestBurstThenCalm sends a burst over the limit and then calms down: it
+// is dropped from, not closed.
+func TestBurstThenCalm(t *testing.T) {
+	ts := startSup(t, nil, "counter")
+	c := ts.dial(t)
+	online(c, "helper_counter")
+	for range 3 * control.Default().Burst {
+		c.send(wire.Resume{Type: "resume", Epoch: "x", Seq: 1})
+	}
+	c.next("rate_limited error", is("error", "code", wire.ErrRateLimited))
+	// Well under the rate, for longer than floodGrace: each answered.
+	for i := range int(2 * floodGrace / (250 * time.Millisecond)) {
+		time.Sleep(250 * time.Millisecond)
+		id := fmt.Sprint("calm-", i)
+		c.send(wire.CommandMsg{Type: "command", ID: id, Name: "helper_counter.add", Args: map[string]any{"a": 1}})
+		c.next("result "+id, is("result", "id", id))
+	}
 }
 
 // TestInvalidUTF8 sends a text frame that is not UTF-8: closed with 1007.
