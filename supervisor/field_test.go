@@ -377,3 +377,102 @@ func TestInvalidUTF8(t *testing.T) {
 		t.Errorf("closed with %v, want %d", got, websocket.StatusInvalidFramePayloadData)
 	}
 }
+
+// TestListenerFailsForGood breaks the WebSocket listener of a running
+// livecgid (shutdown(2) on its socket, taken with pidfd_getfd): it must
+// exit non-zero, saying why, and a fresh one must start and serve. (A
+// unix listener cannot be broken that way: cmd/livecgid's
+// TestServeStopsOnControlFailure covers the control socket.)
+func TestListenerFailsForGood(t *testing.T) {
+	root := t.TempDir()
+	bin, plugins, state := filepath.Join(root, "bin"), filepath.Join(root, "plugins"), filepath.Join(root, "state")
+	buildDaemon(t, bin)
+	if err := os.Mkdir(plugins, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(root, "livecgi.conf")
+	if err := os.WriteFile(conf, fmt.Appendf(nil, "listen = 127.0.0.1:0\nstate_dir = %s\nplugins_dir = %s\n", state, plugins), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, filepath.Join(bin, "livecgid"), conf)
+	pid := d.cmd.Process.Pid
+	var st control.Status
+	waitFor(t, "livecgid to answer on its control socket", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		var err error
+		st, err = control.Probe(ctx, state)
+		return err == nil && st.PID == pid
+	})
+	breakSocket(t, pid, tcpListener(t, st.Port))
+	select {
+	case <-d.done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("livecgid still running 15s after its listener broke")
+	}
+	if d.err == nil {
+		t.Error("livecgid exited 0 after its listener broke")
+	}
+	if !strings.Contains(d.log.String(), "livecgid failed") {
+		t.Errorf("log does not say why livecgid stopped:\n%s", d.log.String())
+	}
+	next := startDaemon(t, filepath.Join(bin, "livecgid"), conf)
+	waitFor(t, "a fresh livecgid to answer", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		st, err := control.Probe(ctx, state)
+		return err == nil && st.PID == next.cmd.Process.Pid
+	})
+	readingFrom(t, state, builtinPlugin+".")
+}
+
+// tcpListener returns the inode of the TCP socket listening on 127.0.0.1:port.
+func tcpListener(t *testing.T, port int) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("0100007F:%04X", port)
+	for _, line := range strings.Split(string(b), "\n") {
+		// sl local rem st queues tr retrnsmt uid timeout inode
+		if f := strings.Fields(line); len(f) > 9 && f[1] == want && f[3] == "0A" {
+			return f[9]
+		}
+	}
+	t.Fatalf("no TCP listener on port %d", port)
+	return ""
+}
+
+// breakSocket shuts down the socket with inode in process pid: accept(2)
+// on it fails from then on (EINVAL), as on a listener gone bad.
+func breakSocket(t *testing.T, pid int, inode string) {
+	t.Helper()
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if l, _ := os.Readlink(filepath.Join(dir, e.Name())); l != "socket:["+inode+"]" {
+			continue
+		}
+		var target int
+		fmt.Sscan(e.Name(), &target)
+		pidfd, err := unix.PidfdOpen(pid, 0)
+		if err != nil {
+			t.Fatalf("pidfd_open: %v", err)
+		}
+		defer unix.Close(pidfd)
+		fd, err := unix.PidfdGetfd(pidfd, target, 0)
+		if err != nil {
+			t.Fatalf("pidfd_getfd: %v", err)
+		}
+		defer unix.Close(fd)
+		if err := unix.Shutdown(fd, unix.SHUT_RDWR); err != nil {
+			t.Fatalf("shutdown: %v", err)
+		}
+		return
+	}
+	t.Fatalf("livecgid %d has no descriptor for socket %s", pid, inode)
+}
