@@ -3,6 +3,7 @@ package supervisor
 import (
 	"bufio"
 	"bytes"
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -10,8 +11,9 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/livecgi/livecgi/proto/control"
 )
 
 // Buffer sizes of one client connection. net/http would give every
@@ -24,42 +26,98 @@ const (
 	connWriteBuf = 1 << 10
 )
 
+// Limits of a connection that has not finished its upgrade request.
+// maxHeader bounds its request line and headers (answered 431 past it),
+// maxHandshakes the connections still sending theirs: past it the oldest
+// is closed, so that slow or silent connections cannot crowd out a
+// browser. upgradeTimeout is how long one may take.
+const (
+	maxHeader      = 8 << 10
+	maxHandshakes  = 64
+	upgradeTimeout = 10 * time.Second
+)
+
 // serve accepts connections on ln and gives each its own goroutine, which
 // reads one HTTP request and hands it to upgrade: a WebSocket upgrade
 // keeps the goroutine as the client's reader; anything else is answered
 // and closed. This replaces http.Server to keep per-client memory small.
+// A shortage of descriptors is waited out (control.Accept); serve returns
+// only when ln fails for good.
 func (s *Supervisor) serve(ctx context.Context, ln net.Listener) error {
-	var delay time.Duration
+	retried := func(err error, delay time.Duration) {
+		s.log.Warn("accept failed, retrying", "err", err, "in", delay)
+	}
 	for {
-		nc, err := ln.Accept()
+		nc, err := control.Accept(ln, retried)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				// Out of fds or similar: back off instead of spinning.
-				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-				s.log.Warn("accept failed, retrying", "err", err, "in", delay)
-				time.Sleep(delay)
-				continue
-			}
 			return err
 		}
-		delay = 0
-		go s.serveConn(ctx, nc)
+		go s.serveConn(ctx, nc, s.startHandshake(nc))
 	}
 }
 
-func (s *Supervisor) serveConn(ctx context.Context, nc net.Conn) {
-	nc.SetReadDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReaderSize(nc, connReadBuf)
+// startHandshake counts nc among the connections whose request is not in
+// yet, closing the oldest of them if there are maxHandshakes already.
+func (s *Supervisor) startHandshake(nc net.Conn) *list.Element {
+	s.hsMu.Lock()
+	defer s.hsMu.Unlock()
+	if s.handshakes.Len() >= maxHandshakes {
+		old := s.handshakes.Remove(s.handshakes.Front()).(net.Conn)
+		old.Close()
+		s.log.Debug("too many unfinished upgrade requests: closed the oldest", "remote", old.RemoteAddr().String())
+	}
+	return s.handshakes.PushBack(nc)
+}
+
+// endHandshake takes a connection's request off the unfinished ones.
+func (s *Supervisor) endHandshake(e *list.Element) {
+	s.hsMu.Lock()
+	s.handshakes.Remove(e) // a no-op if it was closed as the oldest
+	s.hsMu.Unlock()
+}
+
+// errHeaderTooLarge ends an upgrade request longer than maxHeader.
+var errHeaderTooLarge = errors.New("request header too large")
+
+// headerLimit lets at most n bytes through until n is set to -1: the
+// request line and headers of one connection.
+type headerLimit struct {
+	net.Conn
+	n int
+}
+
+func (l *headerLimit) Read(p []byte) (int, error) {
+	if l.n < 0 {
+		return l.Conn.Read(p)
+	}
+	if l.n == 0 {
+		return 0, errHeaderTooLarge
+	}
+	n, err := l.Conn.Read(p[:min(len(p), l.n)])
+	l.n -= n
+	return n, err
+}
+
+func (s *Supervisor) serveConn(ctx context.Context, nc net.Conn, hs *list.Element) {
+	nc.SetReadDeadline(time.Now().Add(upgradeTimeout))
+	lr := &headerLimit{Conn: nc, n: maxHeader}
+	br := bufio.NewReaderSize(lr, connReadBuf)
 	req, err := http.ReadRequest(br)
+	s.endHandshake(hs)
 	if err != nil {
-		nc.Write([]byte("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"))
+		answer := "400 Bad Request"
+		if errors.Is(err, errHeaderTooLarge) {
+			answer = "431 Request Header Fields Too Large"
+		}
+		nc.SetWriteDeadline(time.Now().Add(time.Second))
+		nc.Write([]byte("HTTP/1.1 " + answer + "\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"))
 		nc.Close()
 		return
 	}
+	lr.n = -1
 	nc.SetReadDeadline(time.Time{})
 	req.RemoteAddr = nc.RemoteAddr().String()
 	w := &connWriter{nc: nc, br: br, header: http.Header{}}

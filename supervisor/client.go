@@ -375,15 +375,27 @@ func (c *client) shut() {
 	c.mu.Unlock()
 }
 
+// floodGrace is how long a client may keep sending over its rate limit
+// (frames dropped with no pause of a second) before it is closed with
+// wire.CloseRateLimits. A burst that calms down is only dropped from.
+const floodGrace = 3 * time.Second
+
+// frameCost is the frame size that costs one more message in the limiter:
+// the rate limits bytes too (rate × frameCost per second), so large frames
+// cannot flood at the message rate.
+const frameCost = 4 << 10
+
 // limiter is a token bucket for one client's messages; used by the
 // client's reader only.
 type limiter struct {
 	rate, burst, tokens float64
 	last                time.Time
-	strikes             int
+	overSince, lastDrop time.Time // the current run of dropped frames
 	lastWarn            time.Time
 }
 
+// allow reports whether a frame arriving now may be read; charge then
+// takes its cost.
 func (l *limiter) allow(now time.Time) bool {
 	if l.last.IsZero() {
 		l.tokens = l.burst
@@ -391,11 +403,21 @@ func (l *limiter) allow(now time.Time) bool {
 		l.tokens = min(l.burst, l.tokens+now.Sub(l.last).Seconds()*l.rate)
 	}
 	l.last = now
-	if l.tokens >= 1 {
-		l.tokens--
-		l.strikes = 0
-		return true
+	return l.tokens >= 1
+}
+
+// charge takes the cost of a frame of n bytes: one message, and one more
+// per frameCost bytes (the bucket may go below zero).
+func (l *limiter) charge(n int) {
+	l.tokens -= 1 + float64(n/frameCost)
+}
+
+// drop counts a frame dropped now and reports whether the client has been
+// over its rate for floodGrace.
+func (l *limiter) drop(now time.Time) (flooding bool) {
+	if now.Sub(l.lastDrop) > time.Second {
+		l.overSince = now
 	}
-	l.strikes++
-	return false
+	l.lastDrop = now
+	return now.Sub(l.overSince) >= floodGrace
 }

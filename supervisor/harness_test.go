@@ -55,6 +55,12 @@ func (s *syncBuf) String() string {
 // plugins named by modes. edit may change the config first.
 func startSup(t testing.TB, edit func(*control.Config), modes ...string) *testSup {
 	t.Helper()
+	return startSupOn(t, nil, edit, modes...)
+}
+
+// startSupOn is startSup with the listener passed through wrap (if not nil).
+func startSupOn(t testing.TB, wrap func(net.Listener) net.Listener, edit func(*control.Config), modes ...string) *testSup {
+	t.Helper()
 	root := t.TempDir()
 	dir := filepath.Join(root, "plugins")
 	state := filepath.Join(root, "state")
@@ -82,6 +88,9 @@ func startSup(t testing.TB, edit func(*control.Config), modes ...string) *testSu
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if wrap != nil {
+		ln = wrap(ln)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ts := &testSup{Supervisor: s, t: t, addr: ln.Addr().String(), secret: secret, dir: dir, cancel: cancel, done: make(chan error, 1), logs: logs}

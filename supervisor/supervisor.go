@@ -1,12 +1,14 @@
 package supervisor
 
 import (
+	"container/list"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,6 +19,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
@@ -58,6 +61,9 @@ type Supervisor struct {
 
 	nonceMu sync.Mutex
 	nonces  map[string]time.Time // used tokens until they expire
+
+	hsMu       sync.Mutex
+	handshakes list.List // of net.Conn: connections whose request is not in yet, oldest first
 
 	port    int
 	lastUse time.Time // last time a client was connected, for idle exit
@@ -309,11 +315,18 @@ func (s *Supervisor) useNonce(n string) bool {
 	return true
 }
 
-// read handles c's frames until the connection ends.
+// read handles c's frames until the connection ends, and then closes it
+// whatever the reason (a client that vanished without a close frame
+// included), so its descriptor is released.
+//
+// The rate limit is checked before a frame is read: a frame over it is
+// discarded unread, never decoded. A client that keeps sending over its
+// rate for floodGrace is closed with wire.CloseRateLimits.
 func (s *Supervisor) read(ctx context.Context, c *client) {
+	defer c.conn.CloseNow()
 	lim := limiter{rate: s.cfg.Rate, burst: float64(s.cfg.Burst)}
 	for {
-		typ, data, err := c.conn.Read(ctx)
+		typ, r, err := c.conn.Reader(ctx)
 		if err != nil {
 			if st := websocket.CloseStatus(err); st != -1 {
 				c.log.Debug("client closed", "status", st)
@@ -324,28 +337,36 @@ func (s *Supervisor) read(ctx context.Context, c *client) {
 		}
 		now := time.Now()
 		if !lim.allow(now) {
-			if lim.strikes > 10*s.cfg.Burst {
-				c.log.Warn("client closed: kept flooding past its rate limit", "rate", s.cfg.Rate)
+			if _, err := io.Copy(io.Discard, r); err != nil {
+				c.log.Debug("read ended", "err", err)
+				return
+			}
+			if lim.drop(now) {
+				c.log.Warn("client closed: kept sending over its rate limit", "rate", s.cfg.Rate, "for", floodGrace)
 				c.conn.Close(wire.CloseRateLimits, "rate limit exceeded")
 				return
 			}
-			// A dropped command is always answered, so its caller is not
-			// left waiting; other messages get one error per second.
-			var id struct{ Type, ID string }
-			json.Unmarshal(data, &id)
-			if id.Type == wire.TypeCommand && id.ID != "" || now.Sub(lim.lastWarn) > time.Second {
-				if id.Type != wire.TypeCommand {
-					id.ID = ""
-				}
+			if now.Sub(lim.lastWarn) > time.Second {
 				lim.lastWarn = now
-				c.queueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrRateLimited, ID: id.ID,
-					Message: fmt.Sprintf("more than %g messages per second: message dropped", s.cfg.Rate)})
+				c.queueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrRateLimited,
+					Message: fmt.Sprintf("more than %g messages per second: messages dropped", s.cfg.Rate)})
 			}
 			continue
 		}
+		data, err := io.ReadAll(r)
+		if err != nil {
+			c.log.Debug("read ended", "err", err)
+			return
+		}
+		lim.charge(len(data))
 		if typ != websocket.MessageText {
 			c.queueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrBadMessage, Message: "binary frames are not accepted"})
 			continue
+		}
+		if !utf8.Valid(data) {
+			c.log.Info("client closed: text frame is not UTF-8")
+			c.conn.Close(websocket.StatusInvalidFramePayloadData, "text frame is not UTF-8")
+			return
 		}
 		msg, err := wire.DecodeClient(data)
 		if err != nil {

@@ -165,29 +165,6 @@ func TestBadFrames(t *testing.T) {
 	bystander.next("reading after the other's oversized frame", is("reading", "sensor", "helper_counter.count"))
 }
 
-func TestFloodIsRateLimited(t *testing.T) {
-	ts := startSup(t, func(c *control.Config) { c.Rate, c.Burst = 5, 5 }, "counter")
-	flooder, bystander := ts.dial(t), ts.dial(t)
-	online(flooder, "helper_counter")
-	for i := range 30 {
-		flooder.send(wire.CommandMsg{Type: "command", ID: fmt.Sprint(i), Name: "helper_counter.add", Args: map[string]any{"a": 1}})
-	}
-	flooder.next("rate_limited error", is("error", "code", wire.ErrRateLimited))
-	// Keep flooding: the client is closed with the rate-limit code.
-	go func() {
-		for i := range 1000 {
-			b := fmt.Appendf(nil, `{"type":"resume","epoch":"x","seq":%d}`, i)
-			if flooder.conn.Write(context.Background(), websocket.MessageText, b) != nil {
-				return
-			}
-		}
-	}()
-	if got := flooder.closed(); got != wire.CloseRateLimits {
-		t.Errorf("flooder closed with %v, want %d", got, wire.CloseRateLimits)
-	}
-	bystander.next("reading after the flood", is("reading", "sensor", "helper_counter.count"))
-}
-
 func TestSlowClientIsClosedOthersCarryOn(t *testing.T) {
 	ts := startSup(t, func(c *control.Config) { c.WriteTimeout = 500 * time.Millisecond }, "big")
 	// A client that never reads, with a tiny receive buffer.

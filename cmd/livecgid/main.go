@@ -140,8 +140,35 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("control socket: %w", err)
 	}
 	defer os.Remove(sock)
-	go control.ServeControl(ctx, cln, sup.Status)
-	return sup.Run(ctx, ln)
+	err = serve(ctx, sup, ln, cln)
+	if err != nil {
+		log.Error("livecgid failed", "err", err)
+	}
+	return err
+}
+
+// serve runs sup on ln and the control socket on cln until ctx ends. A
+// listener that fails for good (a passing shortage is waited out) stops
+// both and is returned: the process exits non-zero, its lock goes with
+// it, and the stub's next request starts a fresh supervisor.
+func serve(ctx context.Context, sup *supervisor.Supervisor, ln, cln net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ctlErr := make(chan error, 1)
+	go func() {
+		err := control.ServeControl(ctx, cln, sup.Status)
+		if err != nil {
+			err = fmt.Errorf("control socket: %w", err)
+			cancel()
+		}
+		ctlErr <- err
+	}()
+	err := sup.Run(ctx, ln)
+	cancel()
+	if cerr := <-ctlErr; err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // smallBoardDefaults applies the configured GC settings unless the

@@ -3,13 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/supervisor"
 )
 
 func TestRunFlags(t *testing.T) {
@@ -91,5 +95,45 @@ func TestRunServesAndStops(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(state, control.ControlFile)); !os.IsNotExist(err) {
 		t.Errorf("control socket left behind: %v", err)
+	}
+}
+
+// brokenListener fails every accept for good, as a listener gone bad.
+type brokenListener struct{ net.Listener }
+
+func (l brokenListener) Accept() (net.Conn, error) {
+	return nil, &net.OpError{Op: "accept", Net: "unix", Err: os.NewSyscallError("accept4", syscall.EINVAL)}
+}
+
+// TestServeStopsOnControlFailure: a control socket that fails for good
+// stops the supervisor too, so the process exits and the stub starts a
+// fresh one (TestListenerFailsForGood in supervisor breaks the WebSocket
+// listener of a real livecgid).
+func TestServeStopsOnControlFailure(t *testing.T) {
+	dir := t.TempDir()
+	cfg := control.Default()
+	cfg.PluginsDir, cfg.StateDir = filepath.Join(dir, "plugins"), filepath.Join(dir, "state")
+	os.Mkdir(cfg.PluginsDir, 0o700)
+	sup, err := supervisor.New(supervisor.Options{Config: cfg, Secret: []byte("0123456789abcdef0123456789abcdef")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cln, err := net.Listen("unix", filepath.Join(dir, "control.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- serve(context.Background(), sup, ln, brokenListener{cln}) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "control socket") || !errors.Is(err, syscall.EINVAL) {
+			t.Errorf("serve = %v, want the control socket's error", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("still serving 15s after the control socket failed")
 	}
 }

@@ -3,5 +3,6 @@
 // both read (Config, Load), the state directory they share (StateDir), the
 // tokens the stub mints and the supervisor checks (MintToken, VerifyToken),
 // the connect document a browser fetches (Connect), and the control socket
-// on which the stub probes the supervisor (Probe, ServeControl).
+// on which the stub probes the supervisor (Probe, ServeControl), with the
+// accept rule of every listener of the supervisor (Accept).
 package control

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"syscall"
 	"time"
 )
 
@@ -62,20 +63,20 @@ func Probe(ctx context.Context, stateDir string) (Status, error) {
 
 // ServeControl answers "status" requests on ln until ctx ends. The caller
 // owns ln's creation (and the removal of a stale socket file before it).
+// It returns an error only when ln fails for good (see Accept); the
+// supervisor must then exit, so that the stub starts a fresh one. A
+// passing shortage is retried quietly: the WebSocket listener, which
+// meets it too, logs it.
 func ServeControl(ctx context.Context, ln net.Listener, status func() Status) error {
 	go func() {
 		<-ctx.Done()
 		ln.Close()
 	}()
 	for {
-		c, err := ln.Accept()
+		c, err := Accept(ln, nil)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
 			}
 			return err
 		}
@@ -91,4 +92,40 @@ func ServeControl(ctx context.Context, ln net.Listener, status func() Status) er
 			c.Write(append(b, '\n'))
 		}()
 	}
+}
+
+// Accept waits for ln's next connection. A passing shortage (out of
+// descriptors or buffers or memory, a connection aborted before it was
+// taken, a timeout) does not end it: it calls retried (if not nil), backs
+// off (5 ms doubling to 1 s) and tries again. It returns an error only
+// when ln fails for good, closed included. Every accept loop of the
+// supervisor goes through it: one shortage must never end a listener.
+func Accept(ln net.Listener, retried func(err error, delay time.Duration)) (net.Conn, error) {
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err == nil || !Passing(err) {
+			return c, err
+		}
+		delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+		if retried != nil {
+			retried(err, delay)
+		}
+		time.Sleep(delay)
+	}
+}
+
+// Passing reports whether an accept error is a passing shortage after
+// which the listener still works (see Accept).
+func Passing(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
