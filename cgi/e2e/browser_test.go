@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/livecgi/livecgi/plugins/sdk/sdktest"
 )
@@ -160,6 +161,38 @@ func TestBrowser(t *testing.T) {
 		return os.WriteFile(shot, png, 0o644)
 	})
 	t.Logf("screenshot: %s", shot)
+
+	// A long title wraps to two lines at most, the whole of it in title.
+	step("titles wrap", 10*time.Second, func(ctx context.Context) error {
+		got, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(() => {
+			const el = document.querySelector('.card[data-sensor="livecgid.coalesced_total"] .title');
+			return [getComputedStyle(el).webkitLineClamp, getComputedStyle(el).whiteSpace, el.title.split("\n")[0]].join("|");
+		})()`))
+		if want := "2|normal|Readings coalesced for slow clients"; err != nil || got != want {
+			return fmt.Errorf("title: %q (%v), want line clamp|white-space|title %q", got, err, want)
+		}
+		return nil
+	})
+	// A click on a card opens its chart: an SVG with both axes labelled
+	// and the history as a line; Esc closes it.
+	step("open a chart", 20*time.Second, func(ctx context.Context) error {
+		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`.card[data-sensor="system.uptime_seconds"]`))); err != nil {
+			return err
+		}
+		return waitFor(ctx, `(() => {
+			const d = document.querySelector("dialog#chart"), texts = [...d.querySelectorAll("svg text")].map(t => t.textContent);
+			return d.open && d.querySelector("h2").textContent === "Uptime" && !!d.querySelector("svg polyline") &&
+				texts.includes("latest") && texts.some(t => /^−\d+ (s|min)$/.test(t)) && texts.filter(t => / s$|^\d/.test(t)).length >= 3;
+		})()`)
+	})
+	labels, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`[...document.querySelectorAll("dialog#chart svg text")].map(t => t.textContent).join(", ") + " | " + document.querySelector("dialog#chart p").textContent`))
+	t.Logf("chart: %s", labels)
+	step("close the chart", 10*time.Second, func(ctx context.Context) error {
+		if err := chromedp.Do(ctx, chromedp.KeyEvent(kb.Escape)); err != nil {
+			return err
+		}
+		return waitFor(ctx, `!document.querySelector("dialog#chart").open`)
+	})
 
 	// Kill the supervisor hard; the page must notice, reconnect by itself
 	// (its ?connect starts a new supervisor) and show fresh readings.
