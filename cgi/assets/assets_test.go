@@ -80,7 +80,7 @@ func TestDashboardHooks(t *testing.T) {
 		`out.dataset.resultFor = c.id`,
 		`out.dataset.state = "ok"`,
 		`out.dataset.state = "error"`,
-		`LiveCGI.connect({ stub: location.pathname, history: 1024 })`,
+		`LiveCGI.connect({ stub: location.pathname, history: 960 })`,
 		`id="chart"`,
 	} {
 		if !strings.Contains(page, hook) {
