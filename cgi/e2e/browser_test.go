@@ -229,6 +229,33 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("indicator went through closed: %v", states)
 	}
 
+	// A page on another origin (localhost, while the stub is asked at
+	// 127.0.0.1) is refused; it can read why, and asks only once.
+	elsewhere := `<!doctype html><link rel="icon" href="data:,"><p id="out">…</p>
+<script src="http://127.0.0.1:` + strconv.Itoa(port) + `/cgi-bin/live.cgi?client.js"></script>
+<script>
+window.seen = [];
+const live = LiveCGI.connect();
+live.on("error", (e) => window.seen.push(e.code + ": " + e.message));
+live.on("state", (s) => { document.getElementById("out").textContent = s.state; });
+</script>
+`
+	if err := os.WriteFile(filepath.Join(e.docroot, "elsewhere.html"), []byte(elsewhere), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	step("a page elsewhere is told why", 30*time.Second, func(ctx context.Context) error {
+		if err := chromedp.Do(ctx, chromedp.Navigate(fmt.Sprintf("http://localhost:%d/elsewhere.html", port))); err != nil {
+			return err
+		}
+		return waitFor(ctx, `window.live === undefined && typeof live === "object" && live.state === "closed"`)
+	})
+	seen, _ := chromedp.Run(ctx, chromedp.Evaluate[[]string](`window.seen`))
+	asked, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`performance.getEntriesByType("resource").filter((r) => r.name.endsWith("?connect")).length`))
+	if len(seen) != 1 || !strings.HasPrefix(seen[0], "refused: connect: cross_site: ") || asked != 1 {
+		t.Errorf("page elsewhere: errors %q after %d ?connect, want one refused with the stub's reason after one", seen, asked)
+	}
+	t.Logf("page elsewhere: %q", seen)
+
 	b.checkConsole(t)
 }
 
