@@ -54,6 +54,22 @@ func jsonResponse(status int, body []byte) Response {
 	}
 }
 
+// readableBy lets a page on origin read an error answer: it adds
+// Access-Control-Allow-Origin (never credentials), so that a page on another
+// origin sees why it was refused instead of a bare network failure. An
+// error grants nothing; other answers and origins that are not well formed
+// are left alone.
+func (r Response) readableBy(origin string) Response {
+	if r.Status < 400 || origin == "" {
+		return r
+	}
+	if _, _, err := ParseOrigin(origin); err != nil && origin != "null" {
+		return r
+	}
+	r.Header = append(r.Header[:len(r.Header):len(r.Header)], Field{"Access-Control-Allow-Origin", origin})
+	return r
+}
+
 // Get returns the value of the first header named name, or "".
 func (r Response) Get(name string) string {
 	for _, f := range r.Header {

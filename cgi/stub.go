@@ -80,7 +80,7 @@ func (s *Stub) Serve(ctx context.Context, r Request) Response {
 	}
 	switch act {
 	case ActionConnect:
-		return s.connect(ctx, r)
+		return s.connect(ctx, r).readableBy(r.Origin)
 	case ActionClientJS:
 		s.warmUp(ctx)
 		// text/javascript, as RFC 9239 says; lighttpd rewrites

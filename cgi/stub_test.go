@@ -410,3 +410,38 @@ func TestStateDirSquatted(t *testing.T) {
 		t.Errorf("second connect: %d %s, %d starts", resp.Status, resp.Body, startCount(t, dirs[0]))
 	}
 }
+
+// TestConnectRefusalReadable: a page on another origin can read why ?connect
+// refused it (Access-Control-Allow-Origin on the error, never credentials);
+// an answer that grants something carries no CORS header.
+func TestConnectRefusalReadable(t *testing.T) {
+	e := mustEnv(t)
+	s := New(e.conf, testAssets)
+	tests := []struct {
+		name, origin string
+		status       int
+		allow        string
+	}{
+		{"cross-site", "http://evil.example:8000", 403, "http://evil.example:8000"},
+		{"opaque origin", "null", 403, "null"},
+		{"malformed origin", "javascript:alert(1)", 400, ""},
+		{"same origin", "http://localhost", 200, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := serve(t, s, Request{Host: "localhost", Origin: tt.origin, Query: "connect"})
+			if resp.Status != tt.status {
+				t.Fatalf("status %d, want %d: %s", resp.Status, tt.status, resp.Body)
+			}
+			if got := resp.Get("Access-Control-Allow-Origin"); got != tt.allow {
+				t.Errorf("Access-Control-Allow-Origin %q, want %q", got, tt.allow)
+			}
+			if got := resp.Get("Access-Control-Allow-Credentials"); got != "" {
+				t.Errorf("Access-Control-Allow-Credentials %q", got)
+			}
+		})
+	}
+	if resp := serve(t, s, Request{Host: "localhost", Origin: "http://evil.example"}); resp.Get("Access-Control-Allow-Origin") != "" {
+		t.Error("the page carries Access-Control-Allow-Origin")
+	}
+}

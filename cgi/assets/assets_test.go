@@ -80,7 +80,8 @@ func TestDashboardHooks(t *testing.T) {
 		`out.dataset.resultFor = c.id`,
 		`out.dataset.state = "ok"`,
 		`out.dataset.state = "error"`,
-		`LiveCGI.connect({ stub: location.pathname })`,
+		`LiveCGI.connect({ stub: location.pathname, history: 960 })`,
+		`id="chart"`,
 	} {
 		if !strings.Contains(page, hook) {
 			t.Errorf("dashboard lacks %s", hook)

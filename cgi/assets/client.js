@@ -2,12 +2,13 @@
  * Plain ES2017, no dependencies, no build step.
  *
  *   const live = LiveCGI.connect({stub: "/cgi-bin/live.cgi"});
- *   live.on("reading", r => console.log(r.sensor, r.value));
- *   live.command("leds.set", {led: "power", on: true}).then(v => ..., err => ...);
+ *   live.watch("system.load1", r => console.log(r.value));
+ *   live.command("leds.set_brightness", {led: "led0", value: 255}).then(v => ..., err => ...);
  *
  * Events (detail in ev.detail, or the first argument of an on() handler):
  * "state" {state, retryIn}, "open", "hello", "snapshot", "reading", "status",
- * "result", "error" {code, message}, "close" {code, reason, retryIn}.
+ * "result", "error" {code, message}, "close" {code, reason, retryIn},
+ * "unknown" {sensor, message}.
  */
 (function (root) {
   "use strict";
@@ -43,11 +44,13 @@
   };
 
   // Live is one connection to a livecgi supervisor that reconnects by itself
-  // until close(). Options: stub (URL of live.cgi), sensors (ids to
-  // subscribe to; all when empty), timeout (command timeout, ms, 10000),
-  // minDelay/maxDelay (reconnect backoff, ms, 500/30000), stableAfter (ms a
-  // connection must last to reset the backoff, 10000). fetch, WebSocket and
-  // timers replace the browser's, for tests.
+  // until close() or a refusal by the stub. Options: stub (URL of live.cgi),
+  // sensors (ids to subscribe to; all when empty), timeout (command
+  // timeout, ms, 10000), minDelay/maxDelay (reconnect backoff, ms,
+  // 500/30000), stableAfter (ms a connection must last to reset the
+  // backoff, 10000), history (readings to ask the server to replay on
+  // meeting a supervisor run, for charts; 0). fetch, WebSocket and timers
+  // replace the browser's, for tests.
   class Live extends EventTarget {
     constructor(opts) {
       super();
@@ -63,7 +66,7 @@
       this.plugins = new Map();  // plugin id → {id, state, version, reason}
       this._o = {
         timeout: opts.timeout || 10000, min: opts.minDelay || 500,
-        max: opts.maxDelay || 30000, stable: opts.stableAfter || 10000,
+        max: opts.maxDelay || 30000, stable: opts.stableAfter || 10000, history: opts.history || 0,
       };
       this._fetch = opts.fetch || ((u, o) => root.fetch(u, o));
       this._WS = opts.WebSocket || root.WebSocket;
@@ -71,6 +74,8 @@
       this._sub = opts.sensors || [];
       this._pending = new Map(); // command id → {resolve, reject, timer, frame, sent}
       this._n = 0;
+      this._watched = new Set(); // sensor ids of watch()
+      this._warned = new Set();  // ids reported unknown since they were last listed
       this._attempt = 0;
       this._live = false;  // a connection was ever open: later attempts are "reconnecting"
       this._ws = null;
@@ -90,16 +95,27 @@
       return () => this.removeEventListener(type, h);
     }
 
+    // watch calls fn(reading, event) for every reading of sensor id and
+    // returns a function that removes the handler. An id the server does
+    // not list gets an "unknown" event.
+    watch(id, fn) {
+      this._watched.add(id);
+      if (this.epoch) Promise.resolve().then(() => this._check());
+      return this.on("reading", (r, ev) => { if (r.sensor === id) fn(r, ev); });
+    }
+
     // command sends a command (name is its id from hello, args an object)
     // and resolves with the result's value, or rejects with an Error whose
     // code is the wire error code, "failed" (the command itself failed),
-    // "timeout" or "closed". Commands made while disconnected are sent once
-    // connected, within the same timeout.
+    // "timeout", "closed" or "not_connected". A command made while a
+    // connection attempt is under way is sent once connected, within the
+    // same timeout; one made while waiting to reconnect fails at once.
     command(name, args, opts) {
       const id = "c" + (++this._n);
       const timeout = (opts && opts.timeout) || this._o.timeout;
       return new Promise((resolve, reject) => {
         if (this._closed) return reject(fail("closed", "connection closed"));
+        if (this._timer !== null) return reject(this._notConnected(name));
         const p = { resolve, reject, frame: { type: "command", id, name, args: args || {} } };
         p.timer = this._t.setTimeout(() => {
           this._pending.delete(id);
@@ -115,6 +131,7 @@
     subscribe(sensors) {
       this._sub = sensors || [];
       this._send({ type: "subscribe", sensors: this._sub });
+      if (this.epoch) this._check();
     }
 
     // close ends the connection for good and rejects pending commands.
@@ -143,6 +160,10 @@
       return true;
     }
 
+    _notConnected(name) {
+      return fail("not_connected", `command ${name}: not connected (${this.state})`);
+    }
+
     _rejectAll(sentOnly) {
       for (const [id, p] of this._pending) {
         if (sentOnly && !p.sent) continue;
@@ -169,7 +190,11 @@
         } finally { this._t.clearTimeout(abort); }
         try { doc = JSON.parse(text); } catch (e) { throw new Error(`HTTP ${res.status}, not a connect document`); }
         if (!res.ok || doc.error) { // the stub answers {"error": code, "reason": text}
-          throw new Error([doc.error || `HTTP ${res.status}`, doc.reason].filter(Boolean).join(": "));
+          const msg = [doc.error || `HTTP ${res.status}`, doc.reason].filter(Boolean).join(": ");
+          // A 4xx from the stub is final for this page (another origin,
+          // a bad request): retrying cannot change it.
+          if (doc.error && res.status >= 400 && res.status < 500) return this._refused(`connect: ${msg}`);
+          throw new Error(msg);
         }
         if (doc.protocol !== PROTOCOL || typeof doc.url !== "string") throw new Error(`unsupported protocol ${doc.protocol}`);
       } catch (err) {
@@ -192,10 +217,21 @@
       this._retry();
     }
 
+    _refused(message) {
+      if (this._closed) return;
+      this._emit("error", { code: "refused", message });
+      this.close();
+    }
+
     _retry() {
       const delay = backoff(this._attempt++, this._o.min, this._o.max, () => this._t.random());
       this._timer = this._t.setTimeout(() => this._run(), delay);
       this._setState(this._live ? "reconnecting" : "connecting", delay);
+      for (const [id, p] of this._pending) { // not sent: no attempt under way until the timer
+        this._t.clearTimeout(p.timer);
+        this._pending.delete(id);
+        p.reject(this._notConnected(p.frame.name));
+      }
       return delay;
     }
 
@@ -260,6 +296,9 @@
         this.epoch = m.epoch;
         this.seq = 0;
         this.values.clear();
+        // Ask for the history the server keeps: a replay, or a full
+        // snapshot when it does not reach back that far.
+        if (this._o.history && m.seq > 0) this._send({ type: "resume", epoch: m.epoch, seq: Math.max(0, m.seq - this._o.history) });
       }
       this.server = m.server || "";
       this.sensors = new Map((m.sensors || []).map((s) => [s.id, s]));
@@ -268,6 +307,22 @@
       for (const id of this.values.keys()) if (!this.sensors.has(id)) this.values.delete(id);
       if (this.state !== "live") this._setState("live");
       this._emit("hello", m);
+      this._check();
+    }
+
+    // _check reports, once until they are listed, the watched and
+    // subscribed sensors that hello does not list, unless their plugin is
+    // still starting (a later hello lists its sensors).
+    _check() {
+      for (const id of new Set([...this._watched, ...this._sub])) {
+        if (this.sensors.has(id)) { this._warned.delete(id); continue; }
+        const p = this.plugins.get(id.split(".")[0]);
+        if (this._warned.has(id) || (p && p.state === "starting")) continue;
+        this._warned.add(id);
+        const message = `livecgi: sensor "${id}" is not on this device (${this.sensors.size} sensors listed)`;
+        if (root.console) root.console.warn(message);
+        this._emit("unknown", { sensor: id, message });
+      }
     }
 
     // _snapshot applies a full snapshot as the new truth, and the readings

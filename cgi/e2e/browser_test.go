@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/livecgi/livecgi/plugins/sdk/sdktest"
 )
@@ -161,6 +162,38 @@ func TestBrowser(t *testing.T) {
 	})
 	t.Logf("screenshot: %s", shot)
 
+	// A long title wraps to two lines at most, the whole of it in title.
+	step("titles wrap", 10*time.Second, func(ctx context.Context) error {
+		got, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(() => {
+			const el = document.querySelector('.card[data-sensor="livecgid.coalesced_total"] .title');
+			return [getComputedStyle(el).webkitLineClamp, getComputedStyle(el).whiteSpace, el.title.split("\n")[0]].join("|");
+		})()`))
+		if want := "2|normal|Readings coalesced for slow clients"; err != nil || got != want {
+			return fmt.Errorf("title: %q (%v), want line clamp|white-space|title %q", got, err, want)
+		}
+		return nil
+	})
+	// A click on a card opens its chart: an SVG with both axes labelled
+	// and the history as a line; Esc closes it.
+	step("open a chart", 20*time.Second, func(ctx context.Context) error {
+		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(`.card[data-sensor="system.uptime_seconds"]`))); err != nil {
+			return err
+		}
+		return waitFor(ctx, `(() => {
+			const d = document.querySelector("dialog#chart"), texts = [...d.querySelectorAll("svg text")].map(t => t.textContent);
+			return d.open && d.querySelector("h2").textContent === "Uptime" && !!d.querySelector("svg polyline") &&
+				texts.includes("latest") && texts.some(t => /^−\d+ (s|min)$/.test(t)) && texts.filter(t => / s$|^\d/.test(t)).length >= 3;
+		})()`)
+	})
+	labels, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`[...document.querySelectorAll("dialog#chart svg text")].map(t => t.textContent).join(", ") + " | " + document.querySelector("dialog#chart p").textContent`))
+	t.Logf("chart: %s", labels)
+	step("close the chart", 10*time.Second, func(ctx context.Context) error {
+		if err := chromedp.Do(ctx, chromedp.KeyEvent(kb.Escape)); err != nil {
+			return err
+		}
+		return waitFor(ctx, `!document.querySelector("dialog#chart").open`)
+	})
+
 	// Kill the supervisor hard; the page must notice, reconnect by itself
 	// (its ?connect starts a new supervisor) and show fresh readings.
 	before := supervisorPids(e.state)
@@ -195,6 +228,33 @@ func TestBrowser(t *testing.T) {
 	if slices.Contains(states, "closed") {
 		t.Errorf("indicator went through closed: %v", states)
 	}
+
+	// A page on another origin (localhost, while the stub is asked at
+	// 127.0.0.1) is refused; it can read why, and asks only once.
+	elsewhere := `<!doctype html><link rel="icon" href="data:,"><p id="out">…</p>
+<script src="http://127.0.0.1:` + strconv.Itoa(port) + `/cgi-bin/live.cgi?client.js"></script>
+<script>
+window.seen = [];
+const live = LiveCGI.connect();
+live.on("error", (e) => window.seen.push(e.code + ": " + e.message));
+live.on("state", (s) => { document.getElementById("out").textContent = s.state; });
+</script>
+`
+	if err := os.WriteFile(filepath.Join(e.docroot, "elsewhere.html"), []byte(elsewhere), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	step("a page elsewhere is told why", 30*time.Second, func(ctx context.Context) error {
+		if err := chromedp.Do(ctx, chromedp.Navigate(fmt.Sprintf("http://localhost:%d/elsewhere.html", port))); err != nil {
+			return err
+		}
+		return waitFor(ctx, `window.live === undefined && typeof live === "object" && live.state === "closed"`)
+	})
+	seen, _ := chromedp.Run(ctx, chromedp.Evaluate[[]string](`window.seen`))
+	asked, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`performance.getEntriesByType("resource").filter((r) => r.name.endsWith("?connect")).length`))
+	if len(seen) != 1 || !strings.HasPrefix(seen[0], "refused: connect: cross_site: ") || asked != 1 {
+		t.Errorf("page elsewhere: errors %q after %d ?connect, want one refused with the stub's reason after one", seen, asked)
+	}
+	t.Logf("page elsewhere: %q", seen)
 
 	b.checkConsole(t)
 }

@@ -58,11 +58,11 @@ function harness(opts, stub) {
     const n = h.fetches.length;
     const body = h.stub.status === 200
       ? { url: `ws://127.0.0.1:8081/live?token=t${n}`, token: `t${n}`, expires: 0, protocol: "livecgi.v1" }
-      : { error: "supervisor_unavailable", reason: "start /usr/sbin/livecgid: permission denied" };
+      : h.stub.body || { error: "supervisor_unavailable", reason: "start /usr/sbin/livecgid: permission denied" };
     return { ok: h.stub.status === 200, status: h.stub.status, text: async () => JSON.stringify(body) };
   };
   h.live = LiveCGI.connect(Object.assign({ stub: "/cgi-bin/live.cgi", fetch, WebSocket: FakeWS, timers: h.clock }, opts));
-  for (const type of ["state", "open", "hello", "snapshot", "reading", "status", "result", "error", "close"]) {
+  for (const type of ["state", "open", "hello", "snapshot", "reading", "status", "result", "error", "close", "unknown"]) {
     h.live.on(type, (d) => h.events.push([type, d]));
   }
   h.ws = () => h.sockets[h.sockets.length - 1];
@@ -348,4 +348,101 @@ test("the stub defaults to the URL client.js was loaded from, else the page's pa
   assert.equal(load({ currentScript: { src: "http://dev.local/cgi-bin/x.cgi?client.js&v=3" } }), "http://dev.local/cgi-bin/x.cgi");
   assert.equal(load({ currentScript: { src: "" } }), "/cgi-bin/live.cgi"); // inlined in the dashboard
   assert.equal(load({ currentScript: { src: "http://dev.local/js/app.js" } }), "/cgi-bin/live.cgi");
+});
+
+// warnings collects what fn writes with console.warn.
+async function warnings(fn) {
+  const got = [], warn = console.warn;
+  console.warn = (m) => got.push(m);
+  try { await fn(); } finally { console.warn = warn; }
+  return got;
+}
+
+test("watch calls its handler for its sensor only", async () => {
+  const h = await connected();
+  const got = [];
+  h.live.watch("system.uptime_seconds", (r) => got.push(r.value));
+  h.ws().recv(reading("system.load1", 0.7, 11));
+  h.ws().recv(reading("system.uptime_seconds", 100, 12));
+  assert.deepEqual(got, [100]);
+});
+
+test("a watched or subscribed sensor the hello does not list is reported once, with a console warning", async () => {
+  let h;
+  const warned = await warnings(async () => {
+    h = harness({ sensors: ["system.load1", "system.nope"] });
+    h.live.watch("system.thermal_zone0_celsius", () => {});
+    await settle();
+    h.ws().open();
+    h.ws().recv(hello("e1", 10));
+    h.ws().recv(hello("e1", 11)); // again: no new report
+    h.live.watch("system.load1", () => {}); // listed: nothing
+    h.live.watch("other.x", () => {}); // after hello: reported too
+    await settle();
+  });
+  assert.deepEqual(h.of("unknown").map((u) => u.sensor), ["system.thermal_zone0_celsius", "system.nope", "other.x"]);
+  assert.match(h.of("unknown")[0].message, /sensor "system.thermal_zone0_celsius" is not on this device \(2 sensors listed\)/);
+  assert.deepEqual(warned, h.of("unknown").map((u) => u.message));
+});
+
+test("a sensor of a plugin still starting is reported only if its plugin's hello lacks it", async () => {
+  const h = harness();
+  h.live.watch("gpio.pin1", () => {});
+  h.live.watch("gpio.pin2", () => {});
+  await settle();
+  h.ws().open();
+  await warnings(async () => {
+    h.ws().recv(hello("e1", 10, { plugins: [{ id: "gpio", state: "starting" }] }));
+    assert.equal(h.of("unknown").length, 0);
+    const pin1 = { id: "gpio.pin1", plugin: "gpio", title: "Pin 1", value_type: "bool", interval_ms: 1000 };
+    h.ws().recv(hello("e1", 11, { plugins: [{ id: "gpio", state: "online" }], sensors: [pin1] }));
+  });
+  assert.deepEqual(h.of("unknown").map((u) => u.sensor), ["gpio.pin2"]);
+});
+
+test("a command while waiting to reconnect fails at once; one waiting for a failed attempt fails with it", async () => {
+  const h = await connected();
+  h.ws().drop(1006);
+  assert.equal(h.live.state, "reconnecting");
+  await assert.rejects(h.live.command("leds.set", {}), { code: "not_connected", message: "command leds.set: not connected (reconnecting)" });
+  assert.equal(h.fetches.length, 1, "rejected before any new attempt");
+
+  const h2 = harness({}, { status: 503 });
+  // The first attempt is under way: the command waits for it, and fails with it.
+  const rejected = assert.rejects(h2.live.command("leds.set", {}), { code: "not_connected" });
+  await settle();
+  await rejected;
+  assert.equal(h2.fetches.length, 1);
+});
+
+test("a refusal by the stub (4xx) is reported and ends the connection; a 503 is retried", async () => {
+  const h = harness({}, { status: 403, body: { error: "cross_site", reason: "cross-site request: page origin \"http://a\" is not on host b" } });
+  await settle();
+  await h.clock.advance(600000);
+  assert.equal(h.fetches.length, 1, "no retry after a refusal");
+  assert.equal(h.live.state, "closed");
+  assert.deepEqual(h.of("error"), [{ code: "refused", message: 'connect: cross_site: cross-site request: page origin "http://a" is not on host b' }]);
+  await assert.rejects(h.live.command("leds.set", {}), { code: "closed" });
+
+  const h2 = harness({}, { status: 503 });
+  await settle();
+  await h2.clock.advance(600000);
+  assert.ok(h2.fetches.length > 1, `503: ${h2.fetches.length} attempts`);
+  assert.equal(h2.live.state, "connecting");
+});
+
+test("history asks for a replay of the last readings on meeting a supervisor run", async () => {
+  const h = harness({ history: 100 });
+  await settle();
+  h.ws().open();
+  h.ws().recv(hello("e1", 500));
+  assert.deepEqual(h.ws().sent, [{ type: "resume", epoch: "e1", seq: 400 }]);
+  h.ws().recv({ type: "snapshot", mode: "full", seq: 500, readings: [] });
+  h.ws().recv(hello("e1", 501)); // same run: nothing more to ask
+  assert.equal(h.ws().sent.length, 1);
+  h.ws().drop(1006);
+  await h.clock.advance(500);
+  h.ws().open();
+  h.ws().recv(hello("e2", 30)); // a new run: ask again, from its start
+  assert.deepEqual(h.ws().sent, [{ type: "resume", epoch: "e1", seq: 500 }, { type: "resume", epoch: "e2", seq: 0 }]);
 });
