@@ -13,11 +13,19 @@ package main
 //   - -flooders clients send -flood-hz frames a second, far over the rate
 //     limit, and reconnect when closed;
 //   - -bombers raw TCP connections to the WebSocket port send one endless
-//     header line, and reconnect when closed.
+//     header line (at -bomb-rate KiB/s, or as fast as it goes), and
+//     reconnect when closed.
 //
 // The other clients are the legitimate ones: each sample row says how many
 // readings they received in the interval and how many of them received
-// none (which should be 0), next to the events of the interval.
+// none (which should be 0), next to the events of the interval. The
+// columns after livecgid's figures: clients (its livecgid.clients sensor),
+// legit_readings, legit_silent, legit_drops (legitimate connections lost),
+// churn_ok and churn_fail (churning clients' connects), swaps (renames
+// done), swapped (the supervisor's "swapped" statuses), kills (SIGKILLs
+// sent), restarts (growth of livecgid.plugin_restarts_total),
+// flood_closes and bomb_ends (flooder and header bomb connections ended).
+// The summary says how they ended: the close code, the HTTP status.
 
 import (
 	"bytes"
@@ -52,6 +60,7 @@ type churnConfig struct {
 	flooders   int
 	floodHz    float64
 	bombers    int
+	bombRate   int           // KiB/s per bomber; 0: as fast as the socket takes
 	reconnects time.Duration // pause before a flooder, bomber or dropped client reconnects
 }
 
@@ -63,12 +72,13 @@ func (c *churnConfig) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.flooders, "flooders", 1, "churn: clients sending far over the rate limit")
 	fs.Float64Var(&c.floodHz, "flood-hz", 500, "churn: frames per second of each flooder")
 	fs.IntVar(&c.bombers, "bombers", 1, "churn: raw connections sending an endless header line")
+	fs.IntVar(&c.bombRate, "bomb-rate", 0, "churn: KiB/s each header bomber sends; 0: as fast as the socket takes")
 	fs.DurationVar(&c.reconnects, "reconnect-pause", time.Second, "churn: pause before a flooder, bomber or dropped client reconnects")
 }
 
 func (c *churnConfig) check() error {
 	if c.frac < 0 || c.frac >= 1 || c.every <= 0 || c.swapEvery < 0 || c.killEvery < 0 ||
-		c.flooders < 0 || c.floodHz <= 0 || c.bombers < 0 || c.reconnects < 0 {
+		c.flooders < 0 || c.floodHz <= 0 || c.bombers < 0 || c.bombRate < 0 || c.reconnects < 0 {
 		return errors.New("want 0 ≤ -churn-frac < 1, -churn-every > 0, -flood-hz > 0 and no negative period or count")
 	}
 	return nil
@@ -186,7 +196,7 @@ func (r *rig) churn(ctx context.Context, cfg *soakConfig, pid int, w *watcher, s
 		wg.Go(func() { r.flooder(ctx, st, c.floodHz, c.reconnects) })
 	}
 	for range c.bombers {
-		wg.Go(func() { bomber(ctx, st, u.Host, c.reconnects) })
+		wg.Go(func() { bomber(ctx, st, u.Host, c.bombRate, c.reconnects) })
 	}
 	if c.swapEvery > 0 {
 		wg.Go(func() { r.swapper(ctx, st, c.swapEvery) })
@@ -265,8 +275,8 @@ func (r *rig) churn(ctx context.Context, cfg *soakConfig, pid int, w *watcher, s
 	fmt.Fprintf(stdout, "legitimate clients: %d readings in %d intervals (%.1f %% of %d × %g Hz), intervals with a silent client: %d, connections lost: %d, reconnects failed: %d%s\n",
 		legitTotal, intervals, 100*float64(legitTotal)/max(exp, 1), nLegit, cfg.hz, silentIntervals, st.legitDrops.Load(), st.legitFail.Load(), firstErr(st.legitErr))
 	fmt.Fprintf(stdout, "churn reconnects: %d ok, %d failed%s\n", st.churnOK.Load(), st.churnFail.Load(), firstErr(st.firstChurnErr))
-	fmt.Fprintf(stdout, "plugin swaps: %d done, %d failed%s; supervisor statuses: swapped ×%d, swap_failed ×%d\n",
-		st.swaps.Load(), st.swapFail.Load(), firstErr(st.swapErr), w.state("swapped"), w.state("swap_failed"))
+	fmt.Fprintf(stdout, "plugin swaps: %d done, %d failed%s; supervisor statuses: swapped ×%d, swap_failed ×%d%s\n",
+		st.swaps.Load(), st.swapFail.Load(), firstErr(st.swapErr), w.state("swapped"), w.state("swap_failed"), w.reason("swap_failed"))
 	fmt.Fprintf(stdout, "plugin kills: %d done, %d periods without a plugin process; livecgid.plugin_restarts_total %d\n",
 		st.kills.Load(), st.killMiss.Load(), w.restarts.Load())
 	fmt.Fprintf(stdout, "flooders: %d connections, %d frames sent, %d rate_limited errors back; connections ended: %s\n",
@@ -443,10 +453,15 @@ func (r *rig) flooder(ctx context.Context, st *churnStats, hz float64, pause tim
 }
 
 // bomber opens raw connections to addr and sends one endless header line
-// on each until the supervisor ends it; it notes how (the status line of
-// an answer, else the error) and reconnects.
-func bomber(ctx context.Context, st *churnStats, addr string, pause time.Duration) {
+// on each (at kibps KiB/s, or as fast as it goes) until the supervisor
+// ends it; it notes how (the status line of an answer, else the error)
+// and reconnects.
+func bomber(ctx context.Context, st *churnStats, addr string, kibps int, pause time.Duration) {
 	chunk := bytes.Repeat([]byte("a"), 32<<10)
+	var gap time.Duration
+	if kibps > 0 {
+		gap = time.Duration(float64(time.Second) * 32 / float64(kibps))
+	}
 	for ctx.Err() == nil {
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "tcp", addr)
@@ -465,6 +480,9 @@ func bomber(ctx context.Context, st *churnStats, addr string, pause time.Duratio
 			var n int
 			n, err = c.Write(chunk)
 			st.bombBytes.Add(int64(n))
+			if gap > 0 && err == nil {
+				sleep(ctx, gap)
+			}
 		}
 		stop()
 		if ctx.Err() != nil {

@@ -29,7 +29,7 @@ func TestSoakChurn(t *testing.T) {
 	}
 	raiseFileLimit()
 	t.Chdir(moduleRoot(t)) // the rig builds ./cmd/… from the module root
-	cfg, err := parseSoak(strings.Fields("-churn -n 20 -d 8s -every 2s -churn-every 1s -swap-every 2s -kill-every 3s -reconnect-pause 200ms"), os.Stderr)
+	cfg, err := parseSoak(strings.Fields("-churn -n 20 -d 8s -every 2s -churn-every 1s -swap-every 2s -kill-every 3s -reconnect-pause 200ms -bomb-rate 512"), os.Stderr)
 	if err != nil {
 		t.Fatal(err)
 	}

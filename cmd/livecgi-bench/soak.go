@@ -88,7 +88,7 @@ func soak(ctx context.Context, cfg *soakConfig, stdout, stderr io.Writer) error 
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	w := &watcher{states: map[string]int{}}
+	w := &watcher{states: map[string]int{}, reasons: map[string]string{}}
 	go r.watch(ctx, w)
 	if cfg.churn {
 		return r.churn(ctx, cfg, st.PID, w, stdout, stderr)
@@ -117,7 +117,15 @@ type watcher struct {
 	goroutines, clients, restarts atomic.Int64
 	drops                         atomic.Int64 // the watcher's own connection lost
 	mu                            sync.Mutex
-	states                        map[string]int // bench plugin: status frames by state
+	states                        map[string]int    // bench plugin: status frames by state
+	reasons                       map[string]string // the first reason given for each state
+}
+
+// reason formats the first reason given for state, if any.
+func (w *watcher) reason(state string) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return firstErr(w.reasons[state])
 }
 
 func (w *watcher) state(s string) int {
@@ -168,10 +176,13 @@ func (r *rig) watchOnce(ctx context.Context, w *watcher) {
 			}
 		}
 		if bytes.HasPrefix(b, []byte(`{"type":"status"`)) {
-			var s struct{ Plugin, State string }
+			var s struct{ Plugin, State, Reason string }
 			if json.Unmarshal(b, &s) == nil && s.Plugin == "bench" {
 				w.mu.Lock()
 				w.states[s.State]++
+				if w.reasons[s.State] == "" {
+					w.reasons[s.State] = s.Reason
+				}
 				w.mu.Unlock()
 			}
 		}
