@@ -9,7 +9,7 @@ package main
 //     just closed, by turns) and come back;
 //   - the bench plugin's binary is replaced by rename every -swap-every and
 //     its process (a child of livecgid whose exe is the plugin) SIGKILLed
-//     every -kill-every;
+//     every -kill-every, half a period out of step;
 //   - -flooders clients send -flood-hz frames a second, far over the rate
 //     limit, and reconnect when closed;
 //   - -bombers raw TCP connections to the WebSocket port send one endless
@@ -537,29 +537,30 @@ func (r *rig) swapper(ctx context.Context, st *churnStats, every time.Duration) 
 	}
 }
 
-// killer SIGKILLs the bench plugin's process every period; while none runs
-// (a restart under way), it looks again until the period is over.
+// killer SIGKILLs the bench plugin's process every period, starting half
+// a period in (between swaps rather than on them: their periods are often
+// multiples); while none runs (a restart under way), it looks again until
+// the period is over.
 func (r *rig) killer(ctx context.Context, st *churnStats, supervisor int, every time.Duration) {
+	sleep(ctx, every/2)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	exe := filepath.Join(r.plugins, "bench")
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	for ctx.Err() == nil {
 		killed := false
-		for end := time.Now().Add(every); !killed && ctx.Err() == nil && time.Now().Before(end); {
+		for end := time.Now().Add(every); ctx.Err() == nil && time.Now().Before(end); sleep(ctx, 100*time.Millisecond) {
 			if pid := pluginPID(procFS{"/proc"}, supervisor, exe); pid > 0 && syscall.Kill(pid, syscall.SIGKILL) == nil {
 				killed = true
 				st.kills.Add(1)
 				break
 			}
-			sleep(ctx, 100*time.Millisecond)
 		}
 		if !killed && ctx.Err() == nil {
 			st.killMiss.Add(1)
+		}
+		select {
+		case <-ctx.Done():
+		case <-t.C:
 		}
 	}
 }
