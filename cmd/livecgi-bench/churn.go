@@ -125,10 +125,14 @@ func (s *churnStats) total(m map[string]int) int {
 	return n
 }
 
-// tally prints m as "key n, key n", sorted.
 func (s *churnStats) tally(m map[string]int) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return tally(m)
+}
+
+// tally prints m as "key ×n, key ×n", sorted by key.
+func tally(m map[string]int) string {
 	if len(m) == 0 {
 		return "none"
 	}
@@ -275,8 +279,8 @@ func (r *rig) churn(ctx context.Context, cfg *soakConfig, pid int, w *watcher, s
 	fmt.Fprintf(stdout, "legitimate clients: %d readings in %d intervals (%.1f %% of %d × %g Hz), intervals with a silent client: %d, connections lost: %d, reconnects failed: %d%s\n",
 		legitTotal, intervals, 100*float64(legitTotal)/max(exp, 1), nLegit, cfg.hz, silentIntervals, st.legitDrops.Load(), st.legitFail.Load(), firstErr(st.legitErr))
 	fmt.Fprintf(stdout, "churn reconnects: %d ok, %d failed%s\n", st.churnOK.Load(), st.churnFail.Load(), firstErr(st.firstChurnErr))
-	fmt.Fprintf(stdout, "plugin swaps: %d done, %d failed%s; supervisor statuses: swapped ×%d, swap_failed ×%d%s\n",
-		st.swaps.Load(), st.swapFail.Load(), firstErr(st.swapErr), w.state("swapped"), w.state("swap_failed"), w.reason("swap_failed"))
+	fmt.Fprintf(stdout, "plugin swaps: %d done, %d failed%s; the plugin's statuses: %s%s\n",
+		st.swaps.Load(), st.swapFail.Load(), firstErr(st.swapErr), w.tally(), w.reason("swap_failed"))
 	fmt.Fprintf(stdout, "plugin kills: %d done, %d periods without a plugin process; livecgid.plugin_restarts_total %d\n",
 		st.kills.Load(), st.killMiss.Load(), w.restarts.Load())
 	fmt.Fprintf(stdout, "flooders: %d connections, %d frames sent, %d rate_limited errors back; connections ended: %s\n",

@@ -63,7 +63,7 @@ func TestSoakChurn(t *testing.T) {
 	for _, c := range []struct{ what, re string }{
 		{"churn reconnects", `churn reconnects: (\d+) ok`},
 		{"swaps", `plugin swaps: (\d+) done`},
-		{"swapped statuses", `supervisor statuses: swapped ×(\d+)`},
+		{"swapped statuses", `the plugin's statuses: .*swapped ×(\d+)`},
 		{"kills", `plugin kills: (\d+) done`},
 		{"restarts", `plugin_restarts_total (\d+)`},
 		{"flood frames", `flooders: \d+ connections, (\d+) frames sent`},
@@ -92,6 +92,27 @@ func TestTrend(t *testing.T) {
 	} {
 		if got := trend(tc.first, tc.last, tc.slack); got != tc.want {
 			t.Errorf("trend(%d, %d, %d) = %s, want %s", tc.first, tc.last, tc.slack, got, tc.want)
+		}
+	}
+}
+
+// TestSummary: a leak raises the floor and is GROWING; a passing peak is
+// not.
+func TestSummary(t *testing.T) {
+	var s sampler
+	for i, fds := range []int64{40, 300, 45, 600, 50} {
+		s.samples = append(s.samples, procSample{goroutines: 50, threads: 8, fds: fds, rss: 20000 + int64(i)*10000, pss: 20000, treePSS: -1})
+	}
+	var out strings.Builder
+	s.summary(&out)
+	for _, want := range []string{
+		"fds: first 40 last 50 max 600 flat\n",
+		"livecgid_rss_kB: first 20000 last 60000 max 60000 GROWING\n",
+		"goroutines: first 50 last 50 max 50 flat\n",
+		"tree_pss_kB: first -1 last -1 max -1 ?\n",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("summary lacks %q:\n%s", want, out.String())
 		}
 	}
 }

@@ -121,6 +121,13 @@ type watcher struct {
 	reasons                       map[string]string // the first reason given for each state
 }
 
+// tally lists the plugin's statuses seen, by state.
+func (w *watcher) tally() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return tally(w.states)
+}
+
 // reason formats the first reason given for state, if any.
 func (w *watcher) reason(state string) string {
 	w.mu.Lock()
@@ -278,7 +285,8 @@ func (s *sampler) rows() int {
 }
 
 // summary prints the first, last and largest value of each figure, and
-// GROWING where the last is well above the first.
+// GROWING where even the lowest value of the second half of the run is
+// well above the first (a leak raises the floor; a passing peak does not).
 func (s *sampler) summary(out io.Writer) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -288,20 +296,23 @@ func (s *sampler) summary(out io.Writer) {
 	}
 	first, last := s.samples[0], s.samples[len(s.samples)-1]
 	for _, f := range figures {
-		mx := f.get(first)
-		for _, p := range s.samples {
+		mx, floor := f.get(first), f.get(last)
+		for i, p := range s.samples {
 			mx = max(mx, f.get(p))
+			if i >= len(s.samples)/2 {
+				floor = min(floor, f.get(p))
+			}
 		}
-		fmt.Fprintf(out, "%s: first %d last %d max %d %s\n", f.name, f.get(first), f.get(last), mx, trend(f.get(first), f.get(last), f.slack))
+		fmt.Fprintf(out, "%s: first %d last %d max %d %s\n", f.name, f.get(first), f.get(last), mx, trend(f.get(first), floor, f.slack))
 	}
 }
 
-// trend says whether last grew from first by more than slack plus a quarter.
-func trend(first, last, slack int64) string {
-	if first < 0 || last < 0 {
+// trend says whether floor grew from first by more than slack plus a quarter.
+func trend(first, floor, slack int64) string {
+	if first < 0 || floor < 0 {
 		return "?"
 	}
-	if last > first+slack+first/4 {
+	if floor > first+slack+first/4 {
 		return "GROWING"
 	}
 	return "flat"
