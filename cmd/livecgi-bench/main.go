@@ -9,7 +9,8 @@
 //
 // load.go is the load generator, proc.go reads memory and CPU of a process
 // tree from /proc, bare.go is the reference server, compare.go builds and
-// runs the rigs, report.go writes the markdown table and the SVG plot.
+// runs the rigs, report.go writes the markdown table and the SVG plot;
+// soak.go samples a long run, churn.go brings the field into it.
 // sensorprog/ and pollcgi/ are the websocketd and long-poll sensors;
 // tick/ is the reading schedule and format they share.
 package main

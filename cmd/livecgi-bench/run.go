@@ -23,7 +23,9 @@ commands:
   serve-bare  run the bare coder/websocket broadcast server
   compare     build and run livecgi, websocketd, long polling and the bare
               server side by side; write a markdown table and an SVG plot
-  soak        hold N livecgi clients for a long time, sampling the server
+  soak        hold N livecgi clients for a long time, sampling the server;
+              with -churn also clients vanishing, plugin swaps and kills,
+              a flooder and a header bomber
   report      render compare.md and the plots again from results.json
 
 Run a command with -h for its flags.
