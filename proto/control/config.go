@@ -50,6 +50,11 @@ type Config struct {
 	PluginSHA256   map[string]string // plugin file name → allowed SHA-256 (hex); empty = any
 	GOGC           int               // supervisor's GC target percent (GOGC); 0 = Go's default
 	MemoryLimitMB  int               // supervisor's soft memory limit (GOMEMLIMIT) in MiB; 0 = none
+	// Who may watch and act: see auth.go.
+	Auth         string            // none, webserver, basic or command
+	AuthUsers    string            // users file: name, role, password hash
+	AuthCommand  string            // program that checks a request's session (auth = command)
+	CommandRoles map[string]string // command id → role it needs (default operator)
 }
 
 // Default returns the configuration used when there is no file.
@@ -74,6 +79,7 @@ func Default() Config {
 		SysRoot:        "/sys",
 		GOGC:           50,
 		MemoryLimitMB:  64,
+		Auth:           AuthNone,
 	}
 }
 
@@ -110,7 +116,7 @@ func (c *Config) Parse(b []byte) error {
 			return fmt.Errorf("%d: want key = value, got %q", n, line)
 		}
 		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
-		if seen[k] && k != "plugin_sha256" {
+		if seen[k] && k != "plugin_sha256" && k != "command_role" {
 			return fmt.Errorf("%d: %q set twice", n, k)
 		}
 		seen[k] = true
@@ -176,7 +182,7 @@ func (c *Config) set(k, v string) error {
 		c.PluginSHA256[name] = sum
 		return nil
 	}
-	return fmt.Errorf("unknown key")
+	return c.setAuth(k, v)
 }
 
 // Validate checks that the values make sense together.
@@ -200,5 +206,5 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel)
 	}
-	return nil
+	return c.validateAuth()
 }
