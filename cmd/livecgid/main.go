@@ -33,6 +33,9 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if isAddUser(args) {
+		return addUser(args, os.Stdin, stdout, stderr)
+	}
 	fs := flag.NewFlagSet("livecgid", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "/etc/livecgi/livecgi.conf", "configuration `file` (missing: defaults)")
