@@ -262,6 +262,7 @@
         this.values.clear();
       }
       this.server = m.server || "";
+      this.user = m.user || null; // {name, role}: who the token was minted for
       this.sensors = new Map((m.sensors || []).map((s) => [s.id, s]));
       this.commands = new Map((m.commands || []).map((c) => [c.id, c]));
       this.plugins = new Map((m.plugins || []).map((p) => [p.id, Object.assign({}, p)]));
