@@ -102,7 +102,8 @@ func Load(path string) (Config, error) {
 }
 
 // Parse applies "key = value" lines to c. Blank lines and lines starting
-// with # are ignored. plugin_sha256 may repeat ("name sum").
+// with # are ignored. plugin_sha256 ("name sum") and command_role ("id role")
+// may repeat.
 func (c *Config) Parse(b []byte) error {
 	seen := map[string]bool{}
 	sc := bufio.NewScanner(bytes.NewReader(b))
