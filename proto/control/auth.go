@@ -377,7 +377,7 @@ const MaxAuthorization = 1024
 // Errors of ParseBasic.
 var (
 	ErrNoCredentials = errors.New("no credentials")
-	ErrHeaderTooLong = fmt.Errorf("Authorization header over %d bytes", MaxAuthorization)
+	ErrHeaderTooLong = fmt.Errorf("header Authorization over %d bytes", MaxAuthorization)
 )
 
 // ParseBasic reads user and password from an Authorization header value
@@ -392,15 +392,15 @@ func ParseBasic(h string) (user, password string, err error) {
 	}
 	scheme, rest, _ := strings.Cut(strings.TrimSpace(h), " ")
 	if !strings.EqualFold(scheme, "Basic") {
-		return "", "", fmt.Errorf("Authorization scheme %.16q: want Basic", scheme)
+		return "", "", fmt.Errorf("header Authorization: scheme %.16q: want Basic", scheme)
 	}
 	b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(rest))
 	if err != nil {
-		return "", "", errors.New("Authorization: bad base64")
+		return "", "", errors.New("header Authorization: bad base64")
 	}
 	user, password, ok := strings.Cut(string(b), ":")
 	if !ok {
-		return "", "", errors.New("Authorization: no colon between user and password")
+		return "", "", errors.New("header Authorization: no colon between user and password")
 	}
 	return user, password, nil
 }
