@@ -181,6 +181,17 @@ func TestAuthServers(t *testing.T) {
 		if _, id := tokenFor(t, e, lt, basic("alice", "pa:ss\xff")); id != (control.Identity{User: "alice", Role: control.RoleOperator}) {
 			t.Errorf("alice: %+v", id)
 		}
+		// Over our 1 KiB cap but under lighttpd's own: refused by the stub,
+		// unparsed. 1 MB: lighttpd refuses it before any CGI runs.
+		status, _, body = fetch(t, lt+"?connect", map[string]string{"Authorization": "Basic " + strings.Repeat("QUFB", 512)})
+		if status != 431 || !strings.Contains(body, "over 1024 bytes") {
+			t.Errorf("2 KiB Authorization: %d %s", status, body)
+		}
+		status, _, body = fetch(t, lt+"?connect", map[string]string{"Authorization": "Basic " + strings.Repeat("QUFB", 1<<18)})
+		t.Logf("1 MB Authorization through lighttpd: %d %.100s", status, body)
+		if status < 400 || status >= 500 {
+			t.Errorf("1 MB Authorization: %d", status)
+		}
 		for i := range 5 {
 			if status, _, _ := fetch(t, lt+"?connect", basic("alice", fmt.Sprint("guess", i))); status != 401 {
 				t.Errorf("wrong password %d: %d", i, status)
