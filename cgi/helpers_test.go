@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/livecgi/livecgi/proto/control"
 )
 
 // TestMain makes this test process the reaper of the supervisors that the
@@ -218,4 +220,15 @@ func hangGuard(t *testing.T, d time.Duration, what string, f func()) {
 		buf := make([]byte, 1<<16)
 		t.Fatalf("%s still running after %v\n%s", what, d, buf[:runtime.Stack(buf, true)])
 	}
+}
+
+// mustEpoch is the epoch of the supervisor running in state: tokens are
+// bound to it.
+func mustEpoch(t testing.TB, state string) string {
+	t.Helper()
+	st, err := control.Probe(context.Background(), state)
+	if err != nil {
+		t.Fatalf("probe: %v", err)
+	}
+	return st.Epoch
 }

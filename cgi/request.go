@@ -23,6 +23,12 @@ type Request struct {
 	HTTPS       bool   // HTTPS=on (or REQUEST_SCHEME=https)
 	Query       string // QUERY_STRING
 	IfNoneMatch string // HTTP_IF_NONE_MATCH
+	// For authentication (auth.go).
+	Authorization  string   // HTTP_AUTHORIZATION (busybox httpd never passes it)
+	RemoteUser     string   // REMOTE_USER, set by a server that authenticated the request
+	RemoteAddr     string   // REMOTE_ADDR
+	ServerSoftware string   // SERVER_SOFTWARE
+	Env            []string // the CGI variables, for auth_command (see CGIEnv)
 }
 
 // RequestFromEnv reads a Request from a CGI environment (os.Getenv under a
@@ -38,6 +44,11 @@ func RequestFromEnv(getenv func(string) string) Request {
 		HTTPS:       https,
 		Query:       getenv("QUERY_STRING"),
 		IfNoneMatch: getenv("HTTP_IF_NONE_MATCH"),
+
+		Authorization:  getenv("HTTP_AUTHORIZATION"),
+		RemoteUser:     getenv("REMOTE_USER"),
+		RemoteAddr:     getenv("REMOTE_ADDR"),
+		ServerSoftware: getenv("SERVER_SOFTWARE"),
 	}
 }
 

@@ -2,6 +2,7 @@ package cgi
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -199,7 +200,7 @@ func TestRequestFromEnv(t *testing.T) {
 	}
 	got := RequestFromEnv(func(k string) string { return env[k] })
 	want := Request{Method: "GET", Host: "dev.lan:8080", Origin: "http://dev.lan:8080", HTTPS: true, Query: "connect", IfNoneMatch: `"x"`}
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %+v\nwant %+v", got, want)
 	}
 	env = map[string]string{"REQUEST_SCHEME": "https"}

@@ -87,6 +87,9 @@ func (s *Stub) Serve(ctx context.Context, r Request) Response {
 		// application/javascript to it anyway.
 		return s.asset(r, s.Assets.ClientJS, "text/javascript; charset=utf-8", "public, max-age=3600")
 	default:
+		if resp := s.pageAuth(ctx, r); resp != nil {
+			return *resp
+		}
 		s.warmUp(ctx)
 		resp := s.asset(r, s.Assets.Page, "text/html; charset=utf-8", "no-cache")
 		if s.Assets.PageCSP != nil {
@@ -186,6 +189,10 @@ func (s *Stub) connect(ctx context.Context, r Request) Response {
 	if err != nil {
 		return errorResponse(500, ErrStateDir, "state dir not writable: "+strings.TrimPrefix(err.Error(), "state dir not usable: "))
 	}
+	id, refused := s.authenticate(ctx, r, st)
+	if refused != nil {
+		return *refused
+	}
 	status, err := st.ensure(ctx)
 	if err != nil {
 		var se *StartError
@@ -203,7 +210,7 @@ func (s *Stub) connect(ctx context.Context, r Request) Response {
 		st.log("%v", err)
 		return errorResponse(500, ErrStateDir, fmt.Sprintf("state dir %s: %v", st.stateDir, err))
 	}
-	token, expires := control.MintToken(secret, origin, status.Epoch, s.Now(), s.Config.TokenTTL)
+	token, expires := control.MintToken(secret, origin, status.Epoch, s.Now(), s.Config.TokenTTL, id)
 	doc := control.Connect{
 		URL:      "ws://" + host.Host + ":" + strconv.Itoa(status.Port) + "/live?token=" + token,
 		Token:    token,
@@ -244,6 +251,7 @@ func appendLog(path string, now time.Time, msg string) {
 func Main(assets Assets) int {
 	s := New(ConfigPath, assets)
 	r := RequestFromEnv(os.Getenv)
+	r.Env = CGIEnv(os.Environ())
 	ctx, cancel := context.WithTimeout(context.Background(), s.Deadline())
 	defer cancel()
 

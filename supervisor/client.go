@@ -16,6 +16,7 @@ import (
 	"github.com/coder/websocket"
 	"golang.org/x/sys/unix"
 
+	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
 )
 
@@ -33,6 +34,10 @@ type client struct {
 	cork *corkWriter     // batches the frames of one flush into one write
 	raw  syscall.RawConn // nc's fd, to ask how full its send buffer is; may be nil
 	log  *slog.Logger
+	// Who the token was minted for and from where (audit.go).
+	who      control.Identity
+	remote   string
+	userJSON []byte
 
 	subs   atomic.Pointer[map[string]bool] // nil means every sensor
 	inIdle bool                            // in hub.idle; guarded by hub.idleMu

@@ -127,7 +127,7 @@ func readingFrom(t *testing.T, state string, prefixes ...string) {
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", st.Port)
 	origin := "http://" + addr
-	tok, _ := control.MintToken(secret, origin, st.Epoch, time.Now(), time.Minute)
+	tok, _ := control.MintToken(secret, origin, st.Epoch, time.Now(), time.Minute, control.Identity{})
 	c, err := (&testSup{t: t}).tryDial("ws://"+addr+"/live?token="+tok, origin)
 	if err != nil {
 		t.Fatal(err)

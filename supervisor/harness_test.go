@@ -123,9 +123,14 @@ func (ts *testSup) stop() {
 
 func (ts *testSup) origin() string { return "http://" + ts.addr }
 
-// url returns a ws URL with a fresh token for origin.
+// url returns a ws URL with a fresh token for origin, for an operator.
 func (ts *testSup) url(origin string) string {
-	tok, _ := control.MintToken(ts.secret, origin, ts.Status().Epoch, time.Now(), time.Minute)
+	return ts.urlFor(origin, control.Identity{User: "test", Role: control.RoleOperator})
+}
+
+// urlFor returns a ws URL with a fresh token for origin and id.
+func (ts *testSup) urlFor(origin string, id control.Identity) string {
+	tok, _ := control.MintToken(ts.secret, origin, ts.Status().Epoch, time.Now(), time.Minute, id)
 	return "ws://" + ts.addr + "/live?token=" + tok
 }
 

@@ -35,6 +35,8 @@ type sensorState struct {
 type hub struct {
 	epoch   string
 	version string
+	// commandRole gives the role a command needs, for hello.
+	commandRole func(command string) string
 
 	mu       sync.RWMutex
 	seq      uint64
@@ -239,7 +241,7 @@ func (h *hub) setPlugin(id string, info *wire.PluginInfo, sensors []wire.Sensor,
 			c.queueControl(stData)
 		}
 		if hello != nil {
-			c.queueControl(hello)
+			c.queueControl(c.hello(hello))
 		}
 	}
 	h.mu.Unlock()
@@ -293,6 +295,9 @@ func (h *hub) helloLocked() wire.Hello {
 		m.Sensors = append(m.Sensors, s.desc)
 	}
 	for _, c := range h.commands {
+		if h.commandRole != nil {
+			c.Role = h.commandRole(c.ID)
+		}
 		m.Commands = append(m.Commands, c)
 	}
 	for _, p := range h.plugins {
@@ -348,7 +353,7 @@ func (h *hub) attach(c *client) bool {
 	hello, _ := json.Marshal(h.helloLocked())
 	snap, _ := json.Marshal(h.snapshotLocked(c, ""))
 	c.cursor = h.seq // the snapshot covers everything up to here
-	c.queueControl(hello)
+	c.queueControl(c.hello(hello))
 	c.queueControl(snap)
 	h.clients[c] = struct{}{}
 	return true

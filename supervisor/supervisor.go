@@ -59,6 +59,8 @@ type Supervisor struct {
 	hub     *hub
 	plugins *manager
 
+	audit *LogFile // the audit trail; nil: the log
+
 	nonceMu sync.Mutex
 	nonces  map[string]time.Time // used tokens until they expire
 
@@ -98,6 +100,7 @@ func New(opts Options) (*Supervisor, error) {
 	epoch := make([]byte, 6)
 	rand.Read(epoch)
 	s.hub = newHub(hex.EncodeToString(epoch), s.version, s.cfg.History)
+	s.hub.commandRole = s.cfg.CommandRole
 	// A client is in work at most once, so work never blocks a sender.
 	// Chunks hold each client woken by a reading; one can be woken again
 	// only after a writer has taken it, so outstanding chunks stay far
@@ -139,6 +142,8 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("plugin socket dir: %w", err)
 	}
 	cleanSockets(s.plugins.socketDir, s.log)
+	s.openAudit()
+	defer s.closeAudit()
 
 	pctx, stopPlugins := context.WithCancel(context.Background())
 	defer stopPlugins()
@@ -240,8 +245,8 @@ func (s *Supervisor) upgrade(w *connWriter, r *http.Request) {
 		return
 	}
 	origin := r.Header.Get("Origin")
-	nonce, err := control.VerifyToken(s.secret, r.URL.Query().Get("token"), origin, s.hub.epoch, time.Now())
-	if err == nil && !s.useNonce(nonce) {
+	claims, err := control.VerifyToken(s.secret, r.URL.Query().Get("token"), origin, s.hub.epoch, time.Now())
+	if err == nil && !s.useNonce(claims.Nonce) {
 		err = errors.New("token already used")
 	}
 	if err != nil {
@@ -273,7 +278,8 @@ func (s *Supervisor) upgrade(w *connWriter, r *http.Request) {
 		conn.Close(wire.CloseTooMany, "too many clients")
 		return
 	}
-	c := &client{hub: s.hub, conn: conn, nc: w.nc, cork: w.cork, log: s.log.With("remote", r.RemoteAddr)}
+	c := &client{hub: s.hub, conn: conn, nc: w.nc, cork: w.cork, log: s.log.With("remote", r.RemoteAddr, "user", claims.User)}
+	c.signIn(claims.Identity, r.RemoteAddr)
 	if sc, ok := w.nc.(syscall.Conn); ok {
 		c.raw, _ = sc.SyscallConn()
 	}
@@ -393,14 +399,19 @@ func (s *Supervisor) read(ctx context.Context, c *client) {
 // command validates m against the command's schema and runs it on its
 // plugin; the result goes to c only.
 func (s *Supervisor) command(ctx context.Context, c *client, m *wire.CommandMsg) {
+	if !s.authorize(c, m) {
+		return
+	}
 	cmd, ok := s.hub.command(m.Name)
 	if !ok {
 		c.queueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrUnknownCommand, ID: m.ID, Message: fmt.Sprintf("unknown command %q", m.Name)})
+		s.auditCommand(c, m, wire.ErrUnknownCommand)
 		return
 	}
 	args, err := validateArgs(cmd.Args, m.Args)
 	if err != nil {
 		c.queueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrBadArgs, ID: m.ID, Message: fmt.Sprintf("%s: %v", m.Name, err)})
+		s.auditCommand(c, m, wire.ErrBadArgs+": "+err.Error())
 		return
 	}
 	go func() {
@@ -412,8 +423,12 @@ func (s *Supervisor) command(ctx context.Context, c *client, m *wire.CommandMsg)
 		if err != nil {
 			res.Error = err.Error()
 			c.log.Info("command failed", "command", m.Name, "id", m.ID, "err", err)
-		} else if len(v) > 0 {
-			res.Value = json.RawMessage(v)
+			s.auditCommand(c, m, "failed: "+err.Error())
+		} else {
+			if len(v) > 0 {
+				res.Value = json.RawMessage(v)
+			}
+			s.auditCommand(c, m, "ok")
 		}
 		c.queueJSON(res)
 	}()

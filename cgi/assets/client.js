@@ -301,6 +301,7 @@
         if (this._o.history && m.seq > 0) this._send({ type: "resume", epoch: m.epoch, seq: Math.max(0, m.seq - this._o.history) });
       }
       this.server = m.server || "";
+      this.user = m.user || null; // {name, role}: who the token was minted for
       this.sensors = new Map((m.sensors || []).map((s) => [s.id, s]));
       this.commands = new Map((m.commands || []).map((c) => [c.id, c]));
       this.plugins = new Map((m.plugins || []).map((p) => [p.id, Object.assign({}, p)]));

@@ -38,7 +38,9 @@ func TestBrowser(t *testing.T) {
 	busybox := mustTool(t, "busybox")
 
 	sysRoot := sdktest.CopyFixture(t, filepath.Join("..", "..", "plugins", "leds", "testdata", "sys"))
-	e := mustEnvWith(t, "sys_root = "+sysRoot+"\n", "system", "leds")
+	// auth = none: everyone is a viewer; this one command is opened to
+	// viewers (TestBrowserRoles signs people in).
+	e := mustEnvWith(t, "sys_root = "+sysRoot+"\ncommand_role = leds.set_brightness viewer\n", "system", "leds")
 	var srv server
 	for _, s := range servers {
 		if s.name == "busybox" {

@@ -542,3 +542,14 @@ func stopAndReap(pid int) {
 		<-done
 	}
 }
+
+// mustEpoch is the epoch of the supervisor running in state: tokens are
+// bound to it.
+func mustEpoch(t testing.TB, state string) string {
+	t.Helper()
+	st, err := control.Probe(context.Background(), state)
+	if err != nil {
+		t.Fatalf("probe: %v", err)
+	}
+	return st.Epoch
+}

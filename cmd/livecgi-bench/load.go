@@ -358,7 +358,7 @@ func (l Load) dialer() (dialFunc, error) {
 			if err != nil {
 				return nil, 0, 0, err
 			}
-			tok, _ := control.MintToken(secret, origin, st.Epoch, time.Now(), time.Minute)
+			tok, _ := control.MintToken(secret, origin, st.Epoch, time.Now(), time.Minute, control.Identity{})
 			t0 := time.Now()
 			conn, err := dialWS(ctx, hc, l.URL+"?token="+tok, origin, wire.Subprotocol)
 			return wsStream(conn), time.Since(t0), 0, err

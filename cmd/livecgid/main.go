@@ -34,6 +34,9 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if isAddUser(args) {
+		return addUser(args, os.Stdin, stdout, stderr)
+	}
 	fs := flag.NewFlagSet("livecgid", flag.ContinueOnError)
 	var usage bytes.Buffer // -help goes to stdout, a usage error to stderr
 	fs.SetOutput(&usage)

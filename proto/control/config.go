@@ -53,6 +53,11 @@ type Config struct {
 	GOGC           int               // supervisor's GC target percent (GOGC); 0 = Go's default
 	MemoryLimitMB  int               // supervisor's soft memory limit (GOMEMLIMIT) in MiB; 0 = none
 	AllowedHosts   []string          // host names pages may be loaded from; nil = the defaults (see HostAllowed)
+	// Who may watch and act: see auth.go.
+	Auth         string            // none, webserver, basic or command
+	AuthUsers    string            // users file: name, role, password hash
+	AuthCommand  string            // program that checks a request's session (auth = command)
+	CommandRoles map[string]string // command id → role it needs (default operator)
 }
 
 // Default returns the configuration used when there is no file.
@@ -77,6 +82,7 @@ func Default() Config {
 		SysRoot:        "/sys",
 		GOGC:           50,
 		MemoryLimitMB:  64,
+		Auth:           AuthNone,
 	}
 }
 
@@ -103,7 +109,8 @@ func Load(path string) (Config, error) {
 }
 
 // Parse applies "key = value" lines to c. Blank lines and lines starting
-// with # are ignored. plugin_sha256 may repeat ("name sum").
+// with # are ignored. plugin_sha256 ("name sum") and command_role ("id role")
+// may repeat.
 func (c *Config) Parse(b []byte) error {
 	seen := map[string]bool{}
 	sc := bufio.NewScanner(bytes.NewReader(b))
@@ -117,7 +124,7 @@ func (c *Config) Parse(b []byte) error {
 			return fmt.Errorf("%d: want key = value, got %q", n, line)
 		}
 		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
-		if seen[k] && k != "plugin_sha256" {
+		if seen[k] && k != "plugin_sha256" && k != "command_role" {
 			return fmt.Errorf("%d: %q set twice", n, k)
 		}
 		seen[k] = true
@@ -198,7 +205,7 @@ func (c *Config) set(k, v string) error {
 		c.PluginSHA256[name] = sum
 		return nil
 	}
-	return fmt.Errorf("unknown key")
+	return c.setAuth(k, v)
 }
 
 // valueError says what a key wants; Parse puts "key = value: " before it.
@@ -263,7 +270,7 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel)
 	}
-	return nil
+	return c.validateAuth()
 }
 
 // HostAllowed reports whether a page may be served to, or a WebSocket

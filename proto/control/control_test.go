@@ -106,16 +106,16 @@ func TestTokens(t *testing.T) {
 	secret := []byte("0123456789abcdef0123456789abcdef")
 	now := time.Unix(1_800_000_000, 0)
 	const origin = "http://device.local"
-	tok, exp := MintToken(secret, origin, "run1", now, time.Minute)
+	tok, exp := MintToken(secret, origin, "run1", now, time.Minute, Identity{})
 	if exp.Sub(now) != time.Minute {
 		t.Errorf("expires %v", exp)
 	}
-	n1, err := VerifyToken(secret, tok, origin, "run1", now.Add(59*time.Second))
-	if err != nil || n1 == "" {
+	c1, err := VerifyToken(secret, tok, origin, "run1", now.Add(59*time.Second))
+	if err != nil || c1.Nonce == "" {
 		t.Fatalf("valid token: %v", err)
 	}
-	tok2, _ := MintToken(secret, origin, "run1", now, time.Minute)
-	if n2, _ := VerifyToken(secret, tok2, origin, "run1", now); n2 == n1 {
+	tok2, _ := MintToken(secret, origin, "run1", now, time.Minute, Identity{})
+	if c2, _ := VerifyToken(secret, tok2, origin, "run1", now); c2.Nonce == c1.Nonce {
 		t.Error("two tokens share a nonce")
 	}
 	raw, _ := base64.RawURLEncoding.DecodeString(tok)

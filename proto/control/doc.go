@@ -2,6 +2,7 @@
 // standard library only so the stub stays small: the configuration file
 // both read (Config, Load), the state directory they share (StateDir), the
 // tokens the stub mints and the supervisor checks (MintToken, VerifyToken),
+// who may do what (auth.go: Authorize, the users file, Basic credentials),
 // the connect document a browser fetches (Connect), and the control socket
 // on which the stub probes the supervisor (Probe, ServeControl), with the
 // accept rule of every listener of the supervisor (Accept).

@@ -21,47 +21,76 @@ var (
 const (
 	nonceLen = 12
 	macLen   = sha256.Size
-	tokenLen = 8 + nonceLen + macLen
+	headLen  = 8 + nonceLen + 2 // expiry, nonce, role, user length
 )
 
 // MintToken returns a token for a page served from origin (scheme://host[:port],
 // as browsers send in the Origin header), for the supervisor run epoch (its
-// Status.Epoch), valid until now+ttl. It is an HMAC-SHA256 under secret
-// over the expiry, a random nonce, the origin and the epoch; neither of the
-// last two is in the token, so a token only verifies with the same Origin
+// Status.Epoch) and the visitor id (an empty role is viewer), valid until
+// now+ttl. It is an HMAC-SHA256 under secret over the expiry, a random
+// nonce, the role, the user, the origin and the epoch; neither of the last
+// two is in the token, so a token only verifies with the same Origin
 // header and in the same supervisor run. A restarted supervisor, which has
 // forgotten the nonces it has seen, thus refuses every earlier token.
-func MintToken(secret []byte, origin, epoch string, now time.Time, ttl time.Duration) (token string, expires time.Time) {
+// Layout: expiry (8 bytes), nonce (12), role (1), user length (1), user,
+// MAC (32).
+func MintToken(secret []byte, origin, epoch string, now time.Time, ttl time.Duration, id Identity) (token string, expires time.Time) {
 	expires = now.Add(ttl).Truncate(time.Second)
-	b := make([]byte, tokenLen)
-	binary.BigEndian.PutUint64(b, uint64(expires.Unix()))
-	rand.Read(b[8 : 8+nonceLen])
-	copy(b[8+nonceLen:], sign(secret, b[:8+nonceLen], origin, epoch))
+	user := id.User
+	if len(user) > MaxUser {
+		user = user[:MaxUser] // ValidUser names never are
+	}
+	role := byte(roleRank(id.Role))
+	if role == 0 {
+		role = byte(roleRank(RoleViewer))
+	}
+	head := make([]byte, headLen, headLen+len(user)+macLen)
+	binary.BigEndian.PutUint64(head, uint64(expires.Unix()))
+	rand.Read(head[8 : 8+nonceLen])
+	head[8+nonceLen] = role
+	head[8+nonceLen+1] = byte(len(user))
+	head = append(head, user...)
+	b := append(head, sign(secret, head, origin, epoch)...)
 	return base64.RawURLEncoding.EncodeToString(b), expires
 }
 
+// Claims is what a verified token says.
+type Claims struct {
+	Nonce string // for single-use checks
+	Identity
+}
+
 // VerifyToken checks token against the request's Origin header and the
-// supervisor's epoch at time now and returns its nonce (for single-use
-// checks).
-func VerifyToken(secret []byte, token, origin, epoch string, now time.Time) (nonce string, err error) {
+// supervisor's epoch at time now and returns its nonce and identity.
+func VerifyToken(secret []byte, token, origin, epoch string, now time.Time) (Claims, error) {
 	if token == "" {
-		return "", ErrTokenMissing
+		return Claims{}, ErrTokenMissing
 	}
-	if len(token) != base64.RawURLEncoding.EncodedLen(tokenLen) {
-		return "", ErrTokenMalformed
+	if len(token) < base64.RawURLEncoding.EncodedLen(headLen+macLen) || len(token) > base64.RawURLEncoding.EncodedLen(headLen+MaxUser+macLen) {
+		return Claims{}, ErrTokenMalformed
 	}
 	b, err := base64.RawURLEncoding.DecodeString(token)
-	if err != nil || len(b) != tokenLen {
-		return "", ErrTokenMalformed
+	if err != nil || len(b) < headLen+macLen || len(b) != headLen+int(b[headLen-1])+macLen {
+		return Claims{}, ErrTokenMalformed
 	}
-	if !hmac.Equal(b[8+nonceLen:], sign(secret, b[:8+nonceLen], origin, epoch)) {
-		return "", ErrTokenInvalid
+	body := b[:len(b)-macLen]
+	if !hmac.Equal(b[len(body):], sign(secret, body, origin, epoch)) {
+		return Claims{}, ErrTokenInvalid
 	}
 	exp := int64(binary.BigEndian.Uint64(b))
 	if now.Unix() > exp {
-		return "", ErrTokenExpired
+		return Claims{}, ErrTokenExpired
 	}
-	return string(b[8 : 8+nonceLen]), nil
+	c := Claims{Nonce: string(b[8 : 8+nonceLen]), Identity: Identity{User: string(body[headLen:])}}
+	switch int(b[8+nonceLen]) {
+	case roleRank(RoleViewer):
+		c.Role = RoleViewer
+	case roleRank(RoleOperator):
+		c.Role = RoleOperator
+	default:
+		return Claims{}, ErrTokenMalformed
+	}
+	return c, nil
 }
 
 func sign(secret, head []byte, origin, epoch string) []byte {

@@ -64,6 +64,16 @@ type Hello struct {
 	Sensors  []Sensor     `json:"sensors"`  // sorted by id
 	Commands []Command    `json:"commands"` // sorted by id
 	Plugins  []PluginInfo `json:"plugins"`  // sorted by id
+
+	// User is who this connection is signed in as.
+	User *User `json:"user,omitempty"`
+}
+
+// User is who a connection's token was minted for: Name is "" for an
+// anonymous visitor; Role is viewer or operator.
+type User struct {
+	Name string `json:"name"`
+	Role string `json:"role"`
 }
 
 // Sensor describes one sensor. ID is "<plugin>.<sensor>".
@@ -82,6 +92,9 @@ type Command struct {
 	Plugin string `json:"plugin"`
 	Title  string `json:"title"`
 	Args   []Arg  `json:"args"`
+
+	// Role is the role the command needs: viewer or operator.
+	Role string `json:"role,omitempty"`
 }
 
 // Arg is one argument of a command: its type, whether it is required, its
@@ -174,6 +187,7 @@ const (
 	ErrBadArgs        = "bad_args"
 	ErrRateLimited    = "rate_limited"
 	ErrUnknownSensor  = "unknown_sensor"
+	ErrForbidden      = "forbidden" // the connection's role may not run the command
 )
 
 // Error reports a client frame the server could not act on. ID is the

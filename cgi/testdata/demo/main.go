@@ -49,7 +49,10 @@ func run() error {
 	if _, err := os.Stat(stub); err != nil {
 		return fmt.Errorf("%v: build it with make demo", err)
 	}
-	conf := fmt.Sprintf("# Written by make demo.\nstate_dir = %s\nplugins_dir = %s\nsupervisor = %s\nlisten = 127.0.0.1:0\nlog_level = debug\n",
+	// auth = none makes every visitor a viewer; the demo opens its LED
+	// commands to them (README.md, "Who can do what").
+	conf := fmt.Sprintf("# Written by make demo.\nstate_dir = %s\nplugins_dir = %s\nsupervisor = %s\nlisten = 127.0.0.1:0\nlog_level = debug\n"+
+		"auth = none\ncommand_role = leds.set_brightness viewer\ncommand_role = leds.set_trigger viewer\n",
 		state, filepath.Join(binAbs, "plugins"), filepath.Join(binAbs, "livecgid"))
 	if err := os.WriteFile(filepath.Join(demo, "livecgi.conf"), []byte(conf), 0o644); err != nil {
 		return err

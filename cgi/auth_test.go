@@ -1,0 +1,282 @@
+package cgi
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/livecgi/livecgi/proto/control"
+)
+
+// connectAs asks s for a token and returns who it was minted for.
+func connectAs(t *testing.T, s *Stub, e testEnv, r Request) control.Identity {
+	t.Helper()
+	r.Host, r.Query = "127.0.0.1", "connect"
+	resp := serve(t, s, r)
+	if resp.Status != 200 {
+		t.Fatalf("connect: %d %s", resp.Status, resp.Body)
+	}
+	var c control.Connect
+	if err := json.Unmarshal(resp.Body, &c); err != nil {
+		t.Fatal(err)
+	}
+	secret, err := control.Secret(e.state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims, err := control.VerifyToken(secret, c.Token, "http://127.0.0.1", mustEpoch(t, e.state), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return claims.Identity
+}
+
+func basicHeader(user, pass string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
+}
+
+// mustUsers writes a users file (mode 0600) with the given "name role
+// password" entries.
+func mustUsers(t *testing.T, entries ...string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "users")
+	for _, e := range entries {
+		f := strings.SplitN(e, " ", 3)
+		hash, err := control.HashPassword(f[2])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := control.SetUser(path, control.User{Name: f[0], Role: f[1], Hash: hash}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return path
+}
+
+func TestAuthNone(t *testing.T) {
+	e := mustEnv(t)
+	s := New(e.conf, testAssets)
+	if id := connectAs(t, s, e, Request{RemoteUser: "alice"}); id != (control.Identity{Role: control.RoleViewer}) {
+		t.Errorf("auth = none: %+v, want an anonymous viewer", id)
+	}
+}
+
+func TestAuthWebserver(t *testing.T) {
+	e := mustEnv(t, "auth = webserver")
+	s := New(e.conf, testAssets)
+	reason := wantError(t, serve(t, s, Request{Host: "localhost", Query: "connect"}), 403, ErrUnauthorized)
+	if !strings.Contains(reason, "no REMOTE_USER") {
+		t.Errorf("reason %q", reason)
+	}
+	wantError(t, serve(t, s, Request{Host: "localhost", Query: "connect", RemoteUser: "a b"}), 403, ErrUnauthorized)
+	if id := connectAs(t, s, e, Request{RemoteUser: "alice"}); id != (control.Identity{User: "alice", Role: control.RoleOperator}) {
+		t.Errorf("without auth_users: %+v, want operator alice", id)
+	}
+	s.Config.AuthUsers = mustUsers(t, "vera viewer x", "otto operator y")
+	for user, role := range map[string]string{"vera": control.RoleViewer, "otto": control.RoleOperator, "alice": control.RoleViewer} {
+		if id := connectAs(t, s, e, Request{RemoteUser: user}); id != (control.Identity{User: user, Role: role}) {
+			t.Errorf("with auth_users: %s is %+v, want %s", user, id, role)
+		}
+	}
+}
+
+// TestAuthBasic: a challenge without credentials (the page too), the
+// right ones sign in, odd bytes in passwords work, a wrong one is counted
+// and the sixth attempt is throttled even with the right password; an
+// oversized header is refused before anything is parsed; busybox httpd
+// gets a clear configuration error.
+func TestAuthBasic(t *testing.T) {
+	odd := "p:a\xff ss:"
+	users := mustUsers(t, "alice operator "+odd, "vera viewer secret")
+	e := mustEnv(t, "auth = basic", "auth_users = "+users)
+	s := New(e.conf, testAssets)
+	if s.ConfigErr != nil {
+		t.Fatal(s.ConfigErr)
+	}
+
+	resp := serve(t, s, Request{Host: "localhost", Query: "connect", RemoteAddr: "10.0.0.1"})
+	wantError(t, resp, 401, ErrUnauthorized)
+	if got := resp.Get("WWW-Authenticate"); got != `Basic realm="livecgi", charset="UTF-8"` {
+		t.Errorf("WWW-Authenticate %q", got)
+	}
+	if page := serve(t, s, Request{Host: "localhost"}); page.Status != 401 || page.Get("WWW-Authenticate") == "" {
+		t.Errorf("page without credentials: %d %v", page.Status, page.Header)
+	}
+	if js := serve(t, s, Request{Host: "localhost", Query: "client.js"}); js.Status != 200 {
+		t.Errorf("client.js: %d (it holds nothing secret)", js.Status)
+	}
+	if page := serve(t, s, Request{Host: "localhost", Authorization: basicHeader("vera", "secret")}); page.Status != 200 {
+		t.Errorf("page with credentials: %d", page.Status)
+	}
+	if id := connectAs(t, s, e, Request{Authorization: basicHeader("alice", odd), RemoteAddr: "10.0.0.1"}); id != (control.Identity{User: "alice", Role: control.RoleOperator}) {
+		t.Errorf("alice: %+v", id)
+	}
+	if id := connectAs(t, s, e, Request{Authorization: basicHeader("vera", "secret"), RemoteAddr: "10.0.0.1"}); id != (control.Identity{User: "vera", Role: control.RoleViewer}) {
+		t.Errorf("vera: %+v", id)
+	}
+
+	// Bad input.
+	for name, h := range map[string]string{
+		"wrong password":   basicHeader("alice", "p:a"),
+		"valid UTF-8 copy": basicHeader("alice", strings.ToValidUTF8(odd, "\uFFFD")),
+		"empty password":   basicHeader("vera", ""),
+		"unknown user":     basicHeader("mallory", "secret"),
+	} {
+		r := Request{Host: "localhost", Query: "connect", Authorization: h, RemoteAddr: "10.0.0.9"}
+		if reason := wantError(t, serve(t, s, r), 401, ErrUnauthorized); !strings.Contains(reason, "wrong user name or password") {
+			t.Errorf("%s: %q", name, reason)
+		}
+	}
+	wantError(t, serve(t, s, Request{Host: "localhost", Query: "connect", Authorization: "Basic !!!", RemoteAddr: "10.0.0.2"}), 400, ErrBadRequest)
+	// 1 MB: refused unparsed. The users file is made unreadable to show
+	// that it is not even looked at.
+	s2 := *s
+	s2.Config.AuthUsers = "/nonexistent/users"
+	huge := "Basic " + strings.Repeat("QUFB", 1<<18)
+	if reason := wantError(t, serve(t, &s2, Request{Host: "localhost", Query: "connect", Authorization: huge, RemoteAddr: "10.0.0.3"}), 431, ErrBadRequest); !strings.Contains(reason, "over 1024 bytes") {
+		t.Errorf("1 MB header: %q", reason)
+	}
+
+	// Four failures from 10.0.0.9 so far; the fifth locks it out, even
+	// for the right password; another address is not affected.
+	wantError(t, serve(t, s, Request{Host: "localhost", Query: "connect", Authorization: basicHeader("vera", "guess"), RemoteAddr: "10.0.0.9"}), 401, ErrUnauthorized)
+	resp = serve(t, s, Request{Host: "localhost", Query: "connect", Authorization: basicHeader("vera", "secret"), RemoteAddr: "10.0.0.9"})
+	if reason := wantError(t, resp, 429, ErrThrottled); !strings.Contains(reason, "too many failed sign-ins from 10.0.0.9") {
+		t.Errorf("throttled: %q", reason)
+	}
+	if ra, err := strconv.Atoi(resp.Get("Retry-After")); err != nil || ra < 1 || ra > 61 {
+		t.Errorf("Retry-After %q", resp.Get("Retry-After"))
+	}
+	connectAs(t, s, e, Request{Authorization: basicHeader("vera", "secret"), RemoteAddr: "10.0.0.1"})
+	// A minute later it may try again.
+	later := *s
+	later.Now = func() time.Time { return time.Now().Add(failWindow + time.Second) }
+	connectAs(t, &later, e, Request{Authorization: basicHeader("vera", "secret"), RemoteAddr: "10.0.0.9"})
+
+	// busybox httpd withholds Authorization: say so rather than loop on
+	// challenges.
+	r := Request{Host: "localhost", Query: "connect", ServerSoftware: "busybox httpd/1.36.1"}
+	if reason := wantError(t, serve(t, s, r), 500, ErrConfig); !strings.Contains(reason, "does not pass the Authorization header to CGIs; use auth = webserver") {
+		t.Errorf("busybox: %q", reason)
+	}
+	// A users file others can read is refused.
+	os.Chmod(users, 0o644)
+	if reason := wantError(t, serve(t, s, Request{Host: "localhost", Query: "connect", Authorization: basicHeader("vera", "secret"), RemoteAddr: "10.0.0.1"}), 500, ErrConfig); !strings.Contains(reason, "readable by others") {
+		t.Errorf("users file 0644: %q", reason)
+	}
+	log, _ := os.ReadFile(filepath.Join(e.state, control.StubLogFile))
+	if strings.Contains(string(log), "secret") || strings.Contains(string(log), "Basic ") {
+		t.Errorf("the stub's log holds credentials:\n%s", log)
+	}
+}
+
+// mustScript writes an executable shell script.
+func mustScript(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "check-session")
+	if err := os.WriteFile(path, []byte("#!/bin/sh\n"+body), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestAuthCommand: auth_command gets the request's CGI variables and
+// nothing else, signs in on exit 0 with "USER ROLE"; refuses an expired
+// session; a hung, garbage-printing or missing program is refused with a
+// reason, and a hung one is killed with everything it started.
+func TestAuthCommand(t *testing.T) {
+	dump := filepath.Join(t.TempDir(), "env")
+	script := mustScript(t, `env > `+dump+`
+case "$HTTP_COOKIE" in
+*session=good*) echo "alice operator"; echo "more lines are ignored" ;;
+*) echo "session expired" >&2; exit 1 ;;
+esac
+`)
+	e := mustEnv(t, "auth = command", "auth_command = "+script)
+	s := New(e.conf, testAssets)
+	t.Setenv("LIVECGI_TEST_SECRET", "do not pass")
+	env := CGIEnv(append(os.Environ(), "HTTP_COOKIE=lang=en; session=good", "REMOTE_ADDR=10.0.0.1", "HTTP_AUTHORIZATION=Basic eA==", "HTTP_PROXY=evil"))
+	if id := connectAs(t, s, e, Request{Env: env}); id != (control.Identity{User: "alice", Role: control.RoleOperator}) {
+		t.Errorf("good session: %+v", id)
+	}
+	got, _ := os.ReadFile(dump)
+	for _, want := range []string{"HTTP_COOKIE=lang=en; session=good", "REMOTE_ADDR=10.0.0.1", "HTTP_AUTHORIZATION=Basic eA==", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"} {
+		if !strings.Contains(string(got), want+"\n") {
+			t.Errorf("auth_command's environment lacks %s:\n%s", want, got)
+		}
+	}
+	for _, bad := range []string{"LIVECGI_TEST_SECRET", "HTTP_PROXY", "HOME="} {
+		if strings.Contains(string(got), bad) {
+			t.Errorf("auth_command's environment has %s", bad)
+		}
+	}
+	expired := CGIEnv([]string{"HTTP_COOKIE=session=old"})
+	if reason := wantError(t, serve(t, s, Request{Host: "localhost", Query: "connect", Env: expired}), 403, ErrUnauthorized); !strings.Contains(reason, "not signed in (auth_command refused: exit status 1)") {
+		t.Errorf("expired session: %q", reason)
+	}
+
+	pids := filepath.Join(t.TempDir(), "pids")
+	for name, tt := range map[string]struct{ body, want string }{
+		"hangs":          {`echo $$ > ` + pids + `; sleep 600 & echo $! >> ` + pids + `; wait`, "took longer than 3s; killed"},
+		"garbage":        {`printf '\377\376 <script>\n'`, `printed "\xff\xfe <script>": want "USER ROLE"`},
+		"bad role":       {`echo "alice root"`, `want "USER ROLE", ROLE viewer or operator`},
+		"nothing":        {`exit 0`, `printed "": want "USER ROLE"`},
+		"user too long":  {`echo "` + strings.Repeat("a", 65) + ` viewer"`, `want "USER ROLE"`},
+		"killed by kill": {`kill -9 $$`, "not signed in (auth_command refused: signal: killed)"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s.Config.AuthCommand = mustScript(t, tt.body)
+			status, code := 500, ErrConfig
+			if name == "killed by kill" {
+				status, code = 403, ErrUnauthorized
+			}
+			if reason := wantError(t, serve(t, s, Request{Host: "localhost", Query: "connect"}), status, code); !strings.Contains(reason, tt.want) {
+				t.Errorf("reason %q, want %q", reason, tt.want)
+			}
+		})
+	}
+	b, err := os.ReadFile(pids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range strings.Fields(string(b)) {
+		pid, _ := strconv.Atoi(f)
+		if alive(pid) {
+			t.Errorf("the hung auth_command left pid %d running", pid)
+		}
+	}
+	t.Run("missing", func(t *testing.T) {
+		s.Config.AuthCommand = "/nonexistent/check-session"
+		if reason := wantError(t, serve(t, s, Request{Host: "localhost", Query: "connect"}), 500, ErrConfig); !strings.Contains(reason, "does not exist") {
+			t.Errorf("reason %q", reason)
+		}
+	})
+	t.Run("writable by others", func(t *testing.T) {
+		s.Config.AuthCommand = mustScript(t, "echo alice operator")
+		os.Chmod(s.Config.AuthCommand, 0o777)
+		if reason := wantError(t, serve(t, s, Request{Host: "localhost", Query: "connect"}), 500, ErrConfig); !strings.Contains(reason, "writable by group or others") {
+			t.Errorf("reason %q", reason)
+		}
+	})
+}
+
+// alive reports whether pid runs (a zombie waiting for this reaper does
+// not count).
+func alive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(stat), ')')
+	return i < 0 || i+2 >= len(stat) || stat[i+2] != 'Z'
+}

@@ -1,0 +1,112 @@
+package supervisor
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/wire"
+)
+
+// AuditFile is the audit trail in the state directory: one JSON line per
+// command a client sent (time, user, role, remote address, command,
+// arguments, result), mode 0600, moved to AuditFile+".1" past maxAudit
+// bytes, so at most twice that is kept.
+const (
+	AuditFile = "audit.log"
+	maxAudit  = 256 << 10
+	maxArgs   = 1024 // bytes of arguments kept in one audit line
+)
+
+// auditRecord is one line of the audit trail.
+type auditRecord struct {
+	Time    string          `json:"time"` // RFC 3339, UTC, milliseconds
+	User    string          `json:"user"` // "" for an anonymous viewer
+	Role    string          `json:"role"`
+	Remote  string          `json:"remote"`
+	Command string          `json:"command"`
+	ID      string          `json:"id"`
+	Args    json.RawMessage `json:"args,omitempty"`
+	Cut     bool            `json:"args_cut,omitempty"` // args were longer than maxArgs and are left out
+	Result  string          `json:"result"`             // ok, or the error code and message
+}
+
+// openAudit opens the audit trail in stateDir; if it cannot, the records
+// go to the supervisor's log instead.
+func (s *Supervisor) openAudit() {
+	lf, err := OpenLog(filepath.Join(s.cfg.StateDir, AuditFile), maxAudit)
+	if err != nil {
+		s.log.Error("audit trail not writable: commands are audited in this log instead", "err", err)
+		return
+	}
+	s.audit = lf
+}
+
+// auditCommand records one command of c and what became of it: "ok", or
+// an error ("forbidden: ...", "failed: ...").
+func (s *Supervisor) auditCommand(c *client, m *wire.CommandMsg, result string) {
+	r := auditRecord{
+		Time: time.Now().UTC().Format("2006-01-02T15:04:05.000Z07:00"), User: c.who.User, Role: c.who.Role,
+		Remote: c.remote, Command: m.Name, ID: m.ID, Result: result,
+	}
+	if b, err := json.Marshal(m.Args); err == nil && len(b) <= maxArgs {
+		r.Args = b
+	} else {
+		r.Cut = true
+	}
+	line, _ := json.Marshal(r)
+	if s.audit == nil {
+		s.log.Info("audit", "record", string(line))
+		return
+	}
+	if _, err := s.audit.Write(append(line, '\n')); err != nil {
+		s.log.Error("audit trail write failed", "err", err, "record", string(line))
+	}
+}
+
+// authorize checks c's role for command m before anything else is done
+// with it; a refused command is answered with a "forbidden" error and
+// audited. Every transport's commands go through control.Config.Authorize.
+func (s *Supervisor) authorize(c *client, m *wire.CommandMsg) bool {
+	err := s.cfg.Authorize(c.who, m.Name)
+	if err == nil {
+		return true
+	}
+	if !errors.Is(err, control.ErrForbidden) {
+		err = fmt.Errorf("%w: %v", control.ErrForbidden, err)
+	}
+	c.log.Info("command refused", "command", m.Name, "id", m.ID, "err", err)
+	c.queueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrForbidden, ID: m.ID, Message: err.Error()})
+	s.auditCommand(c, m, err.Error())
+	return false
+}
+
+// signIn records on c who its token was minted for and prepares the
+// "user" member its hellos carry.
+func (c *client) signIn(id control.Identity, remote string) {
+	c.who, c.remote = id, remote
+	b, _ := json.Marshal(wire.User{Name: id.User, Role: id.Role})
+	c.userJSON = b
+}
+
+// hello returns the shared hello frame with c's "user" member added: the
+// hub marshals one hello for all clients, and only this part differs.
+func (c *client) hello(shared []byte) []byte {
+	if len(c.userJSON) == 0 || len(shared) < 2 || shared[len(shared)-1] != '}' {
+		return shared
+	}
+	out := make([]byte, 0, len(shared)+len(c.userJSON)+8)
+	out = append(out, shared[:len(shared)-1]...)
+	out = append(out, `,"user":`...)
+	out = append(out, c.userJSON...)
+	return append(out, '}')
+}
+
+func (s *Supervisor) closeAudit() {
+	if s.audit != nil {
+		s.audit.Close()
+	}
+}
