@@ -101,6 +101,14 @@ func serveHelper(mode string) {
 	switch mode {
 	case "crash": // dies during the handshake
 		os.Exit(3)
+	case "crashmsg": // says why on stderr, then dies during the handshake
+		fmt.Fprintln(os.Stderr, "helper: cannot open /dev/widget0: no such device")
+		os.Exit(3)
+	case "panic": // a Go panic: its first line says more than the stack after it
+		panic("widget exploded")
+	case "nothing": // nothing to serve here, said the way any plugin may say it
+		fmt.Fprintln(os.Stderr, `{"@level":"info","@message":"nothing to serve","reason":"no widget on this board"}`)
+		os.Exit(proto.ExitUnavailable)
 	case "garbage": // stdout belongs to go-plugin: this breaks the handshake
 		fmt.Println("hello from a plugin that prints to stdout")
 		time.Sleep(10 * time.Second)
