@@ -59,11 +59,12 @@ type manager struct {
 	log       *slog.Logger
 	cmdTO     time.Duration
 
-	mu    sync.Mutex
-	slots map[string]*slot
-	dying map[string]*slot // removed, still stopping: a new slot of that name waits for it
-	wg    sync.WaitGroup
-	ctx   context.Context
+	mu           sync.Mutex
+	slots        map[string]*slot
+	dying        map[string]*slot  // removed, still stopping: a new slot of that name waits for it
+	unusableSeen map[string]string // file version judged unusable once, by name (see consider)
+	wg           sync.WaitGroup
+	ctx          context.Context
 
 	restarts atomic.Uint64
 }
