@@ -368,6 +368,7 @@ func (sl *slot) loop(ctx context.Context) {
 					// starts it again.
 					sl.log.Error("plugin refused", "reason", err)
 					m.hub.setState(wire.Status{Plugin: sl.id, State: wire.StateRefused, Reason: err.Error()})
+					unavailable = ""
 					continue
 				}
 				var un *unavailableError
