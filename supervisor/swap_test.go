@@ -437,9 +437,9 @@ func TestArrivals(t *testing.T) {
 		t.Errorf("alpha processes %v after the failed cp, want %v", now, pids)
 	}
 
-	// A slow writer to a new name: hundreds of writes over about a
-	// second, with a pause longer than the debounce half-way. The
-	// half-written file (executable from the start) must never start.
+	// A slow writer to a new name: hundreds of writes, with a pause
+	// half-way until livecgid has looked at the file. The half-written
+	// file (executable from the start) must never start.
 	bin := helperBinary(t, "counter", "slow")
 	f, err := os.OpenFile(filepath.Join(dir, "bravo"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o755)
 	if err != nil {
@@ -452,7 +452,9 @@ func TestArrivals(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i/step == chunks/2 {
-			time.Sleep(wait) // the debounce fires on a half-written file
+			waitFor(t, "the half-written file looked at", func() bool {
+				return strings.Contains(ts.logs.String(), `msg="plugin file not loaded" file=bravo`)
+			})
 		} else {
 			time.Sleep(2 * time.Millisecond)
 		}
@@ -880,11 +882,18 @@ func TestRemovedThenBack(t *testing.T) {
 	c := ts.dial(t)
 	online(c, name)
 	c.send(wire.CommandMsg{Type: "command", ID: "slow", Name: name + ".sleep", Args: map[string]any{"ms": 1500}})
-	time.Sleep(100 * time.Millisecond)
+	waitFor(t, "the command in flight", func() bool {
+		in := ts.plugins.slot(name).cur.Load()
+		in.mu.Lock()
+		defer in.mu.Unlock()
+		return in.inflight > 0
+	})
 	if err := os.Remove(filepath.Join(ts.dir, name)); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(3 * settle) // the removal is acted on, the command still runs
+	// The removal is acted on (the slot is gone; its process finishes the
+	// command first), then the binary comes back.
+	waitFor(t, "the removal acted on", func() bool { return ts.plugins.slot(name) == nil })
 	deployMv(t, ts.dir, name, 0o755, "counter", "2")
 
 	var seen []string
