@@ -34,6 +34,14 @@ const (
 	EnvSysRoot  = "LIVECGI_SYS_ROOT"
 )
 
+// ExitUnavailable is the exit status of a plugin that has nothing to serve
+// on this machine (the LED plugin where there are no LEDs): it exits with
+// it before the handshake, after writing the reason as its last stderr
+// line (plain text, or hclog JSON with a "reason" or "@message" field).
+// livecgid shows the plugin as unavailable with that reason and does not
+// restart it in a loop. 69 is EX_UNAVAILABLE of sysexits.h.
+const ExitUnavailable = 69
+
 // GRPCPlugin adapts the generated Plugin service to go-plugin. On the plugin
 // side Impl is the server; on the supervisor side Impl is nil and Dispense
 // returns a PluginClient.

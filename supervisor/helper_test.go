@@ -101,6 +101,14 @@ func serveHelper(mode string) {
 	switch mode {
 	case "crash": // dies during the handshake
 		os.Exit(3)
+	case "crashmsg": // says why on stderr, then dies during the handshake
+		fmt.Fprintln(os.Stderr, "helper: cannot open /dev/widget0: no such device")
+		os.Exit(3)
+	case "panic": // a Go panic: its first line says more than the stack after it
+		panic("widget exploded")
+	case "nothing": // nothing to serve here, said the way any plugin may say it
+		fmt.Fprintln(os.Stderr, `{"@level":"info","@message":"nothing to serve","reason":"no widget on this board"}`)
+		os.Exit(proto.ExitUnavailable)
 	case "garbage": // stdout belongs to go-plugin: this breaks the handshake
 		fmt.Println("hello from a plugin that prints to stdout")
 		time.Sleep(10 * time.Second)
@@ -145,7 +153,7 @@ func (h *helper) Describe(ctx context.Context, _ *proto.DescribeRequest) (*proto
 	}
 	return &proto.Description{
 		Name:    h.mode,
-		Version: "v-" + h.mode + "-" + os.Getenv("HELPER_VERSION"),
+		Version: h.version(),
 		Sensors: append([]*proto.SensorDesc{
 			{Id: "count", Title: "Counter", Unit: "n", Type: proto.ValueType_NUMBER, IntervalMs: every},
 			{Id: "label", Title: "Label", Type: proto.ValueType_TEXT, IntervalMs: 100},
@@ -165,6 +173,9 @@ func (h *helper) Describe(ctx context.Context, _ *proto.DescribeRequest) (*proto
 		},
 	}, nil
 }
+
+// version is the helper's version as Describe gives it.
+func (h *helper) version() string { return "v-" + h.mode + "-" + os.Getenv("HELPER_VERSION") }
 
 func (h *helper) Stream(req *proto.StreamRequest, st proto.Plugin_StreamServer) error {
 	every := 20 * time.Millisecond
@@ -197,7 +208,7 @@ func (h *helper) Stream(req *proto.StreamRequest, st proto.Plugin_StreamServer) 
 			return err
 		}
 		if n%5 == 0 && h.mode != "big" {
-			st.Send(&proto.Reading{Sensor: "label", TMs: now, Value: &proto.Reading_Text{Text: fmt.Sprint("n=", n)}})
+			st.Send(&proto.Reading{Sensor: "label", TMs: now, Value: &proto.Reading_Text{Text: fmt.Sprintf("n=%d %s", n, h.version())}})
 		}
 		select {
 		case <-st.Context().Done():

@@ -60,11 +60,12 @@ type manager struct {
 	log       *slog.Logger
 	cmdTO     time.Duration
 
-	mu    sync.Mutex
-	slots map[string]*slot
-	dying map[string]*slot // removed, still stopping: a new slot of that name waits for it
-	wg    sync.WaitGroup
-	ctx   context.Context
+	mu           sync.Mutex
+	slots        map[string]*slot
+	dying        map[string]*slot  // removed, still stopping: a new slot of that name waits for it
+	unusableSeen map[string]string // file version judged unusable once, by name (see consider)
+	wg           sync.WaitGroup
+	ctx          context.Context
 
 	restarts atomic.Uint64
 }
@@ -325,6 +326,7 @@ func (in *instance) stop(grace time.Duration) {
 func (sl *slot) loop(ctx context.Context) {
 	m := sl.m
 	backoff := time.Duration(0)
+	unavailable := "" // the reason shown, while the plugin says it has nothing to serve
 	retry := time.NewTimer(0)
 	defer retry.Stop()
 	watchdog := time.NewTicker(time.Second)
@@ -367,14 +369,35 @@ func (sl *slot) loop(ctx context.Context) {
 					// starts it again.
 					sl.log.Error("plugin refused", "reason", err)
 					m.hub.setState(wire.Status{Plugin: sl.id, State: wire.StateRefused, Reason: err.Error()})
+					unavailable = ""
 					continue
 				}
+				var un *unavailableError
+				if errors.As(err, &un) {
+					// Its own word: no restart loop. A new binary (swap),
+					// the directory (kick) or, rarely, the timer tries again.
+					backoff = 0
+					if un.reason != unavailable {
+						unavailable = un.reason
+						sl.log.Info("plugin has nothing to serve here", "reason", un.reason, "retry_in", unavailableRetry)
+						// Sensors a former run declared are gone, not stale.
+						m.hub.setPlugin(sl.id, &wire.PluginInfo{ID: sl.id, State: wire.StateUnavailable, Reason: un.reason}, nil, nil,
+							&wire.Status{Plugin: sl.id, State: wire.StateUnavailable, Reason: un.reason})
+					} else {
+						sl.log.Debug("plugin still has nothing to serve here", "reason", un.reason)
+					}
+					retry.Reset(unavailableRetry)
+					continue
+				}
+				unavailable = ""
+				m.restarts.Add(1)
 				backoff = nextBackoff(backoff)
 				sl.log.Error("plugin failed to start", "err", err, "retry_in", backoff)
 				m.hub.setState(wire.Status{Plugin: sl.id, State: wire.StateRestarting, Reason: err.Error()})
 				retry.Reset(backoff)
 				continue
 			}
+			unavailable = ""
 			sl.activate(in, wire.Status{Plugin: sl.id, State: wire.StateOnline, Version: in.desc.Version})
 
 		case <-done:
@@ -541,6 +564,7 @@ func (sl *slot) start(ctx context.Context) (*instance, error) {
 	cmd.Env = append(m.env[:len(m.env):len(m.env)], plugin.EnvUnixSocketDir+"="+m.socketDir)
 	cmd.Dir = m.dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	tail := &stderrTail{}
 	cfg := &plugin.ClientConfig{
 		HandshakeConfig:  proto.Handshake,
 		Plugins:          proto.PluginSet(nil),
@@ -548,6 +572,7 @@ func (sl *slot) start(ctx context.Context) (*instance, error) {
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		Logger:           newHCLog(sl.log),
 		StartTimeout:     handshakeTimeout,
+		Stderr:           tail,
 	}
 	if pinned {
 		b, _ := hex.DecodeString(sum)
@@ -563,7 +588,17 @@ func (sl *slot) start(ctx context.Context) (*instance, error) {
 		return fail(fmt.Errorf("%w: SHA-256 of %s does not match plugin_sha256 in the config", ErrRefused, sl.path))
 	}
 	if err != nil {
-		return fail(fmt.Errorf("handshake: %w", err))
+		// Kill waits for the process and for the rest of its stderr:
+		// the plugin's own last word beats go-plugin's generic text.
+		c.Kill()
+		if why := exitedOnItsOwn(cmd, tail, "the handshake"); why != nil {
+			return nil, why
+		}
+		err = fmt.Errorf("handshake: %s", firstLine(err))
+		if line := tail.line(false); line != "" {
+			err = fmt.Errorf("%w; its last stderr line: %s", err, line)
+		}
+		return nil, err
 	}
 	raw, err := rpc.Dispense(proto.PluginName)
 	if err != nil {
@@ -577,6 +612,12 @@ func (sl *slot) start(ctx context.Context) (*instance, error) {
 	desc, err := pc.Describe(dctx, &proto.DescribeRequest{})
 	cancel()
 	if err != nil {
+		if c.Exited() {
+			c.Kill()
+			if why := exitedOnItsOwn(cmd, tail, "describe"); why != nil {
+				return nil, why
+			}
+		}
 		if dctx.Err() != nil {
 			return fail(fmt.Errorf("describe: no answer within %v", describeTimeout))
 		}

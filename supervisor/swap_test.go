@@ -156,9 +156,10 @@ func count(c *tclient, sensor string) float64 {
 type lightClient struct {
 	conn      *websocket.Conn
 	swaps     atomic.Int32 // "swapped" statuses of the watched plugin
-	sinceSwap atomic.Int32 // readings of a fresh process since the last of them
+	sinceSwap atomic.Int32 // readings of the swapped-in process since the last of them
 	reads     atomic.Int32 // all readings
 	mu        sync.Mutex
+	version   string   // of the last "swapped" status
 	others    []string // any other status of the watched plugin
 	err       error    // set when the connection ended
 }
@@ -191,13 +192,17 @@ func dialLight(ts *testSup, plugin string, sensors []string) (*lightClient, erro
 			switch {
 			case bytes.HasPrefix(b, []byte(`{"type":"reading"`)):
 				lc.reads.Add(1)
-				// The helper's label is "n=<count>", every 5th count: a
-				// new process sends n=5 first, an old one much more.
+				// The helper's label is "n=<count> <version>", every 5th
+				// count: a slow client may get only some of them
+				// (coalesced), but each says which process sent it.
 				if _, v, ok := bytes.Cut(b, []byte(`"value":"n=`)); ok {
 					v, _, _ = bytes.Cut(v, []byte(`"`))
-					if n, _ := strconv.Atoi(string(v)); n <= 15 {
+					_, ver, _ := bytes.Cut(v, []byte(" "))
+					lc.mu.Lock()
+					if string(ver) == lc.version {
 						lc.sinceSwap.Add(1)
 					}
+					lc.mu.Unlock()
 				}
 			case bytes.HasPrefix(b, []byte(`{"type":"status"`)):
 				var st wire.Status
@@ -206,7 +211,10 @@ func dialLight(ts *testSup, plugin string, sensors []string) (*lightClient, erro
 					continue
 				}
 				if st.State == wire.StateSwapped {
+					lc.mu.Lock()
+					lc.version = st.Version
 					lc.sinceSwap.Store(0)
+					lc.mu.Unlock()
 					lc.swaps.Add(1)
 				} else {
 					lc.mu.Lock()
@@ -296,7 +304,7 @@ func TestSwapUnderLoad(t *testing.T) {
 			lc.conn.CloseNow()
 		}
 	})
-	waitFor(t, "every client reading", func() bool {
+	waitWithin(t, time.Minute, "every client reading", func() bool {
 		for _, lc := range lights {
 			if lc.reads.Load() == 0 {
 				return false
@@ -312,7 +320,8 @@ func TestSwapUnderLoad(t *testing.T) {
 		} else {
 			deployInstall(t, ts.dir, name, "counter", v)
 		}
-		waitFor(t, fmt.Sprintf("swap %d seen by every client, with a reading after it", i), func() bool {
+		// 200 clients on a loaded machine: the limit only bounds a failure.
+		waitWithin(t, time.Minute, fmt.Sprintf("swap %d seen by every client, with a reading of the new process", i), func() bool {
 			for _, lc := range lights {
 				if lc.swaps.Load() < int32(i) || lc.sinceSwap.Load() == 0 {
 					return false
@@ -428,9 +437,9 @@ func TestArrivals(t *testing.T) {
 		t.Errorf("alpha processes %v after the failed cp, want %v", now, pids)
 	}
 
-	// A slow writer to a new name: hundreds of writes over about a
-	// second, with a pause longer than the debounce half-way. The
-	// half-written file (executable from the start) must never start.
+	// A slow writer to a new name: hundreds of writes, with a pause
+	// half-way until livecgid has looked at the file. The half-written
+	// file (executable from the start) must never start.
 	bin := helperBinary(t, "counter", "slow")
 	f, err := os.OpenFile(filepath.Join(dir, "bravo"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o755)
 	if err != nil {
@@ -443,7 +452,9 @@ func TestArrivals(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i/step == chunks/2 {
-			time.Sleep(wait) // the debounce fires on a half-written file
+			waitFor(t, "the half-written file looked at", func() bool {
+				return strings.Contains(ts.logs.String(), `msg="plugin file not loaded" file=bravo`)
+			})
 		} else {
 			time.Sleep(2 * time.Millisecond)
 		}
@@ -871,11 +882,18 @@ func TestRemovedThenBack(t *testing.T) {
 	c := ts.dial(t)
 	online(c, name)
 	c.send(wire.CommandMsg{Type: "command", ID: "slow", Name: name + ".sleep", Args: map[string]any{"ms": 1500}})
-	time.Sleep(100 * time.Millisecond)
+	waitFor(t, "the command in flight", func() bool {
+		in := ts.plugins.slot(name).cur.Load()
+		in.mu.Lock()
+		defer in.mu.Unlock()
+		return in.inflight > 0
+	})
 	if err := os.Remove(filepath.Join(ts.dir, name)); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(3 * settle) // the removal is acted on, the command still runs
+	// The removal is acted on (the slot is gone; its process finishes the
+	// command first), then the binary comes back.
+	waitFor(t, "the removal acted on", func() bool { return ts.plugins.slot(name) == nil })
 	deployMv(t, ts.dir, name, 0o755, "counter", "2")
 
 	var seen []string
@@ -902,5 +920,71 @@ func TestRemovedThenBack(t *testing.T) {
 	hello := ts.dial(t).next("hello", is("hello"))
 	if !strings.Contains(fmt.Sprint(hello["sensors"]), name+".count") {
 		t.Errorf("hello lacks the redeployed plugin's sensors: %v", hello["sensors"])
+	}
+}
+
+// TestSlowInstall replaces a running plugin the way GNU install does, but
+// slowly (a large binary on slow flash): unlink, create mode 0600, copy in
+// chunks with pauses long enough for livecgid to look at the half-written
+// file (the test waits until it has), then chmod 0755. Browsers see one
+// "swapped" and never "swap_failed".
+func TestSlowInstall(t *testing.T) {
+	setDur(t, &settle, 150*time.Millisecond)
+	setDur(t, &patience, time.Minute) // the test's own pauses never reach it
+	const name = "helper_counter"
+	ts := startSup(t, func(c *control.Config) {
+		writeHelper(t, filepath.Join(c.PluginsDir, name), 0o755, "counter", "1")
+	})
+	c := ts.dial(t)
+	online(c, name)
+	judged := func() int {
+		return strings.Count(ts.logs.String(), `msg="plugin file not loaded" file=`+name+` reason="not executable"`)
+	}
+
+	path := filepath.Join(ts.dir, name)
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := helperBinary(t, "counter", "2")
+	for i, part := range [][]byte{bin[:len(bin)/3], bin[len(bin)/3 : 2*len(bin)/3], bin[2*len(bin)/3:]} {
+		if _, err := f.Write(part); err != nil {
+			t.Fatal(err)
+		}
+		if i == 2 {
+			if err := f.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// A pause: livecgid judges the file as it is (not executable).
+		waitFor(t, fmt.Sprintf("the file judged after part %d", i+1), func() bool { return judged() > i })
+	}
+	if err := os.Chmod(path, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	c.next(name+" swapped", func(m map[string]any) bool {
+		if m["type"] != "status" || m["plugin"] != name {
+			return false
+		}
+		seen = append(seen, fmt.Sprint(m["state"], " ", m["version"], ": ", m["reason"]))
+		return m["state"] == wire.StateSwapped
+	})
+	// A later event: another plugin arrives. Nothing more of this one.
+	deployMv(t, ts.dir, "helper_other", 0o755, "counter", "1")
+	c.next("helper_other online", func(m map[string]any) bool {
+		if m["type"] == "status" && m["plugin"] == name {
+			seen = append(seen, fmt.Sprint(m["state"], " ", m["version"], ": ", m["reason"]))
+		}
+		return m["type"] == "status" && m["plugin"] == "helper_other" && m["state"] == wire.StateOnline
+	})
+	if want := []string{"swapped v-counter-2: <nil>"}; !slices.Equal(seen, want) {
+		t.Errorf("statuses of %s: %q, want %q", name, seen, want)
+	}
+	if n := judged(); n != 3 {
+		t.Errorf("the unfinished file was judged %d times, want 3", n)
 	}
 }

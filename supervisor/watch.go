@@ -14,13 +14,30 @@ import (
 	"github.com/fsnotify/fsnotify"
 )
 
-// settle is how long a plugin file must stay unchanged before it is
-// (re)loaded: writers, cp and install produce bursts of events.
+// settle is how long a plugin file must stay unchanged (no event, and its
+// ctime that old) before it is judged: writers, cp and install produce
+// bursts of events.
 var settle = 300 * time.Millisecond
+
+// patience is how long a file judged unusable (not executable, not a
+// complete ELF binary) must then stay unchanged before clients are told
+// (swap_failed): install creates the file 0600 and chmods it only after a
+// copy that may pause, and a slow writer may pause too.
+var patience = 3 * time.Second
+
+// Retry of a plugins directory that cannot be watched (it does not exist
+// yet, or the watch failed), besides the watch on its nearest ancestor.
+var (
+	dirRetryMin = time.Second
+	dirRetryMax = time.Minute
+)
 
 // watch loads every plugin in the directory, then follows it with fsnotify
 // until ctx ends: a new or replaced binary is loaded (or swapped in), a
-// removed one is stopped. Events are debounced per file name.
+// removed one is stopped. Events are debounced per file name. A plugins
+// directory that does not exist (yet), or goes away, is waited for: its
+// nearest existing ancestor is watched for its creation, and the watch is
+// retried with backoff.
 func (s *Supervisor) watch(ctx context.Context) error {
 	m := s.plugins
 	w, err := fsnotify.NewWatcher()
@@ -28,38 +45,91 @@ func (s *Supervisor) watch(ctx context.Context) error {
 		return err
 	}
 	defer w.Close()
-	if err := w.Add(m.dir); err != nil {
-		s.log.Error("cannot watch plugins dir: hot-swap off", "dir", m.dir, "err", err)
-		w.Close()
-		w = nil
-	}
-	if err := m.scan(); err != nil {
-		s.log.Error("no plugins", "err", err)
-	}
-	if w == nil {
-		<-ctx.Done()
-		return nil
-	}
-	d := debouncer{timers: map[string]*time.Timer{}, fire: m.consider}
+	d := &debouncer{timers: map[string]*debounce{}, fire: m.consider}
 	defer d.stop()
+	dir := filepath.Clean(m.dir)
+
+	up := false    // dir itself is watched
+	ancestor := "" // the ancestor watched while dir is not
+	lastErr := ""  // the last failure to watch dir, logged once
+	backoff := time.Duration(0)
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	arm := func() {
+		for {
+			err := w.Add(dir)
+			if err == nil {
+				up, backoff, lastErr = true, 0, ""
+				retry.Stop()
+				if ancestor != "" {
+					w.Remove(ancestor)
+					ancestor = ""
+					s.log.Info("plugins dir watched: hot-swap on", "dir", dir)
+				}
+				if err := m.scan(d); err != nil {
+					s.log.Error("no plugins", "err", err)
+				}
+				return
+			}
+			if err.Error() != lastErr {
+				lastErr = err.Error()
+				s.log.Error("cannot watch plugins dir: hot-swap waits for it", "dir", dir, "err", err)
+				// What is there runs; what is gone stops.
+				m.rescan(d)
+			}
+			a := existingAncestor(dir)
+			if a == ancestor {
+				break
+			}
+			if ancestor != "" {
+				w.Remove(ancestor)
+				ancestor = ""
+			}
+			if a == "" || w.Add(a) != nil {
+				break
+			}
+			ancestor = a
+			// Look again: the directory may have appeared before this watch.
+		}
+		backoff = min(max(2*backoff, dirRetryMin), dirRetryMax)
+		retry.Reset(backoff)
+	}
+	arm()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-retry.C:
+			if !up {
+				arm()
+			}
 		case ev, ok := <-w.Events:
 			if !ok {
 				return nil
 			}
-			if filepath.Clean(ev.Name) == filepath.Clean(m.dir) {
-				// The directory itself (its mode, its owner): a plugin
-				// refused for it may be trusted now.
-				if ev.Has(fsnotify.Chmod) {
+			if !up {
+				// Something changed on the way to the directory: it (or
+				// a directory above it) may be there now.
+				arm()
+				continue
+			}
+			if filepath.Clean(ev.Name) == dir {
+				switch {
+				case ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename):
+					// Gone or moved away: its plugins stop; wait for it.
+					up = false
+					w.Remove(dir)
+					arm()
+				case ev.Has(fsnotify.Chmod):
+					// Its mode or owner: a plugin refused for it may be
+					// trusted now.
 					m.kickAll()
 				}
 				continue
 			}
 			name := filepath.Base(ev.Name)
-			if filepath.Dir(ev.Name) != filepath.Clean(m.dir) || !candidate(name) {
+			if filepath.Dir(ev.Name) != dir || !candidate(name) {
 				continue
 			}
 			d.touch(name)
@@ -69,7 +139,7 @@ func (s *Supervisor) watch(ctx context.Context) error {
 			}
 			if errors.Is(err, fsnotify.ErrEventOverflow) {
 				s.log.Warn("plugins dir events overflowed: rescanning")
-				m.rescan()
+				m.rescan(d)
 				continue
 			}
 			s.log.Error("watch plugins dir", "err", err)
@@ -77,29 +147,81 @@ func (s *Supervisor) watch(ctx context.Context) error {
 	}
 }
 
+// existingAncestor returns the nearest directory above dir that exists, or "".
+func existingAncestor(dir string) string {
+	for p := filepath.Dir(dir); ; p = filepath.Dir(p) {
+		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+			return p
+		}
+		if filepath.Dir(p) == p {
+			return ""
+		}
+	}
+}
+
 // consider acts on a plugin file as it is now: a missing file stops its
-// plugin, an incomplete or non-executable one is left alone (the old
-// process, if any, keeps serving), a changed binary is loaded or swapped in.
-func (m *manager) consider(name string) {
+// plugin, a changed binary is loaded or swapped in. A file is judged only
+// once quiet: one changed within settle (by its ctime, which any write,
+// chmod or chown moves) is looked at again later. An unusable file
+// (incomplete, not executable) is left alone, the old process, if any,
+// serving on; clients are told only if it stays unusable and unchanged for
+// patience. consider returns when to look at the file again, or 0.
+func (m *manager) consider(name string) time.Duration {
 	if !candidate(name) {
-		return
+		return 0
 	}
 	path := filepath.Join(m.dir, name)
 	fi, err := os.Stat(path)
 	if errors.Is(err, os.ErrNotExist) {
+		m.judged(name, "")
 		m.unload(name)
-		return
+		return 0
 	}
 	if err != nil {
 		m.log.Warn("plugin file unreadable", "file", name, "err", err)
-		return
+		return 0
 	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		if age := time.Since(time.Unix(st.Ctim.Unix())); age >= 0 && age < settle {
+			return settle - age
+		}
+	}
+	ident := identify(fi)
 	if err := usableBinary(path, fi); err != nil {
-		m.log.Info("plugin file not loaded", "file", name, "reason", err)
-		m.unusable(name, identify(fi), err)
-		return
+		if m.judged(name, ident+"/"+ctime(fi)) {
+			m.unusable(name, ident, err)
+			return 0
+		}
+		m.log.Info("plugin file not loaded", "file", name, "reason", err, "judged_again_in", patience)
+		return patience
 	}
-	m.load(name, identify(fi))
+	m.judged(name, "")
+	m.load(name, ident)
+	return 0
+}
+
+// judged records that the version v of file name was found unusable and
+// reports whether it was already, last time: then it has stayed so for
+// patience. An empty v forgets name.
+func (m *manager) judged(name, v string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if v == "" || m.unusableSeen[name] == v {
+		delete(m.unusableSeen, name)
+		return v != ""
+	}
+	if m.unusableSeen == nil {
+		m.unusableSeen = map[string]string{}
+	}
+	m.unusableSeen[name] = v
+	return false
+}
+
+func ctime(fi os.FileInfo) string {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return fmt.Sprintf("%d.%09d", st.Ctim.Sec, st.Ctim.Nsec)
+	}
+	return ""
 }
 
 // identify names one version of a file: a replaced or rewritten binary
@@ -146,7 +268,7 @@ func usableBinary(path string, fi os.FileInfo) error {
 }
 
 // rescan loads every plugin file and unloads slots whose file is gone.
-func (m *manager) rescan() {
+func (m *manager) rescan(d *debouncer) {
 	m.mu.Lock()
 	names := make([]string, 0, len(m.slots))
 	for n := range m.slots {
@@ -158,47 +280,83 @@ func (m *manager) rescan() {
 			m.unload(n)
 		}
 	}
-	m.scan()
+	m.scan(d)
 }
 
-// scan considers every file in the directory.
-func (m *manager) scan() error {
+// scan considers every file in the directory; d looks again at those
+// that are not quiet or not usable yet.
+func (m *manager) scan(d *debouncer) error {
 	ents, err := os.ReadDir(m.dir)
 	if err != nil {
 		return fmt.Errorf("read plugins dir: %w", err)
 	}
 	for _, e := range ents {
-		m.consider(e.Name())
+		if again := m.consider(e.Name()); again > 0 {
+			d.after(e.Name(), again)
+		}
 	}
 	return nil
 }
 
-// debouncer calls fire(name) once a name has had no touch for settle.
+// debouncer calls fire(name) once a name has had no touch for settle, and
+// again after the delay fire returns, if any, until it returns 0.
 type debouncer struct {
-	mu     sync.Mutex
-	timers map[string]*time.Timer
-	fire   func(string)
+	fire func(string) time.Duration
+
+	mu      sync.Mutex
+	timers  map[string]*debounce
+	stopped bool
 }
 
-func (d *debouncer) touch(name string) {
+// debounce is one name's timer; gen counts its re-arms, so a fire that
+// overlapped a touch leaves the timer to that touch.
+type debounce struct {
+	t   *time.Timer
+	gen int
+}
+
+// touch: name changed; judge it once it has been quiet for settle.
+func (d *debouncer) touch(name string) { d.after(name, settle) }
+
+// after (re)arms name's timer to fire in dur.
+func (d *debouncer) after(name string, dur time.Duration) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if t := d.timers[name]; t != nil {
-		t.Reset(settle)
+	if d.stopped {
 		return
 	}
-	d.timers[name] = time.AfterFunc(settle, func() {
-		d.mu.Lock()
-		delete(d.timers, name)
-		d.mu.Unlock()
-		d.fire(name)
-	})
+	if e := d.timers[name]; e != nil {
+		e.gen++
+		e.t.Reset(dur)
+		return
+	}
+	e := &debounce{}
+	d.timers[name] = e
+	e.t = time.AfterFunc(dur, func() { d.run(name, e) })
+}
+
+func (d *debouncer) run(name string, e *debounce) {
+	d.mu.Lock()
+	gen := e.gen
+	d.mu.Unlock()
+	again := d.fire(name)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if e.gen != gen || d.stopped {
+		return // touched meanwhile: armed again
+	}
+	if again > 0 {
+		e.t.Reset(again)
+		return
+	}
+	delete(d.timers, name)
 }
 
 func (d *debouncer) stop() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for _, t := range d.timers {
-		t.Stop()
+	d.stopped = true
+	for _, e := range d.timers {
+		e.t.Stop()
 	}
 }

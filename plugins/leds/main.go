@@ -7,7 +7,8 @@
 package main
 
 import (
-	"os"
+	"errors"
+	"io/fs"
 
 	"github.com/livecgi/livecgi/plugins/sdk"
 )
@@ -16,12 +17,15 @@ import (
 var version = "dev"
 
 func main() {
-	leds, err := findLEDs(sdk.SysPath("class/leds"))
+	dir := sdk.SysPath("class/leds")
+	leds, err := findLEDs(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		err = errors.New("no LEDs: " + dir + " does not exist")
+	}
 	if err != nil {
-		// With no LED there is nothing to serve: say why and let
-		// livecgid show the plugin as down (it retries with backoff).
-		sdk.Logger().Error("no LEDs to serve", "err", err)
-		os.Exit(1)
+		// Most servers and containers have no LED: livecgid shows the
+		// plugin as unavailable, with the reason, and does not restart it.
+		sdk.Unavailable(err.Error())
 	}
 	sdk.Serve(newPlugin(leds))
 }

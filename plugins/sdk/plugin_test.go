@@ -104,6 +104,32 @@ func TestInvalidPlugin(t *testing.T) {
 	}
 }
 
+// TestUnavailable: a plugin with nothing to serve writes its reason as
+// its last stderr line and exits with proto.ExitUnavailable before the
+// handshake.
+func TestUnavailable(t *testing.T) {
+	cmd := exec.Command(MustBuildTiny(t))
+	cmd.Env = append(withoutCookie(os.Environ()), "TINYPLUGIN_UNAVAILABLE=no tiny things here",
+		proto.Handshake.MagicCookieKey+"="+proto.Handshake.MagicCookieValue)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != proto.ExitUnavailable {
+		t.Errorf("exit: %v, want status %d", err, proto.ExitUnavailable)
+	}
+	if stdout.Len() != 0 {
+		t.Errorf("stdout: %q, want nothing", stdout.String())
+	}
+	var line map[string]any
+	if err := json.Unmarshal(stderr.Bytes(), &line); err != nil {
+		t.Fatalf("stderr is not one JSON line: %v\n%s", err, stderr.String())
+	}
+	if line["@message"] != "nothing to serve" || line["reason"] != "no tiny things here" {
+		t.Errorf("stderr: %s", stderr.String())
+	}
+}
+
 // TestServe runs the tiny plugin as a real go-plugin process.
 func TestServe(t *testing.T) {
 	c, logs := MustStart(t, MustBuildTiny(t))

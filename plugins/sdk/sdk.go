@@ -125,6 +125,19 @@ func Serve(p Plugin) {
 	})
 }
 
+// Unavailable ends the plugin, before Serve, saying it has nothing to
+// serve on this machine and why (reason, e.g. "no LEDs in
+// /sys/class/leds"): it writes reason to stderr as its last line and exits
+// with proto.ExitUnavailable. livecgid then shows the plugin as
+// "unavailable" with reason, and starts it again only when its binary
+// changes (or every 10 minutes), not in a restart loop. Use it for a
+// machine that lacks the hardware; a fault worth retrying soon is an
+// ordinary error exit.
+func Unavailable(reason string) {
+	Logger().Info("nothing to serve", "reason", reason)
+	os.Exit(proto.ExitUnavailable)
+}
+
 // exitWithParent ends the plugin when its parent (the supervisor) is gone:
 // Pdeathsig covers a killed supervisor, this covers the rest.
 func exitWithParent(ppid int) {

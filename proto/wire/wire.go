@@ -127,6 +127,9 @@ const (
 	StateSwapFailed = "swap_failed"
 	StateRefused    = "refused"
 	StateRemoved    = "removed"
+	// StateUnavailable: the plugin has nothing to serve on this machine
+	// (Reason says why); it is tried again when its binary changes.
+	StateUnavailable = "unavailable"
 )
 
 // Reading is one sensor value. Value is a float64, string or bool (null

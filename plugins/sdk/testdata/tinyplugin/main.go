@@ -1,6 +1,7 @@
 // Command tinyplugin is the SDK's test plugin: sensors and commands that
 // succeed, fail and panic. With TINYPLUGIN_INVALID=1 it serves a plugin
-// with a bad sensor id.
+// with a bad sensor id; with TINYPLUGIN_UNAVAILABLE=<reason> it has nothing
+// to serve.
 package main
 
 import (
@@ -29,6 +30,9 @@ func main() {
 			{ID: "fail", Do: func(context.Context, map[string]any) (any, error) { return nil, errors.New("no can do") }},
 			{ID: "explode", Do: func(context.Context, map[string]any) (any, error) { panic("kaboom") }},
 		},
+	}
+	if reason := os.Getenv("TINYPLUGIN_UNAVAILABLE"); reason != "" {
+		sdk.Unavailable(reason)
 	}
 	if os.Getenv("TINYPLUGIN_INVALID") == "1" {
 		p.Sensors[0].ID = "Answer-Count"
