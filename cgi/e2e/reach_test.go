@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -325,4 +326,110 @@ fetch("/cgi-bin/live.cgi?connect").then((r) => r.json()).then((doc) => {
 		t.Errorf("led0 brightness %q, want 7", got)
 	}
 	b.checkConsole(t)
+}
+
+// mustOpenSSLCert makes a self-signed certificate for 127.0.0.1 with
+// Debian's openssl and returns the certificate's and the key's files.
+func mustOpenSSLCert(t *testing.T, dir string) (cert, key string) {
+	t.Helper()
+	openssl := mustTool(t, "openssl")
+	cert, key = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	out, err := exec.Command(openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+		"-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1").CombinedOutput()
+	if err != nil {
+		t.Fatalf("openssl: %v\n%s", err, out)
+	}
+	return cert, key
+}
+
+// lighttpdTLS is lighttpd serving HTTPS only (mod_openssl), CGIs under
+// /cgi-bin/ as in servers.
+func lighttpdTLS(cert, key string) server {
+	return server{"lighttpd-tls", "lighttpd", func(bin, docroot, dir string, port int) *exec.Cmd {
+		conf := filepath.Join(dir, fmt.Sprintf("lighttpd-tls-%d.conf", port))
+		os.WriteFile(conf, []byte(fmt.Sprintf(`server.modules = ("mod_cgi", "mod_openssl")
+server.document-root = %q
+server.bind = "127.0.0.1"
+server.port = %d
+server.errorlog = %q
+ssl.engine = "enable"
+ssl.pemfile = %q
+ssl.privkey = %q
+mimetype.assign = (".html" => "text/html")
+$HTTP["url"] =~ "^/cgi-bin/" { cgi.assign = ("" => "") }
+`, docroot, port, filepath.Join(dir, "lighttpd.log"), cert, key)), 0o600)
+		return exec.Command(bin, "-D", "-f", conf)
+	}}
+}
+
+// TestBrowserHTTPS: the dashboard served over HTTPS by lighttpd (the
+// stub sees HTTPS=on) goes live in Chromium over wss:// when the
+// supervisor has tls_cert and tls_key; without them, the connect document
+// offers no ws:// transport to the HTTPS page (browsers refuse it as
+// mixed content), so the client goes to the next one at once.
+func TestBrowserHTTPS(t *testing.T) {
+	chromium := mustTool(t, chromiumPath)
+	lighttpd := mustTool(t, "lighttpd")
+	if _, err := os.Stat("/usr/lib/lighttpd/mod_openssl.so"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("lighttpd's mod_openssl is not installed: apt-get install lighttpd-mod-openssl")
+		}
+		t.Skip("lighttpd-mod-openssl not installed")
+	}
+	certDir := t.TempDir()
+	cert, key := mustOpenSSLCert(t, certDir)
+	insecure := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	connectTLS := func(t *testing.T, base string) control.Connect {
+		t.Helper()
+		resp, err := insecure.Get(base + "?connect")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var c control.Connect
+		if err := json.NewDecoder(resp.Body).Decode(&c); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("connect: %s %v", resp.Status, err)
+		}
+		return c
+	}
+
+	t.Run("wss", func(t *testing.T) {
+		e := mustEnvWith(t, fmt.Sprintf("tls_cert = %s\ntls_key = %s\n", cert, key), "system")
+		port := mustStartServer(t, lighttpdTLS(cert, key), lighttpd, e)
+		page := fmt.Sprintf("https://127.0.0.1:%d/cgi-bin/live.cgi", port)
+		c := connectTLS(t, page)
+		if !strings.HasPrefix(c.URL, "wss://127.0.0.1:") || len(c.Transports) != 1 || c.Transports[0] != (control.Transport{Kind: control.TransportWS, URL: c.URL}) {
+			t.Errorf("connect over HTTPS with a TLS supervisor: url %s, transports %+v; want wss", c.URL, c.Transports)
+		}
+		b := mustBrowser(t, chromium, chromedp.Flag("ignore-certificate-errors", true))
+		ctx, cancel := context.WithTimeout(b.ctx, 60*time.Second)
+		defer cancel()
+		if err := chromedp.Do(ctx, chromedp.Navigate(page)); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			state, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("#conn").dataset.state + " " + !!document.querySelector('.card[data-sensor="system.uptime_seconds"]')`))
+			if state == "live true" {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				logs(t, e)
+				b.dump(t)
+				t.Fatalf("dashboard over HTTPS: %q, want live with readings", state)
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+		b.checkConsole(t)
+	})
+	t.Run("no TLS", func(t *testing.T) {
+		e := mustEnv(t)
+		port := mustStartServer(t, lighttpdTLS(cert, key), lighttpd, e)
+		c := connectTLS(t, fmt.Sprintf("https://127.0.0.1:%d/cgi-bin/live.cgi", port))
+		for _, tr := range c.Transports {
+			if tr.Kind == control.TransportWS {
+				t.Errorf("an HTTPS page is offered %s from a supervisor without TLS", tr.URL)
+			}
+		}
+	})
 }
