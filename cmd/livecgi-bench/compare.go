@@ -280,9 +280,9 @@ func newRig(ctx context.Context, work string, log io.Writer) (*rig, error) {
 	if err := start(r.nphd); err != nil {
 		return nil, err
 	}
-	line, err := bufio.NewReader(nphOut).ReadString('\n')
+	line, rerr := bufio.NewReader(nphOut).ReadString('\n')
 	if r.nphPort, err = strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(line), "listening ")); err != nil {
-		return nil, fmt.Errorf("nphd said %q: %w", line, err)
+		return nil, fmt.Errorf("nphd said %q (%v): %w", line, rerr, err)
 	}
 	if r.httpPort, err = freePort(); err != nil {
 		return nil, err
