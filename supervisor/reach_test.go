@@ -10,6 +10,8 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
+	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -170,6 +172,21 @@ func TestHandOverServed(t *testing.T) {
 		t.Errorf("another origin through the hand-over: %v, want 403", err)
 	}
 	<-handErr
+	// A socket passed with a request that asks for no upgrade.
+	tok3, _ := control.MintToken(ts.secret, origin, ts.Status().Epoch, time.Now(), time.Minute, control.Identity{})
+	plain, err := net.Dial("tcp", web.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	fmt.Fprintf(plain, "GET /live?token=%s HTTP/1.1\r\nHost: %s\r\nOrigin: %s\r\n\r\n", tok3, web.Addr(), origin)
+	if err := <-handErr; err != nil {
+		t.Fatalf("hand-over of a plain request: %v", err)
+	}
+	plain.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if b, _ := io.ReadAll(plain); !bytes.HasPrefix(b, []byte("HTTP/1.1 426 ")) {
+		t.Errorf("a handed-over request without upgrade headers: %q, want 426", b)
+	}
 	if err := ts.HandOver(nil, []byte("not http\r\n\r\n")); err == nil {
 		t.Error("HandOver took a request that is not HTTP")
 	}

@@ -180,14 +180,15 @@ func TestHandOverOtherUser(t *testing.T) {
 	if b, err := os.ReadFile(os.Args[0]); err != nil || os.WriteFile(exe, b, 0o755) != nil {
 		t.Fatalf("copy the test binary: %v", err)
 	}
+	os.Chmod(exe, 0o755) // whatever the umask (another test sets boa's)
 	cmd := exec.Command(exe, "-test.run=^TestHandOverHelper$", "-test.count=1", "-test.v")
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "LIVECGI_HANDOVER_HELPER="+dir+" "+ln.Addr().String())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	out, _ := cmd.CombinedOutput()
+	out, err := cmd.CombinedOutput()
 	if !strings.Contains(string(out), "hand-over refused: supervisor refused the hand-over: descriptor passed by uid 65534") ||
 		!strings.Contains(string(out), "only uid 0 or root may hand over a connection") {
-		t.Errorf("helper as uid 65534:\n%s", out)
+		t.Errorf("helper as uid 65534 (%v):\n%s", err, out)
 	}
 	select {
 	case c := <-got:
