@@ -27,6 +27,7 @@ demo:
 	@$(MAKE) --no-print-directory build
 	CGO_ENABLED=0 go build -trimpath -ldflags '-s -w -X main.version=$(VERSION) -X github.com/livecgi/livecgi/cgi.ConfigPath=$(DEMO)/livecgi.conf' \
 	  -o $(DEMO)/www/cgi-bin/live.cgi ./cmd/live.cgi
+	ln -sf live.cgi $(DEMO)/www/cgi-bin/nph-live.cgi
 	go build -o $(DEMO)/run ./cgi/testdata/demo
 	exec $(DEMO)/run -bin $(BIN) -dir $(DEMO) -port $(PORT)
 
@@ -46,6 +47,7 @@ install: build
 	install -m 0755 $(BIN)/livecgid $(DESTDIR)/usr/sbin/livecgid
 	install -m 0755 $(BIN)/plugins/* $(DESTDIR)/usr/lib/livecgi/plugins/
 	install -m 0755 $(BIN)/live.cgi $(DESTDIR)/usr/lib/cgi-bin/live.cgi
+	ln -sf live.cgi $(DESTDIR)/usr/lib/cgi-bin/nph-live.cgi
 	test -e $(DESTDIR)/etc/livecgi/livecgi.conf || install -m 0644 proto/control/sample.conf $(DESTDIR)/etc/livecgi/livecgi.conf
 	echo "d $(STATE_DIR) 0700 $(WWW_USER) - -" >$(DESTDIR)/usr/lib/tmpfiles.d/livecgi.conf
 	if [ "$$(id -u)" = 0 ]; then install -d -m 0700 -o $(WWW_USER) $(DESTDIR)$(STATE_DIR); \

@@ -10,11 +10,18 @@
 //	live.cgi?client.js    the JavaScript client (text/javascript)
 //	live.cgi?connect      a control.Connect JSON document: the WebSocket URL
 //	                      (the host the browser used, the supervisor's port),
-//	                      a short-lived token bound to the page's origin
+//	                      a short-lived token bound to the page's origin,
+//	                      and the transports to try (same-port, ws)
+//	nph-live.cgi?ws&token=T
+//	                      the browser's connection, handed to the
+//	                      supervisor (nph.go): a WebSocket on the web
+//	                      server's own port, where it gives nph CGIs the
+//	                      socket (boa 0.94.14rc21)
 //
 // Every failure is a JSON document {"error": CODE, "reason": TEXT} with a
-// fitting HTTP status sent in the CGI "Status:" header; CODE is one of the
-// Err* constants and TEXT says what a person can do about it.
+// fitting HTTP status sent in the CGI "Status:" header (under an nph- name,
+// an HTTP status line); CODE is one of the Err* constants and TEXT says
+// what a person can do about it.
 //
 // Start with Main (what cmd/live.cgi calls), then Stub.Serve (one request
 // in, one Response out; pure apart from starting the supervisor),

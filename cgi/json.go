@@ -68,5 +68,17 @@ func connectJSON(c control.Connect) []byte {
 	b = strconv.AppendInt(b, c.Expires, 10)
 	b = append(b, `,"protocol":`...)
 	b = appendJSONString(b, c.Protocol)
+	if len(c.Transports) > 0 {
+		b = append(b, `,"transports":[`...)
+		for i, t := range c.Transports {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(append(b, `{"kind":`...), t.Kind)
+			b = appendJSONString(append(b, `,"url":`...), t.URL)
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
 	return append(b, "}\n"...)
 }

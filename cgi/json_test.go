@@ -27,9 +27,12 @@ func TestJSONMatches(t *testing.T) {
 			t.Errorf("errorJSON = %s, want %s", got, want)
 		}
 		c := control.Connect{URL: "ws://h:1/live?token=" + s, Token: s, Expires: math.MaxInt64, Protocol: s}
-		want, _ = json.Marshal(c)
-		if got := connectJSON(c); string(got) != string(want)+"\n" {
-			t.Errorf("connectJSON = %s, want %s", got, want)
+		for range 3 {
+			want, _ = json.Marshal(c)
+			if got := connectJSON(c); string(got) != string(want)+"\n" {
+				t.Errorf("connectJSON = %s, want %s", got, want)
+			}
+			c.AddTransport(s, "wss://h/"+s)
 		}
 	}
 }
@@ -41,10 +44,11 @@ func TestParseStatus(t *testing.T) {
 		{},
 		{PID: 1, Port: 8081},
 		{PID: 4194304, Port: 65535, Version: `v1 "quoted" \ {}[],:\u2028`, Epoch: "0a1b2c3d4e5f", Clients: 7},
+		{PID: 2, Port: 8443, TLS: true},
 	} {
 		b, _ := json.Marshal(st)
 		got, err := parseStatus(b)
-		if err != nil || got.PID != st.PID || got.Port != st.Port || got.Epoch != st.Epoch {
+		if err != nil || got.PID != st.PID || got.Port != st.Port || got.Epoch != st.Epoch || got.TLS != st.TLS {
 			t.Errorf("parseStatus(%s) = %+v, %v", b, got, err)
 		}
 	}

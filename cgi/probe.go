@@ -91,8 +91,8 @@ func indexByte(b []byte, c byte) int {
 	return -1
 }
 
-// parseStatus reads the integer fields "pid" and "port" and the string
-// "epoch" (as written, escapes not decoded: the supervisor's is hex) from
+// parseStatus reads the integer fields "pid" and "port", the boolean
+// "tls" and the string "epoch" (as written, escapes not decoded: the supervisor's is hex) from
 // one JSON object; other members, nested or not, are checked for syntax
 // and skipped. A repeated key counts with its last value, as in
 // encoding/json.
@@ -122,6 +122,8 @@ func parseStatus(b []byte) (st control.Status, err error) {
 			return control.Status{}, p.fail("bad value")
 		}
 		switch key {
+		case "tls":
+			st.TLS = string(b[start:p.i]) == "true"
 		case "pid", "port":
 			n, err := strconv.Atoi(string(b[start:p.i]))
 			if err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 )
@@ -23,6 +24,16 @@ type Request struct {
 	HTTPS       bool   // HTTPS=on (or REQUEST_SCHEME=https)
 	Query       string // QUERY_STRING
 	IfNoneMatch string // HTTP_IF_NONE_MATCH
+	// Where the stub is (for the same-port transport).
+	ScriptName     string // SCRIPT_NAME: the stub's URL path
+	ScriptFilename string // SCRIPT_FILENAME: the stub's file
+	// A WebSocket upgrade through nph-live.cgi (nph.go).
+	NPH        bool     // the stub runs under an nph- name: answers start with an HTTP status line
+	Socket     *os.File // the web server's descriptor for the answer (stdout): the client's socket under boa rc21
+	Upgrade    string   // HTTP_UPGRADE
+	WSKey      string   // HTTP_SEC_WEBSOCKET_KEY
+	WSVersion  string   // HTTP_SEC_WEBSOCKET_VERSION
+	WSProtocol string   // HTTP_SEC_WEBSOCKET_PROTOCOL
 	// For authentication (auth.go).
 	Authorization  string   // HTTP_AUTHORIZATION (busybox httpd never passes it)
 	RemoteUser     string   // REMOTE_USER, set by a server that authenticated the request
@@ -45,6 +56,13 @@ func RequestFromEnv(getenv func(string) string) Request {
 		Query:       getenv("QUERY_STRING"),
 		IfNoneMatch: getenv("HTTP_IF_NONE_MATCH"),
 
+		ScriptName:     getenv("SCRIPT_NAME"),
+		ScriptFilename: getenv("SCRIPT_FILENAME"),
+		Upgrade:        getenv("HTTP_UPGRADE"),
+		WSKey:          getenv("HTTP_SEC_WEBSOCKET_KEY"),
+		WSVersion:      getenv("HTTP_SEC_WEBSOCKET_VERSION"),
+		WSProtocol:     getenv("HTTP_SEC_WEBSOCKET_PROTOCOL"),
+
 		Authorization:  getenv("HTTP_AUTHORIZATION"),
 		RemoteUser:     getenv("REMOTE_USER"),
 		RemoteAddr:     getenv("REMOTE_ADDR"),
@@ -60,16 +78,18 @@ const (
 	ActionPage     Action = iota // no query: the dashboard page
 	ActionClientJS               // ?client.js
 	ActionConnect                // ?connect
+	ActionWS                     // ?ws&token=T: a WebSocket upgrade, under nph-live.cgi
 )
 
 // ParseQuery returns the action a query string asks for: "" for the page,
-// "client.js" or "connect". Parameters named "v" or "_" (cache busters) may
+// "client.js", "connect" or "ws" (which wants "token=T", T as
+// queryToken reads it). Parameters named "v" or "_" (cache busters) may
 // follow; anything else is an error.
 func ParseQuery(q string) (Action, error) {
 	if len(q) > maxQuery {
 		return 0, fmt.Errorf("query string too long (%d bytes)", len(q))
 	}
-	act, seen := ActionPage, false
+	act, seen, hasToken := ActionPage, false, false
 	for _, part := range strings.Split(q, "&") {
 		if part == "" {
 			continue
@@ -81,20 +101,46 @@ func ParseQuery(q string) (Action, error) {
 			a = ActionClientJS
 		case "connect":
 			a = ActionConnect
+		case "ws":
+			a = ActionWS
 		case "v", "_":
 			continue
+		case "token":
+			if _, ok := queryToken(q); !ok {
+				return 0, errors.New("query parameter token: want one token from ?connect")
+			}
+			hasToken = true
+			continue
 		default:
-			return 0, fmt.Errorf("unknown query parameter %s: want none, client.js or connect", quote(key))
+			return 0, fmt.Errorf("unknown query parameter %s: want none, client.js, connect or ws", quote(key))
 		}
 		if hasValue {
 			return 0, fmt.Errorf("query parameter %s takes no value", key)
 		}
 		if seen {
-			return 0, errors.New("query asks for more than one of client.js and connect")
+			return 0, errors.New("query asks for more than one of client.js, connect and ws")
 		}
 		act, seen = a, true
 	}
+	if (act == ActionWS) != hasToken {
+		return 0, errors.New("token goes with ws, and ws needs token=<token> from ?connect")
+	}
 	return act, nil
+}
+
+// queryToken returns the value of the one "token=" parameter of q, if it
+// is a well-formed token (base64url, 1-200 characters).
+func queryToken(q string) (string, bool) {
+	tok, n := "", 0
+	for _, part := range strings.Split(q, "&") {
+		if v, ok := strings.CutPrefix(part, "token="); ok {
+			tok, n = v, n+1
+		}
+	}
+	if n != 1 || tok == "" || len(tok) > 200 || strings.Trim(tok, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != "" {
+		return "", false
+	}
+	return tok, true
 }
 
 // HostPort is a checked host[:port] from a Host header or an origin.

@@ -16,6 +16,8 @@ const (
 	ErrStateDir    = "state_dir"          // 500: no usable state directory
 	ErrSupervisor  = "supervisor"         // 500/503: livecgid missing, failing or not answering
 	ErrInternal    = "internal"           // 500: anything else (the stub's own deadline)
+	ErrNoSocket    = "no_socket"          // 501: ?ws, but the web server gave nph-live.cgi a pipe, not the client's socket
+	ErrNoUpgrade   = "no_upgrade"         // 501: ?ws without the Upgrade and Sec-WebSocket-* headers (not passed by the server)
 	maxReasonBytes = 512
 )
 
@@ -27,6 +29,9 @@ type Response struct {
 	Status int
 	Header []Field
 	Body   []byte
+	// HandedOver: the supervisor owns the client's connection and
+	// answers on it; the stub writes nothing.
+	HandedOver bool
 }
 
 // ErrorBody is the JSON document of every failure.
@@ -85,8 +90,33 @@ func (r Response) Get(name string) string {
 // blank line and, unless head is true, the body. Lines end in CRLF because
 // some servers copy them to the client as they are.
 func (r Response) WriteCGI(w io.Writer, head bool) error {
+	return r.write(w, head, "Status: ")
+}
+
+// WriteNPH writes r as an nph CGI must, a complete HTTP response: the
+// server passes it to the client untouched (boa rc21 gives the client's
+// socket itself), so it starts with an HTTP/1.1 status line and asks
+// for the connection to be closed.
+func (r Response) WriteNPH(w io.Writer, head bool) error {
+	r.Header = append(r.Header[:len(r.Header):len(r.Header)], Field{"Connection", "close"})
+	return r.write(w, head, "HTTP/1.1 ")
+}
+
+// Write writes r as WriteNPH does when nph is true, else as WriteCGI;
+// nothing if the connection was handed over.
+func (r Response) Write(w io.Writer, head, nph bool) error {
+	switch {
+	case r.HandedOver:
+		return nil
+	case nph:
+		return r.WriteNPH(w, head)
+	}
+	return r.WriteCGI(w, head)
+}
+
+func (r Response) write(w io.Writer, head bool, first string) error {
 	var b strings.Builder
-	b.WriteString("Status: ")
+	b.WriteString(first)
 	b.WriteString(strconv.Itoa(r.Status))
 	b.WriteByte(' ')
 	b.WriteString(statusText(r.Status))
@@ -132,6 +162,8 @@ func statusText(code int) string {
 		return "Request Header Fields Too Large"
 	case 500:
 		return "Internal Server Error"
+	case 501:
+		return "Not Implemented"
 	case 503:
 		return "Service Unavailable"
 	}

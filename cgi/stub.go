@@ -81,6 +81,8 @@ func (s *Stub) Serve(ctx context.Context, r Request) Response {
 	switch act {
 	case ActionConnect:
 		return s.connect(ctx, r).readableBy(r.Origin)
+	case ActionWS:
+		return s.handOver(ctx, r)
 	case ActionClientJS:
 		s.warmUp(ctx)
 		// text/javascript, as RFC 9239 says; lighttpd rewrites
@@ -172,14 +174,11 @@ func (s *Stub) starter() (*starter, error) {
 
 func (s *Stub) connect(ctx context.Context, r Request) Response {
 	origin, host, err := TokenOrigin(r)
-	if errors.Is(err, errCrossSite) {
-		return errorResponse(403, ErrCrossSite, err.Error())
-	}
 	if err != nil {
-		return errorResponse(400, ErrBadRequest, err.Error())
+		return originRefused(err)
 	}
 	if s.ConfigErr != nil {
-		return errorResponse(500, ErrConfig, fmt.Sprintf("config file %s: %v", s.ConfigPath, s.ConfigErr))
+		return configRefused(s)
 	}
 	// TokenOrigin has the Origin on the Host's host; checked all the same.
 	if oh := strings.TrimPrefix(strings.TrimPrefix(origin, "http://"), "https://"); !s.Config.HostAllowed(oh) {
@@ -187,7 +186,7 @@ func (s *Stub) connect(ctx context.Context, r Request) Response {
 	}
 	st, err := s.starter()
 	if err != nil {
-		return errorResponse(500, ErrStateDir, "state dir not writable: "+strings.TrimPrefix(err.Error(), "state dir not usable: "))
+		return stateDirRefused(err)
 	}
 	id, refused := s.authenticate(ctx, r, st)
 	if refused != nil {
@@ -195,29 +194,64 @@ func (s *Stub) connect(ctx context.Context, r Request) Response {
 	}
 	status, err := st.ensure(ctx)
 	if err != nil {
-		var se *StartError
-		if errors.As(err, &se) {
-			resp := errorResponse(se.Status, ErrSupervisor, se.Reason)
-			if se.Status == 503 {
-				resp.Header = append(resp.Header, Field{"Retry-After", "2"})
-			}
-			return resp
-		}
-		return errorResponse(500, ErrSupervisor, err.Error())
+		return supervisorRefused(err)
 	}
 	secret, err := control.Secret(st.stateDir)
 	if err != nil {
 		st.log("%v", err)
 		return errorResponse(500, ErrStateDir, fmt.Sprintf("state dir %s: %v", st.stateDir, err))
 	}
-	token, expires := control.MintToken(secret, origin, status.Epoch, s.Now(), s.Config.TokenTTL, id)
+	mint := func() (string, time.Time) {
+		return control.MintToken(secret, origin, status.Epoch, s.Now(), s.Config.TokenTTL, id)
+	}
+	token, expires := mint()
+	direct, usable := s.directBase(r, host, status)
 	doc := control.Connect{
-		URL:      "ws://" + host.Host + ":" + strconv.Itoa(status.Port) + "/live?token=" + token,
+		URL:      direct + "/live?token=" + token,
 		Token:    token,
 		Expires:  expires.UnixMilli(),
 		Protocol: wire.Subprotocol,
 	}
+	// Each WebSocket transport has its own token: trying one must not
+	// spend another's.
+	if u, ok := samePortURL(r, host); ok {
+		t, _ := mint()
+		doc.AddTransport(control.TransportSamePort, u+t)
+	}
+	if usable {
+		doc.AddTransport(control.TransportWS, doc.URL)
+	}
 	return jsonResponse(200, connectJSON(doc))
+}
+
+// originRefused answers a request whose Host or Origin TokenOrigin refused.
+func originRefused(err error) Response {
+	if errors.Is(err, errCrossSite) {
+		return errorResponse(403, ErrCrossSite, err.Error())
+	}
+	return errorResponse(400, ErrBadRequest, err.Error())
+}
+
+func configRefused(s *Stub) Response {
+	return errorResponse(500, ErrConfig, fmt.Sprintf("config file %s: %v", s.ConfigPath, s.ConfigErr))
+}
+
+func stateDirRefused(err error) Response {
+	return errorResponse(500, ErrStateDir, "state dir not writable: "+strings.TrimPrefix(err.Error(), "state dir not usable: "))
+}
+
+// supervisorRefused answers a request when the supervisor could not be
+// reached or started.
+func supervisorRefused(err error) Response {
+	var se *StartError
+	if errors.As(err, &se) {
+		resp := errorResponse(se.Status, ErrSupervisor, se.Reason)
+		if se.Status == 503 {
+			resp.Header = append(resp.Header, Field{"Retry-After", "2"})
+		}
+		return resp
+	}
+	return errorResponse(500, ErrSupervisor, err.Error())
 }
 
 // hostRefused answers a request naming a host outside allowed_hosts (DNS
@@ -252,6 +286,8 @@ func Main(assets Assets) int {
 	s := New(ConfigPath, assets)
 	r := RequestFromEnv(os.Getenv)
 	r.Env = CGIEnv(os.Environ())
+	r.NPH = isNPH(os.Args[0]) || isNPH(r.ScriptName)
+	r.Socket = os.Stdout
 	ctx, cancel := context.WithTimeout(context.Background(), s.Deadline())
 	defer cancel()
 
@@ -260,7 +296,7 @@ func Main(assets Assets) int {
 	var written atomic.Bool
 	guard := time.AfterFunc(s.Deadline()+time.Second, func() {
 		if written.CompareAndSwap(false, true) {
-			errorResponse(503, ErrInternal, "live.cgi took too long; try again").WriteCGI(os.Stdout, r.Method == "HEAD")
+			errorResponse(503, ErrInternal, "live.cgi took too long; try again").Write(os.Stdout, r.Method == "HEAD", r.NPH)
 			os.Exit(1)
 		}
 	})
@@ -270,7 +306,7 @@ func Main(assets Assets) int {
 	if !written.CompareAndSwap(false, true) {
 		select {} // the guard is answering and exits
 	}
-	if err := resp.WriteCGI(os.Stdout, r.Method == "HEAD"); err != nil {
+	if err := resp.Write(os.Stdout, r.Method == "HEAD", r.NPH); err != nil {
 		return 1
 	}
 	return 0

@@ -119,6 +119,12 @@ func (s *Supervisor) serveConn(ctx context.Context, nc net.Conn, hs *list.Elemen
 	}
 	lr.n = -1
 	nc.SetReadDeadline(time.Time{})
+	s.answer(ctx, nc, br, req)
+}
+
+// answer hands req, read from nc through br, to upgrade: a WebSocket
+// upgrade keeps nc as a client's; anything else is answered and closed.
+func (s *Supervisor) answer(ctx context.Context, nc net.Conn, br *bufio.Reader, req *http.Request) {
 	req.RemoteAddr = nc.RemoteAddr().String()
 	w := &connWriter{nc: nc, br: br, header: http.Header{}}
 	// Not ctx itself: a cancelled read would drop the connection without a
@@ -128,6 +134,26 @@ func (s *Supervisor) serveConn(ctx context.Context, nc net.Conn, hs *list.Elemen
 		w.finish()
 		nc.Close()
 	}
+}
+
+// HandOver takes a browser's connection that a stub running as
+// nph-live.cgi passed over the control socket (control.HandOverVerb),
+// with the upgrade request the web server read from it. It returns an
+// error, nc untouched, if request is not an HTTP request; otherwise nc is
+// served like a connection of the WebSocket port (serveHandedOver).
+func (s *Supervisor) HandOver(nc net.Conn, request []byte) error {
+	req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(request)))
+	if err != nil {
+		return fmt.Errorf("bad upgrade request: %w", err)
+	}
+	go s.serveHandedOver(nc, req)
+	return nil
+}
+
+// serveHandedOver answers a handed-over connection's request with the
+// same checks as a direct upgrade (Host, token, Origin, roles, limits).
+func (s *Supervisor) serveHandedOver(nc net.Conn, req *http.Request) {
+	s.answer(context.Background(), nc, bufio.NewReaderSize(nc, connReadBuf), req)
 }
 
 // connWriter is the http.ResponseWriter of serveConn: enough of one for

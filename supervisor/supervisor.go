@@ -4,6 +4,7 @@ import (
 	"container/list"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -58,6 +59,7 @@ type Supervisor struct {
 	stats   time.Duration
 	hub     *hub
 	plugins *manager
+	tls     *tls.Config // tls_cert and tls_key; nil: plain ws://
 
 	audit *LogFile // the audit trail; nil: the log
 
@@ -107,6 +109,13 @@ func New(opts Options) (*Supervisor, error) {
 	// below this capacity.
 	s.hub.work = make(chan *client, s.cfg.MaxClients+16)
 	s.hub.chunks = make(chan []*client, s.cfg.MaxClients+16)
+	if s.cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("tls_cert, tls_key: %w", err)
+		}
+		s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
+	}
 	socketDir := opts.SocketDir
 	if socketDir == "" {
 		socketDir = filepath.Join(s.cfg.StateDir, control.SocketDir)
@@ -124,17 +133,21 @@ func (s *Supervisor) Status() control.Status {
 	s.mu.Lock()
 	port := s.port
 	s.mu.Unlock()
-	return control.Status{PID: os.Getpid(), Port: port, Version: s.version, Epoch: s.hub.epoch, Clients: s.hub.clientCount()}
+	return control.Status{PID: os.Getpid(), Port: port, Version: s.version, Epoch: s.hub.epoch, Clients: s.hub.clientCount(), TLS: s.tls != nil}
 }
 
-// Run serves WebSockets on ln and runs the plugins until ctx ends (or the
-// idle timeout passes), then shuts down in order: stop accepting, close
-// every client with "going away", stop every plugin, stop watching.
+// Run serves WebSockets on ln (over TLS with tls_cert) and runs the
+// plugins until ctx ends (or the idle timeout passes), then shuts down in
+// order: stop accepting, close every client with "going away", stop every
+// plugin, stop watching.
 func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 	if a, ok := ln.Addr().(*net.TCPAddr); ok {
 		s.mu.Lock()
 		s.port = a.Port
 		s.mu.Unlock()
+	}
+	if s.tls != nil {
+		ln = tls.NewListener(ln, s.tls)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -280,7 +293,11 @@ func (s *Supervisor) upgrade(w *connWriter, r *http.Request) {
 	}
 	c := &client{hub: s.hub, conn: conn, nc: w.nc, cork: w.cork, log: s.log.With("remote", r.RemoteAddr, "user", claims.User)}
 	c.signIn(claims.Identity, r.RemoteAddr)
-	if sc, ok := w.nc.(syscall.Conn); ok {
+	raw := w.nc
+	if tc, ok := raw.(*tls.Conn); ok {
+		raw = tc.NetConn() // the send buffer is the TCP socket's
+	}
+	if sc, ok := raw.(syscall.Conn); ok {
 		c.raw, _ = sc.SyscallConn()
 	}
 	if !s.hub.attach(c) {

@@ -282,15 +282,16 @@ type browser struct {
 	msgs []chromedp.ConsoleMessage
 }
 
-// mustBrowser starts chromium with a fresh profile and opens a tab. The
-// cleanup closes it and kills whatever is left of its processes.
-func mustBrowser(t *testing.T, chromium string) *browser {
+// mustBrowser starts chromium with a fresh profile and opens a tab, with
+// the extra options if any. The cleanup closes it and kills whatever is
+// left of its processes.
+func mustBrowser(t *testing.T, chromium string, extra ...chromedp.ExecAllocatorOption) *browser {
 	t.Helper()
 	profile := t.TempDir()
 	// A hang guard for everything the browser does in this test.
 	root, cancelRoot := context.WithTimeout(context.Background(), 5*time.Minute)
 	out := &lockedBuffer{}
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(root,
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(root, append([]chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromium),
 		chromedp.Headless,
 		chromedp.NoSandbox,
@@ -310,7 +311,7 @@ func mustBrowser(t *testing.T, chromium string) *browser {
 			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 			cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 		}),
-	)
+	}, extra...)...)
 	tab, cancelTab := chromedp.NewContext(allocCtx, chromedp.WithLogf(t.Logf))
 	b := &browser{ctx: tab}
 	consoleCtx, stopConsole := context.WithCancel(tab)

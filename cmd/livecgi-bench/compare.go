@@ -23,7 +23,11 @@ import (
 )
 
 // Systems compared, in table order.
-var allSystems = []string{ModeLivecgi, ModeWebsocketd, ModeLongPoll, ModeBare}
+var allSystems = []string{ModeLivecgi, ModeSamePort, ModeWebsocketd, ModeLongPoll, ModeBare}
+
+// maxSamePort is the most clients the same-port rows run: each connects
+// through one run of the stub under nphd.
+const maxSamePort = 100
 
 // Report is everything one compare run measured; results.json holds it and
 // report.go renders it.
@@ -62,6 +66,8 @@ type rig struct {
 	self                           string // this tool, for serve-bare
 	httpd                          *exec.Cmd
 	httpPort                       int
+	nphd                           *exec.Cmd // serves cgi-bin/nph-live.cgi as boa rc21 (same-port)
+	nphPort                        int
 	log                            io.Writer
 	hc                             *http.Client
 }
@@ -117,6 +123,9 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	for _, hz := range hzList {
 		for _, n := range nList {
 			for _, sys := range sysList {
+				if sys == ModeSamePort && (n > maxSamePort || hz != 10) {
+					continue
+				}
 				fmt.Fprintf(stderr, "== %s, %d clients, %g Hz\n", sys, n, hz)
 				res, err := r.point(ctx, rep, sys, n, hz, *d)
 				if ctx.Err() != nil {
@@ -247,6 +256,7 @@ func newRig(ctx context.Context, work string, log io.Writer) (*rig, error) {
 		{"./plugins/system", "system", ""},
 		{"./cmd/livecgi-bench/sensorprog", "sensorprog", ""},
 		{"./cmd/livecgi-bench/pollcgi", "pollcgi", ""},
+		{"./cmd/livecgi-bench/nphd", "nphd", ""},
 	} {
 		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w "+b.ldflags, "-o", filepath.Join(r.bin, b.out), b.pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -258,6 +268,21 @@ func newRig(ctx context.Context, work string, log io.Writer) (*rig, error) {
 		if err := copyFile(filepath.Join(r.bin, l[0]), filepath.Join(r.www, "cgi-bin", l[1])); err != nil {
 			return nil, err
 		}
+	}
+	if err := os.Symlink("live.cgi", filepath.Join(r.www, "cgi-bin", "nph-live.cgi")); err != nil {
+		return nil, err
+	}
+	r.nphd = exec.Command(filepath.Join(r.bin, "nphd"), "-root", r.www, "-listen", "127.0.0.1:0")
+	nphOut, err := r.nphd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := start(r.nphd); err != nil {
+		return nil, err
+	}
+	line, rerr := bufio.NewReader(nphOut).ReadString('\n')
+	if r.nphPort, err = strconv.Atoi(strings.TrimPrefix(strings.TrimSpace(line), "listening ")); err != nil {
+		return nil, fmt.Errorf("nphd said %q (%v): %w", line, rerr, err)
 	}
 	if r.httpPort, err = freePort(); err != nil {
 		return nil, err
@@ -334,6 +359,7 @@ func waitPort(ctx context.Context, port int) error {
 func (r *rig) close(removeWork bool) {
 	r.stopSupervisor()
 	stop(r.httpd)
+	stop(r.nphd)
 	if removeWork {
 		os.RemoveAll(r.work)
 	}
@@ -453,7 +479,7 @@ func (r *rig) footprint(ctx context.Context, rep *Report) error {
 func (r *rig) point(ctx context.Context, rep *Report, sys string, n int, hz float64, d time.Duration) (*Result, error) {
 	l := Load{Mode: sys, Clients: n, Hz: hz, Duration: d, Warmup: time.Second}
 	switch sys {
-	case ModeLivecgi:
+	case ModeLivecgi, ModeSamePort:
 		r.stopSupervisor()
 		if err := r.setPlugins(hz, "bench"); err != nil {
 			return nil, err
@@ -478,6 +504,14 @@ func (r *rig) point(ctx context.Context, rep *Report, sys string, n int, hz floa
 		// receive, which would measure the fork storm, not the fan-out.
 		l.URL, l.PID = "ws://127.0.0.1:"+strconv.Itoa(st.Port)+"/live", st.PID
 		l.SecretFile, l.Origin = filepath.Join(r.state, control.SecretFile), r.origin()
+		if sys == ModeSamePort {
+			// Each client's upgrade goes through one run of the stub
+			// under nphd, which hands the socket to the same
+			// supervisor; the server CPU counted is the supervisor's
+			// tree, as for livecgi (the stubs' is the connect cost).
+			l.URL = "ws://127.0.0.1:" + strconv.Itoa(r.nphPort) + "/cgi-bin/nph-live.cgi?ws"
+			l.Origin = "http://127.0.0.1:" + strconv.Itoa(r.nphPort)
+		}
 		sleep(ctx, time.Second)
 	case ModeWebsocketd:
 		port, err := freePort()

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,13 +29,16 @@ const (
 	ModeWebsocketd = "websocketd" // plain WebSocket, one line per message
 	ModeLongPoll   = "long-poll"  // HTTP GET loop against a CGI
 	ModeBare       = "bare"       // plain WebSocket to serve-bare
+	ModeSamePort   = "same-port"  // the supervisor's WebSocket through nph-live.cgi on the web server's port
 )
 
 // Load describes one load run.
 type Load struct {
 	Mode string
 	// URL is the stub (livecgi: http://…/cgi-bin/live.cgi), the WebSocket
-	// (websocketd, bare; livecgi with SecretFile) or the CGI (long-poll).
+	// (websocketd, bare; livecgi with SecretFile; same-port:
+	// ws://…/cgi-bin/nph-live.cgi?ws, with SecretFile) or the CGI
+	// (long-poll).
 	URL string
 	// SecretFile and Origin let livecgi clients mint their own tokens
 	// (control.MintToken) instead of asking the stub; the supervisor's
@@ -340,9 +344,13 @@ func (l Load) dialer() (dialFunc, error) {
 		return func(ctx context.Context, _ int) (streamFunc, time.Duration, time.Duration, error) {
 			return pollStream(hc, l.URL), 0, 0, nil
 		}, nil
-	case ModeLivecgi:
+	case ModeLivecgi, ModeSamePort:
 	default:
-		return nil, fmt.Errorf("mode %q: want %s, %s, %s or %s", l.Mode, ModeLivecgi, ModeWebsocketd, ModeLongPoll, ModeBare)
+		return nil, fmt.Errorf("mode %q: want %s, %s, %s, %s or %s", l.Mode, ModeLivecgi, ModeSamePort, ModeWebsocketd, ModeLongPoll, ModeBare)
+	}
+	sep := "?"
+	if strings.Contains(l.URL, "?") {
+		sep = "&" // nph-live.cgi?ws
 	}
 	origin := l.Origin
 	if origin == "" {
@@ -360,7 +368,7 @@ func (l Load) dialer() (dialFunc, error) {
 			}
 			tok, _ := control.MintToken(secret, origin, st.Epoch, time.Now(), time.Minute, control.Identity{})
 			t0 := time.Now()
-			conn, err := dialWS(ctx, hc, l.URL+"?token="+tok, origin, wire.Subprotocol)
+			conn, err := dialWS(ctx, hc, l.URL+sep+"token="+tok, origin, wire.Subprotocol)
 			return wsStream(conn), time.Since(t0), 0, err
 		}, nil
 	}

@@ -72,6 +72,9 @@ func TestMakeInstallTarget(t *testing.T) {
 	if len(files) < 4 { // livecgid, live.cgi, system, leds
 		t.Fatalf("installed %v", files)
 	}
+	if to, err := os.Readlink(filepath.Join(root, "usr/lib/cgi-bin/nph-live.cgi")); err != nil || to != "live.cgi" {
+		t.Errorf("nph-live.cgi: link to %q (%v), want live.cgi", to, err)
+	}
 	for _, f := range files {
 		e, err := elf.Open(f)
 		if err != nil {

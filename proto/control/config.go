@@ -53,6 +53,11 @@ type Config struct {
 	GOGC           int               // supervisor's GC target percent (GOGC); 0 = Go's default
 	MemoryLimitMB  int               // supervisor's soft memory limit (GOMEMLIMIT) in MiB; 0 = none
 	AllowedHosts   []string          // host names pages may be loaded from; nil = the defaults (see HostAllowed)
+	// How browsers reach the supervisor (see PublicBase).
+	TLSCert    string // PEM certificate (chain) of the WebSocket port; with TLSKey, it serves wss://
+	TLSKey     string // PEM private key of TLSCert
+	PublicPort int    // port browsers dial instead of the listen port (a port-forward); 0 = the listen port
+	PublicURL  string // ws:// or wss:// base URL browsers dial instead (a reverse proxy); "" = none
 	// Who may watch and act: see auth.go.
 	Auth         string            // none, webserver, basic or command
 	AuthUsers    string            // users file: name, role, password hash
@@ -145,13 +150,14 @@ func (c *Config) set(k, v string) error {
 	str := map[string]*string{
 		"listen": &c.Listen, "state_dir": &c.StateDir, "plugins_dir": &c.PluginsDir,
 		"supervisor": &c.Supervisor, "log_level": &c.LogLevel, "proc_root": &c.ProcRoot, "sys_root": &c.SysRoot,
+		"tls_cert": &c.TLSCert, "tls_key": &c.TLSKey, "public_url": &c.PublicURL,
 	}
 	dur := map[string]*time.Duration{
 		"ping_interval": &c.PingInterval, "write_timeout": &c.WriteTimeout, "command_timeout": &c.CommandTimeout,
 		"token_ttl": &c.TokenTTL, "idle_timeout": &c.IdleTimeout, "start_timeout": &c.StartTimeout,
 	}
 	num := map[string]*int{"max_clients": &c.MaxClients, "burst": &c.Burst, "history": &c.History,
-		"gogc": &c.GOGC, "memory_limit_mb": &c.MemoryLimitMB}
+		"gogc": &c.GOGC, "memory_limit_mb": &c.MemoryLimitMB, "public_port": &c.PublicPort}
 	if p, ok := str[k]; ok {
 		*p = v
 		return nil
@@ -264,6 +270,15 @@ func (c *Config) Validate() error {
 		return errors.New("gogc and memory_limit_mb must not be negative")
 	case c.WriteTimeout <= 0 || c.CommandTimeout <= 0 || c.TokenTTL <= 0 || c.StartTimeout <= 0:
 		return errors.New("write_timeout, command_timeout, token_ttl and start_timeout must be positive")
+	case (c.TLSCert == "") != (c.TLSKey == ""):
+		return errors.New("tls_cert and tls_key go together: set both or neither")
+	case c.PublicPort < 0 || c.PublicPort > 65535:
+		return errors.New("public_port must be a port number (1-65535), or 0 for the listen port")
+	case c.PublicPort != 0 && c.PublicURL != "":
+		return errors.New("public_port and public_url exclude each other: public_url names the port too")
+	}
+	if _, _, err := c.PublicBase(); err != nil {
+		return err
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
@@ -315,4 +330,23 @@ func (c Config) HostAllowed(host string) bool {
 		}
 	}
 	return false
+}
+
+// PublicBase returns public_url checked and split: its scheme, "ws" or
+// "wss", and the rest without a final slash (host[:port] and an optional
+// path), to which browsers' URLs append /live. Both are "" when
+// public_url is unset.
+func (c Config) PublicBase() (scheme, rest string, err error) {
+	if c.PublicURL == "" {
+		return "", "", nil
+	}
+	scheme, rest, ok := strings.Cut(c.PublicURL, "://")
+	host, _, _ := strings.Cut(rest, "/")
+	switch {
+	case !ok || scheme != "ws" && scheme != "wss":
+		return "", "", fmt.Errorf("public_url %q: want ws:// or wss://, e.g. wss://device.example.net:8443", c.PublicURL)
+	case host == "" || strings.ContainsAny(rest, "?#@ \t") || strings.Trim(host, "0123456789.:[]abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-") != "":
+		return "", "", fmt.Errorf("public_url %q: want scheme://host[:port][/path], no query, user or spaces", c.PublicURL)
+	}
+	return scheme, strings.TrimSuffix(rest, "/"), nil
 }

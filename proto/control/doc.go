@@ -4,6 +4,7 @@
 // tokens the stub mints and the supervisor checks (MintToken, VerifyToken),
 // who may do what (auth.go: Authorize, the users file, Basic credentials),
 // the connect document a browser fetches (Connect), and the control socket
-// on which the stub probes the supervisor (Probe, ServeControl), with the
-// accept rule of every listener of the supervisor (Accept).
+// on which the stub probes the supervisor (Probe, Control) and hands it a
+// browser's connection (SendHandOver), with the accept rule of every
+// listener of the supervisor (Accept).
 package control

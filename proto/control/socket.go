@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -19,15 +20,38 @@ type Status struct {
 	Version string `json:"version"`
 	Epoch   string `json:"epoch"`
 	Clients int    `json:"clients"`
+	TLS     bool   `json:"tls"` // the WebSocket port serves wss:// (tls_cert)
 }
 
 // Connect is the document the stub serves at ?connect. URL is a complete
-// ws:// URL, token included, that a client dials as is.
+// ws:// URL, token included, that a client dials as is. Transports lists
+// the ways to reach the supervisor in the order a client tries them.
 type Connect struct {
-	URL      string `json:"url"`
-	Token    string `json:"token"`
-	Expires  int64  `json:"expires"` // Unix milliseconds
-	Protocol string `json:"protocol"`
+	URL        string      `json:"url"`
+	Token      string      `json:"token"`
+	Expires    int64       `json:"expires"` // Unix milliseconds
+	Protocol   string      `json:"protocol"`
+	Transports []Transport `json:"transports,omitempty"`
+}
+
+// Transport kinds of the connect document.
+const (
+	TransportSamePort = "same-port" // WebSocket through nph-live.cgi on the web server's own port
+	TransportWS       = "ws"        // WebSocket on the supervisor's port (ws:// or wss://)
+	TransportPoll     = "poll"      // long polling through the stub
+)
+
+// Transport is one way to reach the supervisor: its kind and the URL to
+// use, absolute or root-relative. A WebSocket entry's URL carries its own
+// single-use token.
+type Transport struct {
+	Kind string `json:"kind"`
+	URL  string `json:"url"`
+}
+
+// AddTransport appends a transport to c's list.
+func (c *Connect) AddTransport(kind, url string) {
+	c.Transports = append(c.Transports, Transport{Kind: kind, URL: url})
 }
 
 // Probe asks the supervisor behind the control socket in stateDir for its
@@ -61,13 +85,28 @@ func Probe(ctx context.Context, stateDir string) (Status, error) {
 	return st, nil
 }
 
-// ServeControl answers "status" requests on ln until ctx ends. The caller
-// owns ln's creation (and the removal of a stale socket file before it).
-// It returns an error only when ln fails for good (see Accept); the
-// supervisor must then exit, so that the stub starts a fresh one. A
-// passing shortage is retried quietly: the WebSocket listener, which
-// meets it too, logs it.
+// ServeControl answers "status" requests on ln until ctx ends, as
+// Control{Status: status}.Serve does.
 func ServeControl(ctx context.Context, ln net.Listener, status func() Status) error {
+	return Control{Status: status}.Serve(ctx, ln)
+}
+
+// Control is what the supervisor serves on its control socket.
+type Control struct {
+	Status func() Status // answers "status"
+	// HandOver takes a browser's connection passed by a stub (see
+	// HandOverVerb) with its upgrade request. It returns at once, the
+	// connection served elsewhere, or with an error and conn untouched.
+	// Nil refuses hand-overs.
+	HandOver func(conn net.Conn, request []byte) error
+}
+
+// Serve answers requests on ln until ctx ends. The caller owns ln's
+// creation (and the removal of a stale socket file before it). It returns
+// an error only when ln fails for good (see Accept); the supervisor must
+// then exit, so that the stub starts a fresh one. A passing shortage is
+// retried quietly: the WebSocket listener, which meets it too, logs it.
+func (ctl Control) Serve(ctx context.Context, ln net.Listener) error {
 	go func() {
 		<-ctx.Done()
 		ln.Close()
@@ -80,18 +119,48 @@ func ServeControl(ctx context.Context, ln net.Listener, status func() Status) er
 			}
 			return err
 		}
-		go func() {
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(2 * time.Second))
-			line, err := bufio.NewReader(c).ReadString('\n')
-			if err != nil || line != "status\n" {
-				c.Write([]byte(`{"error":"unknown request"}` + "\n"))
+		go ctl.serveOne(c)
+	}
+}
+
+func (ctl Control) serveOne(c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	var line string
+	if uc, ok := c.(*net.UnixConn); ok {
+		l, conn, request, err := receiveHandOver(uc)
+		switch {
+		case err != nil:
+			c.Write([]byte("error " + oneLine(err.Error()) + "\n"))
+			return
+		case conn != nil && ctl.HandOver == nil:
+			conn.Close()
+			c.Write([]byte("error this supervisor takes no hand-overs\n"))
+			return
+		case conn != nil:
+			if err := ctl.HandOver(conn, request); err != nil {
+				conn.Close()
+				c.Write([]byte("error " + oneLine(err.Error()) + "\n"))
 				return
 			}
-			b, _ := json.Marshal(status())
-			c.Write(append(b, '\n'))
-		}()
+			c.Write([]byte("ok\n"))
+			return
+		}
+		line = l + "\n"
+	} else {
+		line, _ = bufio.NewReader(c).ReadString('\n')
 	}
+	if line != "status\n" || ctl.Status == nil {
+		c.Write([]byte(`{"error":"unknown request"}` + "\n"))
+		return
+	}
+	b, _ := json.Marshal(ctl.Status())
+	c.Write(append(b, '\n'))
+}
+
+// oneLine makes s fit on one line of the control protocol.
+func oneLine(s string) string {
+	return strings.NewReplacer("\n", " ", "\r", " ").Replace(s)
 }
 
 // Accept waits for ln's next connection. A passing shortage (out of

@@ -1,0 +1,144 @@
+package cgi
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/livecgi/livecgi/proto/control"
+)
+
+// The same-port WebSocket. boa 0.94.14rc21 runs a CGI whose name starts
+// with nph- with the browser's TCP socket as stdout and every request
+// header as HTTP_*; it does not shut the socket down when the CGI exits.
+// So nph-live.cgi (the stub under that name) answers ?ws&token=T by
+// passing its stdout to the supervisor (control.SendHandOver), which
+// writes the 101 and serves the browser like any other: a WebSocket on the
+// web server's own port. Servers that give a pipe (busybox httpd,
+// lighttpd, boa 0.94.13) or drop the upgrade headers (mini_httpd) get a
+// clear 501, and the client tries its next transport.
+
+// isNPH reports whether a program or script name is an nph one.
+func isNPH(name string) bool {
+	return strings.HasPrefix(filepath.Base(name), "nph-")
+}
+
+// isSocket reports whether f is a socket.
+func isSocket(f *os.File) bool {
+	if f == nil {
+		return false
+	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+		return false
+	}
+	return st.Mode&syscall.S_IFMT == syscall.S_IFSOCK
+}
+
+// handOver answers ?ws under an nph- name: the checks of ?connect (Host
+// and Origin on an allowed host of the same site: a cross-site page gets
+// no socket), then the browser's connection and its upgrade request go to
+// the supervisor, which verifies the token and answers the browser.
+func (s *Stub) handOver(ctx context.Context, r Request) Response {
+	if !r.NPH {
+		return errorResponse(400, ErrBadRequest, "?ws is served by the stub under an nph- name (nph-live.cgi), which gets the browser's connection")
+	}
+	if !isSocket(r.Socket) {
+		return errorResponse(501, ErrNoSocket, "this web server gives nph CGIs a pipe, not the browser's connection: no WebSocket on its port; use another transport")
+	}
+	if !strings.EqualFold(r.Upgrade, "websocket") || r.WSKey == "" || r.WSVersion == "" {
+		return errorResponse(501, ErrNoUpgrade, "no Upgrade: websocket, Sec-WebSocket-Key and Sec-WebSocket-Version: this web server does not pass them to nph CGIs (or this is no WebSocket request); use another transport")
+	}
+	for _, v := range []string{r.WSKey, r.WSVersion, r.WSProtocol} {
+		if len(v) > 256 || strings.IndexFunc(v, func(c rune) bool { return c < 0x20 || c > 0x7e }) >= 0 {
+			return errorResponse(400, ErrBadRequest, "Sec-WebSocket-* header too long or not printable ASCII")
+		}
+	}
+	if r.Origin == "" {
+		return errorResponse(403, ErrCrossSite, "a WebSocket upgrade without an Origin header")
+	}
+	origin, host, err := TokenOrigin(r)
+	if err != nil {
+		return originRefused(err)
+	}
+	if s.ConfigErr != nil {
+		return configRefused(s)
+	}
+	if oh := strings.TrimPrefix(strings.TrimPrefix(origin, "http://"), "https://"); !s.Config.HostAllowed(oh) {
+		return s.hostRefused(oh)
+	}
+	st, err := s.starter()
+	if err != nil {
+		return stateDirRefused(err)
+	}
+	if _, err := st.ensure(ctx); err != nil {
+		return supervisorRefused(err)
+	}
+	token, _ := queryToken(r.Query)
+	var b strings.Builder
+	b.WriteString("GET /live?token=" + token + " HTTP/1.1\r\n")
+	b.WriteString("Host: " + host.String() + "\r\n")
+	b.WriteString("Origin: " + origin + "\r\n")
+	b.WriteString("Upgrade: websocket\r\nConnection: Upgrade\r\n")
+	b.WriteString("Sec-WebSocket-Key: " + r.WSKey + "\r\n")
+	b.WriteString("Sec-WebSocket-Version: " + r.WSVersion + "\r\n")
+	if r.WSProtocol != "" {
+		b.WriteString("Sec-WebSocket-Protocol: " + r.WSProtocol + "\r\n")
+	}
+	b.WriteString("\r\n")
+	if err := control.SendHandOver(st.stateDir, int(r.Socket.Fd()), []byte(b.String()), 2*time.Second); err != nil {
+		st.log("%v", err)
+		return errorResponse(503, ErrSupervisor, err.Error())
+	}
+	return Response{HandedOver: true}
+}
+
+// samePortURL returns the same-port WebSocket URL up to the token, if the
+// stub is reachable under an nph- name: nph-<name> beside the stub's file,
+// the same file (a symlink or a hard link), or the stub itself under such
+// a name.
+func samePortURL(r Request, host HostPort) (string, bool) {
+	if r.ScriptName == "" || r.ScriptFilename == "" {
+		return "", false
+	}
+	name := filepath.Base(r.ScriptFilename)
+	if !isNPH(name) {
+		name = "nph-" + name
+		self, err1 := os.Stat(r.ScriptFilename)
+		nph, err2 := os.Stat(filepath.Join(filepath.Dir(r.ScriptFilename), name))
+		if err1 != nil || err2 != nil || !os.SameFile(self, nph) {
+			return "", false
+		}
+	}
+	dir := r.ScriptName[:strings.LastIndexByte(r.ScriptName, '/')+1]
+	if dir == "" {
+		dir = "/"
+	}
+	scheme := "ws://"
+	if r.HTTPS {
+		scheme = "wss://"
+	}
+	return scheme + host.String() + dir + name + "?ws&token=", true
+}
+
+// directBase returns the scheme and authority (and path, with
+// public_url) browsers dial the supervisor's own port by, and whether a
+// page loaded as r may use it: a page over HTTPS may not use ws://.
+func (s *Stub) directBase(r Request, host HostPort, st control.Status) (string, bool) {
+	if scheme, rest, _ := s.Config.PublicBase(); scheme != "" {
+		return scheme + "://" + rest, !r.HTTPS || scheme == "wss"
+	}
+	port := st.Port
+	if s.Config.PublicPort != 0 {
+		port = s.Config.PublicPort
+	}
+	scheme := "ws://"
+	if st.TLS {
+		scheme = "wss://"
+	}
+	return scheme + host.Host + ":" + strconv.Itoa(port), !r.HTTPS || st.TLS
+}

@@ -1,0 +1,169 @@
+package cgi
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/livecgi/livecgi/proto/control"
+)
+
+// TestWriteNPH: under an nph- name every answer, errors included, is a
+// complete HTTP response; a handed-over connection gets nothing.
+func TestWriteNPH(t *testing.T) {
+	var b bytes.Buffer
+	resp := errorResponse(501, ErrNoSocket, "pipe")
+	if err := resp.Write(&b, false, true); err != nil {
+		t.Fatal(err)
+	}
+	want := "HTTP/1.1 501 Not Implemented\r\nContent-Type: application/json\r\nCache-Control: no-store\r\nConnection: close\r\n" +
+		"X-Content-Type-Options: nosniff\r\nContent-Length: 38\r\n\r\n{\"error\":\"no_socket\",\"reason\":\"pipe\"}\n"
+	if b.String() != want {
+		t.Errorf("nph answer\n%q\nwant\n%q", b.String(), want)
+	}
+	if len(resp.Header) != 2 {
+		t.Errorf("WriteNPH changed the response's headers: %v", resp.Header)
+	}
+	b.Reset()
+	resp.Write(&b, false, false)
+	if !strings.HasPrefix(b.String(), "Status: 501 Not Implemented\r\n") {
+		t.Errorf("CGI answer %q", b.String())
+	}
+	b.Reset()
+	if err := (Response{HandedOver: true}).Write(&b, false, true); err != nil || b.Len() != 0 {
+		t.Errorf("handed over: wrote %q, %v", b.String(), err)
+	}
+}
+
+// socketFile is one end of a unix socket pair, standing for the client's
+// socket a web server gives an nph CGI.
+func socketFile(t *testing.T) *os.File {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := os.NewFile(uintptr(fds[0]), "a"), os.NewFile(uintptr(fds[1]), "b")
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a
+}
+
+// TestServeWSRefused: ?ws is refused, before any supervisor is asked,
+// under a plain name, on a pipe, without upgrade headers, without or
+// with a cross-site Origin, and from a host not allowed.
+func TestServeWSRefused(t *testing.T) {
+	s := New(filepath.Join(t.TempDir(), "none.conf"), testAssets)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	sock := socketFile(t)
+	up := Request{Method: "GET", Host: "127.0.0.1:8080", Origin: "http://127.0.0.1:8080", Query: "ws&token=abc",
+		NPH: true, Socket: sock, Upgrade: "websocket", WSKey: "dGhlIHNhbXBsZSBub25jZQ==", WSVersion: "13", WSProtocol: "livecgi.v1"}
+	with := func(f func(r *Request)) Request {
+		r := up
+		f(&r)
+		return r
+	}
+	tests := []struct {
+		name   string
+		req    Request
+		status int
+		code   string
+	}{
+		{"plain name", with(func(r *Request) { r.NPH = false }), 400, ErrBadRequest},
+		{"pipe", with(func(r *Request) { r.Socket = w }), 501, ErrNoSocket},
+		{"no stdout", with(func(r *Request) { r.Socket = nil }), 501, ErrNoSocket},
+		{"no upgrade headers", with(func(r *Request) { r.Upgrade, r.WSKey, r.WSVersion = "", "", "" }), 501, ErrNoUpgrade},
+		{"no key", with(func(r *Request) { r.WSKey = "" }), 501, ErrNoUpgrade},
+		{"key not printable", with(func(r *Request) { r.WSKey = "a\r\nX-Evil: 1" }), 400, ErrBadRequest},
+		{"no origin", with(func(r *Request) { r.Origin = "" }), 403, ErrCrossSite},
+		{"cross-site", with(func(r *Request) { r.Origin = "http://evil.example" }), 403, ErrCrossSite},
+		{"null origin", with(func(r *Request) { r.Origin = "null" }), 403, ErrCrossSite},
+		{"host not allowed", with(func(r *Request) { r.Host, r.Origin = "evil.example", "http://evil.example" }), 403, ErrHost},
+		{"no token", with(func(r *Request) { r.Query = "ws" }), 400, ErrBadRequest},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := serve(t, s, tt.req)
+			if resp.HandedOver {
+				t.Fatal("handed over")
+			}
+			wantError(t, resp, tt.status, tt.code)
+		})
+	}
+}
+
+func TestParseQueryWS(t *testing.T) {
+	if a, err := ParseQuery("ws&token=abc-_9"); a != ActionWS || err != nil {
+		t.Errorf("ws&token: %v %v", a, err)
+	}
+	if a, err := ParseQuery("token=abc&ws&_=1"); a != ActionWS || err != nil {
+		t.Errorf("token&ws: %v %v", a, err)
+	}
+	for _, q := range []string{"ws", "token=abc", "connect&token=abc", "ws&token=a&token=b", "ws&token=a%20b", "ws&token=", "ws=1&token=a", "ws&connect&token=a"} {
+		if a, err := ParseQuery(q); err == nil {
+			t.Errorf("ParseQuery(%q) = %v, want an error", q, a)
+		}
+	}
+}
+
+// TestTransportURLs: the same-port URL only when nph-<name> beside the
+// stub is the stub; the direct URL's scheme, port and base from TLS,
+// public_port and public_url, and whether an HTTPS page may use it.
+func TestTransportURLs(t *testing.T) {
+	dir := t.TempDir()
+	stub := filepath.Join(dir, "live.cgi")
+	os.WriteFile(stub, []byte("stub"), 0o755)
+	host := HostPort{Host: "device.lan", Port: "8080"}
+	r := Request{ScriptName: "/cgi-bin/live.cgi", ScriptFilename: stub}
+	if u, ok := samePortURL(r, host); ok {
+		t.Errorf("without nph-live.cgi: %q", u)
+	}
+	os.WriteFile(filepath.Join(dir, "nph-live.cgi"), []byte("other"), 0o755)
+	if u, ok := samePortURL(r, host); ok {
+		t.Errorf("nph-live.cgi another file: %q", u)
+	}
+	os.Remove(filepath.Join(dir, "nph-live.cgi"))
+	os.Symlink("live.cgi", filepath.Join(dir, "nph-live.cgi"))
+	if u, ok := samePortURL(r, host); !ok || u != "ws://device.lan:8080/cgi-bin/nph-live.cgi?ws&token=" {
+		t.Errorf("with the link: %q %v", u, ok)
+	}
+	r.HTTPS = true
+	if u, _ := samePortURL(r, host); u != "wss://device.lan:8080/cgi-bin/nph-live.cgi?ws&token=" {
+		t.Errorf("over HTTPS: %q", u)
+	}
+	self := Request{ScriptName: "/nph-live.cgi", ScriptFilename: filepath.Join(dir, "nph-live.cgi")}
+	if u, _ := samePortURL(self, host); u != "ws://device.lan:8080/nph-live.cgi?ws&token=" {
+		t.Errorf("the nph stub itself: %q", u)
+	}
+
+	direct := []struct {
+		https, tls bool
+		edit       func(c *control.Config)
+		want       string
+		usable     bool
+	}{
+		{false, false, nil, "ws://device.lan:8081", true},
+		{true, false, nil, "ws://device.lan:8081", false},
+		{true, true, nil, "wss://device.lan:8081", true},
+		{false, true, nil, "wss://device.lan:8081", true},
+		{false, false, func(c *control.Config) { c.PublicPort = 9000 }, "ws://device.lan:9000", true},
+		{true, false, func(c *control.Config) { c.PublicURL = "wss://proxy.example/livecgi/" }, "wss://proxy.example/livecgi", true},
+		{true, false, func(c *control.Config) { c.PublicURL = "ws://device.lan:9000" }, "ws://device.lan:9000", false},
+	}
+	for _, d := range direct {
+		s := &Stub{Config: control.Default()}
+		if d.edit != nil {
+			d.edit(&s.Config)
+		}
+		got, ok := s.directBase(Request{HTTPS: d.https}, host, control.Status{Port: 8081, TLS: d.tls})
+		if got != d.want || ok != d.usable {
+			t.Errorf("https %v, tls %v, %+v: %q %v, want %q %v", d.https, d.tls, s.Config.PublicURL, got, ok, d.want, d.usable)
+		}
+	}
+}
