@@ -159,7 +159,7 @@ func serve(ctx context.Context, sup *supervisor.Supervisor, ln, cln net.Listener
 	defer cancel()
 	ctlErr := make(chan error, 1)
 	go func() {
-		err := control.ServeControl(ctx, cln, sup.Status)
+		err := control.ServeControl(ctx, cln, sup.Status, sup.ControlHandlers()...)
 		if err != nil {
 			err = fmt.Errorf("control socket: %w", err)
 			cancel()

@@ -53,6 +53,9 @@ type Config struct {
 	GOGC           int               // supervisor's GC target percent (GOGC); 0 = Go's default
 	MemoryLimitMB  int               // supervisor's soft memory limit (GOMEMLIMIT) in MiB; 0 = none
 	AllowedHosts   []string          // host names pages may be loaded from; nil = the defaults (see HostAllowed)
+	PublicPort     int               // port put in the ws:// URL instead of the listening one (a port-forward); 0 = the same
+	PollTimeout    time.Duration     // longest a long poll waits for news
+	PollInterval   time.Duration     // shortest time between two answers to one poll session
 	// Who may watch and act: see auth.go.
 	Auth         string            // none, webserver, basic or command
 	AuthUsers    string            // users file: name, role, password hash
@@ -83,6 +86,8 @@ func Default() Config {
 		GOGC:           50,
 		MemoryLimitMB:  64,
 		Auth:           AuthNone,
+		PollTimeout:    25 * time.Second,
+		PollInterval:   250 * time.Millisecond,
 	}
 }
 
@@ -149,9 +154,10 @@ func (c *Config) set(k, v string) error {
 	dur := map[string]*time.Duration{
 		"ping_interval": &c.PingInterval, "write_timeout": &c.WriteTimeout, "command_timeout": &c.CommandTimeout,
 		"token_ttl": &c.TokenTTL, "idle_timeout": &c.IdleTimeout, "start_timeout": &c.StartTimeout,
+		"poll_timeout": &c.PollTimeout, "poll_interval": &c.PollInterval,
 	}
 	num := map[string]*int{"max_clients": &c.MaxClients, "burst": &c.Burst, "history": &c.History,
-		"gogc": &c.GOGC, "memory_limit_mb": &c.MemoryLimitMB}
+		"gogc": &c.GOGC, "memory_limit_mb": &c.MemoryLimitMB, "public_port": &c.PublicPort}
 	if p, ok := str[k]; ok {
 		*p = v
 		return nil
@@ -264,6 +270,13 @@ func (c *Config) Validate() error {
 		return errors.New("gogc and memory_limit_mb must not be negative")
 	case c.WriteTimeout <= 0 || c.CommandTimeout <= 0 || c.TokenTTL <= 0 || c.StartTimeout <= 0:
 		return errors.New("write_timeout, command_timeout, token_ttl and start_timeout must be positive")
+	case c.PollTimeout < time.Second || c.PollTimeout > 50*time.Second:
+		// boa drops a connection that is silent for 60 s.
+		return errors.New("poll_timeout must be between 1s and 50s")
+	case c.PollInterval < 0 || c.PollInterval >= c.PollTimeout:
+		return errors.New("poll_interval must not be negative and must be shorter than poll_timeout")
+	case c.PublicPort < 0 || c.PublicPort > 65535:
+		return errors.New("public_port must be a port number (0: the listening port)")
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -28,6 +29,9 @@ type Connect struct {
 	Token    string `json:"token"`
 	Expires  int64  `json:"expires"` // Unix milliseconds
 	Protocol string `json:"protocol"`
+	// Transports lists every way to the supervisor, in the order to try
+	// them (see AddTransport).
+	Transports []Transport `json:"transports,omitempty"`
 }
 
 // Probe asks the supervisor behind the control socket in stateDir for its
@@ -61,13 +65,14 @@ func Probe(ctx context.Context, stateDir string) (Status, error) {
 	return st, nil
 }
 
-// ServeControl answers "status" requests on ln until ctx ends. The caller
+// ServeControl answers "status" requests on ln until ctx ends, and the
+// requests of the kinds in more (see Handler). The caller
 // owns ln's creation (and the removal of a stale socket file before it).
 // It returns an error only when ln fails for good (see Accept); the
 // supervisor must then exit, so that the stub starts a fresh one. A
 // passing shortage is retried quietly: the WebSocket listener, which
 // meets it too, logs it.
-func ServeControl(ctx context.Context, ln net.Listener, status func() Status) error {
+func ServeControl(ctx context.Context, ln net.Listener, status func() Status, more ...Handler) error {
 	go func() {
 		<-ctx.Done()
 		ln.Close()
@@ -83,8 +88,16 @@ func ServeControl(ctx context.Context, ln net.Listener, status func() Status) er
 		go func() {
 			defer c.Close()
 			c.SetDeadline(time.Now().Add(2 * time.Second))
-			line, err := bufio.NewReader(c).ReadString('\n')
-			if err != nil || line != "status\n" {
+			br := bufio.NewReader(c)
+			line, err := br.ReadSlice('\n')
+			kind, arg, _ := strings.Cut(strings.TrimSuffix(string(line), "\n"), " ")
+			for _, h := range more {
+				if err == nil && kind == h.Kind {
+					serveHandler(ctx, c, br, h, []byte(arg))
+					return
+				}
+			}
+			if err != nil || string(line) != "status\n" {
 				c.Write([]byte(`{"error":"unknown request"}` + "\n"))
 				return
 			}
