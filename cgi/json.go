@@ -7,7 +7,7 @@ import (
 	"github.com/livecgi/livecgi/proto/control"
 )
 
-// The stub writes its two JSON documents by hand: encoding/json (with
+// The stub writes its JSON documents by hand: encoding/json (with
 // reflect) is a good part of a megabyte on linux/arm. TestJSONMatches holds
 // these to encoding/json.
 
@@ -68,5 +68,50 @@ func connectJSON(c control.Connect) []byte {
 	b = strconv.AppendInt(b, c.Expires, 10)
 	b = append(b, `,"protocol":`...)
 	b = appendJSONString(b, c.Protocol)
+	if len(c.Transports) > 0 {
+		b = append(b, `,"transports":[`...)
+		for i, t := range c.Transports {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(append(b, `{"kind":`...), t.Kind)
+			b = appendJSONString(append(b, `,"url":`...), t.URL)
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
 	return append(b, "}\n"...)
+}
+
+// pollRequestJSON is r encoded as encoding/json would.
+func pollRequestJSON(r control.PollRequest) []byte {
+	b := []byte{'{'}
+	if r.Token != "" {
+		b = appendJSONString(append(b, `"token":`...), r.Token)
+		b = append(b, ',')
+	}
+	if r.Session != "" {
+		b = appendJSONString(append(b, `"session":`...), r.Session)
+		b = append(b, ',')
+	}
+	if r.Since != nil {
+		b = strconv.AppendUint(append(b, `"since":`...), *r.Since, 10)
+		b = append(b, ',')
+	}
+	b = appendJSONString(append(b, `"origin":`...), r.Origin)
+	if r.Remote != "" {
+		b = appendJSONString(append(b, `,"remote":`...), r.Remote)
+	}
+	return append(b, '}')
+}
+
+// commandRequestJSON is r encoded as encoding/json would.
+func commandRequestJSON(r control.CommandRequest) []byte {
+	b := appendJSONString([]byte(`{"session":`), r.Session)
+	b = appendJSONString(append(b, `,"origin":`...), r.Origin)
+	if r.Remote != "" {
+		b = appendJSONString(append(b, `,"remote":`...), r.Remote)
+	}
+	b = strconv.AppendInt(append(b, `,"len":`...), int64(r.Len), 10)
+	return append(b, '}')
 }

@@ -3,6 +3,8 @@ package cgi
 import (
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -29,6 +31,11 @@ type Request struct {
 	RemoteAddr     string   // REMOTE_ADDR
 	ServerSoftware string   // SERVER_SOFTWARE
 	Env            []string // the CGI variables, for auth_command (see CGIEnv)
+	// For long polling (poll.go).
+	ScriptName    string    // SCRIPT_NAME: the stub's path, for the poll URL
+	SecFetchSite  string    // HTTP_SEC_FETCH_SITE, when the browser sent it
+	ContentLength string    // CONTENT_LENGTH of a POST
+	Body          io.Reader // a POST's body (stdin); nil for none
 }
 
 // RequestFromEnv reads a Request from a CGI environment (os.Getenv under a
@@ -49,6 +56,10 @@ func RequestFromEnv(getenv func(string) string) Request {
 		RemoteUser:     getenv("REMOTE_USER"),
 		RemoteAddr:     getenv("REMOTE_ADDR"),
 		ServerSoftware: getenv("SERVER_SOFTWARE"),
+
+		ScriptName:    getenv("SCRIPT_NAME"),
+		SecFetchSite:  getenv("HTTP_SEC_FETCH_SITE"),
+		ContentLength: getenv("CONTENT_LENGTH"),
 	}
 }
 
@@ -60,42 +71,96 @@ const (
 	ActionPage     Action = iota // no query: the dashboard page
 	ActionClientJS               // ?client.js
 	ActionConnect                // ?connect
+	ActionPoll                   // ?poll&token=T or ?poll&session=S[&since=N]
+	ActionCommand                // POST ?command&session=S
 )
 
+// Params are the values a long poll or a command carries.
+type Params struct {
+	Token    string // the connect token opening a poll session
+	Session  string // the poll session
+	Since    uint64 // the last sequence number the client has
+	HasSince bool   // since was given
+}
+
+// maxParam bounds a token or session id (tokens are at most 158 bytes;
+// the query as a whole is bounded by maxQuery).
+const maxParam = 200
+
 // ParseQuery returns the action a query string asks for: "" for the page,
-// "client.js" or "connect". Parameters named "v" or "_" (cache busters) may
-// follow; anything else is an error.
+// "client.js", "connect", "poll" or "command". Parameters named "v" or "_"
+// (cache busters) may follow; anything else is an error.
 func ParseQuery(q string) (Action, error) {
+	act, _, err := ParseParams(q)
+	return act, err
+}
+
+// ParseParams is ParseQuery with the values of a poll (token or session,
+// since) or a command (session). Each is checked: a token or session is
+// base64url of at most maxParam bytes, since is a decimal uint64.
+func ParseParams(q string) (Action, Params, error) {
+	var p Params
 	if len(q) > maxQuery {
-		return 0, fmt.Errorf("query string too long (%d bytes)", len(q))
+		return 0, p, fmt.Errorf("query string too long (%d bytes)", len(q))
 	}
 	act, seen := ActionPage, false
 	for _, part := range strings.Split(q, "&") {
 		if part == "" {
 			continue
 		}
-		key, _, hasValue := strings.Cut(part, "=")
+		key, value, hasValue := strings.Cut(part, "=")
 		var a Action
 		switch key {
 		case "client.js":
 			a = ActionClientJS
 		case "connect":
 			a = ActionConnect
+		case "poll":
+			a = ActionPoll
+		case "command":
+			a = ActionCommand
 		case "v", "_":
 			continue
+		case "token", "session":
+			if !hasValue || value == "" || len(value) > maxParam || strings.Trim(value, b64url) != "" {
+				return 0, p, fmt.Errorf("query parameter %s: want base64url of at most %d bytes", key, maxParam)
+			}
+			if key == "token" {
+				p.Token = value
+			} else {
+				p.Session = value
+			}
+			continue
+		case "since":
+			n, err := strconv.ParseUint(value, 10, 64)
+			if !hasValue || err != nil || value[0] == '+' {
+				return 0, p, fmt.Errorf("query parameter since %s: want a sequence number, 0 to %d", quote(value), uint64(math.MaxUint64))
+			}
+			p.Since, p.HasSince = n, true
+			continue
 		default:
-			return 0, fmt.Errorf("unknown query parameter %s: want none, client.js or connect", quote(key))
+			return 0, p, fmt.Errorf("unknown query parameter %s: want none, client.js, connect, poll or command", quote(key))
 		}
 		if hasValue {
-			return 0, fmt.Errorf("query parameter %s takes no value", key)
+			return 0, p, fmt.Errorf("query parameter %s takes no value", key)
 		}
 		if seen {
-			return 0, errors.New("query asks for more than one of client.js and connect")
+			return 0, p, errors.New("query asks for more than one of client.js, connect, poll and command")
 		}
 		act, seen = a, true
 	}
-	return act, nil
+	switch {
+	case act != ActionPoll && act != ActionCommand && (p.Token != "" || p.Session != "" || p.HasSince):
+		return 0, p, errors.New("token, session and since go with poll or command only")
+	case act == ActionPoll && (p.Token == "") == (p.Session == ""):
+		return 0, p, errors.New("poll takes a token (the first poll) or a session (later ones)")
+	case act == ActionCommand && (p.Session == "" || p.Token != "" || p.HasSince):
+		return 0, p, errors.New("command takes a session, and nothing else")
+	}
+	return act, p, nil
 }
+
+const b64url = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 // HostPort is a checked host[:port] from a Host header or an origin.
 type HostPort struct {

@@ -57,18 +57,45 @@ func (s *Stub) Deadline() time.Duration {
 	return 2*s.Config.StartTimeout + 4*time.Second
 }
 
+// DeadlineFor is Deadline for request r: longer for a poll, which waits
+// up to poll_timeout, and a command, which waits for its result.
+func (s *Stub) DeadlineFor(r Request) time.Duration {
+	switch act, _ := ParseQuery(r.Query); act {
+	case ActionPoll:
+		return s.Deadline() + s.Config.PollTimeout + s.Config.PollInterval + 5*time.Second
+	case ActionCommand:
+		return s.Deadline() + s.Config.CommandTimeout + 5*time.Second
+	}
+	return s.Deadline()
+}
+
+// pollURL is the poll transport's URL: the stub's own path (SCRIPT_NAME)
+// with the query opening a session; relative to the connect document's
+// URL when the server gave no path.
+func pollURL(script, token string) string {
+	if !strings.HasPrefix(script, "/") || strings.ContainsAny(script, "?#") {
+		script = ""
+	}
+	return script + "?poll&token=" + token
+}
+
 // Serve answers one request. It starts the supervisor if need be (see
 // doc.go); the page and the client are served even when that fails, since
 // the client reports the ?connect error to the user.
 func (s *Stub) Serve(ctx context.Context, r Request) Response {
-	switch r.Method {
-	case "", "GET", "HEAD": // WriteCGI drops the body of a HEAD answer
+	act, p, err := ParseParams(r.Query)
+	switch {
+	case act == ActionCommand && r.Method == "POST":
+	case act != ActionCommand && (r.Method == "" || r.Method == "GET" || r.Method == "HEAD"): // WriteCGI drops the body of a HEAD answer
+	case act == ActionCommand:
+		resp := errorResponse(405, ErrMethod, fmt.Sprintf("method %s not allowed: a command is a POST", quote(r.Method)))
+		resp.Header = append(resp.Header, Field{"Allow", "POST"})
+		return resp
 	default:
 		resp := errorResponse(405, ErrMethod, fmt.Sprintf("method %s not allowed: use GET", quote(r.Method)))
 		resp.Header = append(resp.Header, Field{"Allow", "GET, HEAD"})
 		return resp
 	}
-	act, err := ParseQuery(r.Query)
 	if err != nil {
 		return errorResponse(400, ErrBadRequest, err.Error())
 	}
@@ -81,6 +108,10 @@ func (s *Stub) Serve(ctx context.Context, r Request) Response {
 	switch act {
 	case ActionConnect:
 		return s.connect(ctx, r).readableBy(r.Origin)
+	case ActionPoll:
+		return s.poll(ctx, r, p).readableBy(r.Origin)
+	case ActionCommand:
+		return s.command(ctx, r, p).readableBy(r.Origin)
 	case ActionClientJS:
 		s.warmUp(ctx)
 		// text/javascript, as RFC 9239 says; lighttpd rewrites
@@ -211,12 +242,19 @@ func (s *Stub) connect(ctx context.Context, r Request) Response {
 		return errorResponse(500, ErrStateDir, fmt.Sprintf("state dir %s: %v", st.stateDir, err))
 	}
 	token, expires := control.MintToken(secret, origin, status.Epoch, s.Now(), s.Config.TokenTTL, id)
+	port := status.Port
+	if s.Config.PublicPort > 0 {
+		port = s.Config.PublicPort
+	}
 	doc := control.Connect{
-		URL:      "ws://" + host.Host + ":" + strconv.Itoa(status.Port) + "/live?token=" + token,
+		URL:      "ws://" + host.Host + ":" + strconv.Itoa(port) + "/live?token=" + token,
 		Token:    token,
 		Expires:  expires.UnixMilli(),
 		Protocol: wire.Subprotocol,
 	}
+	doc.AddTransport(control.TransportWS, doc.URL)
+	pollToken, _ := control.MintToken(secret, origin, status.Epoch, s.Now(), s.Config.TokenTTL, id)
+	doc.AddTransport(control.TransportPoll, pollURL(r.ScriptName, pollToken))
 	return jsonResponse(200, connectJSON(doc))
 }
 
@@ -252,13 +290,15 @@ func Main(assets Assets) int {
 	s := New(ConfigPath, assets)
 	r := RequestFromEnv(os.Getenv)
 	r.Env = CGIEnv(os.Environ())
-	ctx, cancel := context.WithTimeout(context.Background(), s.Deadline())
+	r.Body = os.Stdin
+	deadline := s.DeadlineFor(r)
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
 
 	// A guard for what no context reaches (a hung file system): answer
 	// anyway, and leave.
 	var written atomic.Bool
-	guard := time.AfterFunc(s.Deadline()+time.Second, func() {
+	guard := time.AfterFunc(deadline+time.Second, func() {
 		if written.CompareAndSwap(false, true) {
 			errorResponse(503, ErrInternal, "live.cgi took too long; try again").WriteCGI(os.Stdout, r.Method == "HEAD")
 			os.Exit(1)
