@@ -119,7 +119,9 @@ func TestPollTakeover(t *testing.T) {
 	a := ts.poll(context.Background(), control.PollRequest{Token: ts.token(o, control.Identity{}), Origin: o})
 	// The next poll is held for poll_interval after that answer.
 	first := make(chan pollAns, 1)
-	go func() { first <- ts.poll(context.Background(), control.PollRequest{Session: a.Session, Since: &a.Seq, Origin: o}) }()
+	go func() {
+		first <- ts.poll(context.Background(), control.PollRequest{Session: a.Session, Since: &a.Seq, Origin: o})
+	}()
 	waitFor(t, "the first poll waiting", func() bool {
 		ts.polls.mu.Lock()
 		s := ts.polls.sessions[a.Session]
