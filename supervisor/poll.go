@@ -282,13 +282,17 @@ func (s *Supervisor) collect(ps *pollSession, since *uint64) (frames [][]byte, s
 	h := s.hub
 	frames = ps.q.take()
 	head := h.head.Load()
+	var snap [][]byte
 	switch {
 	case since == nil:
-		return append(frames, h.pollSnapshot(ps.c, true, "")...), h.head.Load(), true
+		snap, seq = h.pollSnapshot(ps.c, true, "")
 	case *since > head:
-		return append(frames, h.pollSnapshot(ps.c, false, "sequence ahead of the server")...), h.head.Load(), true
+		snap, seq = h.pollSnapshot(ps.c, false, "sequence ahead of the server")
 	case head-*since > uint64(h.history):
-		return append(frames, h.pollSnapshot(ps.c, false, "history gone: more readings were missed than are kept")...), h.head.Load(), true
+		snap, seq = h.pollSnapshot(ps.c, false, "history gone: more readings were missed than are kept")
+	}
+	if snap != nil {
+		return append(frames, snap...), seq, true
 	}
 	rd := newest(h.after(ps.c, *since, head, nil), &h.coalesced)
 	for _, f := range rd {
@@ -297,10 +301,10 @@ func (s *Supervisor) collect(ps *pollSession, since *uint64) (frames [][]byte, s
 	return frames, head, len(frames) > 0
 }
 
-// pollSnapshot returns a full snapshot for c, after a hello if asked.
-// Readings published after it have a higher sequence number than its
-// seq, which the poll answers as its own.
-func (h *hub) pollSnapshot(c *client, hello bool, reason string) [][]byte {
+// pollSnapshot returns a full snapshot for c, after a hello if asked,
+// and the sequence number it covers, which the poll answers as its own:
+// readings published after it have higher ones.
+func (h *hub) pollSnapshot(c *client, hello bool, reason string) ([][]byte, uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var out [][]byte
@@ -309,7 +313,7 @@ func (h *hub) pollSnapshot(c *client, hello bool, reason string) [][]byte {
 		out = append(out, c.hello(b))
 	}
 	b, _ := json.Marshal(h.snapshotLocked(c, reason))
-	return append(out, b)
+	return append(out, b), h.seq
 }
 
 // pollAnswer is the document a poll answers:

@@ -298,13 +298,24 @@
     _transports(doc, all) {
       let list = (Array.isArray(doc.transports) ? doc.transports : [])
         .filter((t) => t && KINDS.indexOf(t.kind) >= 0 && typeof t.url === "string")
-        .map((t) => ({ kind: t.kind, url: t.url.charAt(0) === "?" ? this.stub + t.url : t.url }));
+        .map((t) => ({ kind: t.kind, url: this._absolute(t.kind, t.url) }));
       if (!list.length) list = [{ kind: "ws", url: doc.url }];
       this._fastest = list[0].kind;
       const m = all ? null : this._memory();
       const i = m ? list.findIndex((t) => t.kind === m.kind) : -1;
       if (i > 0 && this._t.now() - m.t < FASTER) list = list.slice(i);
       return list;
+    }
+
+    // _absolute resolves a transport's URL: "?…" against the stub's; a
+    // WebSocket's path against the page's host, with the page's scheme
+    // made a WebSocket one.
+    _absolute(kind, url) {
+      if (url.charAt(0) === "?") url = this.stub + url;
+      const loc = root.location;
+      if (kind === "poll" || /^[a-z]+:/i.test(url) || !loc || !loc.host) return url;
+      if (url.charAt(0) !== "/") url = loc.pathname.replace(/[^/]*$/, "") + url;
+      return loc.protocol.replace("http", "ws") + "//" + loc.host + url;
     }
 
     _memory(kind, fastest) {

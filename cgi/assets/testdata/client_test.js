@@ -538,3 +538,19 @@ test("after 5 minutes on long polling the WebSocket is tried again in the backgr
   await settle();
   assert.equal(h.live.values.get("system.load1"), undefined);
 });
+
+test("a same-port transport's path is dialled on the page's host with the page's scheme", async () => {
+  globalThis.location = { protocol: "https:", host: "dev:8443", pathname: "/cgi-bin/live.cgi" };
+  try {
+    const fetch = async (url) => ({ ok: true, status: 200, text: async () => JSON.stringify({ url: "ws://dev:8081/live?token=w", token: "w", expires: 0, protocol: "livecgi.v1",
+      transports: [{ kind: "same-port", url: "/cgi-bin/nph-live.cgi?ws&token=s" }, { kind: "ws", url: "ws://dev:8081/live?token=w" }, { kind: "bogus", url: "x" }] }) });
+    const h = harness({ fetch });
+    await settle();
+    assert.equal(h.ws().url, "wss://dev:8443/cgi-bin/nph-live.cgi?ws&token=s");
+    h.ws().open();
+    h.ws().recv(hello("e1", 1));
+    assert.equal(h.live.transport, "same-port");
+    assert.equal(h.sockets.length, 1);
+    h.live.close();
+  } finally { delete globalThis.location; }
+});
