@@ -367,6 +367,10 @@ func (l Load) dialer() (dialFunc, error) {
 		origin = "http://" + u.Host
 	}
 	if l.Mode == ModePoll {
+		// A poll waits up to poll_timeout (25 s) in the stub, and
+		// busybox httpd may be slow to accept: more than newClient's 30 s.
+		hc := newClient()
+		hc.Timeout = time.Minute
 		return func(ctx context.Context, _ int) (streamFunc, time.Duration, time.Duration, error) {
 			t0 := time.Now()
 			doc, err := StubConnect(ctx, hc, l.URL, origin)
