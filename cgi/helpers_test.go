@@ -181,13 +181,18 @@ func handler(s *Stub) http.Handler {
 			"QUERY_STRING":       r.URL.RawQuery,
 			"HTTP_ORIGIN":        r.Header.Get("Origin"),
 			"HTTP_IF_NONE_MATCH": r.Header.Get("If-None-Match"),
+			"SCRIPT_NAME":        r.URL.Path,
+			"CONTENT_LENGTH":     strconv.FormatInt(r.ContentLength, 10),
+			"REMOTE_ADDR":        r.RemoteAddr,
 		}
 		if r.TLS != nil {
 			env["HTTPS"] = "on"
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), s.Deadline())
+		req := RequestFromEnv(func(k string) string { return env[k] })
+		req.Body = r.Body
+		ctx, cancel := context.WithTimeout(r.Context(), s.DeadlineFor(req))
 		defer cancel()
-		resp := s.Serve(ctx, RequestFromEnv(func(k string) string { return env[k] }))
+		resp := s.Serve(ctx, req)
 		for _, f := range resp.Header {
 			w.Header().Add(f.Name, f.Value)
 		}

@@ -7,7 +7,7 @@ import (
 	"github.com/livecgi/livecgi/proto/control"
 )
 
-// The stub writes its two JSON documents by hand: encoding/json (with
+// The stub writes its JSON documents by hand: encoding/json (with
 // reflect) is a good part of a megabyte on linux/arm. TestJSONMatches holds
 // these to encoding/json.
 
@@ -81,4 +81,37 @@ func connectJSON(c control.Connect) []byte {
 		b = append(b, ']')
 	}
 	return append(b, "}\n"...)
+}
+
+// pollRequestJSON is r encoded as encoding/json would.
+func pollRequestJSON(r control.PollRequest) []byte {
+	b := []byte{'{'}
+	if r.Token != "" {
+		b = appendJSONString(append(b, `"token":`...), r.Token)
+		b = append(b, ',')
+	}
+	if r.Session != "" {
+		b = appendJSONString(append(b, `"session":`...), r.Session)
+		b = append(b, ',')
+	}
+	if r.Since != nil {
+		b = strconv.AppendUint(append(b, `"since":`...), *r.Since, 10)
+		b = append(b, ',')
+	}
+	b = appendJSONString(append(b, `"origin":`...), r.Origin)
+	if r.Remote != "" {
+		b = appendJSONString(append(b, `,"remote":`...), r.Remote)
+	}
+	return append(b, '}')
+}
+
+// commandRequestJSON is r encoded as encoding/json would.
+func commandRequestJSON(r control.CommandRequest) []byte {
+	b := appendJSONString([]byte(`{"session":`), r.Session)
+	b = appendJSONString(append(b, `,"origin":`...), r.Origin)
+	if r.Remote != "" {
+		b = appendJSONString(append(b, `,"remote":`...), r.Remote)
+	}
+	b = strconv.AppendInt(append(b, `,"len":`...), int64(r.Len), 10)
+	return append(b, '}')
 }

@@ -34,6 +34,29 @@ func TestJSONMatches(t *testing.T) {
 			}
 			c.AddTransport(s, "wss://h/"+s)
 		}
+		c.AddTransport(control.TransportWS, c.URL)
+		c.AddTransport(s, "/cgi-bin/live.cgi?poll&token="+s)
+		want, _ = json.Marshal(c)
+		if got := connectJSON(c); string(got) != string(want)+"\n" {
+			t.Errorf("connectJSON = %s, want %s", got, want)
+		}
+		since := uint64(math.MaxUint64)
+		for _, p := range []control.PollRequest{
+			{Origin: s},
+			{Token: s, Origin: s, Remote: s},
+			{Session: s, Since: &since, Origin: "http://h"},
+		} {
+			want, _ = json.Marshal(p)
+			if got := pollRequestJSON(p); string(got) != string(want) {
+				t.Errorf("pollRequestJSON = %s, want %s", got, want)
+			}
+		}
+		for _, r := range []control.CommandRequest{{Session: s, Origin: s, Len: 5}, {Session: s, Origin: s, Remote: s, Len: math.MaxInt32}} {
+			want, _ = json.Marshal(r)
+			if got := commandRequestJSON(r); string(got) != string(want) {
+				t.Errorf("commandRequestJSON = %s, want %s", got, want)
+			}
+		}
 	}
 }
 

@@ -78,7 +78,8 @@ func (s *Stub) handOver(ctx context.Context, r Request) Response {
 	if _, err := st.ensure(ctx); err != nil {
 		return supervisorRefused(err)
 	}
-	token, _ := queryToken(r.Query)
+	_, params, _ := ParseParams(r.Query)
+	token := params.Token
 	var b strings.Builder
 	b.WriteString("GET /live?token=" + token + " HTTP/1.1\r\n")
 	b.WriteString("Host: " + host.String() + "\r\n")

@@ -19,23 +19,11 @@ import (
 // TestProbeMatchesControl holds it to control.ServeControl.
 func probe(stateDir string, timeout time.Duration) (control.Status, error) {
 	var st control.Status
-	path := filepath.Join(stateDir, control.ControlFile)
-	if len(path) >= 108 {
-		return st, fmt.Errorf("control socket path %s is too long for a unix socket", path)
-	}
-	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	fd, err := dialControl(filepath.Join(stateDir, control.ControlFile), timeout)
 	if err != nil {
-		return st, fmt.Errorf("probe: socket: %w", err)
+		return st, err
 	}
 	defer syscall.Close(fd)
-	// Blocking calls, each bounded by the socket timeouts: connect to a
-	// listener with a full backlog waits at most SO_SNDTIMEO.
-	tv := syscall.NsecToTimeval(timeout.Nanoseconds())
-	syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_SNDTIMEO, &tv)
-	syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv)
-	if err := retryEINTR(func() error { return syscall.Connect(fd, &syscall.SockaddrUnix{Name: path}) }); err != nil {
-		return st, fmt.Errorf("dial %s: %w", path, err)
-	}
 	if _, err := syscall.Write(fd, []byte("status\n")); err != nil {
 		return st, fmt.Errorf("probe: write: %w", err)
 	}
@@ -72,6 +60,28 @@ func probe(stateDir string, timeout time.Duration) (control.Status, error) {
 		return st, errors.New("probe: supervisor has no port yet")
 	}
 	return st, nil
+}
+
+// dialControl connects to the control socket at path; every later read
+// and write on the descriptor is bounded by timeout.
+func dialControl(path string, timeout time.Duration) (int, error) {
+	if len(path) >= 108 {
+		return -1, fmt.Errorf("control socket path %s is too long for a unix socket", path)
+	}
+	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("socket: %w", err)
+	}
+	// Blocking calls, each bounded by the socket timeouts: connect to a
+	// listener with a full backlog waits at most SO_SNDTIMEO.
+	tv := syscall.NsecToTimeval(timeout.Nanoseconds())
+	syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_SNDTIMEO, &tv)
+	syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv)
+	if err := retryEINTR(func() error { return syscall.Connect(fd, &syscall.SockaddrUnix{Name: path}) }); err != nil {
+		syscall.Close(fd)
+		return -1, fmt.Errorf("dial %s: %w", path, err)
+	}
+	return fd, nil
 }
 
 func retryEINTR(f func() error) error {

@@ -3,6 +3,8 @@ package cgi
 import (
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"net/netip"
 	"os"
 	"strconv"
@@ -24,7 +26,7 @@ type Request struct {
 	HTTPS       bool   // HTTPS=on (or REQUEST_SCHEME=https)
 	Query       string // QUERY_STRING
 	IfNoneMatch string // HTTP_IF_NONE_MATCH
-	// Where the stub is (for the same-port transport).
+	// Where the stub is (for the same-port and poll transports).
 	ScriptName     string // SCRIPT_NAME: the stub's URL path
 	ScriptFilename string // SCRIPT_FILENAME: the stub's file
 	// A WebSocket upgrade through nph-live.cgi (nph.go).
@@ -40,6 +42,10 @@ type Request struct {
 	RemoteAddr     string   // REMOTE_ADDR
 	ServerSoftware string   // SERVER_SOFTWARE
 	Env            []string // the CGI variables, for auth_command (see CGIEnv)
+	// For long polling (poll.go).
+	SecFetchSite  string    // HTTP_SEC_FETCH_SITE, when the browser sent it
+	ContentLength string    // CONTENT_LENGTH of a POST
+	Body          io.Reader // a POST's body (stdin); nil for none
 }
 
 // RequestFromEnv reads a Request from a CGI environment (os.Getenv under a
@@ -67,6 +73,9 @@ func RequestFromEnv(getenv func(string) string) Request {
 		RemoteUser:     getenv("REMOTE_USER"),
 		RemoteAddr:     getenv("REMOTE_ADDR"),
 		ServerSoftware: getenv("SERVER_SOFTWARE"),
+
+		SecFetchSite:  getenv("HTTP_SEC_FETCH_SITE"),
+		ContentLength: getenv("CONTENT_LENGTH"),
 	}
 }
 
@@ -79,22 +88,45 @@ const (
 	ActionClientJS               // ?client.js
 	ActionConnect                // ?connect
 	ActionWS                     // ?ws&token=T: a WebSocket upgrade, under nph-live.cgi
+	ActionPoll                   // ?poll&token=T or ?poll&session=S[&since=N]
+	ActionCommand                // POST ?command&session=S
 )
 
+// Params are the values a long poll or a command carries.
+type Params struct {
+	Token    string // the connect token opening a poll session
+	Session  string // the poll session
+	Since    uint64 // the last sequence number the client has
+	HasSince bool   // since was given
+}
+
+// maxParam bounds a token or session id (tokens are at most 158 bytes;
+// the query as a whole is bounded by maxQuery).
+const maxParam = 200
+
 // ParseQuery returns the action a query string asks for: "" for the page,
-// "client.js", "connect" or "ws" (which wants "token=T", T as
-// queryToken reads it). Parameters named "v" or "_" (cache busters) may
-// follow; anything else is an error.
+// "client.js", "connect", "ws" (under nph-live.cgi), "poll" or "command".
+// Parameters named "v" or "_" (cache busters) may follow; anything else
+// is an error.
 func ParseQuery(q string) (Action, error) {
+	act, _, err := ParseParams(q)
+	return act, err
+}
+
+// ParseParams is ParseQuery with the values of a poll (token or session,
+// since) or a command (session). Each is checked: a token or session is
+// base64url of at most maxParam bytes, since is a decimal uint64.
+func ParseParams(q string) (Action, Params, error) {
+	var p Params
 	if len(q) > maxQuery {
-		return 0, fmt.Errorf("query string too long (%d bytes)", len(q))
+		return 0, p, fmt.Errorf("query string too long (%d bytes)", len(q))
 	}
-	act, seen, hasToken := ActionPage, false, false
+	act, seen := ActionPage, false
 	for _, part := range strings.Split(q, "&") {
 		if part == "" {
 			continue
 		}
-		key, _, hasValue := strings.Cut(part, "=")
+		key, value, hasValue := strings.Cut(part, "=")
 		var a Action
 		switch key {
 		case "client.js":
@@ -103,45 +135,57 @@ func ParseQuery(q string) (Action, error) {
 			a = ActionConnect
 		case "ws":
 			a = ActionWS
+		case "poll":
+			a = ActionPoll
+		case "command":
+			a = ActionCommand
 		case "v", "_":
 			continue
-		case "token":
-			if _, ok := queryToken(q); !ok {
-				return 0, errors.New("query parameter token: want one token from ?connect")
+		case "token", "session":
+			if !hasValue || value == "" || len(value) > maxParam || strings.Trim(value, b64url) != "" {
+				return 0, p, fmt.Errorf("query parameter %s: want base64url of at most %d bytes", key, maxParam)
 			}
-			hasToken = true
+			dst := &p.Token
+			if key == "session" {
+				dst = &p.Session
+			}
+			if *dst != "" {
+				return 0, p, fmt.Errorf("query parameter %s given twice", key)
+			}
+			*dst = value
+			continue
+		case "since":
+			n, err := strconv.ParseUint(value, 10, 64)
+			if !hasValue || err != nil || value[0] == '+' {
+				return 0, p, fmt.Errorf("query parameter since %s: want a sequence number, 0 to %d", quote(value), uint64(math.MaxUint64))
+			}
+			p.Since, p.HasSince = n, true
 			continue
 		default:
-			return 0, fmt.Errorf("unknown query parameter %s: want none, client.js, connect or ws", quote(key))
+			return 0, p, fmt.Errorf("unknown query parameter %s: want none, client.js, connect, ws, poll or command", quote(key))
 		}
 		if hasValue {
-			return 0, fmt.Errorf("query parameter %s takes no value", key)
+			return 0, p, fmt.Errorf("query parameter %s takes no value", key)
 		}
 		if seen {
-			return 0, errors.New("query asks for more than one of client.js, connect and ws")
+			return 0, p, errors.New("query asks for more than one of client.js, connect, ws, poll and command")
 		}
 		act, seen = a, true
 	}
-	if (act == ActionWS) != hasToken {
-		return 0, errors.New("token goes with ws, and ws needs token=<token> from ?connect")
+	switch {
+	case act == ActionWS && (p.Token == "" || p.Session != "" || p.HasSince):
+		return 0, p, errors.New("ws takes token=<token> from ?connect, and nothing else")
+	case act != ActionPoll && act != ActionCommand && act != ActionWS && (p.Token != "" || p.Session != "" || p.HasSince):
+		return 0, p, errors.New("token, session and since go with ws, poll or command only")
+	case act == ActionPoll && (p.Token == "") == (p.Session == ""):
+		return 0, p, errors.New("poll takes a token (the first poll) or a session (later ones)")
+	case act == ActionCommand && (p.Session == "" || p.Token != "" || p.HasSince):
+		return 0, p, errors.New("command takes a session, and nothing else")
 	}
-	return act, nil
+	return act, p, nil
 }
 
-// queryToken returns the value of the one "token=" parameter of q, if it
-// is a well-formed token (base64url, 1-200 characters).
-func queryToken(q string) (string, bool) {
-	tok, n := "", 0
-	for _, part := range strings.Split(q, "&") {
-		if v, ok := strings.CutPrefix(part, "token="); ok {
-			tok, n = v, n+1
-		}
-	}
-	if n != 1 || tok == "" || len(tok) > 200 || strings.Trim(tok, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != "" {
-		return "", false
-	}
-	return tok, true
-}
+const b64url = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 
 // HostPort is a checked host[:port] from a Host header or an origin.
 type HostPort struct {

@@ -107,6 +107,30 @@ func TestParseQuery(t *testing.T) {
 		{"a b c", 0, true}, // boa passes these as argv too
 		{strings.Repeat("x", 2000), 0, true},
 		{strings.Repeat("connect&", 250), 0, true},
+		// Long polls and commands.
+		{"poll&token=abc_-9", ActionPoll, false},
+		{"poll&session=abc&since=0", ActionPoll, false},
+		{"poll&session=abc&since=18446744073709551615&_=1", ActionPoll, false},
+		{"command&session=abc", ActionCommand, false},
+		{"poll", 0, true},                                        // neither token nor session
+		{"poll&token=a&session=b", 0, true},                      // both
+		{"poll&session=abc&since=", 0, true},                     // since garbage...
+		{"poll&session=abc&since=x1", 0, true},                   //
+		{"poll&session=abc&since=-1", 0, true},                   // negative
+		{"poll&session=abc&since=+1", 0, true},                   //
+		{"poll&session=abc&since=1.5", 0, true},                  //
+		{"poll&session=abc&since=0x10", 0, true},                 //
+		{"poll&session=abc&since=18446744073709551616", 0, true}, // huge
+		{"poll&session=abc&since", 0, true},
+		{"poll&session=a%20b", 0, true},
+		{"poll&token=" + strings.Repeat("a", 201), 0, true},
+		{"poll&session=", 0, true},
+		{"connect&since=1", 0, true},
+		{"token=abc", 0, true},
+		{"command", 0, true},
+		{"command&session=a&since=1", 0, true},
+		{"command&token=a", 0, true},
+		{"poll&command&session=a", 0, true},
 	}
 	for _, tt := range tests {
 		name := tt.in

@@ -154,8 +154,14 @@ func statusText(code int) string {
 		return "Unauthorized"
 	case 403:
 		return "Forbidden"
+	case 404:
+		return "Not Found"
 	case 405:
 		return "Method Not Allowed"
+	case 410:
+		return "Gone"
+	case 413:
+		return "Content Too Large"
 	case 429:
 		return "Too Many Requests"
 	case 431:

@@ -29,7 +29,8 @@ func Describe(w io.Writer, version string) {
 	fmt.Fprintf(w, `live.cgi %s: the CGI stub of livecgi. A web server runs it: put it in
 cgi-bin and open http://<device>/cgi-bin/live.cgi in a browser. On a
 request it starts the supervisor if none runs and serves the dashboard,
-?client.js and ?connect. Run from a shell it does nothing but print this.
+?client.js, ?connect and long polls (?poll, POST ?command). Run from a
+shell it does nothing but print this.
 
   config file   %s
   state dir     %s

@@ -57,18 +57,45 @@ func (s *Stub) Deadline() time.Duration {
 	return 2*s.Config.StartTimeout + 4*time.Second
 }
 
+// DeadlineFor is Deadline for request r: longer for a poll, which waits
+// up to poll_timeout, and a command, which waits for its result.
+func (s *Stub) DeadlineFor(r Request) time.Duration {
+	switch act, _ := ParseQuery(r.Query); act {
+	case ActionPoll:
+		return s.Deadline() + s.Config.PollTimeout + s.Config.PollInterval + 5*time.Second
+	case ActionCommand:
+		return s.Deadline() + s.Config.CommandTimeout + 5*time.Second
+	}
+	return s.Deadline()
+}
+
+// pollURL is the poll transport's URL: the stub's own path (SCRIPT_NAME)
+// with the query opening a session; relative to the connect document's
+// URL when the server gave no path.
+func pollURL(script, token string) string {
+	if !strings.HasPrefix(script, "/") || strings.ContainsAny(script, "?#") {
+		script = ""
+	}
+	return script + "?poll&token=" + token
+}
+
 // Serve answers one request. It starts the supervisor if need be (see
 // doc.go); the page and the client are served even when that fails, since
 // the client reports the ?connect error to the user.
 func (s *Stub) Serve(ctx context.Context, r Request) Response {
-	switch r.Method {
-	case "", "GET", "HEAD": // WriteCGI drops the body of a HEAD answer
+	act, p, err := ParseParams(r.Query)
+	switch {
+	case act == ActionCommand && r.Method == "POST":
+	case act != ActionCommand && (r.Method == "" || r.Method == "GET" || r.Method == "HEAD"): // WriteCGI drops the body of a HEAD answer
+	case act == ActionCommand:
+		resp := errorResponse(405, ErrMethod, fmt.Sprintf("method %s not allowed: a command is a POST", quote(r.Method)))
+		resp.Header = append(resp.Header, Field{"Allow", "POST"})
+		return resp
 	default:
 		resp := errorResponse(405, ErrMethod, fmt.Sprintf("method %s not allowed: use GET", quote(r.Method)))
 		resp.Header = append(resp.Header, Field{"Allow", "GET, HEAD"})
 		return resp
 	}
-	act, err := ParseQuery(r.Query)
 	if err != nil {
 		return errorResponse(400, ErrBadRequest, err.Error())
 	}
@@ -83,6 +110,10 @@ func (s *Stub) Serve(ctx context.Context, r Request) Response {
 		return s.connect(ctx, r).readableBy(r.Origin)
 	case ActionWS:
 		return s.handOver(ctx, r)
+	case ActionPoll:
+		return s.poll(ctx, r, p).readableBy(r.Origin)
+	case ActionCommand:
+		return s.command(ctx, r, p).readableBy(r.Origin)
 	case ActionClientJS:
 		s.warmUp(ctx)
 		// text/javascript, as RFC 9239 says; lighttpd rewrites
@@ -221,6 +252,8 @@ func (s *Stub) connect(ctx context.Context, r Request) Response {
 	if usable {
 		doc.AddTransport(control.TransportWS, doc.URL)
 	}
+	t, _ := mint()
+	doc.AddTransport(control.TransportPoll, pollURL(r.ScriptName, t))
 	return jsonResponse(200, connectJSON(doc))
 }
 
@@ -288,13 +321,15 @@ func Main(assets Assets) int {
 	r.Env = CGIEnv(os.Environ())
 	r.NPH = isNPH(os.Args[0]) || isNPH(r.ScriptName)
 	r.Socket = os.Stdout
-	ctx, cancel := context.WithTimeout(context.Background(), s.Deadline())
+	r.Body = os.Stdin
+	deadline := s.DeadlineFor(r)
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
 
 	// A guard for what no context reaches (a hung file system): answer
 	// anyway, and leave.
 	var written atomic.Bool
-	guard := time.AfterFunc(s.Deadline()+time.Second, func() {
+	guard := time.AfterFunc(deadline+time.Second, func() {
 		if written.CompareAndSwap(false, true) {
 			errorResponse(503, ErrInternal, "live.cgi took too long; try again").Write(os.Stdout, r.Method == "HEAD", r.NPH)
 			os.Exit(1)

@@ -39,6 +39,8 @@ type client struct {
 	remote   string
 	userJSON []byte
 
+	pq *pollQueue // a poll session's: control frames wait there for a poll (poll.go); conn is nil
+
 	subs   atomic.Pointer[map[string]bool] // nil means every sensor
 	inIdle bool                            // in hub.idle; guarded by hub.idleMu
 	gone   atomic.Bool                     // closed, for the hub's idle list
@@ -102,6 +104,10 @@ func (c *client) queueControl(b []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
+		return
+	}
+	if c.pq != nil {
+		c.pq.push(b)
 		return
 	}
 	if len(c.control) >= maxControlQueue {

@@ -56,6 +56,8 @@ type hub struct {
 	idleMu sync.Mutex
 	idle   []*client // clients waiting for the next reading (see client.inIdle)
 
+	polled pollSignal // fired at every reading, for waiting polls (poll.go)
+
 	work   chan *client   // clients with something to write
 	chunks chan []*client // idle clients woken by a reading (see wakeIdle)
 
@@ -109,6 +111,7 @@ func (h *hub) publish(r wire.Reading) bool {
 	h.head.Store(h.seq)
 	h.mu.Unlock()
 	h.wakeIdle()
+	h.polled.fire()
 	return true
 }
 

@@ -62,6 +62,7 @@ type Supervisor struct {
 	tls     *tls.Config // tls_cert and tls_key; nil: plain ws://
 
 	audit *LogFile // the audit trail; nil: the log
+	polls polls    // long-poll sessions (poll.go)
 
 	nonceMu sync.Mutex
 	nonces  map[string]time.Time // used tokens until they expire
@@ -194,6 +195,7 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 	var bg sync.WaitGroup
 	bg.Go(func() { s.publishStats(ctx, cancel) })
 	bg.Go(func() { s.pinger(ctx) })
+	bg.Go(func() { s.sweepPolls(ctx) })
 	watchErr := make(chan error, 1)
 	bg.Go(func() { watchErr <- s.watch(ctx) })
 
@@ -219,6 +221,9 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 	var cw sync.WaitGroup
 	for _, c := range s.hub.shutdown() {
 		c.shut()
+		if c.conn == nil {
+			continue // a poll session: its waiting poll ends with ctx
+		}
 		cw.Go(func() { c.conn.Close(websocket.StatusGoingAway, "supervisor stopping") })
 	}
 	cw.Wait()
@@ -468,7 +473,9 @@ func (s *Supervisor) pinger(ctx context.Context) {
 		s.hub.mu.Lock()
 		clients := make([]*client, 0, len(s.hub.clients))
 		for c := range s.hub.clients {
-			clients = append(clients, c)
+			if c.conn != nil { // not a poll session
+				clients = append(clients, c)
+			}
 		}
 		s.hub.mu.Unlock()
 		for _, c := range clients {

@@ -69,7 +69,8 @@ func TestDashboardHooks(t *testing.T) {
 	page := string(Dashboard())
 	for _, hook := range []string{
 		`id="conn" data-state="connecting"`,
-		`conn.dataset.state = s.state`,
+		`conn.dataset.state = live.state`,
+		`conn.dataset.transport =`,
 		`p.el.dataset.plugin = id`,
 		`p.el.dataset.state =`,
 		`el.dataset.sensor = s.id`,

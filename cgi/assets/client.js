@@ -8,7 +8,15 @@
  * Events (detail in ev.detail, or the first argument of an on() handler):
  * "state" {state, retryIn}, "open", "hello", "snapshot", "reading", "status",
  * "result", "error" {code, message}, "close" {code, reason, retryIn},
- * "unknown" {sensor, message}.
+ * "unknown" {sensor, message}, "transport" {transport}.
+ *
+ * Transports: the connect document lists the ways to the supervisor in
+ * the order to try them (same-port WebSocket, the supervisor's own
+ * WebSocket port, long polling through the stub); each gets 3 s to bring
+ * a hello before the next is tried. live.transport says which one is
+ * live. The one that worked is remembered for the tab (sessionStorage)
+ * for 5 minutes, after which the faster ones are tried again, in the
+ * background while live on a slower one.
  */
 (function (root) {
   "use strict";
@@ -34,6 +42,85 @@
     const err = new Error(message);
     err.code = code;
     return err;
+  }
+
+  // KINDS are the transports this client speaks; FASTER is how long a
+  // fallback is kept before the faster ones are tried again.
+  const KINDS = ["same-port", "ws", "poll"];
+  const FASTER = 5 * 60 * 1000;
+
+  // PollConn is long polling through the stub behind a WebSocket's face
+  // (readyState, send, close, onopen/onmessage/onclose), so that Live
+  // treats both alike. Its first poll presents the URL's token and opens a
+  // session; later polls carry the session and the last sequence number
+  // (proto/README.md, "Transports"). Commands are POSTs answered with
+  // their result or error frame; other frames are not needed: a poll
+  // gets every sensor and resumes by itself.
+  class PollConn {
+    constructor(url, live) {
+      this.readyState = 0;
+      this._live = live;
+      this._session = "";
+      this._seq = 0;
+      this._ac = null;
+      this.onopen = this.onmessage = this.onclose = null;
+      this._loop(url);
+    }
+
+    async _loop(url) {
+      const live = this._live;
+      while (this.readyState < 2) {
+        let res, doc;
+        try {
+          this._ac = typeof AbortController === "function" ? new AbortController() : null;
+          res = await live._fetch(url, { cache: "no-store", credentials: "same-origin", signal: this._ac && this._ac.signal });
+          doc = JSON.parse(await res.text());
+        } catch (err) {
+          return this._end(1006, `poll: ${err && err.message || err}`);
+        }
+        if (this.readyState >= 2) return;
+        if (!res.ok || doc.error || !Array.isArray(doc.frames)) {
+          return this._end(res.status === 410 ? 1001 : 1011, `poll: ${[doc.error || `HTTP ${res.status}`, doc.reason].filter(Boolean).join(": ")}`);
+        }
+        this._session = doc.session;
+        this._seq = doc.seq;
+        if (this.readyState === 0) {
+          this.readyState = 1;
+          if (this.onopen) this.onopen({});
+        }
+        for (const f of doc.frames) {
+          if (this.readyState !== 1) return;
+          if (this.onmessage) this.onmessage({ data: f });
+        }
+        url = `${live._query("poll")}&session=${encodeURIComponent(this._session)}&since=${this._seq}`;
+      }
+    }
+
+    send(text) {
+      const f = JSON.parse(text);
+      if (f.type !== "command") return; // subscribe and resume: see above
+      const live = this._live;
+      const answer = (m) => { if (this.readyState === 1 && this.onmessage) this.onmessage({ data: m }); };
+      live._fetch(`${live._query("command")}&session=${encodeURIComponent(this._session)}`, {
+        method: "POST", cache: "no-store", credentials: "same-origin",
+        headers: { "Content-Type": "application/json" }, body: text,
+      }).then((res) => res.text().then((t) => {
+        const m = JSON.parse(t);
+        answer(m.type ? m : { type: "error", id: f.id, code: m.error || "failed", message: m.reason || `HTTP ${res.status}` });
+      })).catch((err) => answer({ type: "error", id: f.id, code: "failed", message: `command: ${err && err.message || err}` }));
+    }
+
+    close(code, reason) {
+      if (this.readyState >= 2) return;
+      if (this._ac) this._ac.abort();
+      this._end(code || 1000, reason || "");
+    }
+
+    _end(code, reason) {
+      if (this.readyState === 3) return;
+      this.readyState = 3;
+      Promise.resolve().then(() => { if (this.onclose) this.onclose({ code, reason }); });
+    }
   }
 
   const realTimers = {
@@ -65,7 +152,7 @@
       this.commands = new Map(); // command id → descriptor
       this.plugins = new Map();  // plugin id → {id, state, version, reason}
       this._o = {
-        timeout: opts.timeout || 10000, min: opts.minDelay || 500,
+        timeout: opts.timeout || 10000, min: opts.minDelay || 500, budget: opts.budget || 3000,
         max: opts.maxDelay || 30000, stable: opts.stableAfter || 10000, history: opts.history || 0,
       };
       this._fetch = opts.fetch || ((u, o) => root.fetch(u, o));
@@ -79,6 +166,9 @@
       this._attempt = 0;
       this._live = false;  // a connection was ever open: later attempts are "reconnecting"
       this._ws = null;
+      this._probe = null;      // a faster transport being tried while live on a slower one
+      this._faster = null;     // timer of the next such try
+      this.transport = "";     // kind of the live transport
       this._timer = null;
       this._opened = 0;
       this._closed = false;
@@ -140,6 +230,10 @@
       if (root.removeEventListener) root.removeEventListener("online", this._online);
       if (this._timer !== null) this._t.clearTimeout(this._timer);
       this._timer = null;
+      if (this._faster !== null) this._t.clearTimeout(this._faster);
+      const probe = this._probe;
+      this._probe = null;
+      if (probe) probe.close(1000, "client closed");
       const ws = this._ws;
       this._ws = null;
       if (ws) ws.close(1000, "client closed");
@@ -173,42 +267,155 @@
       }
     }
 
-    // _run fetches a fresh connect document (a new token each time) and dials.
+    // _query is the stub's URL asking for act.
+    _query(act) { return this.stub + (this.stub.indexOf("?") < 0 ? "?" : "&") + act; }
+
+    // _connect fetches a fresh connect document (new tokens each time).
+    async _connect() {
+      const ac = typeof AbortController === "function" ? new AbortController() : null;
+      const abort = this._t.setTimeout(() => ac && ac.abort(), this._o.timeout);
+      let res, text, doc;
+      try {
+        res = await this._fetch(this._query("connect"), { cache: "no-store", credentials: "same-origin", signal: ac && ac.signal });
+        text = await res.text();
+      } finally { this._t.clearTimeout(abort); }
+      try { doc = JSON.parse(text); } catch (e) { throw new Error(`HTTP ${res.status}, not a connect document`); }
+      if (!res.ok || doc.error) { // the stub answers {"error": code, "reason": text}
+        const err = new Error([doc.error || `HTTP ${res.status}`, doc.reason].filter(Boolean).join(": "));
+        // A 4xx from the stub is final for this page (another origin,
+        // a bad request): retrying cannot change it.
+        err.final = !!doc.error && res.status >= 400 && res.status < 500;
+        throw err;
+      }
+      if (doc.protocol !== PROTOCOL || typeof doc.url !== "string") throw new Error(`unsupported protocol ${doc.protocol}`);
+      return doc;
+    }
+
+    // _transports lists the connect document's transports this client
+    // speaks (the plain url when it lists none), relative URLs resolved
+    // against the stub's; unless all, starting at the one remembered if
+    // the faster ones failed less than FASTER ago.
+    _transports(doc, all) {
+      let list = (Array.isArray(doc.transports) ? doc.transports : [])
+        .filter((t) => t && KINDS.indexOf(t.kind) >= 0 && typeof t.url === "string")
+        .map((t) => ({ kind: t.kind, url: this._absolute(t.kind, t.url) }));
+      if (!list.length) list = [{ kind: "ws", url: doc.url }];
+      this._fastest = list[0].kind;
+      const m = all ? null : this._memory();
+      const i = m ? list.findIndex((t) => t.kind === m.kind) : -1;
+      if (i > 0 && this._t.now() - m.t < FASTER) list = list.slice(i);
+      return list;
+    }
+
+    // _absolute resolves a transport's URL: "?…" against the stub's; a
+    // WebSocket's path against the page's host, with the page's scheme
+    // made a WebSocket one.
+    _absolute(kind, url) {
+      if (url.charAt(0) === "?") url = this.stub + url;
+      const loc = root.location;
+      if (kind === "poll" || /^[a-z]+:/i.test(url) || !loc || !loc.host) return url;
+      if (url.charAt(0) !== "/") url = loc.pathname.replace(/[^/]*$/, "") + url;
+      return loc.protocol.replace("http", "ws") + "//" + loc.host + url;
+    }
+
+    _memory(kind, fastest) {
+      const key = "livecgi.transport " + this.stub;
+      try {
+        const st = root.sessionStorage;
+        if (!st) return null;
+        if (kind === undefined) return JSON.parse(st.getItem(key) || "null");
+        if (fastest) st.removeItem(key);
+        else st.setItem(key, JSON.stringify({ kind, t: this._t.now() }));
+      } catch (e) { /* storage disabled: nothing remembered */ }
+      return null;
+    }
+
     async _run() {
       this._timer = null;
       if (this._closed) return;
       this._setState(this._live ? "reconnecting" : "connecting");
       let doc;
       try {
-        const url = this.stub + (this.stub.indexOf("?") < 0 ? "?" : "&") + "connect";
-        const ac = typeof AbortController === "function" ? new AbortController() : null;
-        const abort = this._t.setTimeout(() => ac && ac.abort(), this._o.timeout);
-        let res, text;
-        try {
-          res = await this._fetch(url, { cache: "no-store", credentials: "same-origin", signal: ac && ac.signal });
-          text = await res.text();
-        } finally { this._t.clearTimeout(abort); }
-        try { doc = JSON.parse(text); } catch (e) { throw new Error(`HTTP ${res.status}, not a connect document`); }
-        if (!res.ok || doc.error) { // the stub answers {"error": code, "reason": text}
-          const msg = [doc.error || `HTTP ${res.status}`, doc.reason].filter(Boolean).join(": ");
-          // A 4xx from the stub is final for this page (another origin,
-          // a bad request): retrying cannot change it.
-          if (doc.error && res.status >= 400 && res.status < 500) return this._refused(`connect: ${msg}`);
-          throw new Error(msg);
-        }
-        if (doc.protocol !== PROTOCOL || typeof doc.url !== "string") throw new Error(`unsupported protocol ${doc.protocol}`);
+        doc = await this._connect();
       } catch (err) {
+        if (err && err.final) return this._refused(`connect: ${err.message}`);
         return this._failed(`connect: ${err && err.message || err}`);
       }
       if (this._closed) return;
-      let ws;
-      try { ws = new this._WS(doc.url, PROTOCOL); } catch (err) { return this._failed(`websocket: ${err && err.message || err}`); }
-      this._ws = ws;
-      const guard = this._t.setTimeout(() => { if (ws.readyState === 0) ws.close(); }, this._o.timeout);
-      ws.onopen = () => { this._t.clearTimeout(guard); if (ws === this._ws) this._onopen(); };
-      ws.onmessage = (ev) => { if (ws === this._ws) this._onmessage(ev.data); };
-      ws.onclose = (ev) => { this._t.clearTimeout(guard); if (ws === this._ws) this._onclose(ev); };
-      ws.onerror = () => {}; // a close event follows with the code
+      this._dial(this._transports(doc), 0, false);
+    }
+
+    // _dial tries list[i] and, if it brings no hello within 3 s (the
+    // last one: the command timeout, to open), the next. A probe (a faster
+    // transport tried while live) takes over only once it has its hello,
+    // and fails quietly.
+    _dial(list, i, probe) {
+      const t = list[i], last = i === list.length - 1;
+      let conn;
+      try {
+        conn = t.kind === "poll" ? new PollConn(t.url, this) : new this._WS(t.url, PROTOCOL);
+      } catch (err) {
+        if (!last) return this._dial(list, i + 1, probe);
+        return probe ? this._fasterLater() : this._failed(`${t.kind}: ${err && err.message || err}`);
+      }
+      let hello = false;
+      const mine = () => conn === (probe ? this._probe : this._ws);
+      const next = () => { // give up on conn for the next transport
+        conn.onclose = () => {};
+        conn.close(1000, "trying another transport");
+        if (probe) this._probe = null; else this._ws = null;
+        if (!last) return this._dial(list, i + 1, probe);
+        this._fasterLater(); // a probe: the slower transport stays
+      };
+      if (probe) this._probe = conn; else this._ws = conn;
+      const guard = this._t.setTimeout(() => {
+        if (!mine() || hello) return;
+        if (!last || probe) return next();
+        if (conn.readyState === 0) conn.close();
+      }, last && !probe ? this._o.timeout : this._o.budget);
+      conn.onopen = () => { if (!probe && conn === this._ws) this._onopen(); };
+      conn.onmessage = (ev) => {
+        if (!mine()) return;
+        if (!hello) {
+          hello = true;
+          this._t.clearTimeout(guard);
+          this._memory(t.kind, t.kind === this._fastest);
+          if (probe) { // take over from the slower transport
+            const old = this._ws;
+            this._probe = null;
+            this._ws = conn;
+            if (old) { old.onclose = () => {}; old.close(1000, "a faster transport took over"); }
+            this._onopen();
+          }
+          this.transport = t.kind;
+          this._emit("transport", { transport: t.kind });
+          if (t.kind !== this._fastest) this._fasterLater();
+        }
+        this._onmessage(ev.data);
+      };
+      conn.onclose = (ev) => {
+        this._t.clearTimeout(guard);
+        if (!mine()) return;
+        if (!hello && (probe || !last)) return next();
+        this._onclose(ev);
+      };
+    }
+
+    // _fasterLater tries the transports faster than the live one again in
+    // FASTER, in the background; the live one stays until one has its
+    // hello.
+    _fasterLater() {
+      if (this._faster !== null) this._t.clearTimeout(this._faster);
+      this._faster = this._t.setTimeout(async () => {
+        this._faster = null;
+        if (this._closed || this.state !== "live" || this._probe) return;
+        let doc;
+        try { doc = await this._connect(); } catch (e) { return this._fasterLater(); }
+        if (this._closed || this.state !== "live" || this._probe) return;
+        const list = this._transports(doc, true);
+        const upto = list.findIndex((x) => x.kind === this.transport);
+        if (upto > 0) this._dial(list.slice(0, upto), 0, true);
+      }, FASTER);
     }
 
     _failed(message) {
@@ -256,8 +463,8 @@
     }
 
     _onmessage(data) {
-      let m;
-      try { m = JSON.parse(data); } catch (e) { return this._emit("error", { code: "bad_frame", message: "server sent invalid JSON" }); }
+      let m = data; // a poll's frames come decoded
+      if (typeof data === "string") try { m = JSON.parse(data); } catch (e) { return this._emit("error", { code: "bad_frame", message: "server sent invalid JSON" }); }
       switch (m.type) {
         case "hello": return this._hello(m);
         case "snapshot": return this._snapshot(m);

@@ -23,11 +23,15 @@ import (
 )
 
 // Systems compared, in table order.
-var allSystems = []string{ModeLivecgi, ModeSamePort, ModeWebsocketd, ModeLongPoll, ModeBare}
+var allSystems = []string{ModeLivecgi, ModeSamePort, ModeWebsocketd, ModeLongPoll, ModeBare, ModePoll}
 
 // maxSamePort is the most clients the same-port rows run: each connects
 // through one run of the stub under nphd.
 const maxSamePort = 100
+
+// maxPollClients is the most clients the livecgi-poll points run with:
+// every poll is a CGI run, and 1,000 pollers only measure a fork storm.
+const maxPollClients = 100
 
 // Report is everything one compare run measured; results.json holds it and
 // report.go renders it.
@@ -85,6 +89,7 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	ceilN := fs.Int("ceiling-n", 1000, "clients of the fan-out ceiling run")
 	ceilD := fs.Duration("ceiling-d", 5*time.Second, "measured window per ceiling point")
 	repeat := fs.Int("repeat", 2, "extra runs of livecgi, websocketd and bare at 1,000 clients and 10 Hz, for the budgets' medians")
+	pollInterval := fs.Duration("poll-interval", 250*time.Millisecond, "poll_interval of livecgi over long polling")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -109,7 +114,7 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := os.MkdirAll(*out, 0o755); err != nil {
 		return err
 	}
-	r, err := newRig(ctx, *work, stderr)
+	r, err := newRig(ctx, *work, *pollInterval, stderr)
 	if err != nil {
 		return err
 	}
@@ -123,7 +128,7 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	for _, hz := range hzList {
 		for _, n := range nList {
 			for _, sys := range sysList {
-				if sys == ModeSamePort && (n > maxSamePort || hz != 10) {
+				if sys == ModeSamePort && (n > maxSamePort || hz != 10) || sys == ModePoll && n > maxPollClients {
 					continue
 				}
 				fmt.Fprintf(stderr, "== %s, %d clients, %g Hz\n", sys, n, hz)
@@ -215,7 +220,7 @@ func contains(list []string, s string) bool {
 
 // newRig builds every binary into work and starts busybox httpd with the
 // stub and the long-poll CGI in its cgi-bin.
-func newRig(ctx context.Context, work string, log io.Writer) (*rig, error) {
+func newRig(ctx context.Context, work string, pollInterval time.Duration, log io.Writer) (*rig, error) {
 	for _, tool := range []string{"busybox", "websocketd", "go"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return nil, fmt.Errorf("%s not found: apt-get install busybox websocketd (and Go)", tool)
@@ -244,8 +249,8 @@ func newRig(ctx context.Context, work string, log io.Writer) (*rig, error) {
 	}
 	conf := filepath.Join(work, "livecgi.conf")
 	if err := os.WriteFile(conf, []byte(fmt.Sprintf(
-		"listen = 127.0.0.1:0\nstate_dir = %s\nplugins_dir = %s\nsupervisor = %s\nlog_level = warn\nmax_clients = 1100\n",
-		r.state, r.plugins, filepath.Join(r.bin, "livecgid"))), 0o600); err != nil {
+		"listen = 127.0.0.1:0\nstate_dir = %s\nplugins_dir = %s\nsupervisor = %s\nlog_level = warn\nmax_clients = 1100\npoll_interval = %s\n",
+		r.state, r.plugins, filepath.Join(r.bin, "livecgid"), pollInterval)), 0o600); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(log, "building into %s\n", r.bin)
@@ -479,6 +484,25 @@ func (r *rig) footprint(ctx context.Context, rep *Report) error {
 func (r *rig) point(ctx context.Context, rep *Report, sys string, n int, hz float64, d time.Duration) (*Result, error) {
 	l := Load{Mode: sys, Clients: n, Hz: hz, Duration: d, Warmup: time.Second}
 	switch sys {
+	case ModePoll:
+		// Every client through the stub: ?connect, then its polls, each a
+		// CGI run. The server is the supervisor's tree and the web
+		// server's (the stubs).
+		r.stopSupervisor()
+		if err := r.setPlugins(hz, "bench"); err != nil {
+			return nil, err
+		}
+		if _, err := r.firstContact(ctx); err != nil {
+			return nil, fmt.Errorf("first contact: %w", err)
+		}
+		defer r.stopSupervisor()
+		st, err := control.Probe(ctx, r.state)
+		if err != nil {
+			return nil, err
+		}
+		l.URL, l.PID, l.Also, l.Origin = r.stubURL(), st.PID, r.httpd.Process.Pid, r.origin()
+		l.Parallel = 8 // busybox httpd listens with a backlog of 9
+		sleep(ctx, time.Second)
 	case ModeLivecgi, ModeSamePort:
 		r.stopSupervisor()
 		if err := r.setPlugins(hz, "bench"); err != nil {

@@ -25,11 +25,12 @@ import (
 
 // Modes of the load tool: what the clients talk to.
 const (
-	ModeLivecgi    = "livecgi"    // the stub's ?connect, then the supervisor's WebSocket
-	ModeWebsocketd = "websocketd" // plain WebSocket, one line per message
-	ModeLongPoll   = "long-poll"  // HTTP GET loop against a CGI
-	ModeBare       = "bare"       // plain WebSocket to serve-bare
-	ModeSamePort   = "same-port"  // the supervisor's WebSocket through nph-live.cgi on the web server's port
+	ModeLivecgi    = "livecgi"      // the stub's ?connect, then the supervisor's WebSocket
+	ModeWebsocketd = "websocketd"   // plain WebSocket, one line per message
+	ModeLongPoll   = "long-poll"    // HTTP GET loop against a CGI
+	ModeBare       = "bare"         // plain WebSocket to serve-bare
+	ModePoll       = "livecgi-poll" // the stub's ?connect, then long polls through the stub
+	ModeSamePort   = "same-port"    // the supervisor's WebSocket through nph-live.cgi on the web server's port
 )
 
 // Load describes one load run.
@@ -50,6 +51,7 @@ type Load struct {
 	Warmup, Duration   time.Duration // after the last client connected; then measured
 	Grace              time.Duration // waited after Duration for readings sent in it
 	PID                int           // root of the server's process tree; 0: not measured
+	Also               int           // root of a second tree measured with it (livecgi-poll: the web server and its stubs)
 	Parallel           int           // connects in flight
 	Prefix             string        // sensors counted: ids starting with this (default "bench.")
 }
@@ -127,7 +129,7 @@ func (l Load) Run(ctx context.Context, progress io.Writer) (*Result, error) {
 	res := &Result{Mode: l.Mode, Clients: l.Clients, Hz: l.Hz}
 	fs := procFS{"/proc"}
 	if l.PID > 0 {
-		u, err := fs.usage(l.PID, true)
+		u, err := l.usage(fs, true)
 		if err != nil {
 			return nil, fmt.Errorf("server: %w", err)
 		}
@@ -201,7 +203,7 @@ func (l Load) Run(ctx context.Context, progress io.Writer) (*Result, error) {
 	sleep(ctx, l.Warmup)
 	var cpu0, self0 int64
 	if l.PID > 0 {
-		u, _ := fs.usage(l.PID, false)
+		u, _ := l.usage(fs, false)
 		cpu0 = u.CPU
 	}
 	_, _, self0, _ = fs.stat(os.Getpid())
@@ -212,14 +214,14 @@ func (l Load) Run(ctx context.Context, progress io.Writer) (*Result, error) {
 	for end := t0.Add(l.Duration); ctx.Err() == nil && time.Now().Before(end); {
 		sleep(ctx, min(time.Second, time.Until(end)))
 		if l.PID > 0 && time.Until(end) > 100*time.Millisecond {
-			if u, err := fs.usage(l.PID, false); err == nil {
+			if u, err := l.usage(fs, false); err == nil {
 				pssSum, rssSum, samples = pssSum+u.PSS, rssSum+u.RSS, samples+1
 			}
 		}
 	}
 	elapsed := time.Since(t0)
 	if l.PID > 0 {
-		u, err := fs.usage(l.PID, true)
+		u, err := l.usage(fs, true)
 		if err != nil {
 			fail(fmt.Errorf("server at the end: %w", err))
 		}
@@ -259,6 +261,21 @@ func (l Load) Run(ctx context.Context, progress io.Writer) (*Result, error) {
 		}
 	}
 	return res, nil
+}
+
+// usage measures the server: the tree at PID, and the one at Also.
+func (l Load) usage(fs procFS, list bool) (Usage, error) {
+	u, err := fs.usage(l.PID, list)
+	if err != nil || l.Also == 0 {
+		return u, err
+	}
+	a, err := fs.usage(l.Also, list)
+	if err != nil {
+		return u, err
+	}
+	u.Procs, u.RSS, u.PSS, u.Anon, u.CPU = u.Procs+a.Procs, u.RSS+a.RSS, u.PSS+a.PSS, u.Anon+a.Anon, u.CPU+a.CPU
+	u.List = append(u.List, a.List...)
+	return u, nil
 }
 
 func sleep(ctx context.Context, d time.Duration) {
@@ -344,9 +361,9 @@ func (l Load) dialer() (dialFunc, error) {
 		return func(ctx context.Context, _ int) (streamFunc, time.Duration, time.Duration, error) {
 			return pollStream(hc, l.URL), 0, 0, nil
 		}, nil
-	case ModeLivecgi, ModeSamePort:
+	case ModeLivecgi, ModeSamePort, ModePoll:
 	default:
-		return nil, fmt.Errorf("mode %q: want %s, %s, %s, %s or %s", l.Mode, ModeLivecgi, ModeSamePort, ModeWebsocketd, ModeLongPoll, ModeBare)
+		return nil, fmt.Errorf("mode %q: want %s, %s, %s, %s, %s or %s", l.Mode, ModeLivecgi, ModeSamePort, ModeWebsocketd, ModeLongPoll, ModeBare, ModePoll)
 	}
 	sep := "?"
 	if strings.Contains(l.URL, "?") {
@@ -355,6 +372,26 @@ func (l Load) dialer() (dialFunc, error) {
 	origin := l.Origin
 	if origin == "" {
 		origin = "http://" + u.Host
+	}
+	if l.Mode == ModePoll {
+		// A poll waits up to poll_timeout (25 s) in the stub, and
+		// busybox httpd may be slow to accept: more than newClient's 30 s.
+		hc := newClient()
+		hc.Timeout = time.Minute
+		return func(ctx context.Context, _ int) (streamFunc, time.Duration, time.Duration, error) {
+			t0 := time.Now()
+			doc, err := StubConnect(ctx, hc, l.URL, origin)
+			stubTime := time.Since(t0)
+			if err != nil {
+				return nil, 0, stubTime, err
+			}
+			for _, t := range doc.Transports {
+				if t.Kind == control.TransportPoll {
+					return livePollStream(hc, u.Scheme+"://"+u.Host, l.URL, t.URL, origin), 0, stubTime, nil
+				}
+			}
+			return nil, 0, stubTime, errors.New("the connect document lists no poll transport")
+		}, nil
 	}
 	if l.SecretFile != "" {
 		secret, err := os.ReadFile(l.SecretFile)
@@ -485,6 +522,41 @@ func pollStream(hc *http.Client, u string) streamFunc {
 	}
 }
 
+// livePollStream long-polls the stub as the browser client does: the
+// poll transport's URL opens a session, then ?poll&session=…&since=… in a
+// loop; every frame of every answer goes to handle.
+func livePollStream(hc *http.Client, site, stubURL, first, origin string) streamFunc {
+	return func(ctx context.Context, handle func([]byte, time.Time), fail func(error)) error {
+		buf := bytes.NewBuffer(make([]byte, 0, 4096))
+		u := first
+		if strings.HasPrefix(u, "/") {
+			u = site + u
+		}
+		for ctx.Err() == nil {
+			if err := pollOnce(ctx, hc, u, buf); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+			now := time.Now()
+			var doc struct {
+				Session string            `json:"session"`
+				Seq     uint64            `json:"seq"`
+				Frames  []json.RawMessage `json:"frames"`
+			}
+			if err := json.Unmarshal(buf.Bytes(), &doc); err != nil {
+				return fmt.Errorf("poll answer: %w", err)
+			}
+			for _, f := range doc.Frames {
+				handle(f, now)
+			}
+			u = stubURL + "?poll&session=" + doc.Session + "&since=" + strconv.FormatUint(doc.Seq, 10)
+		}
+		return nil
+	}
+}
+
 func pollOnce(ctx context.Context, hc *http.Client, u string, buf *bytes.Buffer) error {
 	req, err := http.NewRequestWithContext(ctx, "GET", u, nil)
 	if err != nil {
@@ -496,7 +568,7 @@ func pollOnce(ctx context.Context, hc *http.Client, u string, buf *bytes.Buffer)
 	}
 	defer resp.Body.Close()
 	buf.Reset()
-	if _, err := buf.ReadFrom(io.LimitReader(resp.Body, 64<<10)); err != nil {
+	if _, err := buf.ReadFrom(io.LimitReader(resp.Body, 1<<20)); err != nil {
 		return fmt.Errorf("poll: %w", err)
 	}
 	if resp.StatusCode != 200 {

@@ -70,7 +70,7 @@ func parseSoak(args []string, stderr io.Writer) (*soakConfig, error) {
 }
 
 func soak(ctx context.Context, cfg *soakConfig, stdout, stderr io.Writer) error {
-	r, err := newRig(ctx, cfg.work, stderr)
+	r, err := newRig(ctx, cfg.work, 250*time.Millisecond, stderr)
 	if err != nil {
 		return err
 	}

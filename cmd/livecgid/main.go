@@ -159,7 +159,7 @@ func serve(ctx context.Context, sup *supervisor.Supervisor, ln, cln net.Listener
 	defer cancel()
 	ctlErr := make(chan error, 1)
 	go func() {
-		err := control.Control{Status: sup.Status, HandOver: sup.HandOver}.Serve(ctx, cln)
+		err := control.Control{Status: sup.Status, HandOver: sup.HandOver, Handlers: sup.ControlHandlers()}.Serve(ctx, cln)
 		if err != nil {
 			err = fmt.Errorf("control socket: %w", err)
 			cancel()

@@ -54,10 +54,12 @@ type Config struct {
 	MemoryLimitMB  int               // supervisor's soft memory limit (GOMEMLIMIT) in MiB; 0 = none
 	AllowedHosts   []string          // host names pages may be loaded from; nil = the defaults (see HostAllowed)
 	// How browsers reach the supervisor (see PublicBase).
-	TLSCert    string // PEM certificate (chain) of the WebSocket port; with TLSKey, it serves wss://
-	TLSKey     string // PEM private key of TLSCert
-	PublicPort int    // port browsers dial instead of the listen port (a port-forward); 0 = the listen port
-	PublicURL  string // ws:// or wss:// base URL browsers dial instead (a reverse proxy); "" = none
+	TLSCert      string        // PEM certificate (chain) of the WebSocket port; with TLSKey, it serves wss://
+	TLSKey       string        // PEM private key of TLSCert
+	PublicPort   int           // port browsers dial instead of the listen port (a port-forward); 0 = the listen port
+	PublicURL    string        // ws:// or wss:// base URL browsers dial instead (a reverse proxy); "" = none
+	PollTimeout  time.Duration // longest a long poll waits for news
+	PollInterval time.Duration // shortest time between two answers to one poll session
 	// Who may watch and act: see auth.go.
 	Auth         string            // none, webserver, basic or command
 	AuthUsers    string            // users file: name, role, password hash
@@ -88,6 +90,8 @@ func Default() Config {
 		GOGC:           50,
 		MemoryLimitMB:  64,
 		Auth:           AuthNone,
+		PollTimeout:    25 * time.Second,
+		PollInterval:   250 * time.Millisecond,
 	}
 }
 
@@ -155,6 +159,7 @@ func (c *Config) set(k, v string) error {
 	dur := map[string]*time.Duration{
 		"ping_interval": &c.PingInterval, "write_timeout": &c.WriteTimeout, "command_timeout": &c.CommandTimeout,
 		"token_ttl": &c.TokenTTL, "idle_timeout": &c.IdleTimeout, "start_timeout": &c.StartTimeout,
+		"poll_timeout": &c.PollTimeout, "poll_interval": &c.PollInterval,
 	}
 	num := map[string]*int{"max_clients": &c.MaxClients, "burst": &c.Burst, "history": &c.History,
 		"gogc": &c.GOGC, "memory_limit_mb": &c.MemoryLimitMB, "public_port": &c.PublicPort}
@@ -276,6 +281,11 @@ func (c *Config) Validate() error {
 		return errors.New("public_port must be a port number (1-65535), or 0 for the listen port")
 	case c.PublicPort != 0 && c.PublicURL != "":
 		return errors.New("public_port and public_url exclude each other: public_url names the port too")
+	case c.PollTimeout < time.Second || c.PollTimeout > 50*time.Second:
+		// boa drops a connection that is silent for 60 s.
+		return errors.New("poll_timeout must be between 1s and 50s")
+	case c.PollInterval < 0 || c.PollInterval >= c.PollTimeout:
+		return errors.New("poll_interval must not be negative and must be shorter than poll_timeout")
 	}
 	if _, _, err := c.PublicBase(); err != nil {
 		return err

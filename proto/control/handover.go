@@ -92,9 +92,9 @@ func SendHandOver(stateDir string, fd int, request []byte, timeout time.Duration
 // receiveHandOver reads what a control connection sent first. A request
 // that carries descriptors must be a hand-over: it returns the one
 // descriptor as a TCP connection and the upgrade request (without the
-// verb). Otherwise it returns the first line (without its newline) and a
-// nil conn. Any descriptor it does not return is closed.
-func receiveHandOver(uc *net.UnixConn) (line string, conn net.Conn, request []byte, err error) {
+// verb). Otherwise it returns what it read, at least the first line, and
+// a nil conn. Any descriptor it does not return is closed.
+func receiveHandOver(uc *net.UnixConn) (head []byte, conn net.Conn, request []byte, err error) {
 	buf := make([]byte, len(HandOverVerb)+MaxHandOver+1)
 	oob := make([]byte, syscall.CmsgSpace(4*4))
 	n, oobn, flags, _, err := uc.ReadMsgUnix(buf, oob)
@@ -115,45 +115,44 @@ func receiveHandOver(uc *net.UnixConn) (line string, conn net.Conn, request []by
 	}
 	if err != nil {
 		closeAll()
-		return "", nil, nil, err
+		return nil, nil, nil, err
 	}
 	// The rest of the message, which the first read may not have held.
 	for !bytes.Contains(buf[:n], []byte("\n")) || bytes.HasPrefix(buf[:n], []byte(HandOverVerb)) && !bytes.Contains(buf[:n], []byte("\r\n\r\n")) {
 		if n == len(buf) {
 			closeAll()
-			return "", nil, nil, fmt.Errorf("request over %d bytes", MaxHandOver)
+			return nil, nil, nil, fmt.Errorf("request over %d bytes", MaxHandOver)
 		}
 		m, rerr := uc.Read(buf[n:])
 		n += m
 		if rerr != nil {
 			closeAll()
-			return "", nil, nil, fmt.Errorf("request cut short: %w", rerr)
+			return nil, nil, nil, fmt.Errorf("request cut short: %w", rerr)
 		}
 	}
 	if !bytes.HasPrefix(buf[:n], []byte(HandOverVerb)) {
 		closeAll()
-		line, _, _ := strings.Cut(string(buf[:n]), "\n")
-		return line, nil, nil, nil
+		return buf[:n], nil, nil, nil
 	}
 	if flags&syscall.MSG_CTRUNC != 0 || len(fds) != 1 {
 		closeAll()
-		return "", nil, nil, fmt.Errorf("want exactly one descriptor, got %d", len(fds))
+		return nil, nil, nil, fmt.Errorf("want exactly one descriptor, got %d", len(fds))
 	}
 	if err := peerAllowed(uc); err != nil {
 		closeAll()
-		return "", nil, nil, err
+		return nil, nil, nil, err
 	}
 	f := os.NewFile(uintptr(fds[0]), "handed-over")
 	defer f.Close() // FileConn holds its own copy
 	c, err := net.FileConn(f)
 	if err != nil {
-		return "", nil, nil, fmt.Errorf("the descriptor is not a socket: %w", err)
+		return nil, nil, nil, fmt.Errorf("the descriptor is not a socket: %w", err)
 	}
 	if _, ok := c.(*net.TCPConn); !ok {
 		c.Close()
-		return "", nil, nil, errors.New("the descriptor is not a TCP connection")
+		return nil, nil, nil, errors.New("the descriptor is not a TCP connection")
 	}
-	return "", c, buf[len(HandOverVerb):n], nil
+	return nil, c, buf[len(HandOverVerb):n], nil
 }
 
 // peerAllowed checks who is at the other end of uc (SO_PEERCRED): the

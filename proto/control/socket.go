@@ -2,10 +2,12 @@ package control
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"path/filepath"
 	"strings"
@@ -32,26 +34,6 @@ type Connect struct {
 	Expires    int64       `json:"expires"` // Unix milliseconds
 	Protocol   string      `json:"protocol"`
 	Transports []Transport `json:"transports,omitempty"`
-}
-
-// Transport kinds of the connect document.
-const (
-	TransportSamePort = "same-port" // WebSocket through nph-live.cgi on the web server's own port
-	TransportWS       = "ws"        // WebSocket on the supervisor's port (ws:// or wss://)
-	TransportPoll     = "poll"      // long polling through the stub
-)
-
-// Transport is one way to reach the supervisor: its kind and the URL to
-// use, absolute or root-relative. A WebSocket entry's URL carries its own
-// single-use token.
-type Transport struct {
-	Kind string `json:"kind"`
-	URL  string `json:"url"`
-}
-
-// AddTransport appends a transport to c's list.
-func (c *Connect) AddTransport(kind, url string) {
-	c.Transports = append(c.Transports, Transport{Kind: kind, URL: url})
 }
 
 // Probe asks the supervisor behind the control socket in stateDir for its
@@ -85,10 +67,11 @@ func Probe(ctx context.Context, stateDir string) (Status, error) {
 	return st, nil
 }
 
-// ServeControl answers "status" requests on ln until ctx ends, as
-// Control{Status: status}.Serve does.
-func ServeControl(ctx context.Context, ln net.Listener, status func() Status) error {
-	return Control{Status: status}.Serve(ctx, ln)
+// ServeControl answers "status" requests on ln until ctx ends, and the
+// requests of the kinds in more (see Handler), as Control{Status: status,
+// Handlers: more}.Serve does.
+func ServeControl(ctx context.Context, ln net.Listener, status func() Status, more ...Handler) error {
+	return Control{Status: status, Handlers: more}.Serve(ctx, ln)
 }
 
 // Control is what the supervisor serves on its control socket.
@@ -99,6 +82,8 @@ type Control struct {
 	// connection served elsewhere, or with an error and conn untouched.
 	// Nil refuses hand-overs.
 	HandOver func(conn net.Conn, request []byte) error
+	// Handlers serve the other request kinds (see Handler).
+	Handlers []Handler
 }
 
 // Serve answers requests on ln until ctx ends. The caller owns ln's
@@ -119,16 +104,16 @@ func (ctl Control) Serve(ctx context.Context, ln net.Listener) error {
 			}
 			return err
 		}
-		go ctl.serveOne(c)
+		go ctl.serveOne(ctx, c)
 	}
 }
 
-func (ctl Control) serveOne(c net.Conn) {
+func (ctl Control) serveOne(ctx context.Context, c net.Conn) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(2 * time.Second))
-	var line string
+	var r io.Reader = c
 	if uc, ok := c.(*net.UnixConn); ok {
-		l, conn, request, err := receiveHandOver(uc)
+		head, conn, request, err := receiveHandOver(uc)
 		switch {
 		case err != nil:
 			c.Write([]byte("error " + oneLine(err.Error()) + "\n"))
@@ -146,11 +131,18 @@ func (ctl Control) serveOne(c net.Conn) {
 			c.Write([]byte("ok\n"))
 			return
 		}
-		line = l + "\n"
-	} else {
-		line, _ = bufio.NewReader(c).ReadString('\n')
+		r = io.MultiReader(bytes.NewReader(head), c)
 	}
-	if line != "status\n" || ctl.Status == nil {
+	br := bufio.NewReader(r)
+	line, err := br.ReadSlice('\n')
+	kind, arg, _ := strings.Cut(strings.TrimSuffix(string(line), "\n"), " ")
+	for _, h := range ctl.Handlers {
+		if err == nil && kind == h.Kind {
+			serveHandler(ctx, c, br, h, []byte(arg))
+			return
+		}
+	}
+	if err != nil || string(line) != "status\n" || ctl.Status == nil {
 		c.Write([]byte(`{"error":"unknown request"}` + "\n"))
 		return
 	}

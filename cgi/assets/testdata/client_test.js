@@ -446,3 +446,111 @@ test("history asks for a replay of the last readings on meeting a supervisor run
   h.ws().recv(hello("e2", 30)); // a new run: ask again, from its start
   assert.deepEqual(h.ws().sent, [{ type: "resume", epoch: "e1", seq: 500 }, { type: "resume", epoch: "e2", seq: 0 }]);
 });
+
+// transports is a harness whose stub lists ws and poll: the WebSocket
+// never opens unless the test opens it; polls are answered by the test
+// (h.polls: {url, init, resolve(status, body)}).
+function transports(opts) {
+  const store = new Map();
+  globalThis.sessionStorage = { getItem: (k) => store.has(k) ? store.get(k) : null, setItem: (k, v) => store.set(k, String(v)), removeItem: (k) => store.delete(k) };
+  const polls = [];
+  let n = 0;
+  const fetch = async (url, init) => {
+    if (url.endsWith("?connect")) {
+      n++;
+      const body = { url: `ws://dev:8081/live?token=w${n}`, token: `w${n}`, expires: 0, protocol: "livecgi.v1",
+        transports: [{ kind: "ws", url: `ws://dev:8081/live?token=w${n}` }, { kind: "poll", url: `/cgi-bin/live.cgi?poll&token=p${n}` }] };
+      return { ok: true, status: 200, text: async () => JSON.stringify(body) };
+    }
+    return new Promise((resolve) => polls.push({ url, init, resolve: (status, body) => resolve({ ok: status === 200, status, text: async () => JSON.stringify(body) }) }));
+  };
+  const h = harness(Object.assign({ fetch }, opts));
+  h.polls = polls;
+  h.store = store;
+  return h;
+}
+
+test("a WebSocket with no hello in 3 s gives way to long polling, which is remembered", async () => {
+  const h = transports();
+  await settle();
+  assert.equal(h.sockets.length, 1);
+  assert.equal(h.polls.length, 0);
+  await h.clock.advance(2999);
+  assert.equal(h.polls.length, 0, "poll tried before the WebSocket's 3 s");
+  await h.clock.advance(1);
+  assert.equal(h.ws().readyState, 3, "the WebSocket was not closed");
+  assert.equal(h.polls.length, 1);
+  assert.equal(h.polls[0].url, "/cgi-bin/live.cgi?poll&token=p1");
+  h.polls[0].resolve(200, { session: "S", seq: 10, frames: [hello("e1", 10), { type: "snapshot", mode: "full", seq: 10, readings: [] }] });
+  await settle();
+  assert.equal(h.live.state, "live");
+  assert.equal(h.live.transport, "poll");
+  assert.equal(JSON.parse(h.store.get("livecgi.transport /cgi-bin/live.cgi")).kind, "poll");
+  // The next poll carries the session and the sequence number.
+  assert.equal(h.polls[1].url, "/cgi-bin/live.cgi?poll&session=S&since=10");
+  h.polls[1].resolve(200, { session: "S", seq: 12, frames: [reading("system.load1", 0.7, 12)] });
+  await settle();
+  assert.equal(h.live.values.get("system.load1").value, 0.7);
+  assert.equal(h.polls[2].url, "/cgi-bin/live.cgi?poll&session=S&since=12");
+
+  // A command is a POST answered with its result.
+  const done = h.live.command("leds.set", { on: true });
+  await settle();
+  const post = h.polls[3];
+  assert.equal(post.url, "/cgi-bin/live.cgi?command&session=S");
+  assert.equal(post.init.method, "POST");
+  assert.deepEqual(JSON.parse(post.init.body), { type: "command", id: "c1", name: "leds.set", args: { on: true } });
+  post.resolve(200, { type: "result", id: "c1", ok: true, value: 1 });
+  assert.equal(await done, 1);
+
+  // The session gone (a restarted supervisor): reconnect, straight to
+  // polling since it was remembered.
+  h.polls[2].resolve(410, { error: "session_expired", reason: "gone" });
+  await settle();
+  assert.equal(h.live.state, "reconnecting");
+  const sockets = h.sockets.length;
+  await h.clock.advance(500);
+  assert.equal(h.sockets.length, sockets, "a remembered fallback tried the WebSocket again");
+  assert.equal(h.polls[4].url, "/cgi-bin/live.cgi?poll&token=p2");
+});
+
+test("after 5 minutes on long polling the WebSocket is tried again in the background and takes over", async () => {
+  const h = transports();
+  await settle();
+  await h.clock.advance(3000);
+  h.polls[0].resolve(200, { session: "S", seq: 10, frames: [hello("e1", 10), { type: "snapshot", mode: "full", seq: 10, readings: [] }] });
+  await settle();
+  assert.equal(h.live.transport, "poll");
+  const states = h.of("state").length;
+  await h.clock.advance(5 * 60 * 1000);
+  assert.equal(h.sockets.length, 2, "no background try of the WebSocket");
+  assert.equal(h.ws().url, "ws://dev:8081/live?token=w2");
+  assert.equal(h.live.transport, "poll", "the poll gave way before the WebSocket had its hello");
+  h.ws().open();
+  h.ws().recv(hello("e1", 12));
+  assert.equal(h.live.transport, "ws");
+  assert.equal(h.live.state, "live");
+  assert.equal(h.of("state").length, states, "the switch showed as a reconnect");
+  assert.deepEqual(h.ws().sent, [{ type: "resume", epoch: "e1", seq: 10 }]);
+  assert.equal(h.store.get("livecgi.transport /cgi-bin/live.cgi"), undefined, "the fallback is still remembered");
+  // The poll's answer, if any, is ignored now.
+  h.polls[1].resolve(200, { session: "S", seq: 13, frames: [reading("system.load1", 9, 13)] });
+  await settle();
+  assert.equal(h.live.values.get("system.load1"), undefined);
+});
+
+test("a same-port transport's path is dialled on the page's host with the page's scheme", async () => {
+  globalThis.location = { protocol: "https:", host: "dev:8443", pathname: "/cgi-bin/live.cgi" };
+  try {
+    const fetch = async (url) => ({ ok: true, status: 200, text: async () => JSON.stringify({ url: "ws://dev:8081/live?token=w", token: "w", expires: 0, protocol: "livecgi.v1",
+      transports: [{ kind: "same-port", url: "/cgi-bin/nph-live.cgi?ws&token=s" }, { kind: "ws", url: "ws://dev:8081/live?token=w" }, { kind: "bogus", url: "x" }] }) });
+    const h = harness({ fetch });
+    await settle();
+    assert.equal(h.ws().url, "wss://dev:8443/cgi-bin/nph-live.cgi?ws&token=s");
+    h.ws().open();
+    h.ws().recv(hello("e1", 1));
+    assert.equal(h.live.transport, "same-port");
+    assert.equal(h.sockets.length, 1);
+    h.live.close();
+  } finally { delete globalThis.location; }
+});

@@ -1,0 +1,185 @@
+package cgi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/livecgi/livecgi/proto/control"
+)
+
+// Long polling (proto/README.md, "Transports"): for a browser that cannot
+// reach the supervisor's WebSocket port. The stub checks the request as
+// ?connect does (Host, allowed_hosts, Origin on the Host's host) and asks
+// the supervisor over the control socket, passing its JSON answer
+// through undecoded; it never reads a sensor.
+//
+// Why a poll without an Origin header is safe: Chrome sends none on a
+// same-origin GET, so the origin is then built from Host as for a token,
+// and must be the one the session was opened from. A page on another
+// site cannot read the answer (no CORS header is given to a success),
+// does not know the session id (it lives only in the page's memory,
+// never in a cookie) and cannot forge a token for its own origin.
+// Sec-Fetch-Site "cross-site" is refused outright. A command is a POST,
+// which every browser sends with Origin: one without is refused, and its
+// origin must be the session's.
+
+// maxAnswer bounds a poll answer read from the supervisor.
+const maxAnswer = 4 << 20
+
+// poll answers GET ?poll.
+func (s *Stub) poll(ctx context.Context, r Request, p Params) Response {
+	origin, st, refused := s.pollCheck(r)
+	if refused != nil {
+		return *refused
+	}
+	req := control.PollRequest{Token: p.Token, Session: p.Session, Origin: origin, Remote: r.RemoteAddr}
+	if p.HasSince {
+		req.Since = &p.Since
+	}
+	line := append([]byte(control.KindPoll+" "), pollRequestJSON(req)...)
+	return s.ask(ctx, st, append(line, '\n'), s.Config.PollTimeout+s.Config.PollInterval+5*time.Second)
+}
+
+// command answers POST ?command: the body is one command frame, at most
+// max_frame bytes.
+func (s *Stub) command(ctx context.Context, r Request, p Params) Response {
+	if r.Origin == "" {
+		return errorResponse(403, ErrCrossSite, "a command needs an Origin header (every browser sends one with a POST)")
+	}
+	origin, st, refused := s.pollCheck(r)
+	if refused != nil {
+		return *refused
+	}
+	n, err := strconv.ParseInt(r.ContentLength, 10, 64)
+	if err != nil || n < 0 {
+		return errorResponse(400, ErrBadRequest, "a command needs a Content-Length")
+	}
+	if n > s.Config.MaxFrame {
+		return errorResponse(413, ErrBadRequest, fmt.Sprintf("command of %d bytes: the limit is max_frame = %d", n, s.Config.MaxFrame))
+	}
+	frame := make([]byte, n)
+	if r.Body == nil {
+		r.Body = eofReader{}
+	}
+	if _, err := io.ReadFull(r.Body, frame); err != nil {
+		return errorResponse(400, ErrBadRequest, fmt.Sprintf("command body shorter than its Content-Length (%d bytes)", n))
+	}
+	req := control.CommandRequest{Session: p.Session, Origin: origin, Remote: r.RemoteAddr, Len: int(n)}
+	msg := append([]byte(control.KindCommand+" "), commandRequestJSON(req)...)
+	msg = append(append(msg, '\n'), frame...)
+	return s.ask(ctx, st, msg, s.Config.CommandTimeout+5*time.Second)
+}
+
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
+
+// pollCheck applies ?connect's rules to a poll or a command and returns
+// the page's origin.
+func (s *Stub) pollCheck(r Request) (string, *starter, *Response) {
+	fail := func(resp Response) (string, *starter, *Response) { return "", nil, &resp }
+	if r.SecFetchSite == "cross-site" {
+		return fail(errorResponse(403, ErrCrossSite, "cross-site request (Sec-Fetch-Site)"))
+	}
+	origin, _, err := TokenOrigin(r)
+	if errors.Is(err, errCrossSite) {
+		return fail(errorResponse(403, ErrCrossSite, err.Error()))
+	}
+	if err != nil {
+		return fail(errorResponse(400, ErrBadRequest, err.Error()))
+	}
+	if s.ConfigErr != nil {
+		return fail(errorResponse(500, ErrConfig, fmt.Sprintf("config file %s: %v", s.ConfigPath, s.ConfigErr)))
+	}
+	if oh := strings.TrimPrefix(strings.TrimPrefix(origin, "http://"), "https://"); !s.Config.HostAllowed(oh) {
+		return fail(s.hostRefused(oh))
+	}
+	st, err := s.starter()
+	if err != nil {
+		return fail(errorResponse(500, ErrStateDir, "state dir not writable: "+err.Error()))
+	}
+	return origin, st, nil
+}
+
+// ask sends one request to the supervisor and answers what it says. A
+// supervisor that is not running is started again, and the client told
+// to fetch ?connect again: its session or token died with the old one.
+func (s *Stub) ask(ctx context.Context, st *starter, msg []byte, timeout time.Duration) Response {
+	status, body, err := controlRequest(st.stateDir, msg, timeout)
+	if err == nil {
+		return jsonResponse(status, body)
+	}
+	if errors.Is(err, errNotRunning) {
+		if _, err := st.ensure(ctx); err != nil {
+			var se *StartError
+			if errors.As(err, &se) {
+				return errorResponse(se.Status, ErrSupervisor, se.Reason)
+			}
+			return errorResponse(500, ErrSupervisor, err.Error())
+		}
+		return errorResponse(410, control.ErrCodeSession, "the supervisor was not running and has been started again: fetch ?connect again")
+	}
+	st.log("control request: %v", err)
+	return errorResponse(503, ErrSupervisor, "the supervisor did not answer: "+err.Error())
+}
+
+// errNotRunning: nobody listens on the control socket.
+var errNotRunning = errors.New("supervisor not running")
+
+// controlRequest sends msg on the control socket in stateDir and reads
+// the answer: a decimal status, a newline, the body up to EOF (see
+// control.Handler). Raw syscalls, as probe.
+func controlRequest(stateDir string, msg []byte, timeout time.Duration) (int, []byte, error) {
+	fd, err := dialControl(filepath.Join(stateDir, control.ControlFile), timeout)
+	if err != nil {
+		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+			return 0, nil, fmt.Errorf("%w: %v", errNotRunning, err)
+		}
+		return 0, nil, err
+	}
+	defer syscall.Close(fd)
+	for len(msg) > 0 {
+		n, err := syscall.Write(fd, msg)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, nil, fmt.Errorf("write: %w", err)
+		}
+		msg = msg[n:]
+	}
+	var buf []byte
+	chunk := make([]byte, 16<<10)
+	for {
+		n, err := syscall.Read(fd, chunk)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, nil, fmt.Errorf("read: %w", err)
+		}
+		if n == 0 {
+			break
+		}
+		if len(buf)+n > maxAnswer {
+			return 0, nil, errors.New("answer too long")
+		}
+		buf = append(buf, chunk[:n]...)
+	}
+	i := indexByte(buf, '\n')
+	if i < 0 {
+		return 0, nil, errors.New("connection closed before an answer")
+	}
+	status, err := strconv.Atoi(string(buf[:i]))
+	if err != nil || status < 200 || status > 599 {
+		return 0, nil, fmt.Errorf("bad answer status %q", buf[:min(i, 16)])
+	}
+	return status, buf[i+1:], nil
+}

@@ -1,0 +1,121 @@
+package control
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"time"
+)
+
+// Transport kinds of the connect document, in the order a client tries
+// them: the web server's own port (an nph CGI handing the socket over),
+// the supervisor's WebSocket port, long polling through the stub.
+const (
+	TransportSamePort = "same-port"
+	TransportWS       = "ws"
+	TransportPoll     = "poll"
+)
+
+// Transport is one way to reach the supervisor: its kind and the URL a
+// client uses as is (absolute, or relative to the connect document's
+// URL). A WebSocket URL carries its own single-use token, a poll URL the
+// token that opens its session, so trying one does not spend another's.
+type Transport struct {
+	Kind string `json:"kind"`
+	URL  string `json:"url"`
+}
+
+// AddTransport appends a transport to try after those already listed.
+func (c *Connect) AddTransport(kind, url string) {
+	c.Transports = append(c.Transports, Transport{Kind: kind, URL: url})
+}
+
+// PollRequest is what the stub asks the supervisor for one long poll
+// (GET live.cgi?poll): the first poll of a page presents a connect token
+// and opens a session; later ones name the session. Since is the last
+// sequence number the client has (absent: it has nothing, and gets hello
+// and a full snapshot). Origin is the page's origin as the stub decided
+// it (the Origin header, else built from Host); Remote is REMOTE_ADDR,
+// for the log and the audit trail.
+type PollRequest struct {
+	Token   string  `json:"token,omitempty"`
+	Session string  `json:"session,omitempty"`
+	Since   *uint64 `json:"since,omitempty"`
+	Origin  string  `json:"origin"`
+	Remote  string  `json:"remote,omitempty"`
+}
+
+// CommandRequest is what the stub asks the supervisor for one command
+// (POST live.cgi?command): a session's command frame, the same JSON as a
+// WebSocket command frame, Len bytes following the request line.
+type CommandRequest struct {
+	Session string `json:"session"`
+	Origin  string `json:"origin"`
+	Remote  string `json:"remote,omitempty"`
+	Len     int    `json:"len"`
+}
+
+// Control request kinds besides "status". A request is one line,
+// "<kind> <JSON object>\n", and for a command the frame's Len bytes; the
+// answer is the HTTP status in decimal, a newline, and the body the
+// stub passes to the browser as it is (a JSON document), up to EOF.
+const (
+	KindPoll    = "poll"
+	KindCommand = "command"
+)
+
+// Error codes of a poll or command answer's {"error": CODE, "reason": TEXT}.
+const (
+	ErrCodeSession   = "session_expired" // 410: unknown or expired session: fetch ?connect again
+	ErrCodeForbidden = "forbidden"       // 403: bad token or origin
+	ErrCodeTooMany   = "too_many_clients"
+	ErrCodeBad       = "bad_request"
+	ErrCodeStopping  = "stopping" // 503: the supervisor is shutting down
+)
+
+// Answer is a control request's answer: an HTTP status and a JSON body.
+type Answer struct {
+	Status int
+	Body   []byte
+}
+
+// ErrorAnswer is status with {"error": code, "reason": reason}.
+func ErrorAnswer(status int, code, reason string) Answer {
+	b, _ := json.Marshal(struct {
+		Error  string `json:"error"`
+		Reason string `json:"reason"`
+	}{code, reason})
+	return Answer{Status: status, Body: append(b, '\n')}
+}
+
+// Handler serves one request kind on the control socket. Serve gets the
+// JSON after the kind and a reader of what follows the line; Timeout
+// bounds the whole exchange.
+type Handler struct {
+	Kind    string
+	Timeout time.Duration
+	Serve   func(ctx context.Context, arg []byte, rest io.Reader) Answer
+}
+
+// serveHandler answers one request of h's kind on c.
+func serveHandler(ctx context.Context, c net.Conn, br *bufio.Reader, h Handler, arg []byte) {
+	c.SetDeadline(time.Now().Add(h.Timeout))
+	a := h.Serve(ctx, arg, br)
+	c.Write(append(strconv.AppendInt(nil, int64(a.Status), 10), '\n'))
+	c.Write(a.Body)
+}
+
+// DecodeRequest decodes the JSON of a poll or command request strictly.
+func DecodeRequest(arg []byte, v any) error {
+	d := json.NewDecoder(bytes.NewReader(arg))
+	d.DisallowUnknownFields()
+	if err := d.Decode(v); err != nil {
+		return fmt.Errorf("bad control request: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,441 @@
+package supervisor
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/wire"
+)
+
+// Long polling through the stub (live.cgi?poll, proto/README.md,
+// "Transports"): for a browser that cannot reach the WebSocket port, each
+// poll is one CGI run that asks the supervisor over the control socket
+// and answers the frames a WebSocket would have carried.
+//
+// A poll session is a client of the hub like a WebSocket one, except that
+// its control frames (hello, status, ...) collect in a pollQueue instead
+// of going to the writers, and its readings are taken from the hub's ring
+// when a poll comes, newest per sensor after the poll's since. Its
+// commands go through Supervisor.command, as a WebSocket client's do:
+// role check, schema check, audit.
+
+// pollSession is one page polling. Its id, unguessable, is the session's
+// only secret; it is bound to the origin and identity of the token that
+// opened it.
+type pollSession struct {
+	id     string
+	origin string
+	c      *client // attached to the hub; c.pq is q
+	q      *pollQueue
+
+	mu         sync.Mutex // guards the fields below
+	lastAnswer time.Time
+	lastUse    time.Time
+	waiter     chan struct{} // the waiting poll's; closed when another poll takes over
+	lim        limiter       // commands
+}
+
+// pollQueue collects the control frames of a poll client (or the answer
+// to one command) until a poll takes them.
+type pollQueue struct {
+	mu       sync.Mutex
+	frames   [][]byte
+	overflow bool          // more than maxControlQueue frames were never taken
+	notify   chan struct{} // capacity 1: something was queued
+}
+
+func newPollQueue() *pollQueue { return &pollQueue{notify: make(chan struct{}, 1)} }
+
+func (q *pollQueue) push(b []byte) {
+	q.mu.Lock()
+	if len(q.frames) >= maxControlQueue {
+		q.overflow = true
+	} else {
+		q.frames = append(q.frames, b)
+	}
+	q.mu.Unlock()
+	select {
+	case q.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (q *pollQueue) take() [][]byte {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	f := q.frames
+	q.frames = nil
+	return f
+}
+
+// pollSignal tells waiting polls that the hub published a reading: a
+// channel closed at the next publish.
+type pollSignal struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+// wait returns a channel closed at the next fire.
+func (p *pollSignal) wait() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ch == nil {
+		p.ch = make(chan struct{})
+	}
+	return p.ch
+}
+
+// fire wakes every waiting poll; with none it costs a lock.
+func (p *pollSignal) fire() {
+	p.mu.Lock()
+	if p.ch != nil {
+		close(p.ch)
+		p.ch = nil
+	}
+	p.mu.Unlock()
+}
+
+// polls holds the poll sessions by id.
+type polls struct {
+	mu       sync.Mutex
+	sessions map[string]*pollSession
+}
+
+// pollIdle is how long a session lives without a poll: a page that is
+// polling is never longer than one poll_timeout without one.
+func (s *Supervisor) pollIdle() time.Duration {
+	return max(time.Minute, 2*s.cfg.PollTimeout)
+}
+
+// ControlHandlers are the control socket's request kinds besides status:
+// long polls and their commands. cmd/livecgid passes them to
+// control.ServeControl.
+func (s *Supervisor) ControlHandlers() []control.Handler {
+	return []control.Handler{
+		{Kind: control.KindPoll, Timeout: s.cfg.PollTimeout + s.cfg.PollInterval + 5*time.Second, Serve: s.servePoll},
+		{Kind: control.KindCommand, Timeout: s.cfg.CommandTimeout + 5*time.Second, Serve: s.servePollCommand},
+	}
+}
+
+// servePoll answers one long poll: at once with hello and snapshot for a
+// new session, else when there is news after since (readings, status,
+// hellos), or with no frames after poll_timeout; never sooner than
+// poll_interval after the session's previous answer.
+func (s *Supervisor) servePoll(ctx context.Context, arg []byte, _ io.Reader) control.Answer {
+	var req control.PollRequest
+	if err := control.DecodeRequest(arg, &req); err != nil {
+		return control.ErrorAnswer(400, control.ErrCodeBad, err.Error())
+	}
+	var ps *pollSession
+	opened := false
+	if req.Session != "" {
+		var ans *control.Answer
+		if ps, ans = s.pollSession(req.Session, req.Origin); ans != nil {
+			return *ans
+		}
+	} else {
+		var ans control.Answer
+		if ps, ans = s.openPoll(req); ps == nil {
+			return ans
+		}
+		opened = true
+	}
+	return s.answerPoll(ctx, ps, req.Since, opened)
+}
+
+// pollSession finds session id for a request from origin.
+func (s *Supervisor) pollSession(id, origin string) (*pollSession, *control.Answer) {
+	s.polls.mu.Lock()
+	ps := s.polls.sessions[id]
+	s.polls.mu.Unlock()
+	if ps == nil {
+		a := control.ErrorAnswer(410, control.ErrCodeSession, "poll session unknown or expired: fetch ?connect again")
+		return nil, &a
+	}
+	if ps.origin != origin {
+		ps.c.log.Info("poll refused: session of another origin", "origin", origin)
+		a := control.ErrorAnswer(403, control.ErrCodeForbidden, "poll session belongs to another origin")
+		return nil, &a
+	}
+	return ps, nil
+}
+
+// openPoll checks a first poll's token, as upgrade does a WebSocket's,
+// and opens a session.
+func (s *Supervisor) openPoll(req control.PollRequest) (*pollSession, control.Answer) {
+	claims, err := control.VerifyToken(s.secret, req.Token, req.Origin, s.hub.epoch, time.Now())
+	if err == nil && !s.useNonce(claims.Nonce) {
+		err = errors.New("token already used")
+	}
+	if err != nil {
+		s.log.Info("poll refused", "remote", req.Remote, "origin", req.Origin, "err", err)
+		return nil, control.ErrorAnswer(403, control.ErrCodeForbidden, err.Error())
+	}
+	if u, err := url.Parse(req.Origin); err != nil || u.Host == "" || !s.cfg.HostAllowed(u.Host) {
+		return nil, control.ErrorAnswer(403, control.ErrCodeForbidden, "bad origin or origin host not in allowed_hosts")
+	}
+	if s.hub.clientCount() >= s.cfg.MaxClients {
+		s.log.Warn("poll refused: too many clients", "max_clients", s.cfg.MaxClients)
+		return nil, control.ErrorAnswer(503, control.ErrCodeTooMany, "too many clients")
+	}
+	var b [16]byte
+	rand.Read(b[:])
+	ps := &pollSession{id: base64.RawURLEncoding.EncodeToString(b[:]), origin: req.Origin, q: newPollQueue(), lastUse: time.Now()}
+	ps.lim = limiter{rate: s.cfg.Rate, burst: float64(s.cfg.Burst)}
+	ps.c = &client{hub: s.hub, pq: ps.q, log: s.log.With("remote", req.Remote, "user", claims.User, "transport", "poll")}
+	ps.c.signIn(claims.Identity, req.Remote)
+	if !s.hub.attach(ps.c) {
+		return nil, control.ErrorAnswer(503, control.ErrCodeStopping, "supervisor stopping")
+	}
+	s.polls.mu.Lock()
+	if s.polls.sessions == nil {
+		s.polls.sessions = map[string]*pollSession{}
+	}
+	s.polls.sessions[ps.id] = ps
+	s.polls.mu.Unlock()
+	ps.c.log.Debug("poll session opened")
+	return ps, control.Answer{}
+}
+
+func (s *Supervisor) answerPoll(ctx context.Context, ps *pollSession, since *uint64, opened bool) control.Answer {
+	mine := make(chan struct{})
+	ps.mu.Lock()
+	if ps.waiter != nil {
+		close(ps.waiter) // the page gave up on it: this poll takes over
+	}
+	ps.waiter = mine
+	now := time.Now()
+	ps.lastUse = now
+	hold := ps.lastAnswer.Add(s.cfg.PollInterval).Sub(now)
+	ps.mu.Unlock()
+	defer func() {
+		ps.mu.Lock()
+		if ps.waiter == mine {
+			ps.waiter = nil
+		}
+		ps.lastAnswer = time.Now()
+		ps.lastUse = ps.lastAnswer
+		ps.mu.Unlock()
+	}()
+	var cur uint64
+	if since != nil {
+		cur = *since
+	}
+	empty := func() control.Answer { return pollAnswer(ps.id, cur, nil) }
+	if opened {
+		ps.c.mu.Lock()
+		cur = ps.c.cursor // attach's snapshot covers up to here
+		ps.c.mu.Unlock()
+		since = &cur
+	} else if hold > 0 {
+		// Batching: a page polling in a tight loop gets at most one
+		// answer per poll_interval.
+		t := time.NewTimer(hold)
+		select {
+		case <-t.C:
+		case <-mine:
+			t.Stop()
+			return empty()
+		case <-ctx.Done():
+			t.Stop()
+			return control.ErrorAnswer(503, control.ErrCodeStopping, "supervisor stopping")
+		}
+	}
+	timeout := time.NewTimer(s.cfg.PollTimeout)
+	defer timeout.Stop()
+	for {
+		published := s.hub.polled.wait()
+		if frames, seq, ok := s.collect(ps, since); ok {
+			s.hub.delivered.Add(uint64(len(frames)))
+			return pollAnswer(ps.id, seq, frames)
+		}
+		select {
+		case <-published:
+		case <-ps.q.notify:
+		case <-mine:
+			return empty()
+		case <-timeout.C:
+			return empty()
+		case <-ctx.Done():
+			return control.ErrorAnswer(503, control.ErrCodeStopping, "supervisor stopping")
+		}
+	}
+}
+
+// collect gathers what a poll after since answers: the queued control
+// frames, then hello and a full snapshot when since is absent, a full
+// snapshot when it is ahead of the hub or older than the history, else
+// the readings after it, newest per sensor. ok is false when there is
+// nothing to answer yet.
+func (s *Supervisor) collect(ps *pollSession, since *uint64) (frames [][]byte, seq uint64, ok bool) {
+	h := s.hub
+	frames = ps.q.take()
+	head := h.head.Load()
+	var snap [][]byte
+	switch {
+	case since == nil:
+		snap, seq = h.pollSnapshot(ps.c, true, "")
+	case *since > head:
+		snap, seq = h.pollSnapshot(ps.c, false, "sequence ahead of the server")
+	case head-*since > uint64(h.history):
+		snap, seq = h.pollSnapshot(ps.c, false, "history gone: more readings were missed than are kept")
+	}
+	if snap != nil {
+		return append(frames, snap...), seq, true
+	}
+	rd := newest(h.after(ps.c, *since, head, nil), &h.coalesced)
+	for _, f := range rd {
+		frames = append(frames, f.data)
+	}
+	return frames, head, len(frames) > 0
+}
+
+// pollSnapshot returns a full snapshot for c, after a hello if asked,
+// and the sequence number it covers, which the poll answers as its own:
+// readings published after it have higher ones.
+func (h *hub) pollSnapshot(c *client, hello bool, reason string) ([][]byte, uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out [][]byte
+	if hello {
+		b, _ := json.Marshal(h.helloLocked())
+		out = append(out, c.hello(b))
+	}
+	b, _ := json.Marshal(h.snapshotLocked(c, reason))
+	return append(out, b), h.seq
+}
+
+// pollAnswer is the document a poll answers:
+// {"session": ID, "seq": SEQ, "frames": [FRAME, ...]}.
+func pollAnswer(id string, seq uint64, frames [][]byte) control.Answer {
+	n := 64
+	for _, f := range frames {
+		n += len(f) + 1
+	}
+	b := make([]byte, 0, n)
+	b = append(b, `{"session":"`...)
+	b = append(b, id...) // base64url: nothing to escape
+	b = append(b, `","seq":`...)
+	b = strconv.AppendUint(b, seq, 10)
+	b = append(b, `,"frames":[`...)
+	for i, f := range frames {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, f...)
+	}
+	return control.Answer{Status: 200, Body: append(b, "]}\n"...)}
+}
+
+// servePollCommand runs a session's command frame as a WebSocket
+// client's is run (Supervisor.command: role, schema, audit) and answers
+// its result or error frame.
+func (s *Supervisor) servePollCommand(ctx context.Context, arg []byte, rest io.Reader) control.Answer {
+	var req control.CommandRequest
+	if err := control.DecodeRequest(arg, &req); err != nil {
+		return control.ErrorAnswer(400, control.ErrCodeBad, err.Error())
+	}
+	if req.Len < 0 || int64(req.Len) > s.cfg.MaxFrame {
+		return control.ErrorAnswer(413, control.ErrCodeBad, fmt.Sprintf("command frame of %d bytes: the limit is max_frame = %d", req.Len, s.cfg.MaxFrame))
+	}
+	data := make([]byte, req.Len)
+	if _, err := io.ReadFull(rest, data); err != nil {
+		return control.ErrorAnswer(400, control.ErrCodeBad, "command frame cut short")
+	}
+	ps, ans := s.pollSession(req.Session, req.Origin)
+	if ans != nil {
+		return *ans
+	}
+	now := time.Now()
+	ps.mu.Lock()
+	ps.lastUse = now
+	allowed := ps.lim.allow(now)
+	if allowed {
+		ps.lim.charge(len(data))
+	}
+	ps.mu.Unlock()
+	frame := func(e wire.Error) control.Answer {
+		e.Type = wire.TypeError
+		b, _ := json.Marshal(e)
+		return control.Answer{Status: 200, Body: append(b, '\n')}
+	}
+	if !allowed {
+		return frame(wire.Error{Code: wire.ErrRateLimited, Message: fmt.Sprintf("more than %g messages per second: command dropped", s.cfg.Rate)})
+	}
+	if !utf8.Valid(data) {
+		return frame(wire.Error{Code: wire.ErrBadMessage, Message: "command frame is not UTF-8"})
+	}
+	msg, err := wire.DecodeClient(data)
+	if err != nil {
+		var de *wire.DecodeError
+		errors.As(err, &de)
+		return frame(wire.Error{Code: de.Code, Message: err.Error()})
+	}
+	m, isCmd := msg.(*wire.CommandMsg)
+	if !isCmd {
+		return frame(wire.Error{Code: wire.ErrBadMessage, Message: "only command frames are taken here; a poll gets every sensor"})
+	}
+	// A client of its own for this one answer, with the session's
+	// identity and this request's address (for the audit trail).
+	cc := &client{hub: s.hub, pq: newPollQueue(), log: ps.c.log}
+	cc.signIn(ps.c.who, req.Remote)
+	s.command(ctx, cc, m)
+	t := time.NewTimer(s.cfg.CommandTimeout + time.Second)
+	defer t.Stop()
+	select {
+	case <-cc.pq.notify:
+		return control.Answer{Status: 200, Body: append(cc.pq.take()[0], '\n')}
+	case <-t.C:
+		return frame(wire.Error{Code: wire.ErrBadMessage, ID: m.ID, Message: "no result in time"})
+	case <-ctx.Done():
+		return control.ErrorAnswer(503, control.ErrCodeStopping, "supervisor stopping")
+	}
+}
+
+// sweepPolls ends the poll sessions nobody polled for pollIdle, and those
+// whose queue overflowed, until ctx ends; then every session.
+func (s *Supervisor) sweepPolls(ctx context.Context) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		var now time.Time
+		select {
+		case <-ctx.Done():
+			now = time.Now().Add(100 * 365 * 24 * time.Hour)
+		case now = <-t.C:
+		}
+		s.polls.mu.Lock()
+		for id, ps := range s.polls.sessions {
+			ps.mu.Lock()
+			idle := ps.waiter == nil && now.Sub(ps.lastUse) > s.pollIdle()
+			ps.mu.Unlock()
+			ps.q.mu.Lock()
+			idle = idle || ps.q.overflow
+			ps.q.mu.Unlock()
+			if idle {
+				delete(s.polls.sessions, id)
+				s.hub.detach(ps.c)
+				ps.c.shut()
+				ps.c.log.Debug("poll session ended")
+				s.mu.Lock()
+				s.lastUse = time.Now()
+				s.mu.Unlock()
+			}
+		}
+		s.polls.mu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
