@@ -325,7 +325,35 @@ fetch("/cgi-bin/live.cgi?connect").then((r) => r.json()).then((doc) => {
 	if got, _ := os.ReadFile(filepath.Join(sysRoot, "class", "leds", "led0", "brightness")); strings.TrimSpace(string(got)) != "7" {
 		t.Errorf("led0 brightness %q, want 7", got)
 	}
+	// The dashboard finds the same port by itself: the client tries the
+	// connect document's transports in order.
+	waitDashboard(t, b, e, fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/live.cgi", port), control.TransportSamePort)
 	b.checkConsole(t)
+}
+
+// waitDashboard opens the dashboard at page and waits until it is live
+// over the transport of that kind, with the system plugin's cards.
+func waitDashboard(t *testing.T, b *browser, e env, page, kind string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 60*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Navigate(page)); err != nil {
+		t.Fatal(err)
+	}
+	want := "live " + kind + " true"
+	for {
+		state, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("#conn").dataset.state + " " + document.querySelector("#conn").dataset.transport + " " + !!document.querySelector('.card[data-sensor="system.uptime_seconds"]')`))
+		if state == want {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			logs(t, e)
+			b.dump(t)
+			t.Fatalf("dashboard at %s: %q, want %q", page, state, want)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // mustOpenSSLCert makes a self-signed certificate for 127.0.0.1 with
@@ -366,7 +394,7 @@ $HTTP["url"] =~ "^/cgi-bin/" { cgi.assign = ("" => "") }
 // stub sees HTTPS=on) goes live in Chromium over wss:// when the
 // supervisor has tls_cert and tls_key; without them, the connect document
 // offers no ws:// transport to the HTTPS page (browsers refuse it as
-// mixed content), so the client goes to the next one at once.
+// mixed content), and the page goes live over long polling.
 func TestBrowserHTTPS(t *testing.T) {
 	chromium := mustTool(t, chromiumPath)
 	lighttpd := mustTool(t, "lighttpd")
@@ -398,38 +426,26 @@ func TestBrowserHTTPS(t *testing.T) {
 		port := mustStartServer(t, lighttpdTLS(cert, key), lighttpd, e)
 		page := fmt.Sprintf("https://127.0.0.1:%d/cgi-bin/live.cgi", port)
 		c := connectTLS(t, page)
-		if !strings.HasPrefix(c.URL, "wss://127.0.0.1:") || len(c.Transports) != 1 || c.Transports[0] != (control.Transport{Kind: control.TransportWS, URL: c.URL}) {
-			t.Errorf("connect over HTTPS with a TLS supervisor: url %s, transports %+v; want wss", c.URL, c.Transports)
+		if !strings.HasPrefix(c.URL, "wss://127.0.0.1:") || len(c.Transports) == 0 || c.Transports[0] != (control.Transport{Kind: control.TransportWS, URL: c.URL}) {
+			t.Errorf("connect over HTTPS with a TLS supervisor: url %s, transports %+v; want wss first", c.URL, c.Transports)
 		}
 		b := mustBrowser(t, chromium, chromedp.Flag("ignore-certificate-errors", true))
-		ctx, cancel := context.WithTimeout(b.ctx, 60*time.Second)
-		defer cancel()
-		if err := chromedp.Do(ctx, chromedp.Navigate(page)); err != nil {
-			t.Fatal(err)
-		}
-		for {
-			state, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("#conn").dataset.state + " " + !!document.querySelector('.card[data-sensor="system.uptime_seconds"]')`))
-			if state == "live true" {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				logs(t, e)
-				b.dump(t)
-				t.Fatalf("dashboard over HTTPS: %q, want live with readings", state)
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
+		waitDashboard(t, b, e, page, control.TransportWS)
 		b.checkConsole(t)
 	})
 	t.Run("no TLS", func(t *testing.T) {
 		e := mustEnv(t)
 		port := mustStartServer(t, lighttpdTLS(cert, key), lighttpd, e)
-		c := connectTLS(t, fmt.Sprintf("https://127.0.0.1:%d/cgi-bin/live.cgi", port))
+		page := fmt.Sprintf("https://127.0.0.1:%d/cgi-bin/live.cgi", port)
+		c := connectTLS(t, page)
 		for _, tr := range c.Transports {
 			if tr.Kind == control.TransportWS {
 				t.Errorf("an HTTPS page is offered %s from a supervisor without TLS", tr.URL)
 			}
 		}
+		// The page goes live through the stub, over HTTPS.
+		b := mustBrowser(t, chromium, chromedp.Flag("ignore-certificate-errors", true))
+		waitDashboard(t, b, e, page, control.TransportPoll)
+		b.checkConsole(t)
 	})
 }
