@@ -56,15 +56,21 @@ type loaded struct {
 // newPlugin reads the confs in dir and follows the directory until the
 // plugin's Close. A missing dir is fine: it is used once it appears.
 func newPlugin(dir string, log *slog.Logger) sdk.Plugin {
+	p := start(dir, log)
+	def := p.definition()
+	return sdk.Plugin{Name: "exec", Version: version, Sensors: def.Sensors, Commands: def.Commands, Changes: p.changes, Close: p.close}
+}
+
+// start loads the confs in dir and starts following it.
+func start(dir string, log *slog.Logger) *plugin {
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &plugin{
 		dir: dir, log: log, x: newRunner(dir), changes: make(chan sdk.Plugin, 1), retyped: make(chan struct{}, 1),
 		cancel: cancel, done: make(chan struct{}), progs: map[string]*loaded{},
 	}
 	p.scan()
-	def := p.definition()
 	go p.watch(ctx)
-	return sdk.Plugin{Name: "exec", Version: version, Sensors: def.Sensors, Commands: def.Commands, Changes: p.changes, Close: p.close}
+	return p
 }
 
 // close stops every program and kills whatever is left of them.
@@ -209,7 +215,7 @@ func (p *plugin) scan() bool {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		p.log.Warn("read exec dir", "dir", p.dir, "err", err)
 	}
-	dirIdent := statIdent(p.dir)
+	dirIdent := trustIdent(p.dir)
 	want := map[string]bool{}
 	for _, e := range entries {
 		name, ok := strings.CutSuffix(e.Name(), ".conf")
@@ -310,6 +316,20 @@ func (p *plugin) retype() {
 	case p.retyped <- struct{}{}:
 	default:
 	}
+}
+
+// trustIdent is what CheckTrust looks at in a directory: its mode and
+// owner (not its time, which every file added changes).
+func trustIdent(dir string) string {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return "missing"
+	}
+	st, _ := fi.Sys().(*syscall.Stat_t)
+	if st == nil {
+		return fi.Mode().String()
+	}
+	return fmt.Sprint(st.Mode, st.Uid)
 }
 
 // statIdent identifies a file's version: replaced, rewritten, chmod'ed

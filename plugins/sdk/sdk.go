@@ -52,6 +52,20 @@ func String(s string) Reading { return Reading{typ: Text, text: s} }
 // Flag returns a boolean reading.
 func Flag(b bool) Reading { return Reading{typ: Bool, flag: b} }
 
+// Value returns the reading's value: a float64, string or bool (nil for
+// the zero Reading).
+func (r Reading) Value() any {
+	switch r.typ {
+	case Number:
+		return r.number
+	case Text:
+		return r.text
+	case Bool:
+		return r.flag
+	}
+	return nil
+}
+
 // Last marks r as the last good value, to return with an error: the
 // reading then carries both, and the page keeps showing the value beside
 // the error. Without Last, a reading with an error has no value.
