@@ -90,7 +90,7 @@ type instance struct {
 	desc     *proto.Description
 	types    map[string]proto.ValueType
 	cmds     map[string]bool
-	minEvery atomic.Int64  // shortest sensor interval (a time.Duration); 0 without sensors
+	minEvery atomic.Int64 // shortest sensor interval (a time.Duration); 0 without sensors
 	started  time.Time
 	socket   string // its unix socket in the manager's socket dir, if any
 
