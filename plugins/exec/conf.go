@@ -132,6 +132,9 @@ func parseConf(dir, name string, b []byte) (*spec, error) {
 				if !validKey(key) || slices.ContainsFunc(s.sensors, func(x sensorSpec) bool { return x.key == key }) {
 					return nil, bad(l, "%q: want unique lower_snake names", key)
 				}
+				if len(name)+1+len(key) > 64 {
+					return nil, bad(l, "%q: sensor id %s_%s longer than 64 bytes", key, name, key)
+				}
 				s.sensors = append(s.sensors, sensorSpec{key: key, id: name + "_" + key})
 			}
 			if len(s.sensors) == 0 || len(s.sensors) > maxSensorsPerConf {
