@@ -22,6 +22,9 @@ import (
 var version = "dev"
 
 func main() {
+	if os.Getenv(proto.Handshake.MagicCookieKey) != proto.Handshake.MagicCookieValue {
+		sdk.Serve(sdk.Plugin{}) // run by hand: it says what this is and exits, before any program runs
+	}
 	dir := os.Getenv(proto.EnvExecDir)
 	if dir == "" {
 		dir = "/etc/livecgi/exec.d"

@@ -97,8 +97,14 @@ func (p *program) stop() {
 	}
 }
 
-// sensors returns the SDK sensors of the program.
+// sensors returns the SDK sensors of the program. A periodic sensor
+// declares the longer of its interval and timeout: a run may take that
+// long, and livecgid judges a plugin silent for 3 intervals hung.
 func (p *program) sensors() []sdk.Sensor {
+	every := p.spec.interval
+	if !p.spec.stream {
+		every = max(every, p.spec.timeout)
+	}
 	var out []sdk.Sensor
 	for _, ss := range p.spec.sensors {
 		sl := p.slots[ss.key]
@@ -106,7 +112,7 @@ func (p *program) sensors() []sdk.Sensor {
 		typ := sl.spec.typ
 		sl.mu.Unlock()
 		out = append(out, sdk.Sensor{
-			ID: ss.id, Title: ss.title, Unit: ss.unit, Type: typ, Interval: p.spec.interval,
+			ID: ss.id, Title: ss.title, Unit: ss.unit, Type: typ, Interval: every,
 			Watch: func(ctx context.Context, send func(sdk.Reading, error)) { sl.watch(ctx, typ, send) },
 		})
 	}
