@@ -18,7 +18,7 @@ import (
 
 // Limits of what a program's output can do.
 var (
-	minGap        = 50 * time.Millisecond // between two readings of one sensor: at most 20/s, newest wins
+	minGap        = sdk.MinInterval // between two readings of one sensor (at most 100/s, as the fastest Go sensor); newest wins
 	restartMin    = 250 * time.Millisecond
 	restartMax    = 30 * time.Second
 	restartReset  = 30 * time.Second // a stream up this long restarts at restartMin again
