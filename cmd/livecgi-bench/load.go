@@ -28,6 +28,10 @@ const (
 	ModeWebsocketd = "websocketd" // plain WebSocket, one line per message
 	ModeLongPoll   = "long-poll"  // HTTP GET loop against a CGI
 	ModeBare       = "bare"       // plain WebSocket to serve-bare
+	// The exec plugin's sensors, through the supervisor as livecgi: the
+	// websocketd program as a stream, and a C program run per interval.
+	ModeExec         = "exec"
+	ModeExecPeriodic = "exec-periodic"
 )
 
 // Load describes one load run.
@@ -340,9 +344,9 @@ func (l Load) dialer() (dialFunc, error) {
 		return func(ctx context.Context, _ int) (streamFunc, time.Duration, time.Duration, error) {
 			return pollStream(hc, l.URL), 0, 0, nil
 		}, nil
-	case ModeLivecgi:
+	case ModeLivecgi, ModeExec, ModeExecPeriodic:
 	default:
-		return nil, fmt.Errorf("mode %q: want %s, %s, %s or %s", l.Mode, ModeLivecgi, ModeWebsocketd, ModeLongPoll, ModeBare)
+		return nil, fmt.Errorf("mode %q: want %s, %s, %s, %s, %s or %s", l.Mode, ModeLivecgi, ModeWebsocketd, ModeLongPoll, ModeBare, ModeExec, ModeExecPeriodic)
 	}
 	origin := l.Origin
 	if origin == "" {

@@ -198,7 +198,8 @@ type series struct {
 	pts               [][2]float64
 }
 
-var colors = map[string]string{ModeLivecgi: "#1f77b4", ModeWebsocketd: "#d62728", ModeLongPoll: "#ff7f0e", ModeBare: "#2ca02c"}
+var colors = map[string]string{ModeLivecgi: "#1f77b4", ModeWebsocketd: "#d62728", ModeLongPoll: "#ff7f0e", ModeBare: "#2ca02c",
+	ModeExec: "#9467bd", ModeExecPeriodic: "#8c564b"}
 
 // plotCompare draws p99 latency and memory per connection against clients.
 func plotCompare(rep *Report) string {

@@ -41,7 +41,7 @@ func runSoak(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := r.setPlugins(*hz, "bench"); err != nil {
 		return err
 	}
-	if _, err := r.firstContact(ctx); err != nil {
+	if _, err := r.firstContact(ctx, "bench."); err != nil {
 		return err
 	}
 	st, err := control.Probe(ctx, r.state)
