@@ -21,6 +21,21 @@ import (
 // version is set at build time with -ldflags '-X main.version=…'.
 var version = "dev"
 
+// term gets the SIGTERM the plugin asks for when livecgid dies.
+var term = make(chan os.Signal, 1)
+
+// init asks for SIGTERM instead of the SIGKILL livecgid sets as the
+// plugin's parent-death signal, which would leave what the programs forked
+// running. It must run on the main thread (the kernel keeps the setting
+// per thread and looks at the main one), which init does.
+func init() {
+	if os.Getenv(proto.Handshake.MagicCookieKey) != proto.Handshake.MagicCookieValue {
+		return
+	}
+	signal.Notify(term, syscall.SIGTERM)
+	syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_PDEATHSIG, uintptr(syscall.SIGTERM), 0)
+}
+
 func main() {
 	if os.Getenv(proto.Handshake.MagicCookieKey) != proto.Handshake.MagicCookieValue {
 		sdk.Serve(sdk.Plugin{}) // run by hand: it says what this is and exits, before any program runs
@@ -30,15 +45,9 @@ func main() {
 		dir = "/etc/livecgi/exec.d"
 	}
 	p := newPlugin(dir, sdk.Logger())
-	// livecgid starts plugins with Pdeathsig SIGKILL, which would leave
-	// what the programs forked running: ask for SIGTERM instead and kill
-	// the programs' process groups before going.
-	syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_PDEATHSIG, uintptr(syscall.SIGTERM), 0)
-	term := make(chan os.Signal, 1)
-	signal.Notify(term, syscall.SIGTERM)
 	go func() {
 		<-term
-		p.Close()
+		p.Close() // kill the programs' process groups before going
 		os.Exit(0)
 	}()
 	sdk.Serve(p)
