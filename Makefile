@@ -122,9 +122,9 @@ bench:
 	go test -run='^$$' -bench=. -benchmem -count=$(BENCHCOUNT) -timeout=60m ./... | tee $(BIN)/bench-new.txt
 
 bench-deps:
-	@command -v busybox >/dev/null && command -v websocketd >/dev/null || \
-	  { [ "$$(id -u)" = 0 ] && apt-get install -y -q --no-install-recommends busybox websocketd; } || \
-	  { echo "need busybox and websocketd: apt-get install busybox websocketd" >&2; exit 1; }
+	@command -v busybox >/dev/null && command -v websocketd >/dev/null && command -v gcc >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && apt-get install -y -q --no-install-recommends busybox websocketd gcc; } || \
+	  { echo "need busybox, websocketd and gcc: apt-get install busybox websocketd gcc" >&2; exit 1; }
 
 # bench-compare: livecgi, websocketd, long polling and a bare server side by
 # side (about 10 minutes); writes cmd/livecgi-bench/results/.

@@ -28,10 +28,12 @@ var Handshake = plugin.HandshakeConfig{
 }
 
 // Environment variables the supervisor sets for plugins: the roots of the
-// proc and sys file systems, so tests can point plugins at fixtures.
+// proc and sys file systems, so tests can point plugins at fixtures, and
+// the exec plugin's directory (exec_dir).
 const (
 	EnvProcRoot = "LIVECGI_PROC_ROOT"
 	EnvSysRoot  = "LIVECGI_SYS_ROOT"
+	EnvExecDir  = "LIVECGI_EXEC_DIR"
 )
 
 // ExitUnavailable is the exit status of a plugin that has nothing to serve

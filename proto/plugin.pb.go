@@ -114,11 +114,14 @@ func (*DescribeRequest) Descriptor() ([]byte, []int) {
 }
 
 type Description struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Version       string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
-	Sensors       []*SensorDesc          `protobuf:"bytes,3,rep,name=sensors,proto3" json:"sensors,omitempty"`
-	Commands      []*CommandDesc         `protobuf:"bytes,4,rep,name=commands,proto3" json:"commands,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Name     string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Version  string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	Sensors  []*SensorDesc          `protobuf:"bytes,3,rep,name=sensors,proto3" json:"sensors,omitempty"`
+	Commands []*CommandDesc         `protobuf:"bytes,4,rep,name=commands,proto3" json:"commands,omitempty"`
+	// dynamic: the sensors and commands may change while the plugin runs
+	// (it sends a Reading with changed set); it may then describe none.
+	Dynamic       bool `protobuf:"varint,5,opt,name=dynamic,proto3" json:"dynamic,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -179,6 +182,13 @@ func (x *Description) GetCommands() []*CommandDesc {
 		return x.Commands
 	}
 	return nil
+}
+
+func (x *Description) GetDynamic() bool {
+	if x != nil {
+		return x.Dynamic
+	}
+	return false
 }
 
 type SensorDesc struct {
@@ -466,8 +476,12 @@ type Reading struct {
 	Value isReading_Value `protobuf_oneof:"value"`
 	// t_ms is Unix time in milliseconds when the plugin read the value.
 	TMs int64 `protobuf:"varint,5,opt,name=t_ms,json=tMs,proto3" json:"t_ms,omitempty"`
-	// error, when set, says why the sensor could not be read; value is unset.
-	Error         string `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	// error, when set, says why the sensor could not be read; value is
+	// unset, or the last good value, which the page keeps showing.
+	Error string `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
+	// changed, when set, is no reading: the plugin's sensors or commands
+	// changed and the supervisor calls Describe again before reading on.
+	Changed       bool `protobuf:"varint,7,opt,name=changed,proto3" json:"changed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -555,6 +569,13 @@ func (x *Reading) GetError() string {
 		return x.Error
 	}
 	return ""
+}
+
+func (x *Reading) GetChanged() bool {
+	if x != nil {
+		return x.Changed
+	}
+	return false
 }
 
 type isReading_Value interface {
@@ -700,12 +721,13 @@ var File_proto_plugin_proto protoreflect.FileDescriptor
 const file_proto_plugin_proto_rawDesc = "" +
 	"\n" +
 	"\x12proto/plugin.proto\x12\x11livecgi.plugin.v1\"\x11\n" +
-	"\x0fDescribeRequest\"\xb0\x01\n" +
+	"\x0fDescribeRequest\"\xca\x01\n" +
 	"\vDescription\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x127\n" +
 	"\asensors\x18\x03 \x03(\v2\x1d.livecgi.plugin.v1.SensorDescR\asensors\x12:\n" +
-	"\bcommands\x18\x04 \x03(\v2\x1e.livecgi.plugin.v1.CommandDescR\bcommands\"\x99\x01\n" +
+	"\bcommands\x18\x04 \x03(\v2\x1e.livecgi.plugin.v1.CommandDescR\bcommands\x12\x18\n" +
+	"\adynamic\x18\x05 \x01(\bR\adynamic\"\x99\x01\n" +
 	"\n" +
 	"SensorDesc\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
@@ -729,14 +751,15 @@ const file_proto_plugin_proto_rawDesc = "" +
 	"\x04_minB\x06\n" +
 	"\x04_max\")\n" +
 	"\rStreamRequest\x12\x18\n" +
-	"\asensors\x18\x01 \x03(\tR\asensors\"\x99\x01\n" +
+	"\asensors\x18\x01 \x03(\tR\asensors\"\xb3\x01\n" +
 	"\aReading\x12\x16\n" +
 	"\x06sensor\x18\x01 \x01(\tR\x06sensor\x12\x18\n" +
 	"\x06number\x18\x02 \x01(\x01H\x00R\x06number\x12\x14\n" +
 	"\x04text\x18\x03 \x01(\tH\x00R\x04text\x12\x14\n" +
 	"\x04flag\x18\x04 \x01(\bH\x00R\x04flag\x12\x11\n" +
 	"\x04t_ms\x18\x05 \x01(\x03R\x03tMs\x12\x14\n" +
-	"\x05error\x18\x06 \x01(\tR\x05errorB\a\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\x12\x18\n" +
+	"\achanged\x18\a \x01(\bR\achangedB\a\n" +
 	"\x05value\"W\n" +
 	"\x0eCommandRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +

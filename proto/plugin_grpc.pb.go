@@ -32,7 +32,8 @@ const (
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type PluginClient interface {
-	// Describe tells what the plugin provides. Called once after the handshake.
+	// Describe tells what the plugin provides. Called after the handshake,
+	// and again whenever the plugin says on Stream that it changed.
 	Describe(ctx context.Context, in *DescribeRequest, opts ...grpc.CallOption) (*Description, error)
 	// Stream sends readings of the named sensors (all when empty) until the
 	// caller cancels.
@@ -93,7 +94,8 @@ func (c *pluginClient) Do(ctx context.Context, in *CommandRequest, opts ...grpc.
 // All implementations must embed UnimplementedPluginServer
 // for forward compatibility.
 type PluginServer interface {
-	// Describe tells what the plugin provides. Called once after the handshake.
+	// Describe tells what the plugin provides. Called after the handshake,
+	// and again whenever the plugin says on Stream that it changed.
 	Describe(context.Context, *DescribeRequest) (*Description, error)
 	// Stream sends readings of the named sensors (all when empty) until the
 	// caller cancels.

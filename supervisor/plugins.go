@@ -91,7 +91,7 @@ type instance struct {
 	desc     *proto.Description
 	types    map[string]proto.ValueType
 	cmds     map[string]bool
-	minEvery time.Duration // shortest sensor interval; 0 without sensors
+	minEvery atomic.Int64 // shortest sensor interval (a time.Duration); 0 without sensors
 	started  time.Time
 	socket   string // its unix socket in the manager's socket dir, if any
 
@@ -408,10 +408,10 @@ func (sl *slot) loop(ctx context.Context) {
 			sl.crashed(cur, reason, &backoff, retry)
 
 		case <-watchdog.C:
-			if cur == nil || cur.minEvery == 0 {
+			if cur == nil || cur.minEvery.Load() == 0 {
 				continue
 			}
-			limit := max(3*cur.minEvery, 5*time.Second)
+			limit := max(3*time.Duration(cur.minEvery.Load()), 5*time.Second)
 			if quiet := time.Since(time.Unix(0, cur.lastRead.Load())); quiet > limit {
 				sl.crashed(cur, fmt.Sprintf("plugin hung: no reading for %v", quiet.Round(time.Second)), &backoff, retry)
 			}
@@ -495,6 +495,17 @@ func (sl *slot) stream(ctx context.Context, in *instance) {
 			return
 		}
 		in.lastRead.Store(time.Now().UnixNano())
+		if r.Changed {
+			// Describe before reading on: the readings that follow may be
+			// of the new sensors.
+			if err := sl.redescribe(ctx, in); err != nil {
+				if ctx.Err() == nil {
+					in.err = err
+				}
+				return
+			}
+			continue
+		}
 		if sl.cur.Load() != in {
 			continue // swapped out: the new instance feeds the sensors now
 		}
@@ -509,6 +520,38 @@ func (sl *slot) stream(ctx context.Context, in *instance) {
 	}
 }
 
+// redescribe reads the description of a dynamic plugin again after it
+// said on its stream that it changed, and publishes the new descriptors
+// as a swap would: sensors that are gone disappear from the pages, new
+// ones appear, and no client is dropped. A description that fails the
+// checks ends the stream (the plugin is restarted).
+func (sl *slot) redescribe(ctx context.Context, in *instance) error {
+	dctx, cancel := context.WithTimeout(ctx, describeTimeout)
+	desc, err := in.rpc.Describe(dctx, &proto.DescribeRequest{})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("describe again: %w", err)
+	}
+	next := &instance{desc: desc, types: map[string]proto.ValueType{}, cmds: map[string]bool{}}
+	if !desc.Dynamic {
+		return errors.New("describe again: plugin said it changed but is not dynamic")
+	}
+	if err := next.check(); err != nil {
+		return fmt.Errorf("describe again: %w", err)
+	}
+	// types is read only by this goroutine; desc by the slot's loop for
+	// its Version, which a redescription keeps.
+	in.types, in.cmds = next.types, next.cmds
+	in.minEvery.Store(next.minEvery.Load())
+	if sl.cur.Load() != in {
+		return nil
+	}
+	sensors, commands := describe(sl.id, desc)
+	sl.log.Info("plugin description changed", "sensors", len(sensors), "commands", len(commands))
+	sl.m.hub.setPlugin(sl.id, &wire.PluginInfo{ID: sl.id, State: wire.StateOnline, Version: in.desc.Version}, sensors, commands, nil)
+	return nil
+}
+
 // toWire checks a plugin's reading against its descriptor. A value of the
 // wrong type becomes a reading with an error; an unknown sensor is dropped.
 func toWire(pid string, in *instance, r *proto.Reading) (wire.Reading, error) {
@@ -519,9 +562,6 @@ func toWire(pid string, in *instance, r *proto.Reading) (wire.Reading, error) {
 	w := wire.Reading{Sensor: pid + "." + r.Sensor, T: r.TMs, Error: r.Error}
 	if w.T <= 0 {
 		w.T = time.Now().UnixMilli()
-	}
-	if r.Error != "" {
-		return w, nil
 	}
 	var got proto.ValueType
 	switch v := r.Value.(type) {
@@ -536,8 +576,15 @@ func toWire(pid string, in *instance, r *proto.Reading) (wire.Reading, error) {
 	case *proto.Reading_Flag:
 		got, w.Value = proto.ValueType_BOOL, v.Flag
 	default:
+		if w.Error != "" {
+			return w, nil
+		}
 		w.Error = "plugin sent no value"
 		return w, errors.New(w.Error)
+	}
+	if got != typ && r.Error != "" {
+		w.Value = nil // an error with a value of the wrong type: the error stands
+		return w, nil
 	}
 	if got != typ {
 		w.Value = nil
@@ -641,7 +688,7 @@ func (sl *slot) start(ctx context.Context) (*instance, error) {
 // check validates a plugin's self-description.
 func (in *instance) check() error {
 	d := in.desc
-	if len(d.Sensors) == 0 && len(d.Commands) == 0 {
+	if len(d.Sensors) == 0 && len(d.Commands) == 0 && !d.Dynamic {
 		return errors.New("no sensors and no commands")
 	}
 	seen := map[string]bool{}
@@ -657,8 +704,8 @@ func (in *instance) check() error {
 			return fmt.Errorf("sensor %s: interval_ms %d below 10", s.Id, s.IntervalMs)
 		}
 		in.types[s.Id] = s.Type
-		if every := time.Duration(s.IntervalMs) * time.Millisecond; in.minEvery == 0 || every < in.minEvery {
-			in.minEvery = every
+		if every := int64(time.Duration(s.IntervalMs) * time.Millisecond); in.minEvery.Load() == 0 || every < in.minEvery.Load() {
+			in.minEvery.Store(every)
 		}
 	}
 	for _, c := range d.Commands {

@@ -124,7 +124,8 @@ func New(opts Options) (*Supervisor, error) {
 	s.plugins = &manager{
 		dir: s.cfg.PluginsDir, socketDir: socketDir, sums: s.cfg.PluginSHA256, hub: s.hub,
 		log: log, cmdTO: s.cfg.CommandTimeout, slots: map[string]*slot{},
-		env: append(os.Environ(), proto.EnvProcRoot+"="+s.cfg.ProcRoot, proto.EnvSysRoot+"="+s.cfg.SysRoot),
+		env: append(os.Environ(), proto.EnvProcRoot+"="+s.cfg.ProcRoot, proto.EnvSysRoot+"="+s.cfg.SysRoot,
+			proto.EnvExecDir+"="+s.cfg.ExecDir),
 	}
 	return s, nil
 }

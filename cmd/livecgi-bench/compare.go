@@ -23,7 +23,7 @@ import (
 )
 
 // Systems compared, in table order.
-var allSystems = []string{ModeLivecgi, ModeSamePort, ModeWebsocketd, ModeLongPoll, ModeBare, ModePoll}
+var allSystems = []string{ModeLivecgi, ModeSamePort, ModeWebsocketd, ModeLongPoll, ModeBare, ModePoll, ModeExec, ModeExecPeriodic}
 
 // maxSamePort is the most clients the same-port rows run: each connects
 // through one run of the stub under nphd.
@@ -32,6 +32,13 @@ const maxSamePort = 100
 // maxPollClients is the most clients the livecgi-poll points run with:
 // every poll is a CGI run, and 1,000 pollers only measure a fork storm.
 const maxPollClients = 100
+
+// nowProg is the periodic exec sensor's program: it prints the time in
+// Unix µs and exits.
+const nowProg = `#include <stdio.h>
+#include <sys/time.h>
+int main(void) { struct timeval tv; gettimeofday(&tv, 0); printf("%lld\n", tv.tv_sec * 1000000LL + tv.tv_usec); return 0; }
+`
 
 // Report is everything one compare run measured; results.json holds it and
 // report.go renders it.
@@ -67,6 +74,7 @@ type Machine struct {
 // rig is the built binaries, the web server and the state of one compare run.
 type rig struct {
 	work, bin, plugins, state, www string
+	execDir                        string // the exec plugin's confs
 	self                           string // this tool, for serve-bare
 	httpd                          *exec.Cmd
 	httpPort                       int
@@ -221,9 +229,9 @@ func contains(list []string, s string) bool {
 // newRig builds every binary into work and starts busybox httpd with the
 // stub and the long-poll CGI in its cgi-bin.
 func newRig(ctx context.Context, work string, pollInterval time.Duration, log io.Writer) (*rig, error) {
-	for _, tool := range []string{"busybox", "websocketd", "go"} {
+	for _, tool := range []string{"busybox", "websocketd", "gcc", "go"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			return nil, fmt.Errorf("%s not found: apt-get install busybox websocketd (and Go)", tool)
+			return nil, fmt.Errorf("%s not found: apt-get install busybox websocketd gcc (and Go)", tool)
 		}
 	}
 	if work == "" {
@@ -235,22 +243,22 @@ func newRig(ctx context.Context, work string, pollInterval time.Duration, log io
 	work, _ = filepath.Abs(work)
 	r := &rig{
 		work: work, bin: filepath.Join(work, "bin"), plugins: filepath.Join(work, "plugins"),
-		state: filepath.Join(work, "state"), www: filepath.Join(work, "www"), log: log,
+		state: filepath.Join(work, "state"), www: filepath.Join(work, "www"), execDir: filepath.Join(work, "exec.d"), log: log,
 		hc: newClient(),
 	}
 	var err error
 	if r.self, err = os.Executable(); err != nil {
 		return nil, err
 	}
-	for _, d := range []string{r.bin, r.plugins, r.state, filepath.Join(r.www, "cgi-bin")} {
+	for _, d := range []string{r.bin, r.plugins, r.state, r.execDir, filepath.Join(r.www, "cgi-bin")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, err
 		}
 	}
 	conf := filepath.Join(work, "livecgi.conf")
 	if err := os.WriteFile(conf, []byte(fmt.Sprintf(
-		"listen = 127.0.0.1:0\nstate_dir = %s\nplugins_dir = %s\nsupervisor = %s\nlog_level = warn\nmax_clients = 1100\npoll_interval = %s\n",
-		r.state, r.plugins, filepath.Join(r.bin, "livecgid"), pollInterval)), 0o600); err != nil {
+		"listen = 127.0.0.1:0\nstate_dir = %s\nplugins_dir = %s\nexec_dir = %s\nsupervisor = %s\nlog_level = warn\nmax_clients = 1100\npoll_interval = %s\n",
+		r.state, r.plugins, r.execDir, filepath.Join(r.bin, "livecgid"), pollInterval)), 0o600); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(log, "building into %s\n", r.bin)
@@ -259,6 +267,7 @@ func newRig(ctx context.Context, work string, pollInterval time.Duration, log io
 		{"./cmd/live.cgi", "live.cgi", "-X github.com/livecgi/livecgi/cgi.ConfigPath=" + conf},
 		{"./plugins/bench", "bench", ""},
 		{"./plugins/system", "system", ""},
+		{"./plugins/exec", "exec", ""},
 		{"./cmd/livecgi-bench/sensorprog", "sensorprog", ""},
 		{"./cmd/livecgi-bench/pollcgi", "pollcgi", ""},
 		{"./cmd/livecgi-bench/nphd", "nphd", ""},
@@ -268,6 +277,13 @@ func newRig(ctx context.Context, work string, pollInterval time.Duration, log io
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out)
 		}
+	}
+	src := filepath.Join(r.bin, "now.c")
+	if err := os.WriteFile(src, []byte(nowProg), 0o600); err != nil {
+		return nil, err
+	}
+	if out, err := exec.CommandContext(ctx, "gcc", "-O2", "-o", filepath.Join(r.bin, "now"), src).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("gcc: %v\n%s", err, out)
 	}
 	for _, l := range [][2]string{{"live.cgi", "live.cgi"}, {"pollcgi", "poll"}} {
 		if err := copyFile(filepath.Join(r.bin, l[0]), filepath.Join(r.www, "cgi-bin", l[1])); err != nil {
@@ -409,10 +425,25 @@ func (r *rig) stopSupervisor() {
 	syscall.Kill(st.PID, syscall.SIGKILL)
 }
 
+// setExec leaves one conf in the exec dir, bench.conf (sensor
+// exec.bench): for ModeExec the websocketd rig's program as a stream, for
+// ModeExecPeriodic the C program run every 1/hz.
+func (r *rig) setExec(sys string, hz float64) error {
+	ents, _ := os.ReadDir(r.execDir)
+	for _, e := range ents {
+		os.Remove(filepath.Join(r.execDir, e.Name()))
+	}
+	conf := fmt.Sprintf("run = %s -hz %g -value\nmode = stream\n", filepath.Join(r.bin, "sensorprog"), hz)
+	if sys == ModeExecPeriodic {
+		conf = fmt.Sprintf("run = %s\ninterval = %v\n", filepath.Join(r.bin, "now"), time.Duration(float64(time.Second)/hz))
+	}
+	return os.WriteFile(filepath.Join(r.execDir, "bench.conf"), []byte(conf), 0o600)
+}
+
 // firstContact starts the supervisor through the stub, as a browser's
 // first page would, and returns the time from the ?connect request to the
-// first bench reading in the client.
-func (r *rig) firstContact(ctx context.Context) (time.Duration, error) {
+// first reading of a sensor whose id starts with prefix in the client.
+func (r *rig) firstContact(ctx context.Context, prefix string) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	t0 := time.Now()
@@ -430,7 +461,7 @@ func (r *rig) firstContact(ctx context.Context) (time.Duration, error) {
 		if err != nil {
 			return 0, fmt.Errorf("waiting for the first reading: %w", err)
 		}
-		if _, ok := parseReading(b, "bench."); ok || strings.Contains(string(b), `"sensor":"bench.`) {
+		if _, ok := parseReading(b, prefix); ok || strings.Contains(string(b), `"sensor":"`+prefix) {
 			return time.Since(t0), nil
 		}
 	}
@@ -492,7 +523,7 @@ func (r *rig) point(ctx context.Context, rep *Report, sys string, n int, hz floa
 		if err := r.setPlugins(hz, "bench"); err != nil {
 			return nil, err
 		}
-		if _, err := r.firstContact(ctx); err != nil {
+		if _, err := r.firstContact(ctx, "bench."); err != nil {
 			return nil, fmt.Errorf("first contact: %w", err)
 		}
 		defer r.stopSupervisor()
@@ -503,16 +534,23 @@ func (r *rig) point(ctx context.Context, rep *Report, sys string, n int, hz floa
 		l.URL, l.PID, l.Also, l.Origin = r.stubURL(), st.PID, r.httpd.Process.Pid, r.origin()
 		l.Parallel = 8 // busybox httpd listens with a backlog of 9
 		sleep(ctx, time.Second)
-	case ModeLivecgi, ModeSamePort:
+	case ModeLivecgi, ModeSamePort, ModeExec, ModeExecPeriodic:
 		r.stopSupervisor()
-		if err := r.setPlugins(hz, "bench"); err != nil {
+		plugin := "bench"
+		if sys != ModeLivecgi {
+			plugin, l.Prefix = "exec", "exec."
+			if err := r.setExec(sys, hz); err != nil {
+				return nil, err
+			}
+		}
+		if err := r.setPlugins(hz, plugin); err != nil {
 			return nil, err
 		}
-		ft, err := r.firstContact(ctx)
+		ft, err := r.firstContact(ctx, plugin+".")
 		if err != nil {
 			return nil, fmt.Errorf("first contact: %w", err)
 		}
-		if rep != nil {
+		if rep != nil && sys == ModeLivecgi {
 			rep.FirstReadingMS = append(rep.FirstReadingMS, float64(ft.Microseconds())/1000)
 		}
 		defer r.stopSupervisor()

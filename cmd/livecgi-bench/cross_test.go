@@ -202,7 +202,7 @@ func TestQemuEndToEnd(t *testing.T) {
 
 	r := &rig{hc: newClient(), httpPort: port, state: state}
 	start := time.Now()
-	took, err := r.firstContact(ctx)
+	took, err := r.firstContact(ctx, "bench.")
 	if err != nil {
 		b, _ := os.ReadFile(filepath.Join(state, control.LogFile))
 		s, _ := os.ReadFile(filepath.Join(state, control.StubLogFile))

@@ -31,6 +31,10 @@ const (
 	ModeBare       = "bare"         // plain WebSocket to serve-bare
 	ModePoll       = "livecgi-poll" // the stub's ?connect, then long polls through the stub
 	ModeSamePort   = "same-port"    // the supervisor's WebSocket through nph-live.cgi on the web server's port
+	// The exec plugin's sensors, through the supervisor as livecgi: the
+	// websocketd program as a stream, and a C program run per interval.
+	ModeExec         = "exec"
+	ModeExecPeriodic = "exec-periodic"
 )
 
 // Load describes one load run.
@@ -361,9 +365,9 @@ func (l Load) dialer() (dialFunc, error) {
 		return func(ctx context.Context, _ int) (streamFunc, time.Duration, time.Duration, error) {
 			return pollStream(hc, l.URL), 0, 0, nil
 		}, nil
-	case ModeLivecgi, ModeSamePort, ModePoll:
+	case ModeLivecgi, ModeSamePort, ModePoll, ModeExec, ModeExecPeriodic:
 	default:
-		return nil, fmt.Errorf("mode %q: want %s, %s, %s, %s, %s or %s", l.Mode, ModeLivecgi, ModeSamePort, ModeWebsocketd, ModeLongPoll, ModeBare, ModePoll)
+		return nil, fmt.Errorf("mode %q: want %s, %s, %s, %s, %s, %s, %s or %s", l.Mode, ModeLivecgi, ModeSamePort, ModeWebsocketd, ModeLongPoll, ModeBare, ModePoll, ModeExec, ModeExecPeriodic)
 	}
 	sep := "?"
 	if strings.Contains(l.URL, "?") {

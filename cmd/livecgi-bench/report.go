@@ -198,7 +198,8 @@ type series struct {
 	pts               [][2]float64
 }
 
-var colors = map[string]string{ModeLivecgi: "#1f77b4", ModeSamePort: "#9467bd", ModeWebsocketd: "#d62728", ModeLongPoll: "#ff7f0e", ModeBare: "#2ca02c", ModePoll: "#8c564b"}
+var colors = map[string]string{ModeLivecgi: "#1f77b4", ModeSamePort: "#9467bd", ModeWebsocketd: "#d62728", ModeLongPoll: "#ff7f0e", ModeBare: "#2ca02c",
+	ModePoll: "#8c564b", ModeExec: "#e377c2", ModeExecPeriodic: "#7f7f7f"}
 
 // plotCompare draws p99 latency and memory per connection against clients.
 func plotCompare(rep *Report) string {

@@ -79,7 +79,7 @@ func soak(ctx context.Context, cfg *soakConfig, stdout, stderr io.Writer) error 
 	if err := r.setPlugins(cfg.hz, "bench"); err != nil {
 		return err
 	}
-	if _, err := r.firstContact(ctx); err != nil {
+	if _, err := r.firstContact(ctx, "bench."); err != nil {
 		return err
 	}
 	st, err := control.Probe(ctx, r.state)

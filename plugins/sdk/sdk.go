@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	plugin "github.com/hashicorp/go-plugin"
@@ -39,6 +40,7 @@ type Reading struct {
 	number float64
 	text   string
 	flag   bool
+	last   bool // sent with Read's error (see Last)
 }
 
 // Gauge returns a numeric reading.
@@ -50,10 +52,37 @@ func String(s string) Reading { return Reading{typ: Text, text: s} }
 // Flag returns a boolean reading.
 func Flag(b bool) Reading { return Reading{typ: Bool, flag: b} }
 
+// Value returns the reading's value: a float64, string or bool (nil for
+// the zero Reading).
+func (r Reading) Value() any {
+	switch r.typ {
+	case Number:
+		return r.number
+	case Text:
+		return r.text
+	case Bool:
+		return r.flag
+	}
+	return nil
+}
+
+// Last marks r as the last good value, to return with an error: the
+// reading then carries both, and the page keeps showing the value beside
+// the error. Without Last, a reading with an error has no value.
+func Last(r Reading) Reading {
+	r.last = r.typ != proto.ValueType_VALUE_TYPE_UNSPECIFIED
+	return r
+}
+
 // Sensor is one value a plugin reads every Interval. ID is lower_snake and
 // should end in its unit (board_temp_celsius). Type defaults to Number.
 // Read is called from one goroutine per sensor, with a deadline of one
 // Interval.
+//
+// Watch, instead of Read, suits a value that comes when it comes (a line
+// a program prints): it runs from one goroutine while livecgid streams,
+// calls send for each reading and returns when ctx ends. Interval then
+// only tells the page when a silent sensor is stale.
 type Sensor struct {
 	ID       string
 	Title    string
@@ -61,6 +90,7 @@ type Sensor struct {
 	Type     proto.ValueType
 	Interval time.Duration
 	Read     func(ctx context.Context) (Reading, error)
+	Watch    func(ctx context.Context, send func(Reading, error))
 }
 
 // Arg is one command argument. Min and Max bound a Number; Enum lists the
@@ -86,11 +116,24 @@ type Command struct {
 }
 
 // Plugin is everything one plugin binary provides.
+//
+// Changes, when set, makes the plugin dynamic: its sensors and commands
+// may change while it runs (the exec plugin follows its directory). Each
+// Plugin received from Changes replaces Sensors and Commands (its Name,
+// Version, Changes and Close are ignored); the SDK restarts the sensors'
+// readers and livecgid describes the plugin again, so sensors appear and
+// disappear on the pages as with a plugin swap. A dynamic plugin may
+// have no sensor and no command.
+//
+// Close, when set, runs once when the plugin stops: livecgid stopped it
+// or went away.
 type Plugin struct {
 	Name     string
 	Version  string
 	Sensors  []Sensor
 	Commands []Command
+	Changes  <-chan Plugin
+	Close    func()
 }
 
 // Range returns a pointer to v, for Arg.Min and Arg.Max.
@@ -117,12 +160,19 @@ func Serve(p Plugin) {
 		Logger().Error("invalid plugin definition", "err", err)
 		os.Exit(1)
 	}
-	go exitWithParent(os.Getppid())
+	var once sync.Once
+	closePlugin := func() {
+		if p.Close != nil {
+			once.Do(p.Close)
+		}
+	}
+	go exitWithParent(os.Getppid(), closePlugin)
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: proto.Handshake,
-		Plugins:         proto.PluginSet(&server{p: p}),
+		Plugins:         proto.PluginSet(newServer(p)),
 		GRPCServer:      plugin.DefaultGRPCServer,
 	})
+	closePlugin()
 }
 
 // Unavailable ends the plugin, before Serve, saying it has nothing to
@@ -140,9 +190,10 @@ func Unavailable(reason string) {
 
 // exitWithParent ends the plugin when its parent (the supervisor) is gone:
 // Pdeathsig covers a killed supervisor, this covers the rest.
-func exitWithParent(ppid int) {
+func exitWithParent(ppid int, closePlugin func()) {
 	for range time.Tick(time.Second) {
 		if os.Getppid() != ppid {
+			closePlugin()
 			os.Exit(0)
 		}
 	}
@@ -155,8 +206,8 @@ func (p Plugin) validate() error {
 			return fmt.Errorf("sensor id %q: want a unique lower_snake id", s.ID)
 		}
 		seen[s.ID] = true
-		if s.Read == nil || s.Interval < MinInterval {
-			return fmt.Errorf("sensor %s: needs Read and an Interval of at least %v", s.ID, MinInterval)
+		if (s.Read == nil) == (s.Watch == nil) || s.Interval < MinInterval {
+			return fmt.Errorf("sensor %s: needs Read or Watch and an Interval of at least %v", s.ID, MinInterval)
 		}
 	}
 	for _, c := range p.Commands {
@@ -168,7 +219,7 @@ func (p Plugin) validate() error {
 			return fmt.Errorf("command %s: needs Do", c.ID)
 		}
 	}
-	if len(seen) == 0 {
+	if len(seen) == 0 && p.Changes == nil {
 		return errors.New("no sensors and no commands")
 	}
 	return nil

@@ -5,12 +5,16 @@
 // learns its client left.
 //
 //	websocketd --port=8080 sensorprog -hz 10
+//
+// With -value it prints only the value (the send time in Unix µs), one a
+// line: the same program as a stream of the exec plugin.
 package main
 
 import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/livecgi/livecgi/cmd/livecgi-bench/tick"
@@ -18,6 +22,7 @@ import (
 
 func main() {
 	hz := flag.Float64("hz", 10, "readings per second")
+	value := flag.Bool("value", false, "print only the value (Unix µs), for the exec plugin")
 	flag.Parse()
 	period, err := tick.Period(*hz)
 	if err != nil {
@@ -27,7 +32,11 @@ func main() {
 	var b []byte
 	for {
 		k := tick.Wait(period)
-		b = append(tick.Frame(b[:0], k, time.Now()), '\n')
+		if *value {
+			b = append(strconv.AppendInt(b[:0], time.Now().UnixMicro(), 10), '\n')
+		} else {
+			b = append(tick.Frame(b[:0], k, time.Now()), '\n')
+		}
 		if _, err := os.Stdout.Write(b); err != nil {
 			os.Exit(0)
 		}

@@ -1,0 +1,83 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/livecgi/livecgi/proto"
+)
+
+// chanStream is a Stream that hands every reading to a channel.
+type chanStream struct {
+	grpc.ServerStream
+	ctx context.Context
+	out chan *proto.Reading
+}
+
+func (c *chanStream) Context() context.Context { return c.ctx }
+
+func (c *chanStream) Send(r *proto.Reading) error {
+	select {
+	case c.out <- r:
+		return nil
+	case <-c.ctx.Done():
+		return c.ctx.Err()
+	}
+}
+
+// TestChanges: a dynamic plugin's new definition stops the old readers,
+// sends Changed, and then only the new sensors' readings; Describe shows
+// the new sensors and says the plugin is dynamic.
+func TestChanges(t *testing.T) {
+	changes := make(chan Plugin)
+	s := newServer(Plugin{Name: "d", Changes: changes, Sensors: []Sensor{{ID: "a", Interval: MinInterval, Read: readConst(Gauge(1))}}})
+	d, err := s.Describe(context.Background(), nil)
+	if err != nil || !d.Dynamic || len(d.Sensors) != 1 {
+		t.Fatalf("Describe = %v, %v; want dynamic with sensor a", d, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st := &chanStream{ctx: ctx, out: make(chan *proto.Reading)}
+	done := make(chan error, 1)
+	go func() { done <- s.Stream(&proto.StreamRequest{}, st) }()
+	recv := func() *proto.Reading {
+		t.Helper()
+		select {
+		case r := <-st.out:
+			return r
+		case err := <-done:
+			t.Fatalf("Stream ended: %v", err)
+		case <-time.After(30 * time.Second): // hang guard only
+			t.Fatal("no message within 30s")
+		}
+		return nil
+	}
+	if r := recv(); r.Sensor != "a" {
+		t.Fatalf("got %v, want a reading of a", r)
+	}
+	last := errors.New("garbage")
+	changes <- Plugin{Sensors: []Sensor{{ID: "b", Interval: time.Hour, Watch: func(ctx context.Context, send func(Reading, error)) {
+		send(Last(Gauge(7)), last)
+		<-ctx.Done()
+	}}}}
+	for r := recv(); !r.Changed; r = recv() {
+		if r.Sensor != "a" {
+			t.Fatalf("before Changed: %v", r)
+		}
+	}
+	r := recv()
+	if r.Sensor != "b" || r.GetNumber() != 7 || r.Error != "garbage" {
+		t.Errorf("got %v, want b's last value 7 with its error", r)
+	}
+	if d, _ := s.Describe(context.Background(), nil); len(d.Sensors) != 1 || d.Sensors[0].Id != "b" {
+		t.Errorf("Describe after the change = %v", d)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Stream: %v", err)
+	}
+}
