@@ -127,9 +127,9 @@ func TestSamePort(t *testing.T) {
 		t.Fatal(err)
 	}
 	u := samePortURL(t, c, port)
-	if len(c.Transports) != 2 || c.Transports[1] != (control.Transport{Kind: control.TransportWS, URL: c.URL}) ||
+	if len(c.Transports) != 3 || c.Transports[1] != (control.Transport{Kind: control.TransportWS, URL: c.URL}) || c.Transports[2].Kind != control.TransportPoll ||
 		!strings.HasPrefix(c.URL, fmt.Sprintf("ws://127.0.0.1:%d/live?token=", closed)) {
-		t.Errorf("transports %+v, url %s: want ws on public_port %d second", c.Transports, c.URL, closed)
+		t.Errorf("transports %+v, url %s: want ws on public_port %d second, then poll", c.Transports, c.URL, closed)
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
