@@ -1,0 +1,206 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/livecgi/livecgi/proto"
+	"github.com/livecgi/livecgi/proto/wire"
+)
+
+// Restart backoff after a crash: doubles from backoffMin to backoffMax and
+// resets once a plugin has stayed up for backoffReset.
+var (
+	backoffMin   = 250 * time.Millisecond
+	backoffMax   = 30 * time.Second
+	backoffReset = 30 * time.Second
+)
+
+// loop owns the slot's process: start, watch, restart with backoff, swap.
+func (sl *slot) loop(ctx context.Context) {
+	m := sl.m
+	backoff := time.Duration(0)
+	unavailable := "" // the reason shown, while the plugin says it has nothing to serve
+	retry := time.NewTimer(0)
+	defer retry.Stop()
+	watchdog := time.NewTicker(time.Second)
+	defer watchdog.Stop()
+	defer func() {
+		if in := sl.cur.Swap(nil); in != nil {
+			in.stop(m.cmdTO)
+		}
+	}()
+	for {
+		cur := sl.cur.Load()
+		var done <-chan struct{}
+		if cur != nil {
+			done = cur.done
+		}
+		select {
+		case <-ctx.Done():
+			return
+
+		case <-sl.remove:
+			if in := sl.cur.Swap(nil); in != nil {
+				in.stop(m.cmdTO)
+			}
+			sl.log.Info("plugin removed")
+			m.hub.setPlugin(sl.id, nil, nil, nil, &wire.Status{Plugin: sl.id, State: wire.StateRemoved, Reason: "binary removed"})
+			return
+
+		case <-retry.C:
+			if cur != nil {
+				continue
+			}
+			in, err := sl.start(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				if errors.Is(err, ErrRefused) {
+					// No point retrying the same file: a change to it
+					// (chmod, chown, a new binary) or to the directory
+					// starts it again.
+					sl.log.Error("plugin refused", "reason", err)
+					m.hub.setState(wire.Status{Plugin: sl.id, State: wire.StateRefused, Reason: err.Error()})
+					unavailable = ""
+					continue
+				}
+				var un *unavailableError
+				if errors.As(err, &un) {
+					// Its own word: no restart loop. A new binary (swap),
+					// the directory (kick) or, rarely, the timer tries again.
+					backoff = 0
+					if un.reason != unavailable {
+						unavailable = un.reason
+						sl.log.Info("plugin has nothing to serve here", "reason", un.reason, "retry_in", unavailableRetry)
+						// Sensors a former run declared are gone, not stale.
+						m.hub.setPlugin(sl.id, &wire.PluginInfo{ID: sl.id, State: wire.StateUnavailable, Reason: un.reason}, nil, nil,
+							&wire.Status{Plugin: sl.id, State: wire.StateUnavailable, Reason: un.reason})
+					} else {
+						sl.log.Debug("plugin still has nothing to serve here", "reason", un.reason)
+					}
+					retry.Reset(unavailableRetry)
+					continue
+				}
+				unavailable = ""
+				m.restarts.Add(1)
+				backoff = nextBackoff(backoff)
+				sl.log.Error("plugin failed to start", "err", err, "retry_in", backoff)
+				m.hub.setState(wire.Status{Plugin: sl.id, State: wire.StateRestarting, Reason: err.Error()})
+				retry.Reset(backoff)
+				continue
+			}
+			unavailable = ""
+			sl.activate(in, wire.Status{Plugin: sl.id, State: wire.StateOnline, Version: in.desc.Version})
+
+		case <-done:
+			reason := "plugin exited"
+			if cur.err != nil {
+				reason = "plugin exited: " + cur.err.Error()
+			}
+			sl.crashed(cur, reason, &backoff, retry)
+
+		case <-watchdog.C:
+			if cur == nil || cur.minEvery == 0 {
+				continue
+			}
+			limit := max(3*cur.minEvery, 5*time.Second)
+			if quiet := time.Since(time.Unix(0, cur.lastRead.Load())); quiet > limit {
+				sl.crashed(cur, fmt.Sprintf("plugin hung: no reading for %v", quiet.Round(time.Second)), &backoff, retry)
+			}
+
+		case <-sl.kick:
+			if cur == nil {
+				backoff = 0
+				retry.Reset(0)
+			}
+
+		case <-sl.swap:
+			if cur == nil {
+				backoff = 0
+				retry.Reset(0)
+				continue
+			}
+			in, err := sl.start(ctx)
+			if err != nil {
+				sl.log.Error("new binary refused, old one keeps serving", "err", err)
+				m.hub.setState(wire.Status{Plugin: sl.id, State: wire.StateSwapFailed, Reason: err.Error(), Version: cur.desc.Version})
+				continue
+			}
+			sl.log.Info("plugin swapped", "old_version", cur.desc.Version, "new_version", in.desc.Version)
+			sl.activate(in, wire.Status{Plugin: sl.id, State: wire.StateSwapped, Version: in.desc.Version, PreviousVersion: cur.desc.Version})
+			go cur.stop(m.cmdTO)
+		}
+	}
+}
+
+// crashed handles a plugin process that died or hung: offline now,
+// restarting after the backoff.
+func (sl *slot) crashed(cur *instance, reason string, backoff *time.Duration, retry *time.Timer) {
+	m := sl.m
+	sl.cur.CompareAndSwap(cur, nil)
+	go cur.stop(0)
+	m.restarts.Add(1)
+	if time.Since(cur.started) > backoffReset {
+		*backoff = 0
+	}
+	*backoff = nextBackoff(*backoff)
+	sl.log.Warn("plugin down, restarting", "reason", reason, "retry_in", *backoff)
+	m.hub.setState(wire.Status{Plugin: sl.id, State: wire.StateOffline, Reason: reason, Version: cur.desc.Version})
+	m.hub.setState(wire.Status{Plugin: sl.id, State: wire.StateRestarting, Reason: fmt.Sprintf("restart in %v", *backoff)})
+	retry.Reset(*backoff)
+}
+
+func nextBackoff(b time.Duration) time.Duration {
+	if b == 0 {
+		return backoffMin
+	}
+	return min(2*b, backoffMax)
+}
+
+// activate makes in the slot's current instance, publishes its
+// descriptors and starts its stream.
+func (sl *slot) activate(in *instance, st wire.Status) {
+	sensors, commands := describe(sl.id, in.desc)
+	ctx, cancel := context.WithCancel(context.Background())
+	in.cancel = cancel
+	in.lastRead.Store(time.Now().UnixNano())
+	sl.cur.Store(in)
+	sl.m.hub.setPlugin(sl.id, &wire.PluginInfo{ID: sl.id, State: st.State, Version: in.desc.Version}, sensors, commands, &st)
+	go sl.stream(ctx, in)
+}
+
+// stream feeds in's readings to the hub until the stream ends.
+func (sl *slot) stream(ctx context.Context, in *instance) {
+	defer close(in.done)
+	st, err := in.rpc.Stream(ctx, &proto.StreamRequest{})
+	if err != nil {
+		in.err = err
+		return
+	}
+	warned := map[string]bool{}
+	for {
+		r, err := st.Recv()
+		if err != nil {
+			if ctx.Err() == nil {
+				in.err = err
+			}
+			return
+		}
+		in.lastRead.Store(time.Now().UnixNano())
+		if sl.cur.Load() != in {
+			continue // swapped out: the new instance feeds the sensors now
+		}
+		wr, err := toWire(sl.id, in, r)
+		if err != nil && !warned[r.Sensor] {
+			warned[r.Sensor] = true // once per sensor and process: a lying plugin must not flood the log
+			sl.log.Warn("bad reading", "err", err)
+		}
+		if wr.Sensor != "" {
+			sl.m.hub.publish(wr)
+		}
+	}
+}

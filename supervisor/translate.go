@@ -1,0 +1,140 @@
+package supervisor
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"time"
+
+	"github.com/livecgi/livecgi/proto"
+	"github.com/livecgi/livecgi/proto/wire"
+)
+
+// toWire checks a plugin's reading against its descriptor. A value of the
+// wrong type becomes a reading with an error; an unknown sensor is dropped.
+func toWire(pid string, in *instance, r *proto.Reading) (wire.Reading, error) {
+	typ, ok := in.types[r.Sensor]
+	if !ok {
+		return wire.Reading{}, fmt.Errorf("reading for undeclared sensor %q dropped", r.Sensor)
+	}
+	w := wire.Reading{Sensor: pid + "." + r.Sensor, T: r.TMs, Error: r.Error}
+	if w.T <= 0 {
+		w.T = time.Now().UnixMilli()
+	}
+	if r.Error != "" {
+		return w, nil
+	}
+	var got proto.ValueType
+	switch v := r.Value.(type) {
+	case *proto.Reading_Number:
+		got, w.Value = proto.ValueType_NUMBER, v.Number
+		if math.IsNaN(v.Number) || math.IsInf(v.Number, 0) {
+			w.Value, w.Error = nil, "value is not a finite number"
+			return w, errors.New(w.Error)
+		}
+	case *proto.Reading_Text:
+		got, w.Value = proto.ValueType_TEXT, v.Text
+	case *proto.Reading_Flag:
+		got, w.Value = proto.ValueType_BOOL, v.Flag
+	default:
+		w.Error = "plugin sent no value"
+		return w, errors.New(w.Error)
+	}
+	if got != typ {
+		w.Value = nil
+		w.Error = fmt.Sprintf("plugin sent a %s for a %s sensor", wireType(got), wireType(typ))
+		return w, errors.New(w.Error)
+	}
+	return w, nil
+}
+
+// check validates a plugin's self-description.
+func (in *instance) check() error {
+	d := in.desc
+	if len(d.Sensors) == 0 && len(d.Commands) == 0 {
+		return errors.New("no sensors and no commands")
+	}
+	seen := map[string]bool{}
+	for _, s := range d.Sensors {
+		if !validID(s.Id) || seen[s.Id] {
+			return fmt.Errorf("sensor id %q: want a unique lower_snake id", s.Id)
+		}
+		seen[s.Id] = true
+		if wireType(s.Type) == "" {
+			return fmt.Errorf("sensor %s: unknown value type %v", s.Id, s.Type)
+		}
+		if s.IntervalMs < 10 {
+			return fmt.Errorf("sensor %s: interval_ms %d below 10", s.Id, s.IntervalMs)
+		}
+		in.types[s.Id] = s.Type
+		if every := time.Duration(s.IntervalMs) * time.Millisecond; in.minEvery == 0 || every < in.minEvery {
+			in.minEvery = every
+		}
+	}
+	for _, c := range d.Commands {
+		if !validID(c.Id) || seen[c.Id] {
+			return fmt.Errorf("command id %q: want a unique lower_snake id", c.Id)
+		}
+		seen[c.Id] = true
+		args := map[string]bool{}
+		for _, a := range c.Args {
+			if a.Name == "" || args[a.Name] {
+				return fmt.Errorf("command %s: argument names must be unique and not empty", c.Id)
+			}
+			args[a.Name] = true
+			if wireType(a.Type) == "" {
+				return fmt.Errorf("command %s: argument %s: unknown type %v", c.Id, a.Name, a.Type)
+			}
+			if a.Min != nil && a.Max != nil && *a.Min > *a.Max {
+				return fmt.Errorf("command %s: argument %s: min above max", c.Id, a.Name)
+			}
+		}
+		in.cmds[c.Id] = true
+	}
+	return nil
+}
+
+func wireType(t proto.ValueType) string {
+	switch t {
+	case proto.ValueType_NUMBER:
+		return wire.ValueNumber
+	case proto.ValueType_TEXT:
+		return wire.ValueText
+	case proto.ValueType_BOOL:
+		return wire.ValueBool
+	}
+	return ""
+}
+
+// describe turns a plugin's descriptors into wire descriptors with global
+// ids "<plugin>.<id>".
+func describe(pid string, d *proto.Description) ([]wire.Sensor, []wire.Command) {
+	var ss []wire.Sensor
+	for _, s := range d.Sensors {
+		ss = append(ss, wire.Sensor{
+			ID: pid + "." + s.Id, Plugin: pid, Title: cmp(s.Title, s.Id), Unit: s.Unit,
+			ValueType: wireType(s.Type), IntervalMS: s.IntervalMs,
+		})
+	}
+	var cs []wire.Command
+	for _, c := range d.Commands {
+		wc := wire.Command{ID: pid + "." + c.Id, Plugin: pid, Title: cmp(c.Title, c.Id), Args: []wire.Arg{}}
+		for _, a := range c.Args {
+			wc.Args = append(wc.Args, wire.Arg{
+				Name: a.Name, Title: a.Title, Type: wireType(a.Type), Required: a.Required, Min: a.Min, Max: a.Max, Enum: a.Enum,
+			})
+		}
+		cs = append(cs, wc)
+	}
+	sort.Slice(ss, func(i, j int) bool { return ss[i].ID < ss[j].ID })
+	sort.Slice(cs, func(i, j int) bool { return cs[i].ID < cs[j].ID })
+	return ss, cs
+}
+
+func cmp(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
