@@ -20,13 +20,6 @@ import (
 	"github.com/livecgi/livecgi/proto/control"
 )
 
-// Timeouts of a plugin's start. A plugin that has not completed the
-// go-plugin handshake or answered Describe by then is stopped.
-var (
-	handshakeTimeout = 5 * time.Second
-	describeTimeout  = 3 * time.Second
-)
-
 // instance is one running plugin process.
 type instance struct {
 	id       string
@@ -97,7 +90,7 @@ func (sl *slot) start(ctx context.Context) (*instance, error) {
 		Cmd:              cmd,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		Logger:           newHCLog(sl.log),
-		StartTimeout:     handshakeTimeout,
+		StartTimeout:     m.timing.handshake,
 		Stderr:           tail,
 	}
 	if pinned {
@@ -134,7 +127,7 @@ func (sl *slot) start(ctx context.Context) (*instance, error) {
 	if !ok {
 		return fail(fmt.Errorf("dispense: unexpected %T", raw))
 	}
-	dctx, cancel := context.WithTimeout(ctx, describeTimeout)
+	dctx, cancel := context.WithTimeout(ctx, m.timing.describe)
 	desc, err := pc.Describe(dctx, &proto.DescribeRequest{})
 	cancel()
 	if err != nil {
@@ -145,7 +138,7 @@ func (sl *slot) start(ctx context.Context) (*instance, error) {
 			}
 		}
 		if dctx.Err() != nil {
-			return fail(fmt.Errorf("describe: no answer within %v", describeTimeout))
+			return fail(fmt.Errorf("describe: no answer within %v", m.timing.describe))
 		}
 		return fail(fmt.Errorf("describe: %w", err))
 	}

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/livecgi/livecgi/proto"
 	"github.com/livecgi/livecgi/proto/wire"
 )
 
@@ -18,6 +19,44 @@ var (
 	ErrPluginOffline = errors.New("plugin offline")            // a command's plugin is not running
 	ErrRefused       = errors.New("plugin binary not trusted") // see checkTrust
 )
+
+// timing holds the manager's delays. Tests shorten them per supervisor
+// (Options.timing), so they can run in parallel.
+type timing struct {
+	// A plugin that has not completed the go-plugin handshake or answered
+	// Describe within these is stopped.
+	handshake, describe time.Duration
+	// Restart backoff after a crash: doubles from backoffMin to backoffMax
+	// and resets once a plugin has stayed up for backoffReset.
+	backoffMin, backoffMax, backoffReset time.Duration
+	// How often a plugin that said it has nothing to serve (see
+	// proto.ExitUnavailable) is tried again; a new binary is tried at once.
+	unavailableRetry time.Duration
+	// How long a plugin file must stay unchanged (no event, and its ctime
+	// that old) before it is judged: writers, cp and install produce
+	// bursts of events.
+	settle time.Duration
+	// How long a file judged unusable (not executable, not a complete ELF
+	// binary) must then stay unchanged before clients are told
+	// (swap_failed): install creates the file 0600 and chmods it only
+	// after a copy that may pause, and a slow writer may pause too.
+	patience time.Duration
+	// Retry of a plugins directory that cannot be watched (it does not
+	// exist yet, or the watch failed), besides the watch on its nearest
+	// ancestor.
+	dirRetryMin, dirRetryMax time.Duration
+}
+
+// defaultTiming is the timing of a real supervisor.
+func defaultTiming() timing {
+	return timing{
+		handshake: 5 * time.Second, describe: 3 * time.Second,
+		backoffMin: 250 * time.Millisecond, backoffMax: 30 * time.Second, backoffReset: 30 * time.Second,
+		unavailableRetry: 10 * time.Minute,
+		settle:           300 * time.Millisecond, patience: 3 * time.Second,
+		dirRetryMin: time.Second, dirRetryMax: time.Minute,
+	}
+}
 
 // manager runs the plugins of one directory: one slot per binary name,
 // each with its own goroutine that starts, restarts and swaps the process.
@@ -29,6 +68,7 @@ type manager struct {
 	hub       *hub
 	log       *slog.Logger
 	cmdTO     time.Duration
+	timing    timing
 
 	mu           sync.Mutex
 	slots        map[string]*slot
@@ -51,19 +91,6 @@ type slot struct {
 	kick     chan struct{} // something it may depend on changed (the directory's mode): retry now if down
 	remove   chan struct{} // the binary is gone
 	stopped  chan struct{} // closed when loop returns
-}
-
-// validID reports whether id is lower_snake.
-func validID(id string) bool {
-	if id == "" || len(id) > 64 {
-		return false
-	}
-	for i, r := range id {
-		if !(r >= 'a' && r <= 'z' || r == '_' || i > 0 && r >= '0' && r <= '9') {
-			return false
-		}
-	}
-	return true
 }
 
 // candidate reports whether a file name in the plugins directory is meant
@@ -100,7 +127,7 @@ func (m *manager) load(name, ident string) {
 		}
 		return
 	}
-	if !validID(name) || name == builtinPlugin {
+	if !proto.ValidID(name) || name == builtinPlugin {
 		m.log.Warn("plugin ignored: file name must be lower_snake and not "+builtinPlugin, "file", name)
 		m.hub.setState(wire.Status{Plugin: name, State: wire.StateRefused, Reason: "file name must be lower_snake"})
 		return

@@ -10,14 +10,6 @@ import (
 	"github.com/livecgi/livecgi/proto/wire"
 )
 
-// Restart backoff after a crash: doubles from backoffMin to backoffMax and
-// resets once a plugin has stayed up for backoffReset.
-var (
-	backoffMin   = 250 * time.Millisecond
-	backoffMax   = 30 * time.Second
-	backoffReset = 30 * time.Second
-)
-
 // loop owns the slot's process: start, watch, restart with backoff, swap.
 func (sl *slot) loop(ctx context.Context) {
 	m := sl.m
@@ -75,19 +67,19 @@ func (sl *slot) loop(ctx context.Context) {
 					backoff = 0
 					if un.reason != unavailable {
 						unavailable = un.reason
-						sl.log.Info("plugin has nothing to serve here", "reason", un.reason, "retry_in", unavailableRetry)
+						sl.log.Info("plugin has nothing to serve here", "reason", un.reason, "retry_in", m.timing.unavailableRetry)
 						// Sensors a former run declared are gone, not stale.
 						m.hub.setPlugin(sl.id, &wire.PluginInfo{ID: sl.id, State: wire.StateUnavailable, Reason: un.reason}, nil, nil,
 							&wire.Status{Plugin: sl.id, State: wire.StateUnavailable, Reason: un.reason})
 					} else {
 						sl.log.Debug("plugin still has nothing to serve here", "reason", un.reason)
 					}
-					retry.Reset(unavailableRetry)
+					retry.Reset(m.timing.unavailableRetry)
 					continue
 				}
 				unavailable = ""
 				m.restarts.Add(1)
-				backoff = nextBackoff(backoff)
+				backoff = m.timing.nextBackoff(backoff)
 				sl.log.Error("plugin failed to start", "err", err, "retry_in", backoff)
 				m.hub.setState(wire.Status{Plugin: sl.id, State: wire.StateRestarting, Reason: err.Error()})
 				retry.Reset(backoff)
@@ -144,21 +136,21 @@ func (sl *slot) crashed(cur *instance, reason string, backoff *time.Duration, re
 	sl.cur.CompareAndSwap(cur, nil)
 	go cur.stop(0)
 	m.restarts.Add(1)
-	if time.Since(cur.started) > backoffReset {
+	if time.Since(cur.started) > m.timing.backoffReset {
 		*backoff = 0
 	}
-	*backoff = nextBackoff(*backoff)
+	*backoff = m.timing.nextBackoff(*backoff)
 	sl.log.Warn("plugin down, restarting", "reason", reason, "retry_in", *backoff)
 	m.hub.setState(wire.Status{Plugin: sl.id, State: wire.StateOffline, Reason: reason, Version: cur.desc.Version})
 	m.hub.setState(wire.Status{Plugin: sl.id, State: wire.StateRestarting, Reason: fmt.Sprintf("restart in %v", *backoff)})
 	retry.Reset(*backoff)
 }
 
-func nextBackoff(b time.Duration) time.Duration {
+func (t *timing) nextBackoff(b time.Duration) time.Duration {
 	if b == 0 {
-		return backoffMin
+		return t.backoffMin
 	}
-	return min(2*b, backoffMax)
+	return min(2*b, t.backoffMax)
 }
 
 // activate makes in the slot's current instance, publishes its

@@ -45,6 +45,8 @@ type Options struct {
 	// Stats is how often the supervisor publishes its own figures as the
 	// livecgid sensors; default 2 s.
 	Stats time.Duration
+
+	timing *timing // tests' delays; nil: defaultTiming
 }
 
 // Supervisor serves browsers and runs plugins. Create it with New and start
@@ -113,8 +115,11 @@ func New(opts Options) (*Supervisor, error) {
 	}
 	s.plugins = &manager{
 		dir: s.cfg.PluginsDir, socketDir: socketDir, sums: s.cfg.PluginSHA256, hub: s.hub,
-		log: log, cmdTO: s.cfg.CommandTimeout, slots: map[string]*slot{},
+		log: log, cmdTO: s.cfg.CommandTimeout, slots: map[string]*slot{}, timing: defaultTiming(),
 		env: append(os.Environ(), proto.EnvProcRoot+"="+s.cfg.ProcRoot, proto.EnvSysRoot+"="+s.cfg.SysRoot),
+	}
+	if opts.timing != nil {
+		s.plugins.timing = *opts.timing
 	}
 	return s, nil
 }

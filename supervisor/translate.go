@@ -49,47 +49,19 @@ func toWire(pid string, in *instance, r *proto.Reading) (wire.Reading, error) {
 	return w, nil
 }
 
-// check validates a plugin's self-description.
+// check validates a plugin's self-description (proto.CheckDescription)
+// and indexes its sensor types, commands and shortest interval.
 func (in *instance) check() error {
-	d := in.desc
-	if len(d.Sensors) == 0 && len(d.Commands) == 0 {
-		return errors.New("no sensors and no commands")
+	if err := proto.CheckDescription(in.desc); err != nil {
+		return err
 	}
-	seen := map[string]bool{}
-	for _, s := range d.Sensors {
-		if !validID(s.Id) || seen[s.Id] {
-			return fmt.Errorf("sensor id %q: want a unique lower_snake id", s.Id)
-		}
-		seen[s.Id] = true
-		if wireType(s.Type) == "" {
-			return fmt.Errorf("sensor %s: unknown value type %v", s.Id, s.Type)
-		}
-		if s.IntervalMs < 10 {
-			return fmt.Errorf("sensor %s: interval_ms %d below 10", s.Id, s.IntervalMs)
-		}
+	for _, s := range in.desc.Sensors {
 		in.types[s.Id] = s.Type
 		if every := time.Duration(s.IntervalMs) * time.Millisecond; in.minEvery == 0 || every < in.minEvery {
 			in.minEvery = every
 		}
 	}
-	for _, c := range d.Commands {
-		if !validID(c.Id) || seen[c.Id] {
-			return fmt.Errorf("command id %q: want a unique lower_snake id", c.Id)
-		}
-		seen[c.Id] = true
-		args := map[string]bool{}
-		for _, a := range c.Args {
-			if a.Name == "" || args[a.Name] {
-				return fmt.Errorf("command %s: argument names must be unique and not empty", c.Id)
-			}
-			args[a.Name] = true
-			if wireType(a.Type) == "" {
-				return fmt.Errorf("command %s: argument %s: unknown type %v", c.Id, a.Name, a.Type)
-			}
-			if a.Min != nil && a.Max != nil && *a.Min > *a.Max {
-				return fmt.Errorf("command %s: argument %s: min above max", c.Id, a.Name)
-			}
-		}
+	for _, c := range in.desc.Commands {
 		in.cmds[c.Id] = true
 	}
 	return nil

@@ -14,24 +14,6 @@ import (
 	"github.com/fsnotify/fsnotify"
 )
 
-// settle is how long a plugin file must stay unchanged (no event, and its
-// ctime that old) before it is judged: writers, cp and install produce
-// bursts of events.
-var settle = 300 * time.Millisecond
-
-// patience is how long a file judged unusable (not executable, not a
-// complete ELF binary) must then stay unchanged before clients are told
-// (swap_failed): install creates the file 0600 and chmods it only after a
-// copy that may pause, and a slow writer may pause too.
-var patience = 3 * time.Second
-
-// Retry of a plugins directory that cannot be watched (it does not exist
-// yet, or the watch failed), besides the watch on its nearest ancestor.
-var (
-	dirRetryMin = time.Second
-	dirRetryMax = time.Minute
-)
-
 // watch loads every plugin in the directory, then follows it with fsnotify
 // until ctx ends: a new or replaced binary is loaded (or swapped in), a
 // removed one is stopped. Events are debounced per file name. A plugins
@@ -45,7 +27,7 @@ func (s *Supervisor) watch(ctx context.Context) error {
 		return err
 	}
 	defer w.Close()
-	d := &debouncer{timers: map[string]*debounce{}, fire: m.consider}
+	d := &debouncer{timers: map[string]*debounce{}, fire: m.consider, settle: m.timing.settle}
 	defer d.stop()
 	dir := filepath.Clean(m.dir)
 
@@ -92,7 +74,7 @@ func (s *Supervisor) watch(ctx context.Context) error {
 			ancestor = a
 			// Look again: the directory may have appeared before this watch.
 		}
-		backoff = min(max(2*backoff, dirRetryMin), dirRetryMax)
+		backoff = min(max(2*backoff, m.timing.dirRetryMin), m.timing.dirRetryMax)
 		retry.Reset(backoff)
 	}
 	arm()
@@ -182,8 +164,8 @@ func (m *manager) consider(name string) time.Duration {
 		return 0
 	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		if age := time.Since(time.Unix(st.Ctim.Unix())); age >= 0 && age < settle {
-			return settle - age
+		if age := time.Since(time.Unix(st.Ctim.Unix())); age >= 0 && age < m.timing.settle {
+			return m.timing.settle - age
 		}
 	}
 	ident := identify(fi)
@@ -192,8 +174,8 @@ func (m *manager) consider(name string) time.Duration {
 			m.unusable(name, ident, err)
 			return 0
 		}
-		m.log.Info("plugin file not loaded", "file", name, "reason", err, "judged_again_in", patience)
-		return patience
+		m.log.Info("plugin file not loaded", "file", name, "reason", err, "judged_again_in", m.timing.patience)
+		return m.timing.patience
 	}
 	m.judged(name, "")
 	m.load(name, ident)
@@ -301,7 +283,8 @@ func (m *manager) scan(d *debouncer) error {
 // debouncer calls fire(name) once a name has had no touch for settle, and
 // again after the delay fire returns, if any, until it returns 0.
 type debouncer struct {
-	fire func(string) time.Duration
+	fire   func(string) time.Duration
+	settle time.Duration
 
 	mu      sync.Mutex
 	timers  map[string]*debounce
@@ -316,7 +299,7 @@ type debounce struct {
 }
 
 // touch: name changed; judge it once it has been quiet for settle.
-func (d *debouncer) touch(name string) { d.after(name, settle) }
+func (d *debouncer) touch(name string) { d.after(name, d.settle) }
 
 // after (re)arms name's timer to fire in dur.
 func (d *debouncer) after(name string, dur time.Duration) {

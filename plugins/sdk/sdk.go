@@ -10,7 +10,6 @@ package sdk
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -30,7 +29,7 @@ const (
 )
 
 // MinInterval is the shortest sensor interval livecgid accepts.
-const MinInterval = 10 * time.Millisecond
+const MinInterval = proto.MinInterval
 
 // Reading is one value read by a sensor. Make one with Gauge, String or
 // Flag.
@@ -148,42 +147,20 @@ func exitWithParent(ppid int) {
 	}
 }
 
+// validate checks what only the SDK knows (a Read, an Interval, a Do),
+// then the description livecgid will check (proto.CheckDescription).
 func (p Plugin) validate() error {
-	seen := map[string]bool{}
 	for _, s := range p.Sensors {
-		if !validID(s.ID) || seen[s.ID] {
-			return fmt.Errorf("sensor id %q: want a unique lower_snake id", s.ID)
-		}
-		seen[s.ID] = true
 		if s.Read == nil || s.Interval < MinInterval {
 			return fmt.Errorf("sensor %s: needs Read and an Interval of at least %v", s.ID, MinInterval)
 		}
 	}
 	for _, c := range p.Commands {
-		if !validID(c.ID) || seen[c.ID] {
-			return fmt.Errorf("command id %q: want a unique lower_snake id", c.ID)
-		}
-		seen[c.ID] = true
 		if c.Do == nil {
 			return fmt.Errorf("command %s: needs Do", c.ID)
 		}
 	}
-	if len(seen) == 0 {
-		return errors.New("no sensors and no commands")
-	}
-	return nil
-}
-
-func validID(id string) bool {
-	if id == "" || len(id) > 64 {
-		return false
-	}
-	for i, r := range id {
-		if !(r >= 'a' && r <= 'z' || r == '_' || i > 0 && r >= '0' && r <= '9') {
-			return false
-		}
-	}
-	return true
+	return proto.CheckDescription(p.describe())
 }
 
 // Logger returns a logger whose JSON lines on stderr keep their level in

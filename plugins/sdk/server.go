@@ -22,8 +22,13 @@ type server struct {
 var _ proto.PluginServer = (*server)(nil)
 
 func (s *server) Describe(context.Context, *proto.DescribeRequest) (*proto.Description, error) {
-	d := &proto.Description{Name: s.p.Name, Version: s.p.Version}
-	for _, x := range s.p.Sensors {
+	return s.p.describe(), nil
+}
+
+// describe returns p's self-description, types defaulting to Number.
+func (p Plugin) describe() *proto.Description {
+	d := &proto.Description{Name: p.Name, Version: p.Version}
+	for _, x := range p.Sensors {
 		t := x.Type
 		if t == proto.ValueType_VALUE_TYPE_UNSPECIFIED {
 			t = Number
@@ -32,7 +37,7 @@ func (s *server) Describe(context.Context, *proto.DescribeRequest) (*proto.Descr
 			Id: x.ID, Title: x.Title, Unit: x.Unit, Type: t, IntervalMs: x.Interval.Milliseconds(),
 		})
 	}
-	for _, c := range s.p.Commands {
+	for _, c := range p.Commands {
 		cd := &proto.CommandDesc{Id: c.ID, Title: c.Title}
 		for _, a := range c.Args {
 			t := a.Type
@@ -45,7 +50,7 @@ func (s *server) Describe(context.Context, *proto.DescribeRequest) (*proto.Descr
 		}
 		d.Commands = append(d.Commands, cd)
 	}
-	return d, nil
+	return d
 }
 
 func (s *server) Stream(req *proto.StreamRequest, stream proto.Plugin_StreamServer) error {
