@@ -45,7 +45,8 @@ type hub struct {
 	plugins  map[string]wire.PluginInfo
 	history  int // how far back resume may replay (≤ len(ring))
 	clients  map[*client]struct{}
-	closed   bool // shutting down: attach refuses
+	closed   bool    // shutting down: attach refuses
+	demand   *demand // each attached client holds it
 
 	// The ring is read by writers without mu: reading seq s is in
 	// ring[s%len(ring)] (check its seq: the slot may have moved on), and
@@ -356,6 +357,7 @@ func (h *hub) attach(c *client) bool {
 	c.queueControl(c.hello(hello))
 	c.queueControl(snap)
 	h.clients[c] = struct{}{}
+	h.demand.hold()
 	return true
 }
 
@@ -373,6 +375,9 @@ func (h *hub) shutdown() []*client {
 
 func (h *hub) detach(c *client) {
 	h.mu.Lock()
+	if _, ok := h.clients[c]; ok {
+		h.demand.release()
+	}
 	delete(h.clients, c)
 	h.mu.Unlock()
 }

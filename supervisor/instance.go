@@ -15,6 +15,7 @@ import (
 	"time"
 
 	plugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
 
 	"github.com/livecgi/livecgi/proto"
 	"github.com/livecgi/livecgi/proto/control"
@@ -25,6 +26,7 @@ type instance struct {
 	id       string
 	client   *plugin.Client
 	rpc      proto.PluginClient
+	conn     *grpc.ClientConn // its connection: leaves Ready when the process is gone
 	desc     *proto.Description
 	types    map[string]proto.ValueType
 	cmds     map[string]bool
@@ -32,10 +34,11 @@ type instance struct {
 	started  time.Time
 	socket   string // its unix socket in the manager's socket dir, if any
 
-	cancel   context.CancelFunc // ends the stream
-	done     chan struct{}      // closed when the stream ended
-	err      error              // why, once done is closed
-	lastRead atomic.Int64       // unix nanos of the last reading
+	cancel    context.CancelFunc // ends run (and the stream, if open)
+	done      chan struct{}      // closed when run ended: stopped, or the plugin is gone
+	err       error              // why, once done is closed
+	lastRead  atomic.Int64       // unix nanos of the last reading, or of the stream's opening
+	streaming atomic.Bool        // a Stream is open
 
 	mu       sync.Mutex
 	inflight int
@@ -85,7 +88,10 @@ func (sl *slot) start(ctx context.Context) (*instance, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	tail := &stderrTail{}
 	cfg := &plugin.ClientConfig{
-		HandshakeConfig:  proto.Handshake,
+		HandshakeConfig: proto.Handshake,
+		// No channel idleness: its connection breaks only when the
+		// process is gone, which is how an idle plugin's death is seen.
+		GRPCDialOptions:  []grpc.DialOption{grpc.WithIdleTimeout(0)},
 		Plugins:          proto.PluginSet(nil),
 		Cmd:              cmd,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
@@ -142,8 +148,12 @@ func (sl *slot) start(ctx context.Context) (*instance, error) {
 		}
 		return fail(fmt.Errorf("describe: %w", err))
 	}
+	gc, ok := rpc.(*plugin.GRPCClient)
+	if !ok {
+		return fail(fmt.Errorf("dispense: unexpected %T", rpc))
+	}
 	in := &instance{
-		id: sl.id, client: c, rpc: pc, desc: desc, started: time.Now(),
+		id: sl.id, client: c, rpc: pc, conn: gc.Conn, desc: desc, started: time.Now(),
 		types: map[string]proto.ValueType{}, cmds: map[string]bool{},
 		done: make(chan struct{}), idle: make(chan struct{}), cancel: func() {},
 	}

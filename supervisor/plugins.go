@@ -69,6 +69,7 @@ type manager struct {
 	log       *slog.Logger
 	cmdTO     time.Duration
 	timing    timing
+	demand    *demand // plugins stream only while it is held
 
 	mu           sync.Mutex
 	slots        map[string]*slot
@@ -78,6 +79,7 @@ type manager struct {
 	ctx          context.Context
 
 	restarts atomic.Uint64
+	streams  atomic.Int64 // Stream RPCs open now
 }
 
 // slot is one plugin binary by name. Only its loop goroutine changes cur.

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
+
 	"github.com/livecgi/livecgi/proto"
 	"github.com/livecgi/livecgi/proto/wire"
 )
@@ -17,8 +20,12 @@ func (sl *slot) loop(ctx context.Context) {
 	unavailable := "" // the reason shown, while the plugin says it has nothing to serve
 	retry := time.NewTimer(0)
 	defer retry.Stop()
+	// The watchdog runs only while someone consumes readings: an idle
+	// plugin reads nothing and must not be taken for a hung one.
 	watchdog := time.NewTicker(time.Second)
+	watchdog.Stop()
 	defer watchdog.Stop()
+	watching := false
 	defer func() {
 		if in := sl.cur.Swap(nil); in != nil {
 			in.stop(m.cmdTO)
@@ -30,7 +37,19 @@ func (sl *slot) loop(ctx context.Context) {
 		if cur != nil {
 			done = cur.done
 		}
+		active, changed := m.demand.state()
+		if want := active && cur != nil && cur.minEvery > 0; want != watching {
+			watching = want
+			if want {
+				watchdog.Reset(time.Second)
+			} else {
+				watchdog.Stop()
+			}
+		}
 		select {
+		case <-changed:
+			continue
+
 		case <-ctx.Done():
 			return
 
@@ -96,7 +115,7 @@ func (sl *slot) loop(ctx context.Context) {
 			sl.crashed(cur, reason, &backoff, retry)
 
 		case <-watchdog.C:
-			if cur == nil || cur.minEvery == 0 {
+			if cur == nil || cur.minEvery == 0 || !cur.streaming.Load() {
 				continue
 			}
 			limit := max(3*cur.minEvery, 5*time.Second)
@@ -154,33 +173,84 @@ func (t *timing) nextBackoff(b time.Duration) time.Duration {
 }
 
 // activate makes in the slot's current instance, publishes its
-// descriptors and starts its stream.
+// descriptors and starts its run.
 func (sl *slot) activate(in *instance, st wire.Status) {
 	sensors, commands := describe(sl.id, in.desc)
 	ctx, cancel := context.WithCancel(context.Background())
 	in.cancel = cancel
-	in.lastRead.Store(time.Now().UnixNano())
 	sl.cur.Store(in)
 	sl.m.hub.setPlugin(sl.id, &wire.PluginInfo{ID: sl.id, State: st.State, Version: in.desc.Version}, sensors, commands, &st)
-	go sl.stream(ctx, in)
+	go sl.run(ctx, in)
 }
 
-// stream feeds in's readings to the hub until the stream ends.
-func (sl *slot) stream(ctx context.Context, in *instance) {
+// run streams in's readings to the hub while someone consumes them and
+// leaves the plugin idle (no Stream open: its sensors are not read)
+// while no one does, until ctx ends or the plugin is gone.
+func (sl *slot) run(ctx context.Context, in *instance) {
 	defer close(in.done)
+	for ctx.Err() == nil {
+		active, changed := sl.m.demand.state()
+		sctx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-changed:
+				cancel()
+			case <-sctx.Done():
+			}
+		}()
+		var err error
+		if active && len(in.types) > 0 {
+			err = sl.stream(sctx, in)
+		} else {
+			err = idle(sctx, in.conn)
+		}
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			in.err = err
+			return
+		}
+	}
+}
+
+// idle waits, with no Stream open, until ctx ends (nil) or conn breaks: the
+// plugin process is gone.
+func idle(ctx context.Context, conn *grpc.ClientConn) error {
+	for {
+		st := conn.GetState()
+		if st != connectivity.Ready {
+			return errors.New("its connection closed")
+		}
+		if !conn.WaitForStateChange(ctx, st) {
+			return nil
+		}
+	}
+}
+
+// stream feeds in's readings to the hub until ctx ends (nil) or the
+// stream fails.
+func (sl *slot) stream(ctx context.Context, in *instance) error {
+	in.lastRead.Store(time.Now().UnixNano())
 	st, err := in.rpc.Stream(ctx, &proto.StreamRequest{})
 	if err != nil {
-		in.err = err
-		return
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
 	}
+	sl.m.streams.Add(1)
+	in.streaming.Store(true)
+	defer func() {
+		in.streaming.Store(false)
+		sl.m.streams.Add(-1)
+	}()
 	warned := map[string]bool{}
 	for {
 		r, err := st.Recv()
 		if err != nil {
-			if ctx.Err() == nil {
-				in.err = err
+			if ctx.Err() != nil {
+				return nil
 			}
-			return
+			return err
 		}
 		in.lastRead.Store(time.Now().UnixNano())
 		if sl.cur.Load() != in {

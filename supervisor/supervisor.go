@@ -60,6 +60,7 @@ type Supervisor struct {
 	stats   time.Duration
 	hub     *hub
 	plugins *manager
+	demand  *demand // consumers of readings (see demand)
 
 	audit *LogFile // the audit trail; nil: the log
 
@@ -69,9 +70,8 @@ type Supervisor struct {
 	hsMu       sync.Mutex
 	handshakes list.List // of net.Conn: connections whose request is not in yet, oldest first
 
-	port    int
-	lastUse time.Time // last time a client was connected, for idle exit
-	mu      sync.Mutex
+	port int
+	mu   sync.Mutex
 }
 
 // New checks opts and returns a Supervisor ready to Run.
@@ -88,7 +88,7 @@ func New(opts Options) (*Supervisor, error) {
 	}
 	s := &Supervisor{
 		cfg: opts.Config, secret: opts.Secret, log: log, version: opts.Version,
-		writers: opts.Writers, stats: opts.Stats, nonces: map[string]time.Time{}, lastUse: time.Now(),
+		writers: opts.Writers, stats: opts.Stats, nonces: map[string]time.Time{},
 	}
 	if s.version == "" {
 		s.version = "dev"
@@ -103,6 +103,8 @@ func New(opts Options) (*Supervisor, error) {
 	rand.Read(epoch)
 	s.hub = newHub(hex.EncodeToString(epoch), s.version, s.cfg.History)
 	s.hub.commandRole = s.cfg.CommandRole
+	s.demand = newDemand()
+	s.hub.demand = s.demand
 	// A client is in work at most once, so work never blocks a sender.
 	// Chunks hold each client woken by a reading; one can be woken again
 	// only after a writer has taken it, so outstanding chunks stay far
@@ -115,7 +117,7 @@ func New(opts Options) (*Supervisor, error) {
 	}
 	s.plugins = &manager{
 		dir: s.cfg.PluginsDir, socketDir: socketDir, sums: s.cfg.PluginSHA256, hub: s.hub,
-		log: log, cmdTO: s.cfg.CommandTimeout, slots: map[string]*slot{}, timing: defaultTiming(),
+		log: log, cmdTO: s.cfg.CommandTimeout, slots: map[string]*slot{}, timing: defaultTiming(), demand: s.demand,
 		env: append(os.Environ(), proto.EnvProcRoot+"="+s.cfg.ProcRoot, proto.EnvSysRoot+"="+s.cfg.SysRoot),
 	}
 	if opts.timing != nil {
@@ -300,9 +302,6 @@ func (s *Supervisor) upgrade(w *connWriter, r *http.Request) {
 		s.read(ctx, c)
 		s.hub.detach(c)
 		c.shut()
-		s.mu.Lock()
-		s.lastUse = time.Now()
-		s.mu.Unlock()
 		c.log.Debug("client gone")
 	}()
 }
@@ -440,7 +439,7 @@ func (s *Supervisor) command(ctx context.Context, c *client, m *wire.CommandMsg)
 }
 
 // pinger pings every client each PingInterval and drops those that do not
-// answer in time.
+// answer in time. With no consumer it sleeps.
 func (s *Supervisor) pinger(ctx context.Context) {
 	if s.cfg.PingInterval <= 0 {
 		return
@@ -448,9 +447,22 @@ func (s *Supervisor) pinger(ctx context.Context) {
 	t := time.NewTicker(s.cfg.PingInterval)
 	defer t.Stop()
 	for {
+		active, changed := s.demand.state()
+		if !active {
+			t.Stop()
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+				t.Reset(s.cfg.PingInterval)
+				continue
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
+		case <-changed:
+			continue
 		case <-t.C:
 		}
 		s.hub.mu.Lock()
