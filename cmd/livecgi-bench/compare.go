@@ -244,7 +244,6 @@ func newRig(ctx context.Context, work string, log io.Writer) (*rig, error) {
 		{"./cmd/livecgid", "livecgid", ""},
 		{"./cmd/live.cgi", "live.cgi", "-X github.com/livecgi/livecgi/cgi.ConfigPath=" + conf},
 		{"./plugins/bench", "bench", ""},
-		{"./plugins/system", "system", ""},
 		{"./cmd/livecgi-bench/sensorprog", "sensorprog", ""},
 		{"./cmd/livecgi-bench/pollcgi", "pollcgi", ""},
 	} {
@@ -253,6 +252,11 @@ func newRig(ctx context.Context, work string, log io.Writer) (*rig, error) {
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out)
 		}
+	}
+	// The system plugin is built into livecgid: a copy named system serves it.
+	os.Remove(filepath.Join(r.bin, "system"))
+	if err := os.Symlink("livecgid", filepath.Join(r.bin, "system")); err != nil {
+		return nil, err
 	}
 	for _, l := range [][2]string{{"live.cgi", "live.cgi"}, {"pollcgi", "poll"}} {
 		if err := copyFile(filepath.Join(r.bin, l[0]), filepath.Join(r.www, "cgi-bin", l[1])); err != nil {
