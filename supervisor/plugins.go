@@ -70,6 +70,7 @@ type manager struct {
 	cmdTO     time.Duration
 	timing    timing
 	demand    *demand // plugins stream only while it is held
+	links     *links  // where plugin links lead (see watch)
 
 	mu           sync.Mutex
 	slots        map[string]*slot

@@ -993,3 +993,44 @@ func TestSlowInstall(t *testing.T) {
 		t.Errorf("the unfinished file was judged %d times, want 3", n)
 	}
 }
+
+// TestLinkTargetReplaced: plugins that are links to one binary outside the
+// plugins dir, as the built-in ones are to livecgid, are swapped when that
+// binary is replaced by rename in its own directory.
+func TestLinkTargetReplaced(t *testing.T) {
+	setTiming(t, func(tm *timing) { tm.settle = 150 * time.Millisecond })
+	sbin := filepath.Join(t.TempDir(), "sbin")
+	if err := os.Mkdir(sbin, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(sbin, "livecgid")
+	writeHelper(t, exe, 0o755, "counter", "1")
+	ts := startSup(t, func(c *control.Config) {
+		for _, n := range []string{"alpha", "beta"} {
+			if err := os.Symlink(exe, filepath.Join(c.PluginsDir, n)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	c := ts.dial(t)
+	online(c, "alpha")
+	online(c, "beta")
+	count(c, "alpha.count")
+
+	tmp := filepath.Join(sbin, ".livecgid.new")
+	writeHelper(t, tmp, 0o755, "counter", "2")
+	if err := os.Rename(tmp, exe); err != nil {
+		t.Fatal(err)
+	}
+	swapped := map[string]bool{}
+	c.next("both swapped to v-counter-2", func(m map[string]any) bool {
+		if m["type"] == "status" && m["state"] == wire.StateSwapped {
+			if m["version"] != "v-counter-2" || m["previous_version"] != "v-counter-1" {
+				t.Errorf("swap of %v: %v", m["plugin"], m)
+			}
+			swapped[fmt.Sprint(m["plugin"])] = true
+		}
+		return swapped["alpha"] && swapped["beta"]
+	})
+	count(c, "beta.count")
+}

@@ -30,6 +30,7 @@ func (s *Supervisor) watch(ctx context.Context) error {
 	d := &debouncer{timers: map[string]*debounce{}, fire: m.consider, settle: m.timing.settle}
 	defer d.stop()
 	dir := filepath.Clean(m.dir)
+	m.links = &links{add: w.Add, targets: map[string]string{}, dirs: map[string]bool{}}
 
 	up := false    // dir itself is watched
 	ancestor := "" // the ancestor watched while dir is not
@@ -111,10 +112,16 @@ func (s *Supervisor) watch(ctx context.Context) error {
 				continue
 			}
 			name := filepath.Base(ev.Name)
-			if filepath.Dir(ev.Name) != dir || !candidate(name) {
+			if filepath.Dir(ev.Name) != dir {
+				// A link's target replaced in its own directory.
+				for _, n := range m.links.linking(filepath.Clean(ev.Name)) {
+					d.touch(n)
+				}
 				continue
 			}
-			d.touch(name)
+			if candidate(name) {
+				d.touch(name)
+			}
 		case err, ok := <-w.Errors:
 			if !ok {
 				return nil
@@ -153,6 +160,7 @@ func (m *manager) consider(name string) time.Duration {
 		return 0
 	}
 	path := filepath.Join(m.dir, name)
+	m.links.note(name, path)
 	fi, err := os.Stat(path)
 	if errors.Is(err, os.ErrNotExist) {
 		m.judged(name, "")
@@ -342,4 +350,62 @@ func (d *debouncer) stop() {
 	for _, e := range d.timers {
 		e.t.Stop()
 	}
+}
+
+// links follows the targets of plugin files that are symlinks: the
+// built-in plugins are links to livecgid, outside the plugins dir. A
+// target replaced in its own directory (a new livecgid installed by
+// rename) is a change of every plugin that links to it, so those
+// directories are watched too.
+type links struct {
+	add func(dir string) error // watch a directory
+
+	mu      sync.Mutex
+	targets map[string]string // plugin name → the file its link leads to
+	dirs    map[string]bool   // target directories watched
+}
+
+// note records where the plugin file path (called name) leads, if it is
+// a link, and watches that directory.
+func (l *links) note(name, path string) {
+	if l == nil {
+		return
+	}
+	target := ""
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		if real, err := filepath.EvalSymlinks(path); err == nil {
+			target = real
+		} else if t, err := os.Readlink(path); err == nil { // dangling: the name it gives
+			if !filepath.IsAbs(t) {
+				t = filepath.Join(filepath.Dir(path), t)
+			}
+			target = filepath.Clean(t)
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if target == "" {
+		delete(l.targets, name)
+		return
+	}
+	l.targets[name] = target
+	if d := filepath.Dir(target); !l.dirs[d] && l.add(d) == nil {
+		l.dirs[d] = true
+	}
+}
+
+// linking returns the plugins whose link leads to path.
+func (l *links) linking(path string) []string {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var names []string
+	for n, t := range l.targets {
+		if t == path {
+			names = append(names, n)
+		}
+	}
+	return names
 }
