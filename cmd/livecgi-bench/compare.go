@@ -357,7 +357,15 @@ func (r *rig) setPlugins(hz float64, names ...string) error {
 		os.Remove(filepath.Join(r.plugins, e.Name()))
 	}
 	for _, n := range names {
-		if err := copyFile(filepath.Join(r.bin, n), filepath.Join(r.plugins, n)); err != nil {
+		from := filepath.Join(r.bin, n)
+		if fi, err := os.Lstat(from); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			// A built-in plugin: a link to livecgid, as installed.
+			if err := os.Symlink(filepath.Join(r.bin, "livecgid"), filepath.Join(r.plugins, n)); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := copyFile(from, filepath.Join(r.plugins, n)); err != nil {
 			return err
 		}
 	}

@@ -1,11 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/livecgi/livecgi/proto/control"
@@ -74,7 +74,7 @@ func runIdle(ctx context.Context, args []string, stdout, stderr io.Writer) error
 				cpu -= q.CPU
 			}
 		}
-		fmt.Fprintf(stdout, "  %-10s pid %-7d RSS %6d kB  PSS %6d kB  CPU %d ticks\n", p.Comm, p.PID, p.RSS, p.PSS, cpu)
+		fmt.Fprintf(stdout, "  %-10s pid %-7d RSS %6d kB  PSS %6d kB  anon %6d kB  CPU %d ticks\n", p.Comm, p.PID, p.RSS, p.PSS, p.Anon, cpu)
 	}
 
 	first, err := r.firstReading(ctx)
@@ -106,11 +106,10 @@ func (r *rig) firstReading(ctx context.Context) (time.Duration, error) {
 		if err != nil {
 			return 0, fmt.Errorf("waiting for the first reading: %w", err)
 		}
-		s := string(b)
-		if hello.IsZero() && strings.Contains(s, `"type":"hello"`) {
+		if hello.IsZero() && bytes.HasPrefix(b, []byte(`{"type":"hello"`)) {
 			hello = time.Now()
 		}
-		if !hello.IsZero() && strings.Contains(s, `"type":"reading"`) && strings.Contains(s, `"sensor":"bench.`) {
+		if !hello.IsZero() && bytes.HasPrefix(b, []byte(`{"type":"reading","sensor":"bench.`)) {
 			return time.Since(hello), nil
 		}
 	}

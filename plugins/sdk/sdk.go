@@ -1,7 +1,8 @@
 // Package sdk makes a livecgi plugin a few lines: describe sensors (a Read
 // func and an interval) and commands (a Do func and an argument schema) and
 // call Serve. The SDK does the go-plugin handshake, the gRPC service, the
-// per-sensor tickers, JSON logging that keeps its levels in the
+// per-sensor tickers (running only while a Stream is open: while someone
+// watches), JSON logging that keeps its levels in the
 // supervisor's log, and exits when the supervisor goes away.
 //
 // Start with ServeSensor for a one-sensor plugin, or Serve with a Plugin.
@@ -14,9 +15,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	plugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/stats"
 
 	"github.com/livecgi/livecgi/proto"
 )
@@ -116,11 +120,12 @@ func Serve(p Plugin) {
 		Logger().Error("invalid plugin definition", "err", err)
 		os.Exit(1)
 	}
-	go exitWithParent(os.Getppid())
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: proto.Handshake,
 		Plugins:         proto.PluginSet(&server{p: p}),
-		GRPCServer:      plugin.DefaultGRPCServer,
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			return plugin.DefaultGRPCServer(append(opts, grpc.StatsHandler(&exitAlone{})))
+		},
 	})
 }
 
@@ -137,11 +142,22 @@ func Unavailable(reason string) {
 	os.Exit(proto.ExitUnavailable)
 }
 
-// exitWithParent ends the plugin when its parent (the supervisor) is gone:
-// Pdeathsig covers a killed supervisor, this covers the rest.
-func exitWithParent(ppid int) {
-	for range time.Tick(time.Second) {
-		if os.Getppid() != ppid {
+// exitAlone ends the plugin when the supervisor's connection closes: it
+// keeps one for the plugin's life, so a closed one means the supervisor is
+// gone (killed, it also sends SIGKILL: Pdeathsig). No timer: an idle
+// plugin sleeps.
+type exitAlone struct{ conns atomic.Int64 }
+
+func (e *exitAlone) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context   { return ctx }
+func (e *exitAlone) HandleRPC(context.Context, stats.RPCStats)                         {}
+func (e *exitAlone) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+
+func (e *exitAlone) HandleConn(_ context.Context, s stats.ConnStats) {
+	switch s.(type) {
+	case *stats.ConnBegin:
+		e.conns.Add(1)
+	case *stats.ConnEnd:
+		if e.conns.Add(-1) == 0 {
 			os.Exit(0)
 		}
 	}

@@ -78,6 +78,7 @@ func Default() Config {
 		TokenTTL:       60 * time.Second,
 		History:        1024,
 		StartTimeout:   3 * time.Second,
+		IdleTimeout:    10 * time.Minute,
 		ProcRoot:       "/proc",
 		SysRoot:        "/sys",
 		GOGC:           50,
