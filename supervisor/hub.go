@@ -45,8 +45,9 @@ type hub struct {
 	plugins  map[string]wire.PluginInfo
 	history  int // how far back resume may replay (≤ len(ring))
 	clients  map[*client]struct{}
-	closed   bool    // shutting down: attach refuses
-	demand   *demand // each attached client holds it
+	closed   bool // shutting down: attach refuses
+
+	demand *demand // each attached client holds it (see demand.go)
 
 	// The ring is read by writers without mu: reading seq s is in
 	// ring[s%len(ring)] (check its seq: the slot may have moved on), and
