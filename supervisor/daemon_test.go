@@ -21,7 +21,7 @@ import (
 // outlive it, and the next one must serve again, run each plugin once and
 // clear the sockets left behind.
 
-// buildDaemon builds livecgid and the system plugin into dir.
+// buildDaemon builds livecgid (with its built-in plugins) into dir.
 func buildDaemon(t *testing.T, dir string) {
 	t.Helper()
 	gobin, err := exec.LookPath("go")
@@ -31,7 +31,7 @@ func buildDaemon(t *testing.T, dir string) {
 		}
 		t.Skip("go tool not found: cannot build livecgid")
 	}
-	cmd := exec.Command(gobin, "build", "-trimpath", "-ldflags=-s -w", "-o", dir+"/", "../cmd/livecgid", "../plugins/system")
+	cmd := exec.Command(gobin, "build", "-trimpath", "-ldflags=-s -w", "-o", dir+"/", "../cmd/livecgid")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
@@ -147,12 +147,9 @@ func TestSupervisorKilled(t *testing.T) {
 	if err := os.Mkdir(plugins, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	// The system plugin (built with the SDK) and a helper.
-	sys, err := os.ReadFile(filepath.Join(bin, "system"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(plugins, "system"), sys, 0o755); err != nil {
+	// The system plugin, built into livecgid and linked as make install
+	// does, and a helper.
+	if err := os.Symlink(filepath.Join(bin, "livecgid"), filepath.Join(plugins, "system")); err != nil {
 		t.Fatal(err)
 	}
 	writeHelper(t, filepath.Join(plugins, "helper_counter"), 0o755, "counter", "daemon")

@@ -3,7 +3,11 @@
 // and serves browsers over WebSockets (protocol in proto/wire).
 //
 // Start with New and Supervisor.Run. The hub (hub.go) fans readings out to
-// clients (client.go) through a small pool of writers; the manager
-// (plugins.go) starts, restarts and swaps plugin processes; watch.go follows
-// the plugins directory.
+// clients (client.go) through a small pool of writers. The manager keeps
+// one slot per plugin binary (plugins.go); a slot's loop starts, restarts
+// and swaps its process and streams its readings (slot.go); instance.go
+// starts and stops one process, command.go runs commands on it,
+// translate.go turns its descriptors and readings into wire form; watch.go
+// follows the plugins directory. demand.go counts the consumers of
+// readings: plugins stream only while there is one.
 package supervisor

@@ -81,7 +81,11 @@ func startSupOn(t testing.TB, wrap func(net.Listener) net.Listener, edit func(*c
 	logs := &syncBuf{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	secret := []byte("0123456789abcdef0123456789abcdef")
-	s, err := New(Options{Config: cfg, Secret: secret, Logger: log, Version: "test", Stats: 100 * time.Millisecond})
+	opts := Options{Config: cfg, Secret: secret, Logger: log, Version: "test", Stats: 100 * time.Millisecond}
+	if v, ok := testTimings.Load(t); ok {
+		opts.timing = v.(*timing)
+	}
+	s, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -170,6 +171,7 @@ func (h *helper) Describe(ctx context.Context, _ *proto.DescribeRequest) (*proto
 				{Name: "ms", Type: proto.ValueType_NUMBER, Required: true},
 			}},
 			{Id: "fail", Title: "Always fails"},
+			{Id: "streams", Title: "Stream RPCs opened, open now, and readings sent"},
 		},
 	}, nil
 }
@@ -177,7 +179,13 @@ func (h *helper) Describe(ctx context.Context, _ *proto.DescribeRequest) (*proto
 // version is the helper's version as Describe gives it.
 func (h *helper) version() string { return "v-" + h.mode + "-" + os.Getenv("HELPER_VERSION") }
 
+// The helper's own count of its streams, for the streams command.
+var streamsOpened, streamsOpen, readingsSent atomic.Int64
+
 func (h *helper) Stream(req *proto.StreamRequest, st proto.Plugin_StreamServer) error {
+	streamsOpened.Add(1)
+	streamsOpen.Add(1)
+	defer streamsOpen.Add(-1)
 	every := 20 * time.Millisecond
 	if h.mode == "big" {
 		every = 10 * time.Millisecond
@@ -207,6 +215,7 @@ func (h *helper) Stream(req *proto.StreamRequest, st proto.Plugin_StreamServer) 
 		if err := st.Send(r); err != nil {
 			return err
 		}
+		readingsSent.Add(1)
 		if n%5 == 0 && h.mode != "big" {
 			st.Send(&proto.Reading{Sensor: "label", TMs: now, Value: &proto.Reading_Text{Text: fmt.Sprintf("n=%d %s", n, h.version())}})
 		}
@@ -225,6 +234,9 @@ func (h *helper) Do(ctx context.Context, req *proto.CommandRequest) (*proto.Comm
 		return nil, ctx.Err()
 	case "fail":
 		return &proto.CommandResponse{Error: "it failed, as asked"}, nil
+	case "streams":
+		b, _ := json.Marshal(map[string]any{"opened": streamsOpened.Load(), "open": streamsOpen.Load(), "sent": readingsSent.Load(), "pid": os.Getpid()})
+		return &proto.CommandResponse{ValueJson: b}, nil
 	case "sleep":
 		var a struct{ MS float64 }
 		if err := json.Unmarshal(req.ArgsJson, &a); err != nil {

@@ -47,6 +47,8 @@ type hub struct {
 	clients  map[*client]struct{}
 	closed   bool // shutting down: attach refuses
 
+	demand *demand // each attached client holds it (see demand.go)
+
 	// The ring is read by writers without mu: reading seq s is in
 	// ring[s%len(ring)] (check its seq: the slot may have moved on), and
 	// head is the last seq stored.
@@ -359,6 +361,7 @@ func (h *hub) attach(c *client) bool {
 	c.queueControl(c.hello(hello))
 	c.queueControl(snap)
 	h.clients[c] = struct{}{}
+	h.demand.hold()
 	return true
 }
 
@@ -376,6 +379,9 @@ func (h *hub) shutdown() []*client {
 
 func (h *hub) detach(c *client) {
 	h.mu.Lock()
+	if _, ok := h.clients[c]; ok {
+		h.demand.release()
+	}
 	delete(h.clients, c)
 	h.mu.Unlock()
 }

@@ -428,9 +428,6 @@ func (s *Supervisor) sweepPolls(ctx context.Context) {
 				s.hub.detach(ps.c)
 				ps.c.shut()
 				ps.c.log.Debug("poll session ended")
-				s.mu.Lock()
-				s.lastUse = time.Now()
-				s.mu.Unlock()
 			}
 		}
 		s.polls.mu.Unlock()

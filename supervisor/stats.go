@@ -29,46 +29,59 @@ func (s *Supervisor) registerBuiltin() {
 	}, nil, nil)
 }
 
-// publishStats publishes the built-in sensors every s.stats, and ends the
-// supervisor (through stop) once it has had no client for IdleTimeout.
+// publishStats publishes the built-in sensors every s.stats while someone
+// consumes readings, at once when the first one arrives, and ends the
+// supervisor (through stop) once no one has for IdleTimeout. With no
+// consumer it sleeps.
 func (s *Supervisor) publishStats(ctx context.Context, stop context.CancelFunc) {
-	t := time.NewTicker(s.stats)
-	defer t.Stop()
+	tick := time.NewTicker(s.stats)
+	tick.Stop()
+	defer tick.Stop()
+	idle := time.NewTimer(time.Hour)
+	idle.Stop()
+	defer idle.Stop()
 	last, lastT := s.hub.delivered.Load(), time.Now()
+	publish := func(now time.Time) {
+		d := s.hub.delivered.Load()
+		rate := float64(d-last) / max(now.Sub(lastT).Seconds(), 1e-3)
+		last, lastT = d, now
+		ms := now.UnixMilli()
+		pub := func(id string, v float64) {
+			s.hub.publish(wire.Reading{Sensor: builtinPlugin + "." + id, Value: v, T: ms})
+		}
+		pub("clients", float64(s.hub.clientCount()))
+		pub("messages_per_second", rate)
+		pub("coalesced_total", float64(s.hub.coalesced.Load()))
+		pub("too_slow_total", float64(s.hub.tooSlow.Load()))
+		pub("plugin_restarts_total", float64(s.plugins.restarts.Load()))
+		pub("rss_bytes", float64(rss()))
+		pub("goroutines", float64(runtime.NumGoroutine()))
+	}
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			d := s.hub.delivered.Load()
-			rate := float64(d-last) / now.Sub(lastT).Seconds()
-			last, lastT = d, now
-			clients := s.hub.clientCount()
-			ms := now.UnixMilli()
-			pub := func(id string, v float64) {
-				s.hub.publish(wire.Reading{Sensor: builtinPlugin + "." + id, Value: v, T: ms})
+		active, changed := s.demand.state()
+		if active {
+			idle.Stop()
+			publish(time.Now())
+			tick.Reset(s.stats)
+		} else {
+			tick.Stop()
+			if s.cfg.IdleTimeout > 0 {
+				idle.Reset(s.cfg.IdleTimeout)
 			}
-			pub("clients", float64(clients))
-			pub("messages_per_second", rate)
-			pub("coalesced_total", float64(s.hub.coalesced.Load()))
-			pub("too_slow_total", float64(s.hub.tooSlow.Load()))
-			pub("plugin_restarts_total", float64(s.plugins.restarts.Load()))
-			pub("rss_bytes", float64(rss()))
-			pub("goroutines", float64(runtime.NumGoroutine()))
-
-			if s.cfg.IdleTimeout > 0 && clients == 0 {
-				s.mu.Lock()
-				idle := now.Sub(s.lastUse)
-				s.mu.Unlock()
-				if idle >= s.cfg.IdleTimeout {
-					s.log.Info("no client for the idle timeout: stopping", "idle_timeout", s.cfg.IdleTimeout)
-					stop()
-					return
-				}
-			} else if clients > 0 {
-				s.mu.Lock()
-				s.lastUse = now
-				s.mu.Unlock()
+		}
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+				break wait
+			case now := <-tick.C:
+				publish(now)
+			case <-idle.C:
+				s.log.Info("no client for the idle timeout: stopping", "idle_timeout", s.cfg.IdleTimeout)
+				stop()
+				return
 			}
 		}
 	}

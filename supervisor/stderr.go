@@ -10,14 +10,9 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/livecgi/livecgi/proto"
 )
-
-// unavailableRetry is how often a plugin that said it has nothing to serve
-// (see proto.ExitUnavailable) is tried again; a new binary is tried at once.
-var unavailableRetry = 10 * time.Minute
 
 // unavailableError is a plugin's own word that it has nothing to serve on
 // this machine: no restart loop, a quiet "unavailable" status.

@@ -46,6 +46,8 @@ type Options struct {
 	// Stats is how often the supervisor publishes its own figures as the
 	// livecgid sensors; default 2 s.
 	Stats time.Duration
+
+	timing *timing // tests' delays; nil: defaultTiming
 }
 
 // Supervisor serves browsers and runs plugins. Create it with New and start
@@ -60,6 +62,7 @@ type Supervisor struct {
 	hub     *hub
 	plugins *manager
 	tls     *tls.Config // tls_cert and tls_key; nil: plain ws://
+	demand  *demand     // consumers of readings (see demand)
 
 	audit *LogFile // the audit trail; nil: the log
 	polls polls    // long-poll sessions (poll.go)
@@ -70,9 +73,8 @@ type Supervisor struct {
 	hsMu       sync.Mutex
 	handshakes list.List // of net.Conn: connections whose request is not in yet, oldest first
 
-	port    int
-	lastUse time.Time // last time a client was connected, for idle exit
-	mu      sync.Mutex
+	port int
+	mu   sync.Mutex
 }
 
 // New checks opts and returns a Supervisor ready to Run.
@@ -89,7 +91,7 @@ func New(opts Options) (*Supervisor, error) {
 	}
 	s := &Supervisor{
 		cfg: opts.Config, secret: opts.Secret, log: log, version: opts.Version,
-		writers: opts.Writers, stats: opts.Stats, nonces: map[string]time.Time{}, lastUse: time.Now(),
+		writers: opts.Writers, stats: opts.Stats, nonces: map[string]time.Time{},
 	}
 	if s.version == "" {
 		s.version = "dev"
@@ -104,6 +106,8 @@ func New(opts Options) (*Supervisor, error) {
 	rand.Read(epoch)
 	s.hub = newHub(hex.EncodeToString(epoch), s.version, s.cfg.History)
 	s.hub.commandRole = s.cfg.CommandRole
+	s.demand = newDemand()
+	s.hub.demand = s.demand
 	// A client is in work at most once, so work never blocks a sender.
 	// Chunks hold each client woken by a reading; one can be woken again
 	// only after a writer has taken it, so outstanding chunks stay far
@@ -123,9 +127,12 @@ func New(opts Options) (*Supervisor, error) {
 	}
 	s.plugins = &manager{
 		dir: s.cfg.PluginsDir, socketDir: socketDir, sums: s.cfg.PluginSHA256, hub: s.hub,
-		log: log, cmdTO: s.cfg.CommandTimeout, slots: map[string]*slot{},
+		log: log, cmdTO: s.cfg.CommandTimeout, slots: map[string]*slot{}, timing: defaultTiming(), demand: s.demand,
 		env: append(os.Environ(), proto.EnvProcRoot+"="+s.cfg.ProcRoot, proto.EnvSysRoot+"="+s.cfg.SysRoot,
 			proto.EnvExecDir+"="+s.cfg.ExecDir),
+	}
+	if opts.timing != nil {
+		s.plugins.timing = *opts.timing
 	}
 	return s, nil
 }
@@ -318,9 +325,6 @@ func (s *Supervisor) upgrade(w *connWriter, r *http.Request) {
 		s.read(ctx, c)
 		s.hub.detach(c)
 		c.shut()
-		s.mu.Lock()
-		s.lastUse = time.Now()
-		s.mu.Unlock()
 		c.log.Debug("client gone")
 	}()
 }
@@ -458,7 +462,7 @@ func (s *Supervisor) command(ctx context.Context, c *client, m *wire.CommandMsg)
 }
 
 // pinger pings every client each PingInterval and drops those that do not
-// answer in time.
+// answer in time. With no consumer it sleeps.
 func (s *Supervisor) pinger(ctx context.Context) {
 	if s.cfg.PingInterval <= 0 {
 		return
@@ -466,9 +470,22 @@ func (s *Supervisor) pinger(ctx context.Context) {
 	t := time.NewTicker(s.cfg.PingInterval)
 	defer t.Stop()
 	for {
+		active, changed := s.demand.state()
+		if !active {
+			t.Stop()
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+				t.Reset(s.cfg.PingInterval)
+				continue
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return
+		case <-changed:
+			continue
 		case <-t.C:
 		}
 		s.hub.mu.Lock()

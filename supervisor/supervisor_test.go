@@ -314,9 +314,7 @@ func TestSubscribe(t *testing.T) {
 }
 
 func TestBadPlugins(t *testing.T) {
-	old := describeTimeout
-	describeTimeout = 500 * time.Millisecond
-	defer func() { describeTimeout = old }()
+	setTiming(t, func(tm *timing) { tm.describe = 500 * time.Millisecond })
 	ts := startSup(t, nil, "counter", "crash", "garbage", "nodescribe", "baddesc", "wrongtype", "undeclared")
 	c := ts.dial(t)
 	state := func(plugin, st, reason string) {

@@ -30,14 +30,19 @@ import (
 // binary copied into the plugins directory, each copy with a trailer that
 // sets its mode and version (see readTrailer).
 
-// setDur sets a package timing variable for one test. Call it before
-// startSup: cleanups run last-in first-out, so the supervisor is stopped
-// before the value is restored.
-func setDur(t *testing.T, p *time.Duration, d time.Duration) {
-	old := *p
-	*p = d
-	t.Cleanup(func() { *p = old })
+// setTiming changes the delays of the supervisors t starts from now on
+// (startSup); other tests' supervisors keep theirs.
+func setTiming(t testing.TB, f func(*timing)) {
+	tm := defaultTiming()
+	if v, ok := testTimings.Load(t); ok {
+		tm = *v.(*timing)
+	}
+	f(&tm)
+	testTimings.Store(t, &tm)
+	t.Cleanup(func() { testTimings.Delete(t) })
 }
+
+var testTimings sync.Map // testing.TB → *timing
 
 var (
 	exeOnce  sync.Once
@@ -244,7 +249,7 @@ type timedReading struct {
 // client sees each swap as exactly one "swapped" status, and readings
 // resume after each. It logs the gap in readings around the swaps.
 func TestSwapUnderLoad(t *testing.T) {
-	setDur(t, &settle, 150*time.Millisecond)
+	setTiming(t, func(tm *timing) { tm.settle = 150 * time.Millisecond })
 	const name, swaps, clients = "helper_counter", 20, 200
 	ts := startSup(t, func(c *control.Config) {
 		writeHelper(t, filepath.Join(c.PluginsDir, name), 0o755, "counter", "0")
@@ -379,12 +384,12 @@ func TestSwapUnderLoad(t *testing.T) {
 
 // TestArrivals covers each way a binary arrives in the plugins directory.
 func TestArrivals(t *testing.T) {
-	setDur(t, &settle, 150*time.Millisecond)
+	setTiming(t, func(tm *timing) { tm.settle = 150 * time.Millisecond })
 	ts := startSup(t, nil)
 	c := ts.dial(t)
 	c.next("hello", is("hello"))
 	dir := ts.dir
-	wait := 4 * settle
+	wait := 4 * 150 * time.Millisecond // 4 × settle
 
 	// A dot-named temp file renamed into place: one new plugin.
 	deployMv(t, dir, "alpha", 0o755, "counter", "1")
@@ -528,8 +533,8 @@ func processGone(pid int) bool {
 // TestBrokenSwapKeepsOld swaps in binaries that cannot take over: the old
 // process keeps serving and clients are told why.
 func TestBrokenSwapKeepsOld(t *testing.T) {
-	setDur(t, &settle, 150*time.Millisecond)
-	setDur(t, &describeTimeout, 500*time.Millisecond)
+	setTiming(t, func(tm *timing) { tm.settle = 150 * time.Millisecond })
+	setTiming(t, func(tm *timing) { tm.describe = 500 * time.Millisecond })
 	const name = "helper_counter"
 	ts := startSup(t, func(c *control.Config) {
 		writeHelper(t, filepath.Join(c.PluginsDir, name), 0o755, "counter", "good")
@@ -586,7 +591,7 @@ func TestBrokenSwapKeepsOld(t *testing.T) {
 // TestCommandsDuringSwap keeps commands in flight across a swap: each ends
 // on the old process or the new one, or fails with a clear error.
 func TestCommandsDuringSwap(t *testing.T) {
-	setDur(t, &settle, 150*time.Millisecond)
+	setTiming(t, func(tm *timing) { tm.settle = 150 * time.Millisecond })
 	const name = "helper_counter"
 	ts := startSup(t, func(c *control.Config) {
 		writeHelper(t, filepath.Join(c.PluginsDir, name), 0o755, "counter", "old")
@@ -726,7 +731,7 @@ func sha256Hex(b []byte) string {
 // binaries of other owners and binaries off the SHA-256 allowlist, and
 // loads them once fixed.
 func TestTrust(t *testing.T) {
-	setDur(t, &settle, 150*time.Millisecond)
+	setTiming(t, func(tm *timing) { tm.settle = 150 * time.Millisecond })
 	t.Run("modes and owner", func(t *testing.T) {
 		ts := startSup(t, nil)
 		c := ts.dial(t)
@@ -874,7 +879,7 @@ func TestIdleTimeout(t *testing.T) {
 // the command, clients see "removed" and then the new process online, and
 // its readings flow.
 func TestRemovedThenBack(t *testing.T) {
-	setDur(t, &settle, 150*time.Millisecond)
+	setTiming(t, func(tm *timing) { tm.settle = 150 * time.Millisecond })
 	const name = "helper_counter"
 	ts := startSup(t, func(c *control.Config) {
 		writeHelper(t, filepath.Join(c.PluginsDir, name), 0o755, "counter", "1")
@@ -929,8 +934,8 @@ func TestRemovedThenBack(t *testing.T) {
 // file (the test waits until it has), then chmod 0755. Browsers see one
 // "swapped" and never "swap_failed".
 func TestSlowInstall(t *testing.T) {
-	setDur(t, &settle, 150*time.Millisecond)
-	setDur(t, &patience, time.Minute) // the test's own pauses never reach it
+	setTiming(t, func(tm *timing) { tm.settle = 150 * time.Millisecond })
+	setTiming(t, func(tm *timing) { tm.patience = time.Minute }) // the test's own pauses never reach it
 	const name = "helper_counter"
 	ts := startSup(t, func(c *control.Config) {
 		writeHelper(t, filepath.Join(c.PluginsDir, name), 0o755, "counter", "1")
@@ -987,4 +992,45 @@ func TestSlowInstall(t *testing.T) {
 	if n := judged(); n != 3 {
 		t.Errorf("the unfinished file was judged %d times, want 3", n)
 	}
+}
+
+// TestLinkTargetReplaced: plugins that are links to one binary outside the
+// plugins dir, as the built-in ones are to livecgid, are swapped when that
+// binary is replaced by rename in its own directory.
+func TestLinkTargetReplaced(t *testing.T) {
+	setTiming(t, func(tm *timing) { tm.settle = 150 * time.Millisecond })
+	sbin := filepath.Join(t.TempDir(), "sbin")
+	if err := os.Mkdir(sbin, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(sbin, "livecgid")
+	writeHelper(t, exe, 0o755, "counter", "1")
+	ts := startSup(t, func(c *control.Config) {
+		for _, n := range []string{"alpha", "beta"} {
+			if err := os.Symlink(exe, filepath.Join(c.PluginsDir, n)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	c := ts.dial(t)
+	online(c, "alpha")
+	online(c, "beta")
+	count(c, "alpha.count")
+
+	tmp := filepath.Join(sbin, ".livecgid.new")
+	writeHelper(t, tmp, 0o755, "counter", "2")
+	if err := os.Rename(tmp, exe); err != nil {
+		t.Fatal(err)
+	}
+	swapped := map[string]bool{}
+	c.next("both swapped to v-counter-2", func(m map[string]any) bool {
+		if m["type"] == "status" && m["state"] == wire.StateSwapped {
+			if m["version"] != "v-counter-2" || m["previous_version"] != "v-counter-1" {
+				t.Errorf("swap of %v: %v", m["plugin"], m)
+			}
+			swapped[fmt.Sprint(m["plugin"])] = true
+		}
+		return swapped["alpha"] && swapped["beta"]
+	})
+	count(c, "beta.count")
 }

@@ -14,7 +14,7 @@ import (
 	"github.com/livecgi/livecgi/proto/wire"
 )
 
-// buildPlugin builds the plugin package pkg (relative to this directory)
+// buildPlugin builds the command pkg (relative to this directory)
 // into path.
 func buildPlugin(t *testing.T, pkg, path string) {
 	t.Helper()
@@ -29,6 +29,17 @@ func buildPlugin(t *testing.T, pkg, path string) {
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build %s: %v\n%s", pkg, err, out)
+	}
+}
+
+// buildBuiltin builds livecgid and links the built-in plugin name to it
+// in dir, as make install does.
+func buildBuiltin(t *testing.T, name, dir string) {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "livecgid")
+	buildPlugin(t, "../cmd/livecgid", bin)
+	if err := os.Symlink(bin, filepath.Join(dir, name)); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -56,7 +67,7 @@ func restartsReadings(c *tclient, n int, seen func(map[string]any)) []float64 {
 // another plugin, ten ticks of the built-in figures), and comes online
 // when LEDs appear and its binary changes.
 func TestLEDsWithoutLEDs(t *testing.T) {
-	setDur(t, &settle, 150*time.Millisecond)
+	setTiming(t, func(tm *timing) { tm.settle = 150 * time.Millisecond })
 	for _, tt := range []struct {
 		name, reason string
 		prepare      func(sysRoot string)
@@ -74,7 +85,7 @@ func TestLEDsWithoutLEDs(t *testing.T) {
 			reason := fmt.Sprintf(tt.reason, sysRoot)
 			ts := startSup(t, func(c *control.Config) {
 				c.SysRoot = sysRoot
-				buildPlugin(t, "../plugins/leds", filepath.Join(c.PluginsDir, "leds"))
+				buildBuiltin(t, "leds", c.PluginsDir)
 				writeHelper(t, filepath.Join(c.PluginsDir, "helper_counter"), 0o755, "counter", "1")
 			})
 			waitFor(t, "leds unavailable", func() bool {

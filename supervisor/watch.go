@@ -14,24 +14,6 @@ import (
 	"github.com/fsnotify/fsnotify"
 )
 
-// settle is how long a plugin file must stay unchanged (no event, and its
-// ctime that old) before it is judged: writers, cp and install produce
-// bursts of events.
-var settle = 300 * time.Millisecond
-
-// patience is how long a file judged unusable (not executable, not a
-// complete ELF binary) must then stay unchanged before clients are told
-// (swap_failed): install creates the file 0600 and chmods it only after a
-// copy that may pause, and a slow writer may pause too.
-var patience = 3 * time.Second
-
-// Retry of a plugins directory that cannot be watched (it does not exist
-// yet, or the watch failed), besides the watch on its nearest ancestor.
-var (
-	dirRetryMin = time.Second
-	dirRetryMax = time.Minute
-)
-
 // watch loads every plugin in the directory, then follows it with fsnotify
 // until ctx ends: a new or replaced binary is loaded (or swapped in), a
 // removed one is stopped. Events are debounced per file name. A plugins
@@ -45,9 +27,10 @@ func (s *Supervisor) watch(ctx context.Context) error {
 		return err
 	}
 	defer w.Close()
-	d := &debouncer{timers: map[string]*debounce{}, fire: m.consider}
+	d := &debouncer{timers: map[string]*debounce{}, fire: m.consider, settle: m.timing.settle}
 	defer d.stop()
 	dir := filepath.Clean(m.dir)
+	m.links = &links{add: w.Add, targets: map[string]string{}, dirs: map[string]bool{}}
 
 	up := false    // dir itself is watched
 	ancestor := "" // the ancestor watched while dir is not
@@ -92,7 +75,7 @@ func (s *Supervisor) watch(ctx context.Context) error {
 			ancestor = a
 			// Look again: the directory may have appeared before this watch.
 		}
-		backoff = min(max(2*backoff, dirRetryMin), dirRetryMax)
+		backoff = min(max(2*backoff, m.timing.dirRetryMin), m.timing.dirRetryMax)
 		retry.Reset(backoff)
 	}
 	arm()
@@ -129,10 +112,16 @@ func (s *Supervisor) watch(ctx context.Context) error {
 				continue
 			}
 			name := filepath.Base(ev.Name)
-			if filepath.Dir(ev.Name) != dir || !candidate(name) {
+			if filepath.Dir(ev.Name) != dir {
+				// A link's target replaced in its own directory.
+				for _, n := range m.links.linking(filepath.Clean(ev.Name)) {
+					d.touch(n)
+				}
 				continue
 			}
-			d.touch(name)
+			if candidate(name) {
+				d.touch(name)
+			}
 		case err, ok := <-w.Errors:
 			if !ok {
 				return nil
@@ -171,6 +160,7 @@ func (m *manager) consider(name string) time.Duration {
 		return 0
 	}
 	path := filepath.Join(m.dir, name)
+	m.links.note(name, path)
 	fi, err := os.Stat(path)
 	if errors.Is(err, os.ErrNotExist) {
 		m.judged(name, "")
@@ -182,8 +172,8 @@ func (m *manager) consider(name string) time.Duration {
 		return 0
 	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		if age := time.Since(time.Unix(st.Ctim.Unix())); age >= 0 && age < settle {
-			return settle - age
+		if age := time.Since(time.Unix(st.Ctim.Unix())); age >= 0 && age < m.timing.settle {
+			return m.timing.settle - age
 		}
 	}
 	ident := identify(fi)
@@ -192,8 +182,8 @@ func (m *manager) consider(name string) time.Duration {
 			m.unusable(name, ident, err)
 			return 0
 		}
-		m.log.Info("plugin file not loaded", "file", name, "reason", err, "judged_again_in", patience)
-		return patience
+		m.log.Info("plugin file not loaded", "file", name, "reason", err, "judged_again_in", m.timing.patience)
+		return m.timing.patience
 	}
 	m.judged(name, "")
 	m.load(name, ident)
@@ -301,7 +291,8 @@ func (m *manager) scan(d *debouncer) error {
 // debouncer calls fire(name) once a name has had no touch for settle, and
 // again after the delay fire returns, if any, until it returns 0.
 type debouncer struct {
-	fire func(string) time.Duration
+	fire   func(string) time.Duration
+	settle time.Duration
 
 	mu      sync.Mutex
 	timers  map[string]*debounce
@@ -316,7 +307,7 @@ type debounce struct {
 }
 
 // touch: name changed; judge it once it has been quiet for settle.
-func (d *debouncer) touch(name string) { d.after(name, settle) }
+func (d *debouncer) touch(name string) { d.after(name, d.settle) }
 
 // after (re)arms name's timer to fire in dur.
 func (d *debouncer) after(name string, dur time.Duration) {
@@ -359,4 +350,62 @@ func (d *debouncer) stop() {
 	for _, e := range d.timers {
 		e.t.Stop()
 	}
+}
+
+// links follows the targets of plugin files that are symlinks: the
+// built-in plugins are links to livecgid, outside the plugins dir. A
+// target replaced in its own directory (a new livecgid installed by
+// rename) is a change of every plugin that links to it, so those
+// directories are watched too.
+type links struct {
+	add func(dir string) error // watch a directory
+
+	mu      sync.Mutex
+	targets map[string]string // plugin name → the file its link leads to
+	dirs    map[string]bool   // target directories watched
+}
+
+// note records where the plugin file path (called name) leads, if it is
+// a link, and watches that directory.
+func (l *links) note(name, path string) {
+	if l == nil {
+		return
+	}
+	target := ""
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		if real, err := filepath.EvalSymlinks(path); err == nil {
+			target = real
+		} else if t, err := os.Readlink(path); err == nil { // dangling: the name it gives
+			if !filepath.IsAbs(t) {
+				t = filepath.Join(filepath.Dir(path), t)
+			}
+			target = filepath.Clean(t)
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if target == "" {
+		delete(l.targets, name)
+		return
+	}
+	l.targets[name] = target
+	if d := filepath.Dir(target); !l.dirs[d] && l.add(d) == nil {
+		l.dirs[d] = true
+	}
+}
+
+// linking returns the plugins whose link leads to path.
+func (l *links) linking(path string) []string {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var names []string
+	for n, t := range l.targets {
+		if t == path {
+			names = append(names, n)
+		}
+	}
+	return names
 }

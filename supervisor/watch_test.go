@@ -49,9 +49,8 @@ func TestUsableBinary(t *testing.T) {
 // removed and created again, the same. Only the watch on the nearest
 // ancestor can notice: the retry is set to an hour.
 func TestPluginsDirAppears(t *testing.T) {
-	setDur(t, &settle, 150*time.Millisecond)
-	setDur(t, &dirRetryMin, time.Hour)
-	setDur(t, &dirRetryMax, time.Hour)
+	setTiming(t, func(tm *timing) { tm.settle = 150 * time.Millisecond })
+	setTiming(t, func(tm *timing) { tm.dirRetryMin, tm.dirRetryMax = time.Hour, time.Hour })
 	var dir string
 	ts := startSup(t, func(c *control.Config) {
 		dir = filepath.Join(filepath.Dir(c.PluginsDir), "opt", "plugins")

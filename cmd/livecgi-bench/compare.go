@@ -266,7 +266,6 @@ func newRig(ctx context.Context, work string, pollInterval time.Duration, log io
 		{"./cmd/livecgid", "livecgid", ""},
 		{"./cmd/live.cgi", "live.cgi", "-X github.com/livecgi/livecgi/cgi.ConfigPath=" + conf},
 		{"./plugins/bench", "bench", ""},
-		{"./plugins/system", "system", ""},
 		{"./plugins/exec", "exec", ""},
 		{"./cmd/livecgi-bench/sensorprog", "sensorprog", ""},
 		{"./cmd/livecgi-bench/pollcgi", "pollcgi", ""},
@@ -284,6 +283,11 @@ func newRig(ctx context.Context, work string, pollInterval time.Duration, log io
 	}
 	if out, err := exec.CommandContext(ctx, "gcc", "-O2", "-o", filepath.Join(r.bin, "now"), src).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("gcc: %v\n%s", err, out)
+	}
+	// The system plugin is built into livecgid: a copy named system serves it.
+	os.Remove(filepath.Join(r.bin, "system"))
+	if err := os.Symlink("livecgid", filepath.Join(r.bin, "system")); err != nil {
+		return nil, err
 	}
 	for _, l := range [][2]string{{"live.cgi", "live.cgi"}, {"pollcgi", "poll"}} {
 		if err := copyFile(filepath.Join(r.bin, l[0]), filepath.Join(r.www, "cgi-bin", l[1])); err != nil {
@@ -400,7 +404,15 @@ func (r *rig) setPlugins(hz float64, names ...string) error {
 		os.Remove(filepath.Join(r.plugins, e.Name()))
 	}
 	for _, n := range names {
-		if err := copyFile(filepath.Join(r.bin, n), filepath.Join(r.plugins, n)); err != nil {
+		from := filepath.Join(r.bin, n)
+		if fi, err := os.Lstat(from); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			// A built-in plugin: a link to livecgid, as installed.
+			if err := os.Symlink(filepath.Join(r.bin, "livecgid"), filepath.Join(r.plugins, n)); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := copyFile(from, filepath.Join(r.plugins, n)); err != nil {
 			return err
 		}
 	}

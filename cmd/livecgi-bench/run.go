@@ -27,6 +27,8 @@ commands:
               with -churn also clients vanishing, plugin swaps and kills,
               a flooder and a header bomber
   report      render compare.md and the plots again from results.json
+  idle        what the tree costs with no client: cold first contact, CPU
+              and memory over a minute, a new client's first reading
 
 Run a command with -h for its flags.
 `
@@ -48,6 +50,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runSoak(ctx, args[1:], stdout, stderr)
 	case "report":
 		return runReport(args[1:], stderr)
+	case "idle":
+		return runIdle(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -50,7 +50,8 @@ func TestCheckArch(t *testing.T) {
 }
 
 // TestMakeInstallTarget builds every binary for armv7 (a minute or two)
-// and installs it: every installed program is an ARM ELF file.
+// and installs it: every installed program is an ARM ELF file, and the
+// built-in plugins are links to /usr/sbin/livecgid.
 func TestMakeInstallTarget(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds every binary for linux/arm")
@@ -69,11 +70,16 @@ func TestMakeInstallTarget(t *testing.T) {
 		}
 		return err
 	})
-	if len(files) < 4 { // livecgid, live.cgi, system, leds
+	if len(files) < 2 { // livecgid, live.cgi
 		t.Fatalf("installed %v", files)
 	}
 	if to, err := os.Readlink(filepath.Join(root, "usr/lib/cgi-bin/nph-live.cgi")); err != nil || to != "live.cgi" {
 		t.Errorf("nph-live.cgi: link to %q (%v), want live.cgi", to, err)
+	}
+	for _, p := range []string{"system", "leds"} {
+		if to, err := os.Readlink(filepath.Join(root, "usr/lib/livecgi/plugins", p)); err != nil || to != "/usr/sbin/livecgid" {
+			t.Errorf("plugins/%s: link to %q (%v), want /usr/sbin/livecgid", p, to, err)
+		}
 	}
 	for _, f := range files {
 		e, err := elf.Open(f)

@@ -1,6 +1,8 @@
 // Command livecgid is the livecgi supervisor: it serves browsers over
 // WebSockets and runs the plugins. The CGI stub starts it on first
-// contact; it can also be run by hand or from an init script.
+// contact; it can also be run by hand or from an init script. The
+// built-in plugins are in it too (see builtins): run through a link named
+// after one of them, or as livecgid plugin NAME, it serves that plugin.
 package main
 
 import (
@@ -25,6 +27,13 @@ import (
 var version = "dev"
 
 func main() {
+	if name, ok := pluginName(os.Args); ok {
+		if err := servePlugin(name); err != nil {
+			fmt.Fprintln(os.Stderr, "livecgid:", err)
+			os.Exit(2)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {

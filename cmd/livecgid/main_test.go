@@ -137,3 +137,31 @@ func TestServeStopsOnControlFailure(t *testing.T) {
 		t.Fatal("still serving 15s after the control socket failed")
 	}
 }
+
+// TestPluginName: livecgid serves a built-in plugin when run through a
+// link named after it or as "livecgid plugin NAME", and is the
+// supervisor otherwise.
+func TestPluginName(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		name string
+		ok   bool
+	}{
+		{[]string{"/usr/lib/livecgi/plugins/system"}, "system", true},
+		{[]string{"leds"}, "leds", true},
+		{[]string{"/usr/sbin/livecgid", "plugin", "system"}, "system", true},
+		{[]string{"livecgid", "plugin", "nope"}, "nope", true}, // servePlugin names the built-in ones
+		{[]string{"/usr/sbin/livecgid"}, "", false},
+		{[]string{"/usr/sbin/livecgid", "-config", "x"}, "", false},
+		{[]string{"/usr/lib/livecgi/plugins/thirdparty"}, "", false},
+		{nil, "", false},
+	} {
+		name, ok := pluginName(tt.args)
+		if name != tt.name || ok != tt.ok {
+			t.Errorf("pluginName(%q) = %q, %v; want %q, %v", tt.args, name, ok, tt.name, tt.ok)
+		}
+	}
+	if err := servePlugin("nope"); err == nil || !strings.Contains(err.Error(), "built in are leds, system") {
+		t.Errorf("servePlugin(nope): %v", err)
+	}
+}

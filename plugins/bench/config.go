@@ -24,7 +24,7 @@ const (
 )
 
 // MinInterval is the shortest sensor interval the supervisor accepts.
-const MinInterval = 10 * time.Millisecond
+const MinInterval = sdk.MinInterval
 
 // config is the plugin's settings.
 type config struct {

@@ -1,4 +1,4 @@
-package main
+package leds
 
 import (
 	"context"
@@ -129,10 +129,10 @@ func readingString(r *proto.Reading) string {
 	return "error:" + r.Error
 }
 
-// mustStart builds this plugin with the extra ldflags and starts it as a
-// go-plugin process with env.
+// mustStart builds livecgid with the extra ldflags and starts this plugin
+// as livecgid does (a link named leds to it), with env.
 func mustStart(tb testing.TB, ldflags string, env ...string) proto.PluginClient {
 	tb.Helper()
-	c, _ := sdktest.Start(tb, sdktest.Build(tb, ".", ldflags), env...)
+	c, _ := sdktest.Start(tb, sdktest.BuildBuiltin(tb, "leds", ldflags), env...)
 	return c
 }

@@ -1,4 +1,4 @@
-package main
+package leds
 
 import (
 	"bytes"
@@ -158,7 +158,7 @@ func (l led) setTrigger(t string) (string, error) {
 
 // newPlugin describes the sensors and commands over leds.
 func newPlugin(leds []led) sdk.Plugin {
-	p := sdk.Plugin{Name: "leds", Version: version}
+	p := sdk.Plugin{Name: "leds"}
 	names := make([]string, len(leds))
 	byName := map[string]led{}
 	maxMax := 0

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	hclog "github.com/hashicorp/go-hclog"
+	plugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -270,4 +272,30 @@ func withoutCookie(env []string) []string {
 		}
 	}
 	return out
+}
+
+// TestExitsWhenSupervisorGone: a plugin whose supervisor's connection
+// closes (the supervisor is gone) exits on its own, with no timer to
+// notice it.
+func TestExitsWhenSupervisorGone(t *testing.T) {
+	cmd := exec.Command(MustBuildTiny(t))
+	client := plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig:  proto.Handshake,
+		Plugins:          proto.PluginSet(nil),
+		Cmd:              cmd,
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		Logger:           hclog.NewNullLogger(),
+		StartTimeout:     30 * time.Second,
+	})
+	defer client.Kill()
+	rpc, err := client.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rpc.(*plugin.GRPCClient).Conn.Close()
+	for end := time.Now().Add(15 * time.Second); !client.Exited(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("plugin still running 15 s after its supervisor's connection closed")
+		}
+	}
 }

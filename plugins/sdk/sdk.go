@@ -1,7 +1,8 @@
 // Package sdk makes a livecgi plugin a few lines: describe sensors (a Read
 // func and an interval) and commands (a Do func and an argument schema) and
 // call Serve. The SDK does the go-plugin handshake, the gRPC service, the
-// per-sensor tickers, JSON logging that keeps its levels in the
+// per-sensor tickers (running only while a Stream is open: while someone
+// watches), JSON logging that keeps its levels in the
 // supervisor's log, and exits when the supervisor goes away.
 //
 // Start with ServeSensor for a one-sensor plugin, or Serve with a Plugin.
@@ -10,15 +11,17 @@ package sdk
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	plugin "github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/stats"
 
 	"github.com/livecgi/livecgi/proto"
 )
@@ -31,7 +34,7 @@ const (
 )
 
 // MinInterval is the shortest sensor interval livecgid accepts.
-const MinInterval = 10 * time.Millisecond
+const MinInterval = proto.MinInterval
 
 // Reading is one value read by a sensor. Make one with Gauge, String or
 // Flag.
@@ -166,11 +169,12 @@ func Serve(p Plugin) {
 			once.Do(p.Close)
 		}
 	}
-	go exitWithParent(os.Getppid(), closePlugin)
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: proto.Handshake,
 		Plugins:         proto.PluginSet(newServer(p)),
-		GRPCServer:      plugin.DefaultGRPCServer,
+		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
+			return plugin.DefaultGRPCServer(append(opts, grpc.StatsHandler(&exitAlone{close: closePlugin})))
+		},
 	})
 	closePlugin()
 }
@@ -188,53 +192,45 @@ func Unavailable(reason string) {
 	os.Exit(proto.ExitUnavailable)
 }
 
-// exitWithParent ends the plugin when its parent (the supervisor) is gone:
-// Pdeathsig covers a killed supervisor, this covers the rest.
-func exitWithParent(ppid int, closePlugin func()) {
-	for range time.Tick(time.Second) {
-		if os.Getppid() != ppid {
-			closePlugin()
+// exitAlone ends the plugin when the supervisor's connection closes: it
+// keeps one for the plugin's life, so a closed one means the supervisor is
+// gone (killed, it also sends SIGKILL: Pdeathsig). No timer: an idle
+// plugin sleeps.
+type exitAlone struct {
+	conns atomic.Int64
+	close func() // the plugin's Close, before it exits
+}
+
+func (e *exitAlone) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context   { return ctx }
+func (e *exitAlone) HandleRPC(context.Context, stats.RPCStats)                         {}
+func (e *exitAlone) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context { return ctx }
+
+func (e *exitAlone) HandleConn(_ context.Context, s stats.ConnStats) {
+	switch s.(type) {
+	case *stats.ConnBegin:
+		e.conns.Add(1)
+	case *stats.ConnEnd:
+		if e.conns.Add(-1) == 0 {
+			e.close()
 			os.Exit(0)
 		}
 	}
 }
 
+// validate checks what only the SDK knows (a Read, an Interval, a Do),
+// then the description livecgid will check (proto.CheckDescription).
 func (p Plugin) validate() error {
-	seen := map[string]bool{}
 	for _, s := range p.Sensors {
-		if !validID(s.ID) || seen[s.ID] {
-			return fmt.Errorf("sensor id %q: want a unique lower_snake id", s.ID)
-		}
-		seen[s.ID] = true
 		if (s.Read == nil) == (s.Watch == nil) || s.Interval < MinInterval {
 			return fmt.Errorf("sensor %s: needs Read or Watch and an Interval of at least %v", s.ID, MinInterval)
 		}
 	}
 	for _, c := range p.Commands {
-		if !validID(c.ID) || seen[c.ID] {
-			return fmt.Errorf("command id %q: want a unique lower_snake id", c.ID)
-		}
-		seen[c.ID] = true
 		if c.Do == nil {
 			return fmt.Errorf("command %s: needs Do", c.ID)
 		}
 	}
-	if len(seen) == 0 && p.Changes == nil {
-		return errors.New("no sensors and no commands")
-	}
-	return nil
-}
-
-func validID(id string) bool {
-	if id == "" || len(id) > 64 {
-		return false
-	}
-	for i, r := range id {
-		if !(r >= 'a' && r <= 'z' || r == '_' || i > 0 && r >= '0' && r <= '9') {
-			return false
-		}
-	}
-	return true
+	return proto.CheckDescription(p.describe())
 }
 
 // Logger returns a logger whose JSON lines on stderr keep their level in

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -293,5 +294,57 @@ func TestStreamSendError(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second): // hang guard only
 		t.Fatal("Stream did not return after Send failed")
+	}
+}
+
+// recordingStream is a Stream that hands every reading to got.
+type recordingStream struct {
+	grpc.ServerStream
+	ctx context.Context
+	got chan *proto.Reading
+}
+
+func (r *recordingStream) Context() context.Context { return r.ctx }
+
+func (r *recordingStream) Send(x *proto.Reading) error {
+	r.got <- x
+	return nil
+}
+
+// TestStreamReadsAtOnce: nothing is read before a Stream opens; when one
+// opens, every sensor is read at once (their interval is an hour), and
+// once it ends nothing is read any more.
+func TestStreamReadsAtOnce(t *testing.T) {
+	var reads [2]atomic.Int64
+	sensor := func(i int, id string) Sensor {
+		return Sensor{ID: id, Interval: time.Hour, Read: func(context.Context) (Reading, error) {
+			reads[i].Add(1)
+			return Gauge(float64(i)), nil
+		}}
+	}
+	s := &server{p: Plugin{Sensors: []Sensor{sensor(0, "a"), sensor(1, "b")}}}
+	if n := reads[0].Load() + reads[1].Load(); n != 0 {
+		t.Fatalf("%d reads before any stream", n)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	st := &recordingStream{ctx: ctx, got: make(chan *proto.Reading, 4)}
+	done := make(chan error, 1)
+	go func() { done <- s.Stream(&proto.StreamRequest{}, st) }()
+	seen := map[string]bool{}
+	for len(seen) < 2 {
+		select {
+		case r := <-st.got:
+			seen[r.Sensor] = true
+		case <-time.After(30 * time.Second): // hang guard only
+			t.Fatalf("readings after opening a stream: %v, want a and b at once", seen)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	a, b := reads[0].Load(), reads[1].Load()
+	if a != 1 || b != 1 {
+		t.Errorf("reads %d and %d, want one each", a, b)
 	}
 }

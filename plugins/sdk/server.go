@@ -62,8 +62,14 @@ func (s *server) current() (Plugin, <-chan struct{}) {
 }
 
 func (s *server) Describe(context.Context, *proto.DescribeRequest) (*proto.Description, error) {
-	p, changed := s.current()
-	d := &proto.Description{Name: p.Name, Version: p.Version, Dynamic: changed != nil}
+	p, _ := s.current()
+	return p.describe(), nil
+}
+
+// describe returns p's self-description, types defaulting to Number; a
+// plugin with Changes is dynamic.
+func (p Plugin) describe() *proto.Description {
+	d := &proto.Description{Name: p.Name, Version: p.Version, Dynamic: p.Changes != nil}
 	for _, x := range p.Sensors {
 		t := x.Type
 		if t == proto.ValueType_VALUE_TYPE_UNSPECIFIED {
@@ -86,7 +92,7 @@ func (s *server) Describe(context.Context, *proto.DescribeRequest) (*proto.Descr
 		}
 		d.Commands = append(d.Commands, cd)
 	}
-	return d, nil
+	return d
 }
 
 // Stream runs a reader per sensor (of those asked for; all by default)

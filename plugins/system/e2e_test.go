@@ -1,4 +1,4 @@
-package main
+package system
 
 import (
 	"context"
@@ -89,10 +89,10 @@ func TestEndToEnd(t *testing.T) {
 	}
 }
 
-// mustStart builds this plugin with the extra ldflags and starts it as a
-// go-plugin process with env.
+// mustStart builds livecgid with the extra ldflags and starts this plugin
+// as livecgid does (a link named system to it), with env.
 func mustStart(tb testing.TB, ldflags string, env ...string) proto.PluginClient {
 	tb.Helper()
-	c, _ := sdktest.Start(tb, sdktest.Build(tb, ".", ldflags), env...)
+	c, _ := sdktest.Start(tb, sdktest.BuildBuiltin(tb, "system", ldflags), env...)
 	return c
 }

@@ -1,4 +1,4 @@
-package main
+package system
 
 import (
 	"context"
@@ -22,7 +22,7 @@ const (
 // Network interfaces and thermal zones are found once, here; a group that
 // can't be listed is left out with a warning, and the rest still serves.
 func newPlugin(procRoot, sysRoot string, log *slog.Logger) sdk.Plugin {
-	p := sdk.Plugin{Name: "system", Version: version}
+	p := sdk.Plugin{Name: "system"}
 	ids := idSet{}
 	add := func(id, title, unit string, every time.Duration, sample func() (float64, error)) {
 		p.Sensors = append(p.Sensors, sdk.Sensor{

@@ -86,6 +86,7 @@ func Default() Config {
 		TokenTTL:       60 * time.Second,
 		History:        1024,
 		StartTimeout:   3 * time.Second,
+		IdleTimeout:    10 * time.Minute,
 		ProcRoot:       "/proc",
 		SysRoot:        "/sys",
 		ExecDir:        "/etc/livecgi/exec.d",

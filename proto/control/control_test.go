@@ -32,7 +32,7 @@ func TestParseConfig(t *testing.T) {
 			}, ""},
 		{"the sample is the defaults", SampleConfig, func(c Config) bool {
 			d := Default()
-			return c.Listen == d.Listen && c.StateDir == d.StateDir && c.History == d.History
+			return c.Listen == d.Listen && c.StateDir == d.StateDir && c.History == d.History && c.IdleTimeout == d.IdleTimeout
 		}, ""},
 		{"unknown key", "listen = :1\nlisten_addr = :2", nil, `2: listen_addr: unknown key`},
 		{"no equals", "listen :1", nil, `1: want key = value`},

@@ -35,6 +35,19 @@ func Build(tb testing.TB, pkg, ldflags string) string {
 	return bin
 }
 
+// BuildBuiltin builds livecgid with the extra ldflags into a temporary
+// directory and returns the path of a link named name to it there: the
+// built-in plugin name, run the way livecgid runs it.
+func BuildBuiltin(tb testing.TB, name, ldflags string) string {
+	tb.Helper()
+	bin := Build(tb, "github.com/livecgi/livecgi/cmd/livecgid", ldflags)
+	link := filepath.Join(filepath.Dir(bin), name)
+	if err := os.Symlink(bin, link); err != nil {
+		tb.Fatal(err)
+	}
+	return link
+}
+
 // Start runs bin as a go-plugin process with env added to the test's
 // environment and returns its client and its log (stderr, through go-plugin's
 // logger). The process is killed when the test ends; the log is printed if
