@@ -7,7 +7,7 @@ comma   := ,
 # BUILTIN: the plugins built into livecgid (cmd/livecgid/plugin.go); the
 # plugins dir holds a link to livecgid for each. PLUGINS: the other plugin
 # directories, each built into a binary of its own.
-BUILTIN := system leds
+BUILTIN := system leds exec
 PLUGINS := $(patsubst %/,%,$(filter-out plugins/sdk/ plugins/bench/ $(patsubst %,plugins/%/,$(BUILTIN)),$(wildcard plugins/*/)))
 
 .PHONY: all build demo install check-arch test proto lint size clean bench bench-compare soak cross cross-test bench-deps

@@ -9,7 +9,7 @@ import (
 // TestDependenciesFlowOneWay keeps the package boundaries: the supervisor
 // knows plugins only through proto, plugins never see the supervisor, and
 // the contracts the stub shares (wire, control) stay standard-library only.
-// cmd/livecgid is wiring: it links the built-in plugins (system, leds) to
+// cmd/livecgid is wiring: it links the built-in plugins (system, leds, exec) to
 // serve them as processes of their own, and nothing else of plugins/.
 func TestDependenciesFlowOneWay(t *testing.T) {
 	const mod = "github.com/livecgi/livecgi/"
@@ -21,7 +21,7 @@ func TestDependenciesFlowOneWay(t *testing.T) {
 			return strings.HasPrefix(d, mod+"plugins") || strings.HasPrefix(d, mod+"cgi")
 		}},
 		{[]string{mod + "cmd/livecgid"}, func(d string) bool {
-			builtin := d == mod+"plugins/sdk" || d == mod+"plugins/system" || d == mod+"plugins/leds"
+			builtin := d == mod+"plugins/sdk" || d == mod+"plugins/system" || d == mod+"plugins/leds" || d == mod+"plugins/exec"
 			return strings.HasPrefix(d, mod+"plugins") && !builtin || strings.HasPrefix(d, mod+"cgi")
 		}},
 		{[]string{mod + "plugins/..."}, func(d string) bool {

@@ -266,7 +266,6 @@ func newRig(ctx context.Context, work string, pollInterval time.Duration, log io
 		{"./cmd/livecgid", "livecgid", ""},
 		{"./cmd/live.cgi", "live.cgi", "-X github.com/livecgi/livecgi/cgi.ConfigPath=" + conf},
 		{"./plugins/bench", "bench", ""},
-		{"./plugins/exec", "exec", ""},
 		{"./cmd/livecgi-bench/sensorprog", "sensorprog", ""},
 		{"./cmd/livecgi-bench/pollcgi", "pollcgi", ""},
 		{"./cmd/livecgi-bench/nphd", "nphd", ""},
@@ -284,10 +283,13 @@ func newRig(ctx context.Context, work string, pollInterval time.Duration, log io
 	if out, err := exec.CommandContext(ctx, "gcc", "-O2", "-o", filepath.Join(r.bin, "now"), src).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("gcc: %v\n%s", err, out)
 	}
-	// The system plugin is built into livecgid: a copy named system serves it.
-	os.Remove(filepath.Join(r.bin, "system"))
-	if err := os.Symlink("livecgid", filepath.Join(r.bin, "system")); err != nil {
-		return nil, err
+	// The system and exec plugins are built into livecgid: a link named
+	// after each serves it.
+	for _, name := range []string{"system", "exec"} {
+		os.Remove(filepath.Join(r.bin, name))
+		if err := os.Symlink("livecgid", filepath.Join(r.bin, name)); err != nil {
+			return nil, err
+		}
 	}
 	for _, l := range [][2]string{{"live.cgi", "live.cgi"}, {"pollcgi", "poll"}} {
 		if err := copyFile(filepath.Join(r.bin, l[0]), filepath.Join(r.www, "cgi-bin", l[1])); err != nil {
@@ -549,7 +551,7 @@ func (r *rig) point(ctx context.Context, rep *Report, sys string, n int, hz floa
 	case ModeLivecgi, ModeSamePort, ModeExec, ModeExecPeriodic:
 		r.stopSupervisor()
 		plugin := "bench"
-		if sys != ModeLivecgi {
+		if sys == ModeExec || sys == ModeExecPeriodic {
 			plugin, l.Prefix = "exec", "exec."
 			if err := r.setExec(sys, hz); err != nil {
 				return nil, err

@@ -161,7 +161,7 @@ func TestPluginName(t *testing.T) {
 			t.Errorf("pluginName(%q) = %q, %v; want %q, %v", tt.args, name, ok, tt.name, tt.ok)
 		}
 	}
-	if err := servePlugin("nope"); err == nil || !strings.Contains(err.Error(), "built in are leds, system") {
+	if err := servePlugin("nope"); err == nil || !strings.Contains(err.Error(), "built in are exec, leds, system") {
 		t.Errorf("servePlugin(nope): %v", err)
 	}
 }

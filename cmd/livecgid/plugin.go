@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	execplugin "github.com/livecgi/livecgi/plugins/exec"
 	"github.com/livecgi/livecgi/plugins/leds"
 	"github.com/livecgi/livecgi/plugins/sdk"
 	"github.com/livecgi/livecgi/plugins/system"
@@ -20,8 +21,17 @@ import (
 var builtins = map[string]func(version string) (sdk.Plugin, error){
 	"system": system.Plugin,
 	"leds":   leds.Plugin,
+	"exec":   execplugin.Plugin,
 	// A bridge or other plugin that ships with livecgid joins here, as a
 	// package with a Plugin(version) (sdk.Plugin, error) like these.
+}
+
+// init runs what a built-in plugin must do on the main thread before
+// anything else: exec asks for SIGTERM as its parent-death signal.
+func init() {
+	if name, ok := pluginName(os.Args); ok && name == "exec" {
+		execplugin.Prepare()
+	}
 }
 
 // builtinNames lists builtins, sorted.

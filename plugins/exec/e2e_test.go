@@ -1,4 +1,4 @@
-package main
+package exec
 
 import (
 	"context"
@@ -29,7 +29,7 @@ func TestEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "temp.conf"), "run = /bin/echo 21.5\ninterval = 100ms\nunit = °C\n")
 	writeFile(t, filepath.Join(dir, "hello.conf"), "command = hello\nrun = /bin/sh -c 'echo \"\\\"hi $LIVECGI_ARG_NAME\\\"\"'\narg.name = text required\n")
-	c, _ := sdktest.Start(t, sdktest.Build(t, ".", "-X main.version=v1.2.3"), proto.EnvExecDir+"="+dir)
+	c, _ := sdktest.Start(t, sdktest.BuildBuiltin(t, "exec", "-X main.version=v1.2.3"), proto.EnvExecDir+"="+dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	d, err := c.Describe(ctx, &proto.DescribeRequest{})
@@ -82,7 +82,7 @@ func TestSupervisor(t *testing.T) {
 		}
 	}
 	livecgid := sdktest.Build(t, "../../cmd/livecgid", "")
-	if err := os.Rename(sdktest.Build(t, ".", ""), filepath.Join(plugins, "exec")); err != nil {
+	if err := os.Symlink(livecgid, filepath.Join(plugins, "exec")); err != nil { // built in, as make install lays it out
 		t.Fatal(err)
 	}
 	writeFile(t, filepath.Join(execDir, "fixture"), "21.5\n")

@@ -1,4 +1,4 @@
-package main
+package exec
 
 import (
 	"context"
@@ -55,7 +55,7 @@ type loaded struct {
 
 // newPlugin reads the confs in dir and follows the directory until the
 // plugin's Close. A missing dir is fine: it is used once it appears.
-func newPlugin(dir string, log *slog.Logger) sdk.Plugin {
+func newPlugin(dir, version string, log *slog.Logger) sdk.Plugin {
 	p := start(dir, log)
 	def := p.definition()
 	return sdk.Plugin{Name: "exec", Version: version, Sensors: def.Sensors, Commands: def.Commands, Changes: p.changes, Close: p.close}
