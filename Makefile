@@ -85,12 +85,13 @@ lint:
 	go tool staticcheck ./...
 
 # size: every binary under $(BIN) against its budget (stripped): stub
-# 3 MiB, supervisor with the built-in plugins 16 MiB, each other plugin
+# 3.5 MiB (3.25 on mipsle: auth, long polling and the nph hand-over grew it
+# from 2.6), supervisor with the built-in plugins 16 MiB, each other plugin
 # 14 MiB; then the total of each install (livecgid, live.cgi and plugins/
 # beside it; links count nothing): 16 MiB. Fails if one is over.
 size:
 	@find $(BIN) -type f -perm -u+x | sort | xargs ls -l | awk '{ \
-	  b = ""; if ($$9 ~ /live\.cgi$$/) b = 3; else if ($$9 ~ /livecgid$$/) b = 16; else if ($$9 ~ /\/plugins\//) b = 14; \
+	  b = ""; if ($$9 ~ /live\.cgi$$/) b = 3.5; else if ($$9 ~ /livecgid$$/) b = 16; else if ($$9 ~ /\/plugins\//) b = 14; \
 	  mib = $$5/1048576; flag = (b != "" && mib > b) ? "  OVER BUDGET" : ""; if (flag != "") bad = 1; \
 	  printf "%8.2f MiB  %-48s %s%s\n", mib, $$9, (b != "" ? "budget " b " MiB" : ""), flag; \
 	  if (b != "") { d = $$9; if (d ~ /\/plugins\/[^\/]*$$/) sub(/\/plugins\/[^\/]*$$/, "", d); else sub(/\/?[^\/]*$$/, "", d); \

@@ -76,7 +76,7 @@ func TestMakeInstallTarget(t *testing.T) {
 	if to, err := os.Readlink(filepath.Join(root, "usr/lib/cgi-bin/nph-live.cgi")); err != nil || to != "live.cgi" {
 		t.Errorf("nph-live.cgi: link to %q (%v), want live.cgi", to, err)
 	}
-	for _, p := range []string{"system", "leds"} {
+	for _, p := range []string{"system", "leds", "exec"} {
 		if to, err := os.Readlink(filepath.Join(root, "usr/lib/livecgi/plugins", p)); err != nil || to != "/usr/sbin/livecgid" {
 			t.Errorf("plugins/%s: link to %q (%v), want /usr/sbin/livecgid", p, to, err)
 		}
