@@ -2,8 +2,8 @@
 // directory as go-plugin processes, keeps the last value of every sensor,
 // and serves browsers over WebSockets (protocol in proto/wire).
 //
-// Start with New and Supervisor.Run. The hub (hub.go) fans readings out to
-// clients (client.go) through a small pool of writers; the manager
+// Start with New and Supervisor.Run. The fan-out (internal/fanout) sends
+// readings to clients through a small pool of writers; the manager
 // (plugins.go) starts, restarts and swaps plugin processes; watch.go follows
 // the plugins directory.
 package supervisor

@@ -1,4 +1,4 @@
-package supervisor
+package fanout
 
 import (
 	"context"
@@ -24,17 +24,22 @@ import (
 // status, hello) waiting for one client; past it the client is too slow.
 const maxControlQueue = 512
 
-// client is one browser connection. Its reader runs in its own goroutine;
-// writes are done by the hub's writer pool, so an idle client costs one
-// goroutine and no buffers of ours.
-type client struct {
-	hub  *hub
+// Client is one browser connection. Its reader runs in the owner's
+// goroutine; writes are done by the hub's writer pool, so an idle client
+// costs one goroutine and no buffers of ours.
+//
+// Concurrency contract: the fields above mu are set by NewClient and not
+// changed after, except subs (atomic, written by Subscribe), inIdle
+// (guarded by hub.idleMu) and gone (atomic). mu guards the rest. At most
+// one writer flushes a client at a time: the one that set scheduled.
+type Client struct {
+	hub  *Hub
 	conn *websocket.Conn
 	nc   net.Conn        // the connection under conn, for write deadlines
-	cork *corkWriter     // batches the frames of one flush into one write
+	cork *Cork           // batches the frames of one flush into one write
 	raw  syscall.RawConn // nc's fd, to ask how full its send buffer is; may be nil
 	log  *slog.Logger
-	// Who the token was minted for and from where (audit.go).
+	// Who the token was minted for and from where.
 	who      control.Identity
 	remote   string
 	userJSON []byte
@@ -53,13 +58,65 @@ type client struct {
 	retry     time.Duration // the pause before the next attempt while blocked
 }
 
-func (c *client) wants(sensor string) bool {
+// ClientOptions describes a new client's connection.
+type ClientOptions struct {
+	Conn   *websocket.Conn
+	Net    net.Conn // the connection under Conn
+	Cork   *Cork    // under Conn's writes, on Net; nil: none
+	Log    *slog.Logger
+	Who    control.Identity // who the token was minted for
+	Remote string
+}
+
+// NewClient returns a client of h for o; Attach makes it receive.
+func (h *Hub) NewClient(o ClientOptions) *Client {
+	c := &Client{hub: h, conn: o.Conn, nc: o.Net, cork: o.Cork, log: o.Log, who: o.Who, remote: o.Remote}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	if c.cork == nil {
+		c.cork = NewCork(o.Net)
+	}
+	b, _ := json.Marshal(wire.User{Name: o.Who.User, Role: o.Who.Role})
+	c.userJSON = b
+	if sc, ok := o.Net.(syscall.Conn); ok {
+		c.raw, _ = sc.SyscallConn()
+	}
+	return c
+}
+
+// Conn returns c's WebSocket, for its reader (and pings).
+func (c *Client) Conn() *websocket.Conn { return c.conn }
+
+// Log returns c's logger.
+func (c *Client) Log() *slog.Logger { return c.log }
+
+// Who returns who c's token was minted for.
+func (c *Client) Who() control.Identity { return c.who }
+
+// Remote returns c's remote address.
+func (c *Client) Remote() string { return c.remote }
+
+// hello returns the shared hello frame with c's "user" member added: the
+// hub marshals one hello for all clients, and only this part differs.
+func (c *Client) hello(shared []byte) []byte {
+	if len(c.userJSON) == 0 || len(shared) < 2 || shared[len(shared)-1] != '}' {
+		return shared
+	}
+	out := make([]byte, 0, len(shared)+len(c.userJSON)+8)
+	out = append(out, shared[:len(shared)-1]...)
+	out = append(out, `,"user":`...)
+	out = append(out, c.userJSON...)
+	return append(out, '}')
+}
+
+func (c *Client) wants(sensor string) bool {
 	s := c.subs.Load()
 	return s == nil || (*s)[sensor]
 }
 
 // setSubs selects the sensors c gets (nil: all).
-func (c *client) setSubs(s map[string]bool) {
+func (c *Client) setSubs(s map[string]bool) {
 	if s == nil {
 		c.subs.Store(nil)
 		return
@@ -69,7 +126,7 @@ func (c *client) setSubs(s map[string]bool) {
 
 // skipTo moves c's cursor to seq: a snapshot just covered the readings
 // before it.
-func (c *client) skipTo(seq uint64) {
+func (c *Client) skipTo(seq uint64) {
 	c.mu.Lock()
 	c.cursor = max(c.cursor, seq)
 	c.mu.Unlock()
@@ -77,7 +134,7 @@ func (c *client) skipTo(seq uint64) {
 
 // claim makes c scheduled for the caller, a writer, unless it is closed
 // or with another writer already.
-func (c *client) claim() bool {
+func (c *Client) claim() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed || c.scheduled {
@@ -88,7 +145,7 @@ func (c *client) claim() bool {
 }
 
 // wake hands c to the writers unless it is with them already.
-func (c *client) wake() {
+func (c *Client) wake() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.closed && !c.scheduled {
@@ -97,8 +154,8 @@ func (c *client) wake() {
 	}
 }
 
-// queueControl queues a frame that must not be coalesced or dropped.
-func (c *client) queueControl(b []byte) {
+// QueueControl queues a frame that must not be coalesced or dropped.
+func (c *Client) QueueControl(b []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -106,7 +163,7 @@ func (c *client) queueControl(b []byte) {
 	}
 	if len(c.control) >= maxControlQueue {
 		c.closed = true
-		c.hub.tooSlow.Add(1)
+		c.hub.counters.TooSlow.Add(1)
 		c.log.Warn("client too slow: control queue full, closing")
 		go c.conn.Close(wire.CloseTooSlow, "client too slow")
 		return
@@ -115,16 +172,17 @@ func (c *client) queueControl(b []byte) {
 	c.scheduleLocked()
 }
 
-func (c *client) queueJSON(v any) {
+// QueueJSON queues v, encoded, as a control frame.
+func (c *Client) QueueJSON(v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		c.log.Error("encode frame", "err", err)
 		return
 	}
-	c.queueControl(b)
+	c.QueueControl(b)
 }
 
-func (c *client) scheduleLocked() {
+func (c *Client) scheduleLocked() {
 	if !c.scheduled {
 		c.scheduled = true
 		c.hub.work <- c // never blocks: cap(work) > max clients, and c is in it at most once
@@ -142,7 +200,7 @@ func (c *client) scheduleLocked() {
 // coalescing meanwhile), retrying after a short pause. A client that has
 // taken nothing for the write timeout is closed as too slow. The pool
 // stays small because no writer is ever parked on one client's socket.
-func (c *client) flush(timeout time.Duration, scratch *[]*frame, batch *[]byte) {
+func (c *Client) flush(timeout time.Duration, scratch *[]*frame, batch *[]byte) {
 	h := c.hub
 	c.mu.Lock()
 	cursor := c.cursor
@@ -157,7 +215,7 @@ func (c *client) flush(timeout time.Duration, scratch *[]*frame, batch *[]byte) 
 	if len(c.readings) > 0 {
 		rd = append(c.readings, fresh...)
 	}
-	rd = newest(rd, &h.coalesced)
+	rd = newest(rd, &h.counters.Coalesced)
 	c.control, c.readings = nil, nil // idle clients hold no buffers
 	c.mu.Unlock()
 	*scratch = fresh[:0]
@@ -262,7 +320,7 @@ const (
 )
 
 // rewake hands a blocked client back to the writers after its pause.
-func (c *client) rewake() {
+func (c *Client) rewake() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.closed {
@@ -272,12 +330,12 @@ func (c *client) rewake() {
 
 // requeueLocked puts frames that did not fit back in front of what arrived
 // meanwhile; a reading superseded by a newer one of its sensor is dropped.
-func (c *client) requeueLocked(ctl [][]byte, rd []*frame) {
+func (c *Client) requeueLocked(ctl [][]byte, rd []*frame) {
 	c.control = append(ctl[:len(ctl):len(ctl)], c.control...)
 	var keep []*frame
 	for _, f := range rd {
 		if slices.ContainsFunc(c.readings, func(n *frame) bool { return n.sensor == f.sensor }) {
-			c.hub.coalesced.Add(1)
+			c.hub.counters.Coalesced.Add(1)
 			continue
 		}
 		keep = append(keep, f)
@@ -286,10 +344,10 @@ func (c *client) requeueLocked(ctl [][]byte, rd []*frame) {
 }
 
 // fail ends a client whose write failed.
-func (c *client) fail(err error, timeout time.Duration) {
-	c.shut()
+func (c *Client) fail(err error, timeout time.Duration) {
+	c.Shut()
 	if errors.Is(err, os.ErrDeadlineExceeded) {
-		c.hub.tooSlow.Add(1)
+		c.hub.counters.TooSlow.Add(1)
 		c.log.Warn("client too slow: closing", "timeout", timeout)
 		// Not in a writer: the close handshake may wait seconds.
 		go func() {
@@ -335,7 +393,7 @@ func fits(room int, ctl [][]byte, rd []*frame) (nctl, nrd int) {
 
 // room returns how many bytes the socket's send buffer takes now without
 // blocking (-1 if that cannot be known), and whether it is empty.
-func (c *client) room() (int, bool) {
+func (c *Client) room() (int, bool) {
 	if c.raw == nil {
 		return -1, true
 	}
@@ -354,75 +412,28 @@ func (c *client) room() (int, bool) {
 	return max(min(size/2, maxQueued)-queued, 0), queued == 0
 }
 
-func (c *client) write(ctl [][]byte, rd []*frame) error {
+func (c *Client) write(ctl [][]byte, rd []*frame) error {
 	ctx := context.Background() // bounded by the socket's write deadline
 	for _, b := range ctl {
 		if err := c.conn.Write(ctx, websocket.MessageText, b); err != nil {
 			return err
 		}
-		c.hub.delivered.Add(1)
+		c.hub.counters.Delivered.Add(1)
 	}
 	for _, f := range rd {
 		if err := c.conn.Write(ctx, websocket.MessageText, f.data); err != nil {
 			return err
 		}
-		c.hub.delivered.Add(1)
+		c.hub.counters.Delivered.Add(1)
 	}
 	return nil
 }
 
-// shut marks c closed so nothing more is queued for it.
-func (c *client) shut() {
+// Shut marks c closed so nothing more is queued for it.
+func (c *Client) Shut() {
 	c.gone.Store(true)
 	c.mu.Lock()
 	c.closed = true
 	c.control, c.readings = nil, nil
 	c.mu.Unlock()
-}
-
-// floodGrace is how long a client may keep sending over its rate limit
-// (frames dropped with no pause of a second) before it is closed with
-// wire.CloseRateLimits. A burst that calms down is only dropped from.
-const floodGrace = 3 * time.Second
-
-// frameCost is the frame size that costs one more message in the limiter:
-// the rate limits bytes too (rate × frameCost per second), so large frames
-// cannot flood at the message rate.
-const frameCost = 4 << 10
-
-// limiter is a token bucket for one client's messages; used by the
-// client's reader only.
-type limiter struct {
-	rate, burst, tokens float64
-	last                time.Time
-	overSince, lastDrop time.Time // the current run of dropped frames
-	lastWarn            time.Time
-}
-
-// allow reports whether a frame arriving now may be read; charge then
-// takes its cost.
-func (l *limiter) allow(now time.Time) bool {
-	if l.last.IsZero() {
-		l.tokens = l.burst
-	} else {
-		l.tokens = min(l.burst, l.tokens+now.Sub(l.last).Seconds()*l.rate)
-	}
-	l.last = now
-	return l.tokens >= 1
-}
-
-// charge takes the cost of a frame of n bytes: one message, and one more
-// per frameCost bytes (the bucket may go below zero).
-func (l *limiter) charge(n int) {
-	l.tokens -= 1 + float64(n/frameCost)
-}
-
-// drop counts a frame dropped now and reports whether the client has been
-// over its rate for floodGrace.
-func (l *limiter) drop(now time.Time) (flooding bool) {
-	if now.Sub(l.lastDrop) > time.Second {
-		l.overSince = now
-	}
-	l.lastDrop = now
-	return now.Sub(l.overSince) >= floodGrace
 }

@@ -1,0 +1,43 @@
+package fanout
+
+// Start runs the hub's writers: each takes clients from the work queue
+// and chunks of woken idle clients, and flushes them one at a time.
+func (h *Hub) Start() {
+	for range h.writers {
+		h.wg.Go(h.writer)
+	}
+}
+
+// Stop ends the writers once they have drained their queues. Call it after
+// Shutdown, once nothing publishes any more.
+func (h *Hub) Stop() {
+	close(h.work)
+	close(h.chunks)
+	h.wg.Wait()
+}
+
+func (h *Hub) writer() {
+	var scratch []*frame
+	var batch []byte
+	work, chunks := h.work, h.chunks
+	for work != nil || chunks != nil {
+		select {
+		case c, ok := <-work:
+			if !ok {
+				work = nil
+				continue
+			}
+			c.flush(h.writeTimeout, &scratch, &batch)
+		case cs, ok := <-chunks:
+			if !ok {
+				chunks = nil
+				continue
+			}
+			for _, c := range cs {
+				if c.claim() {
+					c.flush(h.writeTimeout, &scratch, &batch)
+				}
+			}
+		}
+	}
+}
