@@ -56,6 +56,11 @@ type Client struct {
 	closed    bool
 	blocked   time.Time     // since when the socket has been too full for the queue
 	retry     time.Duration // the pause before the next attempt while blocked
+
+	// The send buffer, as the writer that flushes c last saw it (see room);
+	// used only by that writer.
+	limit  int // bytes the socket may hold for us: min(SO_SNDBUF/2, maxQueued); 0: not asked yet
+	queued int // at most this many bytes wait in the socket
 }
 
 // ClientOptions describes a new client's connection.
@@ -220,7 +225,7 @@ func (c *Client) flush(timeout time.Duration, scratch *[]*frame, batch *[]byte) 
 	c.mu.Unlock()
 	*scratch = fresh[:0]
 
-	room, empty := c.room()
+	room, empty := c.room(size(ctl, rd))
 	nctl, nrd := fits(room, ctl, rd)
 	if nctl+nrd == 0 && empty {
 		// A frame larger than the whole buffer: let it block briefly.
@@ -234,6 +239,7 @@ func (c *Client) flush(timeout time.Duration, scratch *[]*frame, batch *[]byte) 
 	c.nc.SetWriteDeadline(time.Now().Add(timeout))
 	c.cork.cork(batch)
 	err := c.write(ctl[:nctl], rd[:nrd])
+	c.queued += size(ctl[:nctl], rd[:nrd])
 	if uerr := c.cork.uncork(err == nil); err == nil {
 		err = uerr
 	}
@@ -391,25 +397,52 @@ func fits(room int, ctl [][]byte, rd []*frame) (nctl, nrd int) {
 	return nctl, nrd
 }
 
+// size bounds the bytes that ctl and rd take on the wire.
+func size(ctl [][]byte, rd []*frame) int {
+	n := 0
+	for _, b := range ctl {
+		n += len(b) + frameOverhead
+	}
+	for _, f := range rd {
+		n += len(f.data) + frameOverhead
+	}
+	return n
+}
+
 // room returns how many bytes the socket's send buffer takes now without
-// blocking (-1 if that cannot be known), and whether it is empty.
-func (c *Client) room() (int, bool) {
+// blocking (-1 if that cannot be known), and whether it is empty. need is
+// what the caller would write: while the bytes written since the kernel
+// was last asked (an upper bound of what still waits in the socket) leave
+// room for need, room answers without a system call, so a client that
+// keeps up costs one write per flush and nothing more.
+func (c *Client) room(need int) (int, bool) {
 	if c.raw == nil {
 		return -1, true
+	}
+	if c.limit > 0 && c.queued+need <= c.limit {
+		return c.limit - c.queued, c.queued == 0
 	}
 	var queued, size int
 	var qerr, serr error
 	c.raw.Control(func(fd uintptr) {
 		queued, qerr = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ)
-		size, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF)
+		if c.limit < maxQueued {
+			size, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF)
+		}
 	})
 	if qerr != nil || serr != nil {
 		return -1, true
 	}
 	// The kernel reports SO_SNDBUF doubled for its bookkeeping; count half.
 	// Past maxQueued, frames wait here instead, where newer readings
-	// replace older ones: a backlog in the kernel only delays them.
-	return max(min(size/2, maxQueued)-queued, 0), queued == 0
+	// replace older ones: a backlog in the kernel only delays them. The
+	// kernel only grows the buffer: once it reaches maxQueued it is not
+	// asked again.
+	if c.limit < maxQueued {
+		c.limit = min(size/2, maxQueued)
+	}
+	c.queued = queued
+	return max(c.limit-queued, 0), queued == 0
 }
 
 func (c *Client) write(ctl [][]byte, rd []*frame) error {
