@@ -477,3 +477,33 @@ func (c *Client) closedNow() bool {
 	defer c.mu.Unlock()
 	return c.closed
 }
+
+// TestFullSocketNeverParksWriter fills one client's socket with a single
+// writer and a write timeout far longer than the test: the healthy client
+// still gets its readings, so the writer never waited on the full socket.
+func TestFullSocketNeverParksWriter(t *testing.T) {
+	h := startHub(t, Options{Writers: 1, WriteTimeout: time.Hour})
+	ln := listen(t)
+	stuck := dial(t, h, ln)
+	healthy := dial(t, h, ln)
+	healthy.next(t, "snapshot")
+	big := strings.Repeat("x", 4000)
+	for i := 0; !stuck.c.isBlocked(); i++ {
+		if !h.Publish(wire.Reading{Sensor: []string{"p.a", "p.b", "p.c"}[i%3], Value: big}) {
+			t.Fatal("unknown sensor")
+		}
+		healthy.next(t, "reading") // one round at a time: the writer is free between rounds
+	}
+	h.Publish(wire.Reading{Sensor: "p.a", Value: "last"})
+	for healthy.next(t, "reading")["value"] != "last" {
+	}
+	if stuck.c.closedNow() {
+		t.Fatal("the stuck client was closed before its write timeout")
+	}
+}
+
+func (c *Client) isBlocked() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.blocked.IsZero()
+}

@@ -17,9 +17,12 @@ func (h *Hub) Start() {
 	}
 }
 
-// Stop ends the writers once they have drained their queues. Call it after
-// Shutdown, once nothing publishes any more.
+// Stop closes every client, ends the writers once they have drained
+// their queues and returns. Nothing may publish after it.
 func (h *Hub) Stop() {
+	for _, c := range h.Shutdown() {
+		c.Shut()
+	}
 	close(h.work)
 	close(h.chunks)
 	h.wg.Wait()
