@@ -59,8 +59,14 @@ type Client struct {
 
 	// The send buffer, as the writer that flushes c last saw it (see room);
 	// used only by that writer.
-	limit  int // bytes the socket may hold for us: min(SO_SNDBUF/2, maxQueued); 0: not asked yet
-	queued int // at most this many bytes wait in the socket
+	limit   int   // bytes the socket may hold for us: min(SO_SNDBUF/2, maxQueued); 0: not asked yet
+	queued  int   // at most this many bytes wait in the socket
+	written int64 // bytes written in all
+
+	// The browser has read everything up to confirmed (bytes written),
+	// known from a ping it answered; pinging while a ping is out.
+	confirmed atomic.Int64
+	pinging   atomic.Bool
 }
 
 // ClientOptions describes a new client's connection.
@@ -226,6 +232,9 @@ func (c *Client) flush(timeout time.Duration, scratch *[]*frame, batch *[]byte) 
 	*scratch = fresh[:0]
 
 	room, empty := c.room(size(ctl, rd))
+	if unread := int(c.written - c.confirmed.Load()); room < 0 || maxUnread-unread < room {
+		room, empty = max(maxUnread-unread, 0), empty && unread == 0
+	}
 	nctl, nrd := fits(room, ctl, rd)
 	if nctl+nrd == 0 && empty {
 		// A frame larger than the whole buffer: let it block briefly.
@@ -239,9 +248,14 @@ func (c *Client) flush(timeout time.Duration, scratch *[]*frame, batch *[]byte) 
 	c.nc.SetWriteDeadline(time.Now().Add(timeout))
 	c.cork.cork(batch)
 	err := c.write(ctl[:nctl], rd[:nrd])
-	c.queued += size(ctl[:nctl], rd[:nrd])
+	n := size(ctl[:nctl], rd[:nrd])
+	c.queued += n
+	c.written += int64(n)
 	if uerr := c.cork.uncork(err == nil); err == nil {
 		err = uerr
+	}
+	if err == nil && c.written-c.confirmed.Load() >= maxUnread/2 && c.pinging.CompareAndSwap(false, true) {
+		go c.ping(c.written, timeout)
 	}
 	c.nc.SetWriteDeadline(time.Time{}) // pings and closes write too
 	if err != nil {
@@ -364,6 +378,26 @@ func (c *Client) fail(err error, timeout time.Duration) {
 	}
 	c.log.Debug("write failed", "err", err)
 	c.conn.CloseNow()
+}
+
+// maxUnread bounds the bytes written to a client that it has not been
+// seen to read: past it, its readings coalesce here. The socket buffers
+// alone do not bound that: on a fast link the browser's kernel takes
+// whatever it is sent into a receive buffer of up to megabytes, so a
+// browser that reads slower than it is written to would see readings
+// seconds old. A ping sent once half of it is unconfirmed tells when the
+// browser has read up to there (its pong comes after everything before).
+const maxUnread = 4 << 10
+
+// ping confirms, when the browser answers, that it has read the first
+// mark bytes written to it.
+func (c *Client) ping(mark int64, timeout time.Duration) {
+	defer c.pinging.Store(false)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if c.conn.Ping(ctx) == nil {
+		c.confirmed.Store(mark)
+	}
 }
 
 // maxQueued is how many bytes may wait in a client's socket before its
