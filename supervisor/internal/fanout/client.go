@@ -231,11 +231,13 @@ func (c *Client) flush(timeout time.Duration, scratch *[]*frame, batch *[]byte) 
 	c.mu.Unlock()
 	*scratch = fresh[:0]
 
-	room, empty := c.room(size(ctl, rd))
-	if unread := int(c.written - c.confirmed.Load()); room < 0 || maxUnread-unread < room {
-		room, empty = max(maxUnread-unread, 0), empty && unread == 0
-	}
+	need := size(ctl, rd)
+	room, empty := c.budget(need, false)
 	nctl, nrd := fits(room, ctl, rd)
+	if nctl+nrd == 0 && !empty { // the bound may be stale: ask the kernel
+		room, empty = c.budget(need, true)
+		nctl, nrd = fits(room, ctl, rd)
+	}
 	if nctl+nrd == 0 && empty {
 		// A frame larger than the whole buffer: let it block briefly.
 		if len(ctl) > 0 {
@@ -254,7 +256,10 @@ func (c *Client) flush(timeout time.Duration, scratch *[]*frame, batch *[]byte) 
 	if uerr := c.cork.uncork(err == nil); err == nil {
 		err = uerr
 	}
-	if err == nil && c.written-c.confirmed.Load() >= maxUnread/2 && c.pinging.CompareAndSwap(false, true) {
+	// Ask the browser to confirm what it read once half the window is
+	// out, or anything when the rest did not fit.
+	if unread := c.written - c.confirmed.Load(); err == nil && (unread >= maxUnread/2 || unread > 0 && (nctl < len(ctl) || nrd < len(rd))) &&
+		c.pinging.CompareAndSwap(false, true) {
 		go c.ping(c.written, timeout)
 	}
 	c.nc.SetWriteDeadline(time.Time{}) // pings and closes write too
@@ -443,17 +448,28 @@ func size(ctl [][]byte, rd []*frame) int {
 	return n
 }
 
+// budget returns how many bytes c may be written now (-1: any), the
+// least of its socket's room and what is left of maxUnread, and whether
+// both are empty; fresh asks the kernel however little was written.
+func (c *Client) budget(need int, fresh bool) (int, bool) {
+	room, empty := c.room(need, fresh)
+	if unread := int(c.written - c.confirmed.Load()); room < 0 || maxUnread-unread < room {
+		room, empty = max(maxUnread-unread, 0), empty && unread == 0
+	}
+	return room, empty
+}
+
 // room returns how many bytes the socket's send buffer takes now without
 // blocking (-1 if that cannot be known), and whether it is empty. need is
-// what the caller would write: while the bytes written since the kernel
-// was last asked (an upper bound of what still waits in the socket) leave
-// room for need, room answers without a system call, so a client that
-// keeps up costs one write per flush and nothing more.
-func (c *Client) room(need int) (int, bool) {
+// what the caller would write: unless fresh, while the bytes written since
+// the kernel was last asked (an upper bound of what still waits in the
+// socket) leave room for need, room answers without a system call, so a
+// client that keeps up costs one write per flush and nothing more.
+func (c *Client) room(need int, fresh bool) (int, bool) {
 	if c.raw == nil {
 		return -1, true
 	}
-	if c.limit > 0 && c.queued+need <= c.limit {
+	if !fresh && c.limit > 0 && c.queued+need <= c.limit {
 		return c.limit - c.queued, c.queued == 0
 	}
 	var queued, size int
