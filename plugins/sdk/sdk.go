@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"time"
 
 	plugin "github.com/hashicorp/go-plugin"
@@ -118,9 +117,6 @@ func Serve(p Plugin) {
 		Logger().Error("invalid plugin definition", "err", err)
 		os.Exit(1)
 	}
-	if os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(oneProc)
-	}
 	go exitWithParent(os.Getppid())
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: proto.Handshake,
@@ -141,16 +137,6 @@ func Unavailable(reason string) {
 	Logger().Info("nothing to serve", "reason", reason)
 	os.Exit(proto.ExitUnavailable)
 }
-
-// A plugin runs on one P unless GOMAXPROCS says otherwise (oneProc). A
-// reading passes through a few goroutines (the sensor's ticker, the
-// stream, gRPC's writer); on one P each handoff stays on one thread,
-// where with more every handoff may wake another thread, and waking
-// threads is most of what a reading costs: measured with
-// BenchmarkStreamCPU, 546 → 402 µs of plugin CPU per reading at 10 Hz
-// and 57 → 47 µs at 1,000 Hz on a 2-core VM. A plugin is waiting for
-// its next tick nearly all the time; a heavy one can set GOMAXPROCS.
-const oneProc = 1
 
 // exitWithParent ends the plugin when its parent (the supervisor) is gone:
 // Pdeathsig covers a killed supervisor, this covers the rest.
