@@ -439,7 +439,9 @@ func TestManyWriters(t *testing.T) {
 // TestSlowClient stops reading on one client while a healthy one reads
 // on: the stuck one is closed as too slow, the other gets the newest value.
 func TestSlowClient(t *testing.T) {
-	h := startHub(t, Options{WriteTimeout: 300 * time.Millisecond})
+	// The write timeout is long enough for the healthy client to answer
+	// its pings on a loaded machine.
+	h := startHub(t, Options{WriteTimeout: 3 * time.Second})
 	ln := listen(t)
 	stuck := dial(t, h, ln)
 	healthy := dial(t, h, ln)
