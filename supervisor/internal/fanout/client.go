@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"slices"
@@ -62,6 +63,10 @@ type Client struct {
 	limit   int   // bytes the socket may hold for us: min(SO_SNDBUF/2, maxQueued); 0: not asked yet
 	queued  int   // at most this many bytes wait in the socket
 	written int64 // bytes written in all
+	// Unread bytes at which to ping: from a quarter to half of maxUnread,
+	// drawn per client so that clients fed the same readings do not all
+	// ping in the same round.
+	pingAt int64
 
 	// The browser has read everything up to confirmed (bytes written),
 	// known from a ping it answered; pinging while a ping is out.
@@ -81,7 +86,8 @@ type ClientOptions struct {
 
 // NewClient returns a client of h for o; Attach makes it receive.
 func (h *Hub) NewClient(o ClientOptions) *Client {
-	c := &Client{hub: h, conn: o.Conn, nc: o.Net, cork: o.Cork, log: o.Log, who: o.Who, remote: o.Remote}
+	c := &Client{hub: h, conn: o.Conn, nc: o.Net, cork: o.Cork, log: o.Log, who: o.Who, remote: o.Remote,
+		pingAt: maxUnread/4 + rand.Int64N(maxUnread/4+1)}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -256,9 +262,9 @@ func (c *Client) flush(timeout time.Duration, scratch *[]*frame, batch *[]byte) 
 	if uerr := c.cork.uncork(err == nil); err == nil {
 		err = uerr
 	}
-	// Ask the browser to confirm what it read once half the window is
-	// out, or anything when the rest did not fit.
-	if unread := c.written - c.confirmed.Load(); err == nil && (unread >= maxUnread/2 || unread > 0 && (nctl < len(ctl) || nrd < len(rd))) &&
+	// Ask the browser to confirm what it read once pingAt is out, or
+	// anything when the rest did not fit.
+	if unread := c.written - c.confirmed.Load(); err == nil && (unread >= c.pingAt || unread > 0 && (nctl < len(ctl) || nrd < len(rd))) &&
 		c.pinging.CompareAndSwap(false, true) {
 		go c.ping(c.written, timeout)
 	}
@@ -390,8 +396,9 @@ func (c *Client) fail(err error, timeout time.Duration) {
 // alone do not bound that: on a fast link the browser's kernel takes
 // whatever it is sent into a receive buffer of up to megabytes, so a
 // browser that reads slower than it is written to would see readings
-// seconds old. A ping sent once half of it is unconfirmed tells when the
-// browser has read up to there (its pong comes after everything before).
+// seconds old. A ping sent once a quarter to a half of it is unconfirmed
+// tells when the browser has read up to there (its pong comes after
+// everything before).
 const maxUnread = 4 << 10
 
 // ping confirms, when the browser answers, that it has read the first
