@@ -67,6 +67,7 @@ type Client struct {
 	// drawn per client so that clients fed the same readings do not all
 	// ping in the same round.
 	pingAt int64
+	since  time.Time // when confirmed last moved or a ping went out
 
 	// The browser has read everything up to confirmed (bytes written),
 	// known from a ping it answered; pinging while a ping is out.
@@ -263,10 +264,17 @@ func (c *Client) flush(timeout time.Duration, scratch *[]*frame, batch *[]byte) 
 		err = uerr
 	}
 	// Ask the browser to confirm what it read once pingAt is out, or
-	// anything when the rest did not fit.
-	if unread := c.written - c.confirmed.Load(); err == nil && (unread >= c.pingAt || unread > 0 && (nctl < len(ctl) || nrd < len(rd))) &&
-		c.pinging.CompareAndSwap(false, true) {
-		go c.ping(c.written, timeout)
+	// anything when the rest did not fit. A browser sent less than
+	// maxUnread a second is not asked: read late, so little is not
+	// stale, and pinging every client would cost more than the readings.
+	if unread, left := c.written-c.confirmed.Load(), nctl < len(ctl) || nrd < len(rd); err == nil && (unread >= c.pingAt || unread > 0 && left) {
+		if now := time.Now(); !left && now.Sub(c.since) >= time.Duration(unread)*time.Second/maxUnread {
+			c.confirm(c.written)
+			c.since = now
+		} else if c.pinging.CompareAndSwap(false, true) {
+			c.since = now
+			go c.ping(c.written, timeout)
+		}
 	}
 	c.nc.SetWriteDeadline(time.Time{}) // pings and closes write too
 	if err != nil {
@@ -408,7 +416,17 @@ func (c *Client) ping(mark int64, timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if c.conn.Ping(ctx) == nil {
-		c.confirmed.Store(mark)
+		c.confirm(mark)
+	}
+}
+
+// confirm records that the browser has read the first mark bytes.
+func (c *Client) confirm(mark int64) {
+	for {
+		old := c.confirmed.Load()
+		if mark <= old || c.confirmed.CompareAndSwap(old, mark) {
+			return
+		}
 	}
 }
 
