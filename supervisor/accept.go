@@ -10,10 +10,10 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/supervisor/internal/fanout"
 )
 
 // Buffer sizes of one client connection. net/http would give every
@@ -166,7 +166,7 @@ type connWriter struct {
 	head     []byte // status line and headers, once WriteHeader ran
 	body     bytes.Buffer
 	hijacked bool
-	cork     *corkWriter // under the WebSocket's writes, once hijacked
+	cork     *fanout.Cork // under the WebSocket's writes, once hijacked
 }
 
 var _ http.Hijacker = (*connWriter)(nil)
@@ -219,47 +219,6 @@ func (w *connWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	w.nc.SetWriteDeadline(time.Time{})
-	w.cork = &corkWriter{nc: w.nc}
+	w.cork = fanout.NewCork(w.nc)
 	return w.nc, bufio.NewReadWriter(w.br, bufio.NewWriterSize(w.cork, connWriteBuf)), nil
-}
-
-// corkWriter sits under a client's WebSocket writer. While corked, the
-// frames the WebSocket flushes collect in a writer's batch buffer and go
-// out in one write at uncork: one system call per client per flush, not
-// one per frame. Uncorked (pings, closes), it writes through.
-type corkWriter struct {
-	nc  net.Conn
-	mu  sync.Mutex
-	buf *[]byte // non-nil while corked
-}
-
-func (w *corkWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.buf != nil {
-		*w.buf = append(*w.buf, p...)
-		return len(p), nil
-	}
-	return w.nc.Write(p)
-}
-
-// cork starts collecting into buf (emptied first).
-func (w *corkWriter) cork(buf *[]byte) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	*buf = (*buf)[:0]
-	w.buf = buf
-}
-
-// uncork writes what was collected, if send, and stops collecting.
-func (w *corkWriter) uncork(send bool) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	b := w.buf
-	w.buf = nil
-	if !send || len(*b) == 0 {
-		return nil
-	}
-	_, err := w.nc.Write(*b)
-	return err
 }

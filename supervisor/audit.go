@@ -9,6 +9,7 @@ import (
 
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
+	"github.com/livecgi/livecgi/supervisor/internal/fanout"
 )
 
 // AuditFile is the audit trail in the state directory: one JSON line per
@@ -47,10 +48,10 @@ func (s *Supervisor) openAudit() {
 
 // auditCommand records one command of c and what became of it: "ok", or
 // an error ("forbidden: ...", "failed: ...").
-func (s *Supervisor) auditCommand(c *client, m *wire.CommandMsg, result string) {
+func (s *Supervisor) auditCommand(c *fanout.Client, m *wire.CommandMsg, result string) {
 	r := auditRecord{
-		Time: time.Now().UTC().Format("2006-01-02T15:04:05.000Z07:00"), User: c.who.User, Role: c.who.Role,
-		Remote: c.remote, Command: m.Name, ID: m.ID, Result: result,
+		Time: time.Now().UTC().Format("2006-01-02T15:04:05.000Z07:00"), User: c.Who().User, Role: c.Who().Role,
+		Remote: c.Remote(), Command: m.Name, ID: m.ID, Result: result,
 	}
 	if b, err := json.Marshal(m.Args); err == nil && len(b) <= maxArgs {
 		r.Args = b
@@ -70,39 +71,18 @@ func (s *Supervisor) auditCommand(c *client, m *wire.CommandMsg, result string) 
 // authorize checks c's role for command m before anything else is done
 // with it; a refused command is answered with a "forbidden" error and
 // audited. Every transport's commands go through control.Config.Authorize.
-func (s *Supervisor) authorize(c *client, m *wire.CommandMsg) bool {
-	err := s.cfg.Authorize(c.who, m.Name)
+func (s *Supervisor) authorize(c *fanout.Client, m *wire.CommandMsg) bool {
+	err := s.cfg.Authorize(c.Who(), m.Name)
 	if err == nil {
 		return true
 	}
 	if !errors.Is(err, control.ErrForbidden) {
 		err = fmt.Errorf("%w: %v", control.ErrForbidden, err)
 	}
-	c.log.Info("command refused", "command", m.Name, "id", m.ID, "err", err)
-	c.queueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrForbidden, ID: m.ID, Message: err.Error()})
+	c.Log().Info("command refused", "command", m.Name, "id", m.ID, "err", err)
+	c.QueueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrForbidden, ID: m.ID, Message: err.Error()})
 	s.auditCommand(c, m, err.Error())
 	return false
-}
-
-// signIn records on c who its token was minted for and prepares the
-// "user" member its hellos carry.
-func (c *client) signIn(id control.Identity, remote string) {
-	c.who, c.remote = id, remote
-	b, _ := json.Marshal(wire.User{Name: id.User, Role: id.Role})
-	c.userJSON = b
-}
-
-// hello returns the shared hello frame with c's "user" member added: the
-// hub marshals one hello for all clients, and only this part differs.
-func (c *client) hello(shared []byte) []byte {
-	if len(c.userJSON) == 0 || len(shared) < 2 || shared[len(shared)-1] != '}' {
-		return shared
-	}
-	out := make([]byte, 0, len(shared)+len(c.userJSON)+8)
-	out = append(out, shared[:len(shared)-1]...)
-	out = append(out, `,"user":`...)
-	out = append(out, c.userJSON...)
-	return append(out, '}')
 }
 
 func (s *Supervisor) closeAudit() {

@@ -57,7 +57,7 @@ func TestDemandDrivenSampling(t *testing.T) {
 	const p = "helper_counter"
 	ts := startSup(t, nil, "counter")
 	ts.up(t, p)
-	head := ts.hub.head.Load()
+	head := ts.hub.Hello().Seq
 	first := ts.streams(t, p)
 	// Longer than the health check's limit (no reading for max(3
 	// intervals, 5 s)): an idle plugin is not taken for a hung one.
@@ -66,7 +66,7 @@ func TestDemandDrivenSampling(t *testing.T) {
 	if idle.Opened != 0 || idle.Sent != 0 || ts.plugins.streams.Load() != 0 {
 		t.Fatalf("no client: plugin opened %d streams and sent %d readings, supervisor has %d open; want none", idle.Opened, idle.Sent, ts.plugins.streams.Load())
 	}
-	if h := ts.hub.head.Load(); h != head {
+	if h := ts.hub.Hello().Seq; h != head {
 		t.Errorf("no client: %d readings published, want none", h-head)
 	}
 	if idle.PID != first.PID || ts.plugins.restarts.Load() != 0 {
@@ -99,12 +99,12 @@ func TestDemandDrivenSampling(t *testing.T) {
 	// The last one leaving closes it.
 	c2.conn.Close(websocket.StatusNormalClosure, "")
 	waitFor(t, "the stream closed", func() bool { return ts.streams(t, p).Open == 0 && ts.plugins.streams.Load() == 0 })
-	before, head := ts.streams(t, p), ts.hub.head.Load()
+	before, head := ts.streams(t, p), ts.hub.Hello().Seq
 	ts.span(t, p, 300)
 	if after := ts.streams(t, p); after.Sent != before.Sent || after.Opened != 1 {
 		t.Errorf("after the last client left: %d more readings sent, %d streams opened in all; want none more, 1", after.Sent-before.Sent, after.Opened)
 	}
-	if h := ts.hub.head.Load(); h != head {
+	if h := ts.hub.Hello().Seq; h != head {
 		t.Errorf("after the last client left: %d readings published, want none", h-head)
 	}
 

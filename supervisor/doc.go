@@ -2,12 +2,13 @@
 // directory as go-plugin processes, keeps the last value of every sensor,
 // and serves browsers over WebSockets (protocol in proto/wire).
 //
-// Start with New and Supervisor.Run. The hub (hub.go) fans readings out to
-// clients (client.go) through a small pool of writers. The manager keeps
-// one slot per plugin binary (plugins.go); a slot's loop starts, restarts
-// and swaps its process and streams its readings (slot.go); instance.go
-// starts and stops one process, command.go runs commands on it,
-// translate.go turns its descriptors and readings into wire form; watch.go
-// follows the plugins directory. demand.go counts the consumers of
-// readings: plugins stream only while there is one.
+// Start with New and Supervisor.Run. The fan-out (internal/fanout) sends
+// readings to clients through a small pool of writers; hub.go adapts it.
+// The manager keeps one slot per plugin binary (plugins.go); a slot's loop
+// starts, restarts and swaps its process and streams its readings
+// (slot.go); instance.go starts and stops one process, command.go runs
+// commands on it, translate.go turns its descriptors and readings into
+// wire form; watch.go follows the plugins directory. demand.go counts the
+// consumers of readings: plugins stream only while there is one. poll.go
+// serves long polls through the control socket.
 package supervisor

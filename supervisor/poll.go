@@ -16,6 +16,7 @@ import (
 
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
+	"github.com/livecgi/livecgi/supervisor/internal/fanout"
 )
 
 // Long polling through the stub (live.cgi?poll, proto/README.md,
@@ -24,9 +25,10 @@ import (
 // and answers the frames a WebSocket would have carried.
 //
 // A poll session is a client of the hub like a WebSocket one, except that
-// its control frames (hello, status, ...) collect in a pollQueue instead
-// of going to the writers, and its readings are taken from the hub's ring
-// when a poll comes, newest per sensor after the poll's since. Its
+// it has no socket: its control frames (hello, status, ...) collect in a
+// pollQueue (fanout.ClientOptions.Control), and its readings are taken
+// from the hub when a poll comes, newest per sensor after the poll's since
+// (fanout.Hub.Collect). Its
 // commands go through Supervisor.command, as a WebSocket client's do:
 // role check, schema check, audit.
 
@@ -36,7 +38,7 @@ import (
 type pollSession struct {
 	id     string
 	origin string
-	c      *client // attached to the hub; c.pq is q
+	c      *fanout.Client // attached to the hub; its control frames go to q
 	q      *pollQueue
 
 	mu         sync.Mutex // guards the fields below
@@ -51,15 +53,19 @@ type pollSession struct {
 type pollQueue struct {
 	mu       sync.Mutex
 	frames   [][]byte
-	overflow bool          // more than maxControlQueue frames were never taken
+	overflow bool          // more than maxPollQueue frames were never taken
 	notify   chan struct{} // capacity 1: something was queued
 }
+
+// maxPollQueue bounds the control frames waiting for a poll; past it the
+// session ends.
+const maxPollQueue = 512
 
 func newPollQueue() *pollQueue { return &pollQueue{notify: make(chan struct{}, 1)} }
 
 func (q *pollQueue) push(b []byte) {
 	q.mu.Lock()
-	if len(q.frames) >= maxControlQueue {
+	if len(q.frames) >= maxPollQueue {
 		q.overflow = true
 	} else {
 		q.frames = append(q.frames, b)
@@ -77,33 +83,6 @@ func (q *pollQueue) take() [][]byte {
 	f := q.frames
 	q.frames = nil
 	return f
-}
-
-// pollSignal tells waiting polls that the hub published a reading: a
-// channel closed at the next publish.
-type pollSignal struct {
-	mu sync.Mutex
-	ch chan struct{}
-}
-
-// wait returns a channel closed at the next fire.
-func (p *pollSignal) wait() <-chan struct{} {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ch == nil {
-		p.ch = make(chan struct{})
-	}
-	return p.ch
-}
-
-// fire wakes every waiting poll; with none it costs a lock.
-func (p *pollSignal) fire() {
-	p.mu.Lock()
-	if p.ch != nil {
-		close(p.ch)
-		p.ch = nil
-	}
-	p.mu.Unlock()
 }
 
 // polls holds the poll sessions by id.
@@ -164,7 +143,7 @@ func (s *Supervisor) pollSession(id, origin string) (*pollSession, *control.Answ
 		return nil, &a
 	}
 	if ps.origin != origin {
-		ps.c.log.Info("poll refused: session of another origin", "origin", origin)
+		ps.c.Log().Info("poll refused: session of another origin", "origin", origin)
 		a := control.ErrorAnswer(403, control.ErrCodeForbidden, "poll session belongs to another origin")
 		return nil, &a
 	}
@@ -174,7 +153,7 @@ func (s *Supervisor) pollSession(id, origin string) (*pollSession, *control.Answ
 // openPoll checks a first poll's token, as upgrade does a WebSocket's,
 // and opens a session.
 func (s *Supervisor) openPoll(req control.PollRequest) (*pollSession, control.Answer) {
-	claims, err := control.VerifyToken(s.secret, req.Token, req.Origin, s.hub.epoch, time.Now())
+	claims, err := control.VerifyToken(s.secret, req.Token, req.Origin, s.hub.Epoch(), time.Now())
 	if err == nil && !s.useNonce(claims.Nonce) {
 		err = errors.New("token already used")
 	}
@@ -185,17 +164,20 @@ func (s *Supervisor) openPoll(req control.PollRequest) (*pollSession, control.An
 	if u, err := url.Parse(req.Origin); err != nil || u.Host == "" || !s.cfg.HostAllowed(u.Host) {
 		return nil, control.ErrorAnswer(403, control.ErrCodeForbidden, "bad origin or origin host not in allowed_hosts")
 	}
-	if s.hub.clientCount() >= s.cfg.MaxClients {
-		s.log.Warn("poll refused: too many clients", "max_clients", s.cfg.MaxClients)
-		return nil, control.ErrorAnswer(503, control.ErrCodeTooMany, "too many clients")
-	}
 	var b [16]byte
 	rand.Read(b[:])
 	ps := &pollSession{id: base64.RawURLEncoding.EncodeToString(b[:]), origin: req.Origin, q: newPollQueue(), lastUse: time.Now()}
 	ps.lim = limiter{rate: s.cfg.Rate, burst: float64(s.cfg.Burst)}
-	ps.c = &client{hub: s.hub, pq: ps.q, log: s.log.With("remote", req.Remote, "user", claims.User, "transport", "poll")}
-	ps.c.signIn(claims.Identity, req.Remote)
-	if !s.hub.attach(ps.c) {
+	ps.c = s.hub.NewClient(fanout.ClientOptions{
+		Who: claims.Identity, Remote: req.Remote, Control: ps.q.push,
+		Log: s.log.With("remote", req.Remote, "user", claims.User, "transport", "poll"),
+	})
+	switch err := s.hub.Attach(ps.c); err {
+	case nil:
+	case fanout.ErrTooMany:
+		s.log.Warn("poll refused: too many clients", "max_clients", s.cfg.MaxClients)
+		return nil, control.ErrorAnswer(503, control.ErrCodeTooMany, "too many clients")
+	default:
 		return nil, control.ErrorAnswer(503, control.ErrCodeStopping, "supervisor stopping")
 	}
 	s.polls.mu.Lock()
@@ -204,7 +186,7 @@ func (s *Supervisor) openPoll(req control.PollRequest) (*pollSession, control.An
 	}
 	s.polls.sessions[ps.id] = ps
 	s.polls.mu.Unlock()
-	ps.c.log.Debug("poll session opened")
+	ps.c.Log().Debug("poll session opened")
 	return ps, control.Answer{}
 }
 
@@ -234,9 +216,7 @@ func (s *Supervisor) answerPoll(ctx context.Context, ps *pollSession, since *uin
 	}
 	empty := func() control.Answer { return pollAnswer(ps.id, cur, nil) }
 	if opened {
-		ps.c.mu.Lock()
-		cur = ps.c.cursor // attach's snapshot covers up to here
-		ps.c.mu.Unlock()
+		cur = ps.c.Cursor() // attach's snapshot covers up to here
 		since = &cur
 	} else if hold > 0 {
 		// Batching: a page polling in a tight loop gets at most one
@@ -255,7 +235,7 @@ func (s *Supervisor) answerPoll(ctx context.Context, ps *pollSession, since *uin
 	timeout := time.NewTimer(s.cfg.PollTimeout)
 	defer timeout.Stop()
 	for {
-		published := s.hub.polled.wait()
+		published := s.hub.Published()
 		if frames, seq, ok := s.collect(ps, since); ok {
 			s.hub.delivered.Add(uint64(len(frames)))
 			return pollAnswer(ps.id, seq, frames)
@@ -274,46 +254,14 @@ func (s *Supervisor) answerPoll(ctx context.Context, ps *pollSession, since *uin
 }
 
 // collect gathers what a poll after since answers: the queued control
-// frames, then hello and a full snapshot when since is absent, a full
-// snapshot when it is ahead of the hub or older than the history, else
-// the readings after it, newest per sensor. ok is false when there is
-// nothing to answer yet.
+// frames, then what the hub has for the session after since (hello and
+// snapshot, a snapshot, or the readings, newest per sensor: see
+// fanout.Hub.Collect). ok is false when there is nothing to answer yet.
 func (s *Supervisor) collect(ps *pollSession, since *uint64) (frames [][]byte, seq uint64, ok bool) {
-	h := s.hub
 	frames = ps.q.take()
-	head := h.head.Load()
-	var snap [][]byte
-	switch {
-	case since == nil:
-		snap, seq = h.pollSnapshot(ps.c, true, "")
-	case *since > head:
-		snap, seq = h.pollSnapshot(ps.c, false, "sequence ahead of the server")
-	case head-*since > uint64(h.history):
-		snap, seq = h.pollSnapshot(ps.c, false, "history gone: more readings were missed than are kept")
-	}
-	if snap != nil {
-		return append(frames, snap...), seq, true
-	}
-	rd := newest(h.after(ps.c, *since, head, nil), &h.coalesced)
-	for _, f := range rd {
-		frames = append(frames, f.data)
-	}
-	return frames, head, len(frames) > 0
-}
-
-// pollSnapshot returns a full snapshot for c, after a hello if asked,
-// and the sequence number it covers, which the poll answers as its own:
-// readings published after it have higher ones.
-func (h *hub) pollSnapshot(c *client, hello bool, reason string) ([][]byte, uint64) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var out [][]byte
-	if hello {
-		b, _ := json.Marshal(h.helloLocked())
-		out = append(out, c.hello(b))
-	}
-	b, _ := json.Marshal(h.snapshotLocked(c, reason))
-	return append(out, b), h.seq
+	more, seq := s.hub.Collect(ps.c, since)
+	frames = append(frames, more...)
+	return frames, seq, len(frames) > 0
 }
 
 // pollAnswer is the document a poll answers:
@@ -388,14 +336,14 @@ func (s *Supervisor) servePollCommand(ctx context.Context, arg []byte, rest io.R
 	}
 	// A client of its own for this one answer, with the session's
 	// identity and this request's address (for the audit trail).
-	cc := &client{hub: s.hub, pq: newPollQueue(), log: ps.c.log}
-	cc.signIn(ps.c.who, req.Remote)
+	q := newPollQueue()
+	cc := s.hub.NewClient(fanout.ClientOptions{Who: ps.c.Who(), Remote: req.Remote, Control: q.push, Log: ps.c.Log()})
 	s.command(ctx, cc, m)
 	t := time.NewTimer(s.cfg.CommandTimeout + time.Second)
 	defer t.Stop()
 	select {
-	case <-cc.pq.notify:
-		return control.Answer{Status: 200, Body: append(cc.pq.take()[0], '\n')}
+	case <-q.notify:
+		return control.Answer{Status: 200, Body: append(q.take()[0], '\n')}
 	case <-t.C:
 		return frame(wire.Error{Code: wire.ErrBadMessage, ID: m.ID, Message: "no result in time"})
 	case <-ctx.Done():
@@ -425,9 +373,9 @@ func (s *Supervisor) sweepPolls(ctx context.Context) {
 			ps.q.mu.Unlock()
 			if idle {
 				delete(s.polls.sessions, id)
-				s.hub.detach(ps.c)
-				ps.c.shut()
-				ps.c.log.Debug("poll session ended")
+				s.hub.Detach(ps.c)
+				ps.c.Shut()
+				ps.c.Log().Debug("poll session ended")
 			}
 		}
 		s.polls.mu.Unlock()

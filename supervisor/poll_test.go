@@ -149,7 +149,7 @@ func TestPollTakeover(t *testing.T) {
 func TestPollCommand(t *testing.T) {
 	ts := startSup(t, func(c *control.Config) { c.MaxFrame = 300 }, "counter")
 	o := ts.origin()
-	waitFor(t, "the counter plugin.s commands", func() bool { _, ok := ts.hub.command("helper_counter.add"); return ok })
+	waitFor(t, "the counter plugin.s commands", func() bool { _, ok := ts.hub.Command("helper_counter.add"); return ok })
 	viewer := ts.poll(context.Background(), control.PollRequest{Token: ts.token(o, control.Identity{User: "v"}), Origin: o})
 	operator := ts.poll(context.Background(), control.PollRequest{Token: ts.token(o, control.Identity{User: "op", Role: control.RoleOperator}), Origin: o})
 

@@ -18,7 +18,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
-	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -27,6 +26,7 @@ import (
 	"github.com/livecgi/livecgi/proto"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
+	"github.com/livecgi/livecgi/supervisor/internal/fanout"
 )
 
 // builtinPlugin is the plugin id of the supervisor's own figures.
@@ -104,16 +104,22 @@ func New(opts Options) (*Supervisor, error) {
 	}
 	epoch := make([]byte, 6)
 	rand.Read(epoch)
-	s.hub = newHub(hex.EncodeToString(epoch), s.version, s.cfg.History)
-	s.hub.commandRole = s.cfg.CommandRole
 	s.demand = newDemand()
-	s.hub.demand = s.demand
-	// A client is in work at most once, so work never blocks a sender.
-	// Chunks hold each client woken by a reading; one can be woken again
-	// only after a writer has taken it, so outstanding chunks stay far
-	// below this capacity.
-	s.hub.work = make(chan *client, s.cfg.MaxClients+16)
-	s.hub.chunks = make(chan []*client, s.cfg.MaxClients+16)
+	consumers := 0 // guarded by the hub's lock (OnConsumers)
+	s.hub = newHub(fanout.Options{
+		Epoch: hex.EncodeToString(epoch), Version: s.version, History: s.cfg.History,
+		MaxClients: s.cfg.MaxClients, Writers: s.writers, WriteTimeout: s.cfg.WriteTimeout,
+		CommandRole: s.cfg.CommandRole,
+		// Each attached client, a poll session's too, holds demand.
+		OnConsumers: func(n int) {
+			for ; consumers < n; consumers++ {
+				s.demand.hold()
+			}
+			for ; consumers > n; consumers-- {
+				s.demand.release()
+			}
+		},
+	})
 	if s.cfg.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
 		if err != nil {
@@ -142,7 +148,7 @@ func (s *Supervisor) Status() control.Status {
 	s.mu.Lock()
 	port := s.port
 	s.mu.Unlock()
-	return control.Status{PID: os.Getpid(), Port: port, Version: s.version, Epoch: s.hub.epoch, Clients: s.hub.clientCount(), TLS: s.tls != nil}
+	return control.Status{PID: os.Getpid(), Port: port, Version: s.version, Epoch: s.hub.Epoch(), Clients: s.hub.clientCount(), TLS: s.tls != nil}
 }
 
 // Run serves WebSockets on ln (over TLS with tls_cert) and runs the
@@ -172,34 +178,7 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 	s.plugins.ctx = pctx
 	s.registerBuiltin()
 
-	var wg sync.WaitGroup
-	for range s.writers {
-		wg.Go(func() {
-			var scratch []*frame
-			var batch []byte
-			work, chunks := s.hub.work, s.hub.chunks
-			for work != nil || chunks != nil {
-				select {
-				case c, ok := <-work:
-					if !ok {
-						work = nil
-						continue
-					}
-					c.flush(s.cfg.WriteTimeout, &scratch, &batch)
-				case cs, ok := <-chunks:
-					if !ok {
-						chunks = nil
-						continue
-					}
-					for _, c := range cs {
-						if c.claim() {
-							c.flush(s.cfg.WriteTimeout, &scratch, &batch)
-						}
-					}
-				}
-			}
-		})
-	}
+	s.hub.Start()
 	var bg sync.WaitGroup
 	bg.Go(func() { s.publishStats(ctx, cancel) })
 	bg.Go(func() { s.pinger(ctx) })
@@ -209,7 +188,7 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.serve(ctx, ln) }()
-	s.log.Info("livecgid serving", "addr", ln.Addr().String(), "plugins_dir", s.cfg.PluginsDir, "version", s.version, "epoch", s.hub.epoch)
+	s.log.Info("livecgid serving", "addr", ln.Addr().String(), "plugins_dir", s.cfg.PluginsDir, "version", s.version, "epoch", s.hub.Epoch())
 
 	var err error
 	select {
@@ -227,12 +206,12 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 	// 2. Going away to every client (Shutdown does not wait for hijacked
 	// connections); their readers return and detach them.
 	var cw sync.WaitGroup
-	for _, c := range s.hub.shutdown() {
-		c.shut()
-		if c.conn == nil {
+	for _, c := range s.hub.Shutdown() {
+		c.Shut()
+		if c.Conn() == nil {
 			continue // a poll session: its waiting poll ends with ctx
 		}
-		cw.Go(func() { c.conn.Close(websocket.StatusGoingAway, "supervisor stopping") })
+		cw.Go(func() { c.Conn().Close(websocket.StatusGoingAway, "supervisor stopping") })
 	}
 	cw.Wait()
 	// 3. Stop every plugin.
@@ -240,9 +219,7 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 	s.plugins.wait()
 	// 4. The watcher and the rest.
 	bg.Wait()
-	close(s.hub.work)
-	close(s.hub.chunks)
-	wg.Wait()
+	s.hub.Stop()
 	s.log.Info("livecgid stopped")
 	return err
 }
@@ -271,7 +248,7 @@ func (s *Supervisor) upgrade(w *connWriter, r *http.Request) {
 		return
 	}
 	origin := r.Header.Get("Origin")
-	claims, err := control.VerifyToken(s.secret, r.URL.Query().Get("token"), origin, s.hub.epoch, time.Now())
+	claims, err := control.VerifyToken(s.secret, r.URL.Query().Get("token"), origin, s.hub.Epoch(), time.Now())
 	if err == nil && !s.useNonce(claims.Nonce) {
 		err = errors.New("token already used")
 	}
@@ -299,33 +276,29 @@ func (s *Supervisor) upgrade(w *connWriter, r *http.Request) {
 		return
 	}
 	conn.SetReadLimit(s.cfg.MaxFrame)
-	if n := s.hub.clientCount(); n >= s.cfg.MaxClients {
+	c := s.hub.NewClient(fanout.ClientOptions{
+		Conn: conn, Net: w.nc, Cork: w.cork, Who: claims.Identity, Remote: r.RemoteAddr,
+		Log: s.log.With("remote", r.RemoteAddr, "user", claims.User),
+	})
+	switch err := s.hub.Attach(c); err {
+	case nil:
+	case fanout.ErrTooMany:
 		s.log.Warn("client refused: too many clients", "max_clients", s.cfg.MaxClients)
 		conn.Close(wire.CloseTooMany, "too many clients")
 		return
-	}
-	c := &client{hub: s.hub, conn: conn, nc: w.nc, cork: w.cork, log: s.log.With("remote", r.RemoteAddr, "user", claims.User)}
-	c.signIn(claims.Identity, r.RemoteAddr)
-	raw := w.nc
-	if tc, ok := raw.(*tls.Conn); ok {
-		raw = tc.NetConn() // the send buffer is the TCP socket's
-	}
-	if sc, ok := raw.(syscall.Conn); ok {
-		c.raw, _ = sc.SyscallConn()
-	}
-	if !s.hub.attach(c) {
+	default:
 		conn.Close(websocket.StatusGoingAway, "supervisor stopping")
 		return
 	}
-	c.log.Debug("client connected")
+	c.Log().Debug("client connected")
 	// The reader is a fresh goroutine: the upgrade grew this one's stack,
 	// and an idle client should cost only what a blocked read needs.
 	ctx := r.Context()
 	go func() {
 		s.read(ctx, c)
-		s.hub.detach(c)
-		c.shut()
-		c.log.Debug("client gone")
+		s.hub.Detach(c)
+		c.Shut()
+		c.Log().Debug("client gone")
 	}()
 }
 
@@ -355,89 +328,89 @@ func (s *Supervisor) useNonce(n string) bool {
 // The rate limit is checked before a frame is read: a frame over it is
 // discarded unread, never decoded. A client that keeps sending over its
 // rate for floodGrace is closed with wire.CloseRateLimits.
-func (s *Supervisor) read(ctx context.Context, c *client) {
-	defer c.conn.CloseNow()
+func (s *Supervisor) read(ctx context.Context, c *fanout.Client) {
+	defer c.Conn().CloseNow()
 	lim := limiter{rate: s.cfg.Rate, burst: float64(s.cfg.Burst)}
 	for {
-		typ, r, err := c.conn.Reader(ctx)
+		typ, r, err := c.Conn().Reader(ctx)
 		if err != nil {
 			if st := websocket.CloseStatus(err); st != -1 {
-				c.log.Debug("client closed", "status", st)
+				c.Log().Debug("client closed", "status", st)
 			} else {
-				c.log.Debug("read ended", "err", err)
+				c.Log().Debug("read ended", "err", err)
 			}
 			return
 		}
 		now := time.Now()
 		if !lim.allow(now) {
 			if _, err := io.Copy(io.Discard, r); err != nil {
-				c.log.Debug("read ended", "err", err)
+				c.Log().Debug("read ended", "err", err)
 				return
 			}
 			if lim.drop(now) {
-				c.log.Warn("client closed: kept sending over its rate limit", "rate", s.cfg.Rate, "for", floodGrace)
-				c.conn.Close(wire.CloseRateLimits, "rate limit exceeded")
+				c.Log().Warn("client closed: kept sending over its rate limit", "rate", s.cfg.Rate, "for", floodGrace)
+				c.Conn().Close(wire.CloseRateLimits, "rate limit exceeded")
 				return
 			}
 			if now.Sub(lim.lastWarn) > time.Second {
 				lim.lastWarn = now
-				c.queueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrRateLimited,
+				c.QueueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrRateLimited,
 					Message: fmt.Sprintf("more than %g messages per second: messages dropped", s.cfg.Rate)})
 			}
 			continue
 		}
 		data, err := io.ReadAll(r)
 		if err != nil {
-			c.log.Debug("read ended", "err", err)
+			c.Log().Debug("read ended", "err", err)
 			return
 		}
 		lim.charge(len(data))
 		if typ != websocket.MessageText {
-			c.queueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrBadMessage, Message: "binary frames are not accepted"})
+			c.QueueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrBadMessage, Message: "binary frames are not accepted"})
 			continue
 		}
 		if !utf8.Valid(data) {
-			c.log.Info("client closed: text frame is not UTF-8")
-			c.conn.Close(websocket.StatusInvalidFramePayloadData, "text frame is not UTF-8")
+			c.Log().Info("client closed: text frame is not UTF-8")
+			c.Conn().Close(websocket.StatusInvalidFramePayloadData, "text frame is not UTF-8")
 			return
 		}
 		msg, err := wire.DecodeClient(data)
 		if err != nil {
 			var de *wire.DecodeError
 			errors.As(err, &de)
-			c.queueJSON(wire.Error{Type: wire.TypeError, Code: de.Code, Message: err.Error()})
+			c.QueueJSON(wire.Error{Type: wire.TypeError, Code: de.Code, Message: err.Error()})
 			continue
 		}
 		switch m := msg.(type) {
 		case *wire.CommandMsg:
 			s.command(ctx, c, m)
 		case *wire.Subscribe:
-			snap, unknown := s.hub.subscribe(c, m.Sensors)
+			snap, unknown := s.hub.Subscribe(c, m.Sensors)
 			if len(unknown) > 0 {
-				c.queueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrUnknownSensor, Message: fmt.Sprintf("unknown sensors: %q", unknown)})
+				c.QueueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrUnknownSensor, Message: fmt.Sprintf("unknown sensors: %q", unknown)})
 			}
-			c.queueControl(snap)
+			c.QueueControl(snap)
 		case *wire.Resume:
-			c.queueControl(s.hub.resume(c, m.Epoch, m.Seq))
+			c.QueueControl(s.hub.Resume(c, m.Epoch, m.Seq))
 		}
 	}
 }
 
 // command validates m against the command's schema and runs it on its
 // plugin; the result goes to c only.
-func (s *Supervisor) command(ctx context.Context, c *client, m *wire.CommandMsg) {
+func (s *Supervisor) command(ctx context.Context, c *fanout.Client, m *wire.CommandMsg) {
 	if !s.authorize(c, m) {
 		return
 	}
-	cmd, ok := s.hub.command(m.Name)
+	cmd, ok := s.hub.Command(m.Name)
 	if !ok {
-		c.queueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrUnknownCommand, ID: m.ID, Message: fmt.Sprintf("unknown command %q", m.Name)})
+		c.QueueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrUnknownCommand, ID: m.ID, Message: fmt.Sprintf("unknown command %q", m.Name)})
 		s.auditCommand(c, m, wire.ErrUnknownCommand)
 		return
 	}
 	args, err := validateArgs(cmd.Args, m.Args)
 	if err != nil {
-		c.queueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrBadArgs, ID: m.ID, Message: fmt.Sprintf("%s: %v", m.Name, err)})
+		c.QueueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrBadArgs, ID: m.ID, Message: fmt.Sprintf("%s: %v", m.Name, err)})
 		s.auditCommand(c, m, wire.ErrBadArgs+": "+err.Error())
 		return
 	}
@@ -449,7 +422,7 @@ func (s *Supervisor) command(ctx context.Context, c *client, m *wire.CommandMsg)
 		res := wire.Result{Type: wire.TypeResult, ID: m.ID, OK: err == nil}
 		if err != nil {
 			res.Error = err.Error()
-			c.log.Info("command failed", "command", m.Name, "id", m.ID, "err", err)
+			c.Log().Info("command failed", "command", m.Name, "id", m.ID, "err", err)
 			s.auditCommand(c, m, "failed: "+err.Error())
 		} else {
 			if len(v) > 0 {
@@ -457,7 +430,7 @@ func (s *Supervisor) command(ctx context.Context, c *client, m *wire.CommandMsg)
 			}
 			s.auditCommand(c, m, "ok")
 		}
-		c.queueJSON(res)
+		c.QueueJSON(res)
 	}()
 }
 
@@ -488,23 +461,65 @@ func (s *Supervisor) pinger(ctx context.Context) {
 			continue
 		case <-t.C:
 		}
-		s.hub.mu.Lock()
-		clients := make([]*client, 0, len(s.hub.clients))
-		for c := range s.hub.clients {
-			if c.conn != nil { // not a poll session
-				clients = append(clients, c)
+		for _, c := range s.hub.Clients() {
+			if c.Conn() == nil {
+				continue // a poll session
 			}
-		}
-		s.hub.mu.Unlock()
-		for _, c := range clients {
 			go func() {
 				pctx, cancel := context.WithTimeout(ctx, s.cfg.PingInterval)
 				defer cancel()
-				if err := c.conn.Ping(pctx); err != nil && ctx.Err() == nil {
-					c.log.Info("client dropped: no pong", "err", err)
-					c.conn.CloseNow()
+				if err := c.Conn().Ping(pctx); err != nil && ctx.Err() == nil {
+					c.Log().Info("client dropped: no pong", "err", err)
+					c.Conn().CloseNow()
 				}
 			}()
 		}
 	}
+}
+
+// floodGrace is how long a client may keep sending over its rate limit
+// (frames dropped with no pause of a second) before it is closed with
+// wire.CloseRateLimits. A burst that calms down is only dropped from.
+const floodGrace = 3 * time.Second
+
+// frameCost is the frame size that costs one more message in the limiter:
+// the rate limits bytes too (rate × frameCost per second), so large frames
+// cannot flood at the message rate.
+const frameCost = 4 << 10
+
+// limiter is a token bucket for one client's messages; used by the
+// client's reader only.
+type limiter struct {
+	rate, burst, tokens float64
+	last                time.Time
+	overSince, lastDrop time.Time // the current run of dropped frames
+	lastWarn            time.Time
+}
+
+// allow reports whether a frame arriving now may be read; charge then
+// takes its cost.
+func (l *limiter) allow(now time.Time) bool {
+	if l.last.IsZero() {
+		l.tokens = l.burst
+	} else {
+		l.tokens = min(l.burst, l.tokens+now.Sub(l.last).Seconds()*l.rate)
+	}
+	l.last = now
+	return l.tokens >= 1
+}
+
+// charge takes the cost of a frame of n bytes: one message, and one more
+// per frameCost bytes (the bucket may go below zero).
+func (l *limiter) charge(n int) {
+	l.tokens -= 1 + float64(n/frameCost)
+}
+
+// drop counts a frame dropped now and reports whether the client has been
+// over its rate for floodGrace.
+func (l *limiter) drop(now time.Time) (flooding bool) {
+	if now.Sub(l.lastDrop) > time.Second {
+		l.overSince = now
+	}
+	l.lastDrop = now
+	return now.Sub(l.overSince) >= floodGrace
 }

@@ -717,9 +717,7 @@ func TestKilledPluginRestarts(t *testing.T) {
 
 // pluginInfo returns what the hub says of plugin id.
 func pluginInfo(ts *testSup, id string) wire.PluginInfo {
-	ts.hub.mu.Lock()
-	defer ts.hub.mu.Unlock()
-	return ts.hub.plugins[id]
+	return ts.hub.Plugin(id)
 }
 
 func sha256Hex(b []byte) string {

@@ -1,0 +1,10 @@
+// Package fanout sends readings to browsers: the hub keeps the last value
+// of every sensor and a ring of recent readings, a small pool of writers
+// flushes each client's queue (newest value per sensor when it falls
+// behind), and a cork batches one flush into one write.
+//
+// The plugin host reaches it through Publish, SetPlugin and SetState; the
+// connection side through NewClient, Attach, Detach, Subscribe, Resume and
+// the client's queue. The concurrency contract is written on Hub and
+// Client.
+package fanout
