@@ -5,6 +5,8 @@
 //
 // The plugin host reaches it through Publish, SetPlugin and SetState; the
 // connection side through NewClient, Attach, Detach, Subscribe, Resume and
-// the client's queue. The concurrency contract is written on Hub and
+// the client's queue; a client without a socket (a long poll) gets its
+// control frames through ClientOptions.Control and its readings from
+// Collect, waking at Published. The concurrency contract is written on Hub and
 // Client.
 package fanout
