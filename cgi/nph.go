@@ -61,19 +61,9 @@ func (s *Stub) handOver(ctx context.Context, r Request) Response {
 	if r.Origin == "" {
 		return errorResponse(403, ErrCrossSite, "a WebSocket upgrade without an Origin header")
 	}
-	origin, host, err := TokenOrigin(r)
-	if err != nil {
-		return originRefused(err)
-	}
-	if s.ConfigErr != nil {
-		return configRefused(s)
-	}
-	if oh := strings.TrimPrefix(strings.TrimPrefix(origin, "http://"), "https://"); !s.Config.HostAllowed(oh) {
-		return s.hostRefused(oh)
-	}
-	st, err := s.starter()
-	if err != nil {
-		return stateDirRefused(err)
+	origin, host, st, refused := s.site(r)
+	if refused != nil {
+		return *refused
 	}
 	if _, err := st.ensure(ctx); err != nil {
 		return supervisorRefused(err)

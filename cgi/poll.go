@@ -7,7 +7,6 @@ import (
 	"io"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -88,22 +87,9 @@ func (s *Stub) pollCheck(r Request) (string, *starter, *Response) {
 	if r.SecFetchSite == "cross-site" {
 		return fail(errorResponse(403, ErrCrossSite, "cross-site request (Sec-Fetch-Site)"))
 	}
-	origin, _, err := TokenOrigin(r)
-	if errors.Is(err, errCrossSite) {
-		return fail(errorResponse(403, ErrCrossSite, err.Error()))
-	}
-	if err != nil {
-		return fail(errorResponse(400, ErrBadRequest, err.Error()))
-	}
-	if s.ConfigErr != nil {
-		return fail(errorResponse(500, ErrConfig, fmt.Sprintf("config file %s: %v", s.ConfigPath, s.ConfigErr)))
-	}
-	if oh := strings.TrimPrefix(strings.TrimPrefix(origin, "http://"), "https://"); !s.Config.HostAllowed(oh) {
-		return fail(s.hostRefused(oh))
-	}
-	st, err := s.starter()
-	if err != nil {
-		return fail(errorResponse(500, ErrStateDir, "state dir not writable: "+err.Error()))
+	origin, _, st, refused := s.site(r)
+	if refused != nil {
+		return "", nil, refused
 	}
 	return origin, st, nil
 }

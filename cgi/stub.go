@@ -203,21 +203,37 @@ func (s *Stub) starter() (*starter, error) {
 	return st, nil
 }
 
-func (s *Stub) connect(ctx context.Context, r Request) Response {
+// site checks what every request for a token or a socket must pass: a
+// well-formed Host and an Origin of the same site (TokenOrigin), on an
+// allowed host, a usable config and state dir. It returns the origin, the
+// host and the starter, or the answer that refuses r.
+func (s *Stub) site(r Request) (origin string, host HostPort, st *starter, refused *Response) {
 	origin, host, err := TokenOrigin(r)
 	if err != nil {
-		return originRefused(err)
+		resp := originRefused(err)
+		return "", host, nil, &resp
 	}
 	if s.ConfigErr != nil {
-		return configRefused(s)
+		resp := configRefused(s)
+		return "", host, nil, &resp
 	}
 	// TokenOrigin has the Origin on the Host's host; checked all the same.
 	if oh := strings.TrimPrefix(strings.TrimPrefix(origin, "http://"), "https://"); !s.Config.HostAllowed(oh) {
-		return s.hostRefused(oh)
+		resp := s.hostRefused(oh)
+		return "", host, nil, &resp
 	}
-	st, err := s.starter()
+	st, err = s.starter()
 	if err != nil {
-		return stateDirRefused(err)
+		resp := stateDirRefused(err)
+		return "", host, nil, &resp
+	}
+	return origin, host, st, nil
+}
+
+func (s *Stub) connect(ctx context.Context, r Request) Response {
+	origin, host, st, refused := s.site(r)
+	if refused != nil {
+		return *refused
 	}
 	id, refused := s.authenticate(ctx, r, st)
 	if refused != nil {
