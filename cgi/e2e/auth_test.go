@@ -292,22 +292,6 @@ func TestBrowserRoles(t *testing.T) {
 			t.Fatalf("%s: %v", name, err)
 		}
 	}
-	waitFor := func(ctx context.Context, cond string) error {
-		for {
-			ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](cond))
-			if err != nil && ctx.Err() == nil {
-				return fmt.Errorf("evaluate %s: %w", cond, err)
-			}
-			if ok {
-				return nil
-			}
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("waiting for %s: %w", cond, ctx.Err())
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-	}
 	signIn := func(user, pass string) func(ctx context.Context) error {
 		return func(ctx context.Context) error {
 			auth := "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))

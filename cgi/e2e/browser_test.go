@@ -64,25 +64,6 @@ func TestBrowser(t *testing.T) {
 		}
 		t.Logf("%s: %v", name, time.Since(start).Round(time.Millisecond))
 	}
-	// waitFor polls a JavaScript condition, evaluated from outside the
-	// page: chromedp.Poll compiles its predicate with new Function, which
-	// the page's CSP (rightly) forbids.
-	waitFor := func(ctx context.Context, cond string) error {
-		for {
-			ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](cond))
-			if err != nil && ctx.Err() == nil {
-				return fmt.Errorf("evaluate %s: %w", cond, err)
-			}
-			if ok {
-				return nil
-			}
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("waiting for %s: %w", cond, ctx.Err())
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-	}
 	attr := func(ctx context.Context, sel, name string) (string, error) {
 		return chromedp.Run(ctx, chromedp.Evaluate[string](
 			fmt.Sprintf(`(document.querySelector(%s) || {dataset: {}}).dataset[%s] || ""`, strconv.Quote(sel), strconv.Quote(name))))
@@ -399,4 +380,24 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// waitFor polls a JavaScript condition, evaluated from outside the page:
+// chromedp.Poll compiles its predicate with new Function, which the
+// page's CSP (rightly) forbids.
+func waitFor(ctx context.Context, cond string) error {
+	for {
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](cond))
+		if err != nil && ctx.Err() == nil {
+			return fmt.Errorf("evaluate %s: %w", cond, err)
+		}
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s: %w", cond, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
