@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/url"
 	"strconv"
 	"sync"
@@ -334,20 +335,33 @@ func (s *Supervisor) servePollCommand(ctx context.Context, arg []byte, rest io.R
 	if !isCmd {
 		return frame(wire.Error{Code: wire.ErrBadMessage, Message: "only command frames are taken here; a poll gets every sensor"})
 	}
-	// A client of its own for this one answer, with the session's
-	// identity and this request's address (for the audit trail).
+	b, err := s.runCommand(ctx, ps.c.Who(), req.Remote, ps.c.Log(), m)
+	if err != nil {
+		return control.ErrorAnswer(503, control.ErrCodeStopping, "supervisor stopping")
+	}
+	return control.Answer{Status: 200, Body: append(b, '\n')}
+}
+
+// runCommand runs m for a client without a connection of its own (a
+// poll, the broker bridge) as a WebSocket client's command is run
+// (Supervisor.command: role, schema, audit), and returns its answer: the
+// result or error frame. It fails only when ctx ends first.
+func (s *Supervisor) runCommand(ctx context.Context, who control.Identity, remote string, log *slog.Logger, m *wire.CommandMsg) ([]byte, error) {
+	// A client of its own for this one answer, with the caller's identity
+	// and address (for the audit trail).
 	q := newPollQueue()
-	cc := s.hub.NewClient(fanout.ClientOptions{Who: ps.c.Who(), Remote: req.Remote, Control: q.push, Log: ps.c.Log()})
+	cc := s.hub.NewClient(fanout.ClientOptions{Who: who, Remote: remote, Control: q.push, Log: log})
 	s.command(ctx, cc, m)
 	t := time.NewTimer(s.cfg.CommandTimeout + time.Second)
 	defer t.Stop()
 	select {
 	case <-q.notify:
-		return control.Answer{Status: 200, Body: append(q.take()[0], '\n')}
+		return q.take()[0], nil
 	case <-t.C:
-		return frame(wire.Error{Code: wire.ErrBadMessage, ID: m.ID, Message: "no result in time"})
+		b, _ := json.Marshal(wire.Error{Type: wire.TypeError, Code: wire.ErrBadMessage, ID: m.ID, Message: "no result in time"})
+		return b, nil
 	case <-ctx.Done():
-		return control.ErrorAnswer(503, control.ErrCodeStopping, "supervisor stopping")
+		return nil, ctx.Err()
 	}
 }
 

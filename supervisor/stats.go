@@ -65,7 +65,7 @@ func (s *Supervisor) publishStats(ctx context.Context, stop context.CancelFunc) 
 			tick.Reset(s.stats)
 		} else {
 			tick.Stop()
-			if s.cfg.IdleTimeout > 0 {
+			if s.cfg.IdleTimeout > 0 && s.bridge == nil { // the bridge is a consumer that must not go
 				idle.Reset(s.cfg.IdleTimeout)
 			}
 		}

@@ -63,6 +63,7 @@ type Supervisor struct {
 	plugins *manager
 	tls     *tls.Config // tls_cert and tls_key; nil: plain ws://
 	demand  *demand     // consumers of readings (see demand)
+	bridge  *bridge     // the broker bridge (mqtt.go); nil without mqtt_url
 
 	audit *LogFile // the audit trail; nil: the log
 	polls polls    // long-poll sessions (poll.go)
@@ -127,6 +128,11 @@ func New(opts Options) (*Supervisor, error) {
 		}
 		s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
 	}
+	b, err := newBridge(s)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	s.bridge = b
 	socketDir := opts.SocketDir
 	if socketDir == "" {
 		socketDir = filepath.Join(s.cfg.StateDir, control.SocketDir)
@@ -183,6 +189,9 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 	bg.Go(func() { s.publishStats(ctx, cancel) })
 	bg.Go(func() { s.pinger(ctx) })
 	bg.Go(func() { s.sweepPolls(ctx) })
+	if s.bridge != nil {
+		bg.Go(func() { s.bridge.run(ctx) })
+	}
 	watchErr := make(chan error, 1)
 	bg.Go(func() { watchErr <- s.watch(ctx) })
 

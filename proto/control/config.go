@@ -66,6 +66,8 @@ type Config struct {
 	AuthUsers    string            // users file: name, role, password hash
 	AuthCommand  string            // program that checks a request's session (auth = command)
 	CommandRoles map[string]string // command id → role it needs (default operator)
+	// The broker bridge (mqtt.go); none without mqtt_url.
+	MQTT MQTT
 }
 
 // Default returns the configuration used when there is no file.
@@ -95,6 +97,7 @@ func Default() Config {
 		Auth:           AuthNone,
 		PollTimeout:    25 * time.Second,
 		PollInterval:   250 * time.Millisecond,
+		MQTT:           DefaultMQTT(),
 	}
 }
 
@@ -220,6 +223,9 @@ func (c *Config) set(k, v string) error {
 		c.PluginSHA256[name] = sum
 		return nil
 	}
+	if ok, err := c.setMQTT(k, v); ok {
+		return err
+	}
 	return c.setAuth(k, v)
 }
 
@@ -298,6 +304,9 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	if err := c.validateMQTT(); err != nil {
+		return err
 	}
 	return c.validateAuth()
 }

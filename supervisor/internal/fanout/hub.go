@@ -645,6 +645,37 @@ func (h *Hub) Collect(c *Client, since *uint64) (frames [][]byte, seq uint64) {
 	return append(frames, b), h.seq
 }
 
+// Readings appends to out the readings after since that a socketless
+// client c wants, newest per sensor (the last value of each when since
+// is older than the ring), and returns them with the sequence number
+// they cover: what a consumer that is not a browser (the broker bridge)
+// takes each time it wakes at Published. With since 0 it gets the last
+// value of every sensor.
+func (h *Hub) Readings(c *Client, since uint64, out []wire.Reading) ([]wire.Reading, uint64) {
+	head := h.head.Load()
+	if since >= head {
+		return out, head
+	}
+	var fs []*frame
+	if since == 0 {
+		h.mu.RLock()
+		head = h.seq
+		for id, st := range h.sensors {
+			if st.last != nil && c.wants(id) {
+				fs = append(fs, st.last)
+			}
+		}
+		h.mu.RUnlock()
+		sort.Slice(fs, func(i, j int) bool { return fs[i].seq < fs[j].seq })
+	} else {
+		fs = newest(h.after(c, since, head, nil), &h.counters.Coalesced)
+	}
+	for _, f := range fs {
+		out = append(out, f.r)
+	}
+	return out, head
+}
+
 func wantsOf(ids []string) func(string) bool {
 	if len(ids) == 0 {
 		return func(string) bool { return true }

@@ -1,0 +1,202 @@
+package control
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// MQTT is the broker bridge's configuration (the mqtt_* keys and
+// device_id; README.md, "Many devices"). With URL empty there is no
+// bridge at all.
+type MQTT struct {
+	URL           string        // tcp://, mqtt://, tls://, mqtts://, ssl://, ws:// or wss:// broker address
+	DeviceID      string        // the topic level of this device; "" = DefaultDeviceID
+	Prefix        string        // first topic level
+	Username      string        // broker user; "" = none
+	PasswordFile  string        // file whose first line is the broker password
+	CA            string        // PEM CAs that sign the broker's certificate; "" = the system's
+	Cert, Key     string        // PEM client certificate and key, for brokers that ask for one
+	QoS           byte          // of readings (0 or 1); $state, $meta, results and discovery use 1
+	Retain        bool          // readings are retained
+	KeepAlive     time.Duration // MQTT keep-alive; the broker declares the device gone after 1.5 of it
+	Role          string        // what the broker's clients may do: viewer (default) or operator
+	HomeAssistant bool          // publish Home Assistant discovery configs
+}
+
+// DefaultMQTT is the bridge's configuration before the file.
+func DefaultMQTT() MQTT {
+	return MQTT{Prefix: "livecgi", Retain: true, KeepAlive: 30 * time.Second, Role: RoleViewer}
+}
+
+// setMQTT applies the mqtt_* keys and device_id.
+func (c *Config) setMQTT(k, v string) (bool, error) {
+	m := &c.MQTT
+	str := map[string]*string{
+		"mqtt_url": &m.URL, "device_id": &m.DeviceID, "mqtt_prefix": &m.Prefix, "mqtt_username": &m.Username,
+		"mqtt_password_file": &m.PasswordFile, "mqtt_ca": &m.CA, "mqtt_cert": &m.Cert, "mqtt_key": &m.Key,
+		"mqtt_role": &m.Role,
+	}
+	if p, ok := str[k]; ok {
+		*p = v
+		return true, nil
+	}
+	switch k {
+	case "mqtt_qos":
+		if v != "0" && v != "1" {
+			return true, valueError("want 0 or 1")
+		}
+		m.QoS = v[0] - '0'
+	case "mqtt_retain", "mqtt_homeassistant":
+		b, err := parseBool(v)
+		if k == "mqtt_retain" {
+			m.Retain = b
+		} else {
+			m.HomeAssistant = b
+		}
+		return true, err
+	case "mqtt_keepalive":
+		d, err := parseDuration(v)
+		m.KeepAlive = d
+		return true, err
+	default:
+		return false, nil
+	}
+	return true, nil
+}
+
+func parseBool(v string) (bool, error) {
+	switch strings.ToLower(v) {
+	case "on", "true", "yes", "1":
+		return true, nil
+	case "off", "false", "no", "0":
+		return false, nil
+	}
+	return false, valueError("want on or off")
+}
+
+// validateMQTT checks the bridge's keys together; without mqtt_url the
+// others are not looked at.
+func (c *Config) validateMQTT() error {
+	m := c.MQTT
+	if m.URL == "" {
+		return nil
+	}
+	if _, err := m.BrokerURL(); err != nil {
+		return err
+	}
+	if m.DeviceID != "" && !ValidTopicLevel(m.DeviceID) {
+		return fmt.Errorf("device_id %q: want 1-64 letters, digits, '-', '_' or '.'", m.DeviceID)
+	}
+	if !ValidTopicLevel(m.Prefix) {
+		return fmt.Errorf("mqtt_prefix %q: want 1-64 letters, digits, '-', '_' or '.'", m.Prefix)
+	}
+	if !ValidRole(m.Role) {
+		return fmt.Errorf("mqtt_role %q: want viewer or operator", m.Role)
+	}
+	if (m.Cert == "") != (m.Key == "") {
+		return errors.New("mqtt_cert and mqtt_key go together: set both or neither")
+	}
+	if m.KeepAlive < time.Second || m.KeepAlive > 18*time.Hour {
+		return errors.New("mqtt_keepalive must be between 1s and 18h")
+	}
+	for k, p := range map[string]string{"mqtt_password_file": m.PasswordFile, "mqtt_ca": m.CA, "mqtt_cert": m.Cert, "mqtt_key": m.Key} {
+		if p != "" && !filepath.IsAbs(p) {
+			return fmt.Errorf("%s %q: want an absolute path", k, p)
+		}
+	}
+	if m.PasswordFile != "" && m.Username == "" {
+		return errors.New("mqtt_password_file needs mqtt_username")
+	}
+	return nil
+}
+
+// BrokerURL returns mqtt_url parsed and checked: a scheme the bridge
+// speaks and a host with a port (the scheme's default port when none is
+// given).
+func (m MQTT) BrokerURL() (*url.URL, error) {
+	u, err := url.Parse(m.URL)
+	if err != nil {
+		return nil, fmt.Errorf("mqtt_url %q: %v", m.URL, err)
+	}
+	port := map[string]string{"tcp": "1883", "mqtt": "1883", "tls": "8883", "mqtts": "8883", "ssl": "8883", "ws": "80", "wss": "443"}[u.Scheme]
+	switch {
+	case port == "":
+		return nil, fmt.Errorf("mqtt_url %q: want tcp://, mqtt://, tls://, mqtts://, ssl://, ws:// or wss://, e.g. tcp://broker.lan:1883", m.URL)
+	case u.Hostname() == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "":
+		return nil, fmt.Errorf("mqtt_url %q: want scheme://host[:port][/path], without user (mqtt_username) or query", m.URL)
+	}
+	if u.Port() == "" {
+		u.Host += ":" + port
+	}
+	return u, nil
+}
+
+// TLS reports whether the broker is reached over TLS.
+func (m MQTT) TLS() bool {
+	u, err := m.BrokerURL()
+	return err == nil && (u.Scheme == "tls" || u.Scheme == "mqtts" || u.Scheme == "ssl" || u.Scheme == "wss")
+}
+
+// Device returns device_id, or the default: the host name's first label,
+// with characters a topic level should not hold replaced by '_'.
+func (m MQTT) Device() string {
+	if m.DeviceID != "" {
+		return m.DeviceID
+	}
+	h, _ := os.Hostname()
+	h, _, _ = strings.Cut(h, ".")
+	b := []byte(h)
+	for i, ch := range b {
+		if !topicByte(ch) {
+			b[i] = '_'
+		}
+	}
+	if len(b) == 0 {
+		return "device"
+	}
+	if len(b) > 64 {
+		b = b[:64]
+	}
+	return string(b)
+}
+
+// ValidTopicLevel reports whether s can be one level of the bridge's
+// topics: 1 to 64 of [A-Za-z0-9._-] (no MQTT wildcard or separator, and
+// nothing a Home Assistant object id would refuse).
+func ValidTopicLevel(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := range len(s) {
+		if !topicByte(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func topicByte(ch byte) bool {
+	return ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '-' || ch == '_' || ch == '.'
+}
+
+// Password reads the broker password: the first line of
+// mqtt_password_file, which must be trusted and not readable by others.
+func (m MQTT) Password() (string, error) {
+	if m.PasswordFile == "" {
+		return "", nil
+	}
+	if err := CheckTrusted(m.PasswordFile, true); err != nil {
+		return "", fmt.Errorf("mqtt_password_file: %w", err)
+	}
+	b, err := os.ReadFile(m.PasswordFile)
+	if err != nil {
+		return "", fmt.Errorf("mqtt_password_file: %w", err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	return strings.TrimSuffix(line, "\r"), nil
+}

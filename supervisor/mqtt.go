@@ -1,0 +1,484 @@
+package supervisor
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/coder/websocket"
+	"github.com/eclipse/paho.golang/packets"
+	"github.com/eclipse/paho.golang/paho"
+
+	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/wire"
+	"github.com/livecgi/livecgi/supervisor/internal/fanout"
+)
+
+// The broker bridge (mqtt_url; README.md, "Many devices"): livecgid as an
+// MQTT 5 client of one broker. Topics, under base = <prefix>/<device>/:
+//
+//	base<sensor id>         each reading's value (retained by default)
+//	base$meta               sensors, commands and plugins as JSON (retained)
+//	base$state              online, or offline (retained; the last will)
+//	base cmd/<command id>   commands in: the payload is the args object
+//	base result/<command id> their result or error frame, unless the
+//	                        command named an MQTT 5 response topic
+//
+// While connected the bridge is a client of the hub without a socket,
+// like a poll session: it holds demand (so plugins sample), wakes at each
+// Publish and takes the newest reading of each sensor since its last
+// look (fanout.Hub.Readings), so a slow broker makes it skip readings,
+// never queue them, and never slows the hub's writers. While the broker
+// is unreachable it is detached and retries with backoff; the hub keeps
+// the last value of each sensor, which the next connection publishes
+// first. Commands go through Supervisor.runCommand: role (mqtt_role),
+// schema, audit, as every other transport's.
+
+// bridge is one broker bridge; newBridge makes it, run runs it.
+type bridge struct {
+	s      *Supervisor
+	m      control.MQTT
+	url    *url.URL
+	device string
+	base   string // "<prefix>/<device>/"
+	tls    *tls.Config
+	log    *slog.Logger
+	who    control.Identity
+	sem    chan struct{} // commands in flight
+
+	limMu sync.Mutex
+	lim   limiter // commands from the broker, all together
+	cmdN  atomic.Uint64
+
+	// What the broker holds of ours (retained), for removals: owned by
+	// the session loop.
+	meta      string
+	published map[string]bool   // sensor ids with a retained value
+	discovery map[string]string // discovery config topic → its config ("": to be sent again)
+}
+
+// Bridge timing.
+const (
+	mqttConnectTimeout = 10 * time.Second
+	mqttMinBackoff     = time.Second
+	mqttMaxBackoff     = time.Minute
+	mqttMaxInFlight    = 16 // commands from the broker running at once
+)
+
+// newBridge checks the bridge's configuration and what it names (the CA,
+// the client certificate, the password file); nil without mqtt_url.
+func newBridge(s *Supervisor) (*bridge, error) {
+	m := s.cfg.MQTT
+	if m.URL == "" {
+		return nil, nil
+	}
+	u, err := m.BrokerURL()
+	if err != nil {
+		return nil, err
+	}
+	b := &bridge{
+		s: s, m: m, url: u, device: m.Device(), log: s.log.With("mqtt", u.Redacted()),
+		who: control.Identity{User: "mqtt", Role: m.Role}, sem: make(chan struct{}, mqttMaxInFlight),
+		lim: limiter{rate: s.cfg.Rate, burst: float64(s.cfg.Burst)},
+	}
+	b.base = m.Prefix + "/" + b.device + "/"
+	if m.Username != "" {
+		b.who.User = "mqtt:" + m.Username
+	}
+	if m.TLS() || m.Cert != "" {
+		b.tls = &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
+		if m.CA != "" {
+			pem, err := os.ReadFile(m.CA)
+			if err != nil {
+				return nil, fmt.Errorf("mqtt_ca: %w", err)
+			}
+			b.tls.RootCAs = x509.NewCertPool()
+			if !b.tls.RootCAs.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("mqtt_ca %s: no PEM certificate in it", m.CA)
+			}
+		}
+		if m.Cert != "" {
+			if err := control.CheckTrusted(m.Key, true); err != nil {
+				return nil, fmt.Errorf("mqtt_key: %w", err)
+			}
+			cert, err := tls.LoadX509KeyPair(m.Cert, m.Key)
+			if err != nil {
+				return nil, fmt.Errorf("mqtt_cert, mqtt_key: %w", err)
+			}
+			b.tls.Certificates = []tls.Certificate{cert}
+		}
+	}
+	if _, err := m.Password(); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// run keeps the bridge connected until ctx ends, retrying with backoff
+// (1 s doubling to 1 min, with jitter; back to 1 s after a connection
+// that lasted a minute).
+func (b *bridge) run(ctx context.Context) {
+	backoff := mqttMinBackoff
+	for {
+		start := time.Now()
+		err := b.session(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(start) > time.Minute {
+			backoff = mqttMinBackoff
+		}
+		wait := backoff + rand.N(backoff/4+1)
+		b.log.Warn("mqtt: not connected; retrying", "err", err, "in", wait.Round(time.Millisecond))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		backoff = min(2*backoff, mqttMaxBackoff)
+	}
+}
+
+// session connects once and bridges until the connection or ctx ends.
+func (b *bridge) session(ctx context.Context) error {
+	password, err := b.m.Password() // read again: it may have been changed
+	if err != nil {
+		return err
+	}
+	cctx, cancel := context.WithTimeout(ctx, mqttConnectTimeout)
+	defer cancel()
+	conn, err := b.dial(cctx)
+	if err != nil {
+		return err
+	}
+	var lastErr atomic.Value // error: why the connection ended
+	cli := paho.NewClient(paho.ClientConfig{
+		ClientID:          "livecgi-" + b.device,
+		Conn:              packets.NewThreadSafeConn(conn),
+		OnPublishReceived: []func(paho.PublishReceived) (bool, error){b.received(ctx)},
+		OnClientError:     func(err error) { lastErr.CompareAndSwap(nil, err) },
+		OnServerDisconnect: func(d *paho.Disconnect) {
+			reason := "broker disconnected: reason code " + strconv.Itoa(int(d.ReasonCode))
+			if d.Properties != nil && d.Properties.ReasonString != "" {
+				reason += ": " + d.Properties.ReasonString
+			}
+			lastErr.CompareAndSwap(nil, errors.New(reason))
+		},
+	})
+	cp := &paho.Connect{
+		ClientID: "livecgi-" + b.device, KeepAlive: uint16(b.m.KeepAlive / time.Second), CleanStart: true,
+		WillMessage: &paho.WillMessage{Retain: true, QoS: 1, Topic: b.base + "$state", Payload: []byte("offline")},
+	}
+	if b.m.Username != "" {
+		cp.Username, cp.UsernameFlag = b.m.Username, true
+	}
+	if b.m.PasswordFile != "" {
+		cp.Password, cp.PasswordFlag = []byte(password), true
+	}
+	if _, err := cli.Connect(cctx, cp); err != nil {
+		conn.Close()
+		return fmt.Errorf("connect: %w", err)
+	}
+	cancel()
+	defer func() {
+		if ctx.Err() != nil { // stopping: say so, then leave without the will
+			gctx, gcancel := context.WithTimeout(context.Background(), 2*time.Second)
+			b.publish(gctx, cli, b.base+"$state", []byte("offline"), 1, true)
+			gcancel()
+			cli.Disconnect(&paho.Disconnect{ReasonCode: 0})
+			b.log.Info("mqtt: disconnected")
+			return
+		}
+		cli.Disconnect(&paho.Disconnect{ReasonCode: 0})
+	}()
+	if _, err := cli.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: b.base + "cmd/+", QoS: 1}}}); err != nil {
+		return fmt.Errorf("subscribe to %scmd/+: %w", b.base, err)
+	}
+	if err := b.publish(ctx, cli, b.base+"$state", []byte("online"), 1, true); err != nil {
+		return err
+	}
+	// Attach as a consumer; hello, snapshot, status and new hellos only
+	// mark the metadata to be looked at again.
+	dirty := make(chan struct{}, 1)
+	c := b.s.hub.NewClient(fanout.ClientOptions{Who: b.who, Remote: b.url.Host, Log: b.log, Control: func([]byte) {
+		select {
+		case dirty <- struct{}{}:
+		default:
+		}
+	}})
+	if err := b.s.hub.Attach(c); err != nil {
+		return fmt.Errorf("attach to the hub: %w", err)
+	}
+	defer func() {
+		b.s.hub.Detach(c)
+		c.Shut()
+	}()
+	b.log.Info("mqtt: connected", "device", b.device, "topics", b.base)
+	b.meta = "" // the broker may have lost what it held: send it all again
+	for t := range b.discovery {
+		b.discovery[t] = ""
+	}
+	var (
+		cursor uint64
+		rs     []wire.Reading
+	)
+	for {
+		published := b.s.hub.Published()
+		select {
+		case <-dirty:
+			if err := b.publishMeta(ctx, cli); err != nil {
+				return err
+			}
+		default:
+		}
+		rs, cursor = b.s.hub.Readings(c, cursor, rs[:0])
+		for _, r := range rs {
+			if err := b.publishReading(ctx, cli, r); err != nil {
+				return err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-cli.Done():
+			if err, _ := lastErr.Load().(error); err != nil {
+				return fmt.Errorf("connection lost: %w", err)
+			}
+			return errors.New("connection lost")
+		case <-published:
+		case <-dirty:
+			dirty <- struct{}{} // for the top of the loop
+		}
+	}
+}
+
+// dial opens the connection mqtt_url names.
+func (b *bridge) dial(ctx context.Context) (net.Conn, error) {
+	switch b.url.Scheme {
+	case "ws", "wss":
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: b.tls, Proxy: nil}}
+		ws, _, err := websocket.Dial(ctx, b.url.String(), &websocket.DialOptions{HTTPClient: hc, Subprotocols: []string{"mqtt"}})
+		if err != nil {
+			return nil, err
+		}
+		ws.SetReadLimit(b.s.cfg.MaxFrame + 64<<10)
+		return websocket.NetConn(context.Background(), ws, websocket.MessageBinary), nil
+	}
+	var d net.Dialer
+	if b.tls != nil && b.url.Scheme != "tcp" && b.url.Scheme != "mqtt" {
+		td := tls.Dialer{NetDialer: &d, Config: b.tls}
+		return td.DialContext(ctx, "tcp", b.url.Host)
+	}
+	return d.DialContext(ctx, "tcp", b.url.Host)
+}
+
+// publish sends one message; QoS 1 waits for the broker's ack.
+func (b *bridge) publish(ctx context.Context, cli *paho.Client, topic string, payload []byte, qos byte, retain bool) error {
+	_, err := cli.Publish(ctx, &paho.Publish{Topic: topic, Payload: payload, QoS: qos, Retain: retain})
+	if err != nil {
+		return fmt.Errorf("publish %s: %w", topic, err)
+	}
+	return nil
+}
+
+// publishReading publishes r's value on its sensor's topic: a number or
+// a bool as JSON, text as it is. A reading that carries an error instead
+// of a value is not published (the retained value stays the last good
+// one); $meta has no place for it either, so it is logged at debug.
+func (b *bridge) publishReading(ctx context.Context, cli *paho.Client, r wire.Reading) error {
+	var payload []byte
+	switch v := r.Value.(type) {
+	case float64:
+		payload = strconv.AppendFloat(nil, v, 'g', -1, 64)
+	case bool:
+		payload = strconv.AppendBool(nil, v)
+	case string:
+		payload = []byte(v)
+	default:
+		b.log.Debug("mqtt: reading without a value not published", "sensor", r.Sensor, "err", r.Error)
+		return nil
+	}
+	p := &paho.Publish{Topic: b.base + r.Sensor, Payload: payload, QoS: b.m.QoS, Retain: b.m.Retain}
+	var err error
+	if p.QoS == 0 {
+		_, err = cli.Publish(ctx, p)
+	} else {
+		// Waits only for a free packet id (the broker's receive maximum),
+		// not for each ack.
+		_, err = cli.PublishWithOptions(ctx, p, paho.PublishOptions{Method: paho.PublishMethod_AsyncSend})
+	}
+	if err != nil {
+		return fmt.Errorf("publish %s: %w", p.Topic, err)
+	}
+	if b.m.Retain {
+		if b.published == nil {
+			b.published = map[string]bool{}
+		}
+		b.published[r.Sensor] = true
+	}
+	return nil
+}
+
+// meta is what base$meta holds.
+type meta struct {
+	Device   string            `json:"device"`
+	Server   string            `json:"server"`
+	Sensors  []wire.Sensor     `json:"sensors"`
+	Commands []wire.Command    `json:"commands"`
+	Plugins  []wire.PluginInfo `json:"plugins"`
+}
+
+// publishMeta publishes $meta when it changed, clears the retained value
+// of sensors that are gone, and keeps Home Assistant's configs in step.
+func (b *bridge) publishMeta(ctx context.Context, cli *paho.Client) error {
+	h := b.s.hub.Hello()
+	m := meta{Device: b.device, Server: h.Server, Sensors: h.Sensors, Commands: h.Commands, Plugins: h.Plugins}
+	js, _ := json.Marshal(m)
+	if string(js) == b.meta {
+		return nil
+	}
+	if err := b.publish(ctx, cli, b.base+"$meta", js, 1, true); err != nil {
+		return err
+	}
+	b.meta = string(js)
+	known := map[string]bool{}
+	for _, s := range h.Sensors {
+		known[s.ID] = true
+	}
+	for id := range b.published {
+		if !known[id] { // an empty retained message deletes the retained one
+			if err := b.publish(ctx, cli, b.base+id, nil, 1, true); err != nil {
+				return err
+			}
+			delete(b.published, id)
+		}
+	}
+	if b.m.HomeAssistant {
+		return b.publishDiscovery(ctx, cli, h)
+	}
+	return nil
+}
+
+// received returns the handler of messages from the broker: commands on
+// base cmd/<id>. Each runs in a goroutine of its own, at most
+// mqttMaxInFlight at once.
+func (b *bridge) received(ctx context.Context) func(paho.PublishReceived) (bool, error) {
+	return func(pr paho.PublishReceived) (bool, error) {
+		p := pr.Packet
+		name, ok := strings.CutPrefix(p.Topic, b.base+"cmd/")
+		if !ok {
+			return false, nil
+		}
+		select {
+		case b.sem <- struct{}{}:
+			go func() {
+				defer func() { <-b.sem }()
+				b.command(ctx, pr.Client, name, p)
+			}()
+		default: // answered at QoS 0: this goroutine must not wait for an ack
+			b.answer(ctx, pr.Client, name, p, "", wire.Error{Code: wire.ErrRateLimited,
+				Message: fmt.Sprintf("%d commands from the broker already running: command dropped", mqttMaxInFlight)}, 0)
+		}
+		return true, nil
+	}
+}
+
+// command checks one command message as the WebSocket reader checks a
+// frame (rate, size, UTF-8, JSON, the command's schema) and runs it.
+func (b *bridge) command(ctx context.Context, cli *paho.Client, name string, p *paho.Publish) {
+	id := "mqtt-" + strconv.FormatUint(b.cmdN.Add(1), 10)
+	if p.Properties != nil {
+		if cd := p.Properties.CorrelationData; len(cd) > 0 && len(cd) <= 64 && utf8.Valid(cd) {
+			id = string(cd)
+		}
+	}
+	fail := func(code, msg string) { b.answer(ctx, cli, name, p, id, wire.Error{Code: code, Message: msg}, 1) }
+	now := time.Now()
+	b.limMu.Lock()
+	allowed := b.lim.allow(now)
+	if allowed {
+		b.lim.charge(len(p.Payload))
+	}
+	b.limMu.Unlock()
+	switch {
+	case !allowed:
+		fail(wire.ErrRateLimited, fmt.Sprintf("more than %g commands per second from the broker: command dropped", b.s.cfg.Rate))
+		return
+	case int64(len(p.Payload)) > b.s.cfg.MaxFrame:
+		fail(wire.ErrBadMessage, fmt.Sprintf("payload of %d bytes: the limit is max_frame = %d", len(p.Payload), b.s.cfg.MaxFrame))
+		return
+	case !utf8.Valid(p.Payload):
+		fail(wire.ErrBadMessage, "payload is not UTF-8")
+		return
+	}
+	args := p.Payload
+	if len(strings.TrimSpace(string(args))) == 0 {
+		args = []byte("{}")
+	}
+	if !json.Valid(args) {
+		fail(wire.ErrBadJSON, "payload is not JSON: want the command's arguments as an object, e.g. {\"name\": 1}")
+		return
+	}
+	frame, _ := json.Marshal(struct {
+		Type string          `json:"type"`
+		ID   string          `json:"id"`
+		Name string          `json:"name"`
+		Args json.RawMessage `json:"args"`
+	}{wire.TypeCommand, id, name, args})
+	msg, err := wire.DecodeClient(frame)
+	if err != nil {
+		var de *wire.DecodeError
+		errors.As(err, &de)
+		fail(de.Code, err.Error())
+		return
+	}
+	res, err := b.s.runCommand(ctx, b.who, b.url.Host, b.log, msg.(*wire.CommandMsg))
+	if err != nil {
+		return // stopping
+	}
+	b.reply(ctx, cli, name, p, res, 1)
+}
+
+// answer publishes an error frame for a command that was not run.
+func (b *bridge) answer(ctx context.Context, cli *paho.Client, name string, p *paho.Publish, id string, e wire.Error, qos byte) {
+	e.Type, e.ID = wire.TypeError, id
+	res, _ := json.Marshal(e)
+	b.log.Info("mqtt: command refused", "command", name, "code", e.Code, "err", e.Message)
+	b.reply(ctx, cli, name, p, res, qos)
+}
+
+// reply publishes a command's answer to its MQTT 5 response topic (with
+// its correlation data) or to base result/<name>. A response topic under
+// this device's topics other than result/, or with a wildcard, is not
+// used: a command may not make the bridge overwrite a reading or $state.
+func (b *bridge) reply(ctx context.Context, cli *paho.Client, name string, p *paho.Publish, res []byte, qos byte) {
+	out := &paho.Publish{Topic: b.base + "result/" + name, Payload: res, QoS: qos}
+	if pp := p.Properties; pp != nil {
+		if rt := pp.ResponseTopic; rt != "" && !strings.ContainsAny(rt, "+#") && utf8.ValidString(rt) &&
+			(!strings.HasPrefix(rt, b.m.Prefix+"/") || strings.HasPrefix(rt, b.base+"result/")) &&
+			!strings.HasPrefix(rt, haPrefix+"/") {
+			out.Topic = rt
+		}
+		if len(pp.CorrelationData) > 0 {
+			out.Properties = &paho.PublishProperties{CorrelationData: pp.CorrelationData}
+		}
+	}
+	if _, err := cli.Publish(ctx, out); err != nil {
+		b.log.Info("mqtt: result not delivered", "command", name, "topic", out.Topic, "err", err)
+	}
+}
