@@ -75,8 +75,6 @@ type bridge struct {
 // Bridge timing.
 const (
 	mqttConnectTimeout = 10 * time.Second
-	mqttMinBackoff     = time.Second
-	mqttMaxBackoff     = time.Minute
 	mqttMaxInFlight    = 16 // commands from the broker running at once
 )
 
@@ -133,7 +131,8 @@ func newBridge(s *Supervisor) (*bridge, error) {
 // (1 s doubling to 1 min, with jitter; back to 1 s after a connection
 // that lasted a minute).
 func (b *bridge) run(ctx context.Context) {
-	backoff := mqttMinBackoff
+	tm := b.s.plugins.timing
+	backoff := tm.mqttBackoffMin
 	for {
 		start := time.Now()
 		err := b.session(ctx)
@@ -141,7 +140,7 @@ func (b *bridge) run(ctx context.Context) {
 			return
 		}
 		if time.Since(start) > time.Minute {
-			backoff = mqttMinBackoff
+			backoff = tm.mqttBackoffMin
 		}
 		wait := backoff + rand.N(backoff/4+1)
 		b.log.Warn("mqtt: not connected; retrying", "err", err, "in", wait.Round(time.Millisecond))
@@ -150,7 +149,7 @@ func (b *bridge) run(ctx context.Context) {
 			return
 		case <-time.After(wait):
 		}
-		backoff = min(2*backoff, mqttMaxBackoff)
+		backoff = min(2*backoff, tm.mqttBackoffMax)
 	}
 }
 
@@ -166,18 +165,24 @@ func (b *bridge) session(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var lastErr atomic.Value // error: why the connection ended
+	why := make(chan error, 1) // why the connection ended: the first reason given
+	ended := func(err error) {
+		select {
+		case why <- err:
+		default:
+		}
+	}
 	cli := paho.NewClient(paho.ClientConfig{
 		ClientID:          "livecgi-" + b.device,
 		Conn:              packets.NewThreadSafeConn(conn),
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){b.received(ctx)},
-		OnClientError:     func(err error) { lastErr.CompareAndSwap(nil, err) },
+		OnClientError:     ended,
 		OnServerDisconnect: func(d *paho.Disconnect) {
 			reason := "broker disconnected: reason code " + strconv.Itoa(int(d.ReasonCode))
 			if d.Properties != nil && d.Properties.ReasonString != "" {
 				reason += ": " + d.Properties.ReasonString
 			}
-			lastErr.CompareAndSwap(nil, errors.New(reason))
+			ended(errors.New(reason))
 		},
 	})
 	cp := &paho.Connect{
@@ -234,17 +239,22 @@ func (b *bridge) session(ctx context.Context) error {
 		b.discovery[t] = ""
 	}
 	var (
-		cursor uint64
-		rs     []wire.Reading
+		cursor  uint64
+		rs      []wire.Reading
+		metaDue bool
 	)
 	for {
 		published := b.s.hub.Published()
 		select {
 		case <-dirty:
+			metaDue = true
+		default:
+		}
+		if metaDue {
 			if err := b.publishMeta(ctx, cli); err != nil {
 				return err
 			}
-		default:
+			metaDue = false
 		}
 		rs, cursor = b.s.hub.Readings(c, cursor, rs[:0])
 		for _, r := range rs {
@@ -256,13 +266,16 @@ func (b *bridge) session(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-cli.Done():
-			if err, _ := lastErr.Load().(error); err != nil {
+			// The client calls its error handlers after Done.
+			select {
+			case err := <-why:
 				return fmt.Errorf("connection lost: %w", err)
+			case <-time.After(time.Second):
+				return errors.New("connection lost")
 			}
-			return errors.New("connection lost")
 		case <-published:
 		case <-dirty:
-			dirty <- struct{}{} // for the top of the loop
+			metaDue = true
 		}
 	}
 }

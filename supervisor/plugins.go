@@ -45,6 +45,9 @@ type timing struct {
 	// exist yet, or the watch failed), besides the watch on its nearest
 	// ancestor.
 	dirRetryMin, dirRetryMax time.Duration
+	// The broker bridge's reconnect backoff (mqtt.go): doubles from min to
+	// max, and resets after a connection that lasted a minute.
+	mqttBackoffMin, mqttBackoffMax time.Duration
 }
 
 // defaultTiming is the timing of a real supervisor.
@@ -55,6 +58,7 @@ func defaultTiming() timing {
 		unavailableRetry: 10 * time.Minute,
 		settle:           300 * time.Millisecond, patience: 3 * time.Second,
 		dirRetryMin: time.Second, dirRetryMax: time.Minute,
+		mqttBackoffMin: time.Second, mqttBackoffMax: time.Minute,
 	}
 }
 

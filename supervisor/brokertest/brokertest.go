@@ -344,6 +344,7 @@ type Sub struct {
 	msgs []Message
 	news chan struct{} // capacity 1: a message arrived
 	done chan struct{}
+	stop sync.Once
 }
 
 // Subscribe starts mosquitto_sub (MQTT 5) on topics; args are extra
@@ -401,14 +402,21 @@ func (b *Broker) Subscribe(t testing.TB, topics []string, args ...string) *Sub {
 		}
 	}()
 	t.Cleanup(func() {
-		s.cmd.Process.Kill()
-		<-s.done
-		s.cmd.Wait()
+		s.Stop()
 		if t.Failed() && stderr.Len() > 0 {
 			t.Logf("mosquitto_sub: %s", stderr.String())
 		}
 	})
 	return s
+}
+
+// Stop ends the subscriber and waits for it; what it saw stays.
+func (s *Sub) Stop() {
+	s.stop.Do(func() {
+		s.cmd.Process.Kill()
+		<-s.done
+		s.cmd.Wait()
+	})
 }
 
 // Messages returns what the subscriber saw so far.

@@ -1,0 +1,311 @@
+package supervisor
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/livecgi/livecgi/plugins/sdk/sdktest"
+	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/supervisor/brokertest"
+)
+
+// The broker bridge against a real Mosquitto (supervisor/brokertest).
+
+// mqttWait is how long a test waits for one message: generous, for a
+// loaded machine; a passing run takes milliseconds.
+const mqttWait = 30 * time.Second
+
+// topicIs matches a message on topic.
+func topicIs(topic string) func(brokertest.Message) bool {
+	return func(m brokertest.Message) bool { return m.Topic == topic }
+}
+
+// withBridge points the supervisor's bridge at b as device dev.
+func withBridge(b *brokertest.Broker, dev string, edit func(m *control.MQTT)) func(*control.Config) {
+	return func(c *control.Config) {
+		c.MQTT.URL, c.MQTT.DeviceID = b.URL, dev
+		if edit != nil {
+			edit(&c.MQTT)
+		}
+	}
+}
+
+// resultOf decodes a result or error frame.
+func resultOf(t *testing.T, m brokertest.Message) map[string]any {
+	t.Helper()
+	var v map[string]any
+	if err := json.Unmarshal([]byte(m.Payload), &v); err != nil {
+		t.Fatalf("%s: %q is not JSON: %v", m.Topic, m.Payload, err)
+	}
+	return v
+}
+
+// TestMQTTDevice runs the real livecgid with the leds plugin on a fixture
+// against a real broker: readings, $meta and $state reach a subscriber;
+// commands published with mosquitto_pub reach leds and their results come
+// back (to the response topic with the correlation data, or to result/);
+// bad commands get error results; the audit trail has them; and after
+// SIGKILL of livecgid the broker publishes the last will.
+func TestMQTTDevice(t *testing.T) {
+	b := brokertest.Start(t, brokertest.Options{})
+	root := t.TempDir()
+	bin, plugins, state := filepath.Join(root, "bin"), filepath.Join(root, "plugins"), filepath.Join(root, "state")
+	buildDaemon(t, bin)
+	if err := os.Mkdir(plugins, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(bin, "livecgid"), filepath.Join(plugins, "leds")); err != nil {
+		t.Fatal(err)
+	}
+	sysRoot := sdktest.CopyFixture(t, "../plugins/leds/testdata/sys")
+	conf := filepath.Join(root, "livecgi.conf")
+	err := os.WriteFile(conf, fmt.Appendf(nil, "listen = 127.0.0.1:0\nstate_dir = %s\nplugins_dir = %s\nsys_root = %s\n"+
+		"mqtt_url = %s\ndevice_id = board1\nmqtt_role = operator\n", state, plugins, sysRoot, b.URL), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := b.Subscribe(t, []string{"livecgi/board1/#", "reply/#"})
+	d := startDaemon(t, filepath.Join(bin, "livecgid"), conf)
+
+	_, at := sub.WaitFor(mqttWait, 0, "$state online", func(m brokertest.Message) bool {
+		return m.Topic == "livecgi/board1/$state" && m.Payload == "online"
+	})
+	sub.WaitFor(mqttWait, 0, "$meta with the leds commands", func(m brokertest.Message) bool {
+		return m.Topic == "livecgi/board1/$meta" && strings.Contains(m.Payload, `"id":"leds.set_brightness"`)
+	})
+	sub.WaitFor(mqttWait, at, "led0's brightness", func(m brokertest.Message) bool {
+		return m.Topic == "livecgi/board1/leds.led0_brightness" && m.Payload == "255"
+	})
+
+	// A command with MQTT 5 correlation data and response topic.
+	b.Publish(t, "livecgi/board1/cmd/leds.set_brightness", []byte(`{"led": "led0", "value": 7}`),
+		"-D", "publish", "correlation-data", "c-1", "-D", "publish", "response-topic", "reply/c")
+	m, _ := sub.WaitFor(mqttWait, 0, "the result on the response topic", topicIs("reply/c"))
+	if r := resultOf(t, m); r["type"] != "result" || r["ok"] != true || r["id"] != "c-1" || m.Correlation != "c-1" {
+		t.Errorf("result %s (correlation %q), want ok for id c-1 with correlation c-1", m.Payload, m.Correlation)
+	}
+	if b, _ := os.ReadFile(filepath.Join(sysRoot, "class/leds/led0/brightness")); strings.TrimSpace(string(b)) != "7" {
+		t.Errorf("led0 brightness file holds %q after the command, want 7", b)
+	}
+	sub.WaitFor(mqttWait, at, "led0's new brightness", func(m brokertest.Message) bool {
+		return m.Topic == "livecgi/board1/leds.led0_brightness" && m.Payload == "7"
+	})
+
+	// Without properties the result goes to result/<command id>; every
+	// bad command gets an error result there, and the device carries on.
+	for _, tc := range []struct {
+		name, command, payload, code, message string
+	}{
+		{"plain", "leds.set_brightness", `{"led": "led0", "value": 9}`, "", ""},
+		{"unknown command", "leds.nope", `{}`, "unknown_command", `unknown command "leds.nope"`},
+		{"wrong type", "leds.set_brightness", `{"led": "led0", "value": "high"}`, "bad_args", "value"},
+		{"out of range", "leds.set_brightness", `{"led": "led0", "value": 1000}`, "bad_args", "value"},
+		{"unknown LED", "leds.set_brightness", `{"led": "led9", "value": 1}`, "bad_args", "led"},
+		{"not JSON", "leds.set_brightness", `{"led": `, "bad_json", "not JSON"},
+		{"not an object", "leds.set_brightness", `[1, 2]`, "bad_message", ""},
+		{"oversized", "leds.set_brightness", `{"led": "` + strings.Repeat("x", 70<<10) + `"}`, "bad_message", "max_frame = 65536"},
+		{"not UTF-8", "leds.set_brightness", "{\"led\": \"\xff\"}", "bad_message", "UTF-8"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			topic := "livecgi/board1/result/" + tc.command
+			from := len(sub.Messages())
+			b.Publish(t, "livecgi/board1/cmd/"+tc.command, []byte(tc.payload))
+			m, _ := sub.WaitFor(mqttWait, from, "the result of "+tc.name, topicIs(topic))
+			r := resultOf(t, m)
+			if tc.code == "" {
+				if r["type"] != "result" || r["ok"] != true {
+					t.Errorf("got %s, want an ok result", m.Payload)
+				}
+				return
+			}
+			if r["type"] != "error" || r["code"] != tc.code || !strings.Contains(fmt.Sprint(r["message"]), tc.message) {
+				t.Errorf("got %s, want error %s mentioning %q", m.Payload, tc.code, tc.message)
+			}
+		})
+	}
+	audit, _ := os.ReadFile(filepath.Join(state, AuditFile))
+	if !strings.Contains(string(audit), `"user":"mqtt","role":"operator"`) || !strings.Contains(string(audit), `"command":"leds.set_brightness","id":"c-1"`) {
+		t.Errorf("audit trail lacks the broker's commands:\n%s", audit)
+	}
+
+	// SIGKILL: no goodbye from livecgid; the broker sends the last will.
+	from := len(sub.Messages())
+	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-d.done
+	sub.WaitFor(mqttWait, from, "the last will", func(m brokertest.Message) bool {
+		return m.Topic == "livecgi/board1/$state" && m.Payload == "offline"
+	})
+}
+
+// TestMQTTTransports connects over TLS with a client certificate and a
+// password, over WebSockets, and with a wrong password: the first two
+// deliver readings; the last says why in the log and retries, while
+// browsers are served all along.
+func TestMQTTTransports(t *testing.T) {
+	pwFile := func(t *testing.T, pw string) string {
+		p := filepath.Join(t.TempDir(), "mqtt.pw")
+		if err := os.WriteFile(p, []byte(pw+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	t.Run("TLS, client certificate, password", func(t *testing.T) {
+		b := brokertest.Start(t, brokertest.Options{TLS: true, ClientCert: true, Users: map[string]string{"dev": "s3cret"}})
+		pw := pwFile(t, "s3cret")
+		startSup(t, withBridge(b, "tls1", func(m *control.MQTT) {
+			m.CA, m.Cert, m.Key, m.Username, m.PasswordFile = b.CA, b.Cert, b.Key, "dev", pw
+		}), "counter")
+		sub := b.Subscribe(t, []string{"livecgi/tls1/#"}, "-u", "dev", "-P", "s3cret")
+		sub.WaitFor(mqttWait, 0, "a reading over TLS", topicIs("livecgi/tls1/helper_counter.count"))
+	})
+	t.Run("WebSockets", func(t *testing.T) {
+		b := brokertest.Start(t, brokertest.Options{WebSockets: true})
+		startSup(t, withBridge(b, "ws1", nil), "counter")
+		sub := b.Subscribe(t, []string{"livecgi/ws1/#"})
+		sub.WaitFor(mqttWait, 0, "a reading over WebSockets", topicIs("livecgi/ws1/helper_counter.count"))
+	})
+	t.Run("wrong password", func(t *testing.T) {
+		b := brokertest.Start(t, brokertest.Options{Users: map[string]string{"dev": "s3cret"}})
+		pw := pwFile(t, "guess")
+		ts := startSup(t, withBridge(b, "pw1", func(m *control.MQTT) { m.Username, m.PasswordFile = "dev", pw }), "counter")
+		waitFor(t, "the refusal in the log", func() bool {
+			return strings.Contains(ts.logs.String(), "mqtt: not connected; retrying") &&
+				strings.Contains(ts.logs.String(), "connect:")
+		})
+		c := ts.dial(t)
+		c.next("a reading for a browser", is("reading", "sensor", "helper_counter.count"))
+	})
+}
+
+// TestMQTTBrokerRestart kills the broker (no persistence: it forgets
+// every retained message) and starts it again, five times: the bridge
+// reconnects each time and publishes the current values again (retained),
+// $state and $meta; a browser gets readings all along; and the
+// supervisor's goroutines come back to what they were.
+func TestMQTTBrokerRestart(t *testing.T) {
+	setTiming(t, func(tm *timing) { tm.mqttBackoffMin, tm.mqttBackoffMax = 100*time.Millisecond, time.Second })
+	b := brokertest.Start(t, brokertest.Options{})
+	ts := startSup(t, withBridge(b, "r1", nil), "counter")
+	browser := ts.dial(t)
+	count := "livecgi/r1/helper_counter.count"
+	value := func(m brokertest.Message) float64 {
+		v, err := strconv.ParseFloat(m.Payload, 64)
+		if err != nil {
+			t.Fatalf("%s: payload %q is not a number", m.Topic, m.Payload)
+		}
+		return v
+	}
+	sub := b.Subscribe(t, []string{count})
+	m, _ := sub.WaitFor(mqttWait, 0, "a reading", topicIs(count))
+	last := value(m)
+	waitFor(t, "the bridge to be connected", func() bool { return strings.Count(ts.logs.String(), "mqtt: connected") == 1 })
+	baseline := runtime.NumGoroutine()
+	for round := 2; round <= 6; round++ {
+		b.Kill()
+		waitFor(t, "the bridge to notice", func() bool {
+			return strings.Count(ts.logs.String(), "mqtt: not connected; retrying") == round-1
+		})
+		browser.next("a reading while the broker is down", is("reading", "sensor", "helper_counter.count"))
+		if err := b.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the bridge to connect again", func() bool { return strings.Count(ts.logs.String(), "mqtt: connected") == round })
+		// A subscriber that comes now gets the broker's retained
+		// messages first: what the bridge published since it came back.
+		fresh := b.Subscribe(t, []string{"livecgi/r1/#"})
+		m, _ := fresh.WaitFor(mqttWait, 0, "the retained value after the restart", topicIs(count))
+		if v := value(m); !m.Retain || v < last {
+			t.Fatalf("round %d: first value after the restart %v (retained %v), want a retained one no older than %v", round, v, m.Retain, last)
+		}
+		for _, topic := range []string{"livecgi/r1/$state", "livecgi/r1/$meta"} {
+			if m, _ := fresh.WaitFor(mqttWait, 0, topic, topicIs(topic)); !m.Retain || topic == "livecgi/r1/$state" && m.Payload != "online" {
+				t.Errorf("round %d: %s = %q (retained %v), want it retained (online)", round, topic, m.Payload, m.Retain)
+			}
+		}
+		m, _ = fresh.WaitFor(mqttWait, 0, "a new reading", func(m brokertest.Message) bool { return m.Topic == count && !m.Retain })
+		last = value(m)
+		fresh.Stop()
+		waitFor(t, "the goroutines to settle", func() bool { return runtime.NumGoroutine() <= baseline+2 })
+	}
+}
+
+// TestHomeAssistantDiscovery publishes a config per sensor and per
+// command Home Assistant has an entity for, pressing a button runs its
+// command, and a plugin that goes away takes its configs and retained
+// values with it.
+func TestHomeAssistantDiscovery(t *testing.T) {
+	b := brokertest.Start(t, brokertest.Options{})
+	ts := startSup(t, withBridge(b, "ha1", func(m *control.MQTT) { m.HomeAssistant, m.Role = true, control.RoleOperator }), "counter")
+	sub := b.Subscribe(t, []string{"homeassistant/#", "livecgi/ha1/#"})
+	cfg := func(topic string) map[string]any {
+		m, _ := sub.WaitFor(mqttWait, 0, topic, topicIs(topic))
+		var v map[string]any
+		if err := json.Unmarshal([]byte(m.Payload), &v); err != nil {
+			t.Fatalf("%s: %v", topic, err)
+		}
+		return v
+	}
+	count := cfg("homeassistant/sensor/ha1/helper_counter_count/config")
+	want := map[string]any{
+		"name": "Counter", "state_topic": "livecgi/ha1/helper_counter.count", "unit_of_measurement": "n",
+		"availability_topic": "livecgi/ha1/$state", "unique_id": "livecgi_ha1_helper_counter_count", "state_class": "measurement",
+	}
+	for k, v := range want {
+		if count[k] != v {
+			t.Errorf("count config %s = %v, want %v", k, count[k], v)
+		}
+	}
+	if dev, _ := count["device"].(map[string]any); fmt.Sprint(dev["identifiers"]) != "[livecgi_ha1]" || dev["name"] != "ha1" {
+		t.Errorf("count config device = %v", count["device"])
+	}
+	fail := cfg("homeassistant/button/ha1/helper_counter_fail/config")
+	sleep := cfg("homeassistant/number/ha1/helper_counter_sleep/config")
+	if sleep["command_template"] != `{"ms": {{ value }}}` {
+		t.Errorf("sleep config command_template = %v", sleep["command_template"])
+	}
+	// What Home Assistant sends when the button is pressed.
+	b.Publish(t, fail["command_topic"].(string), []byte(fail["payload_press"].(string)))
+	m, _ := sub.WaitFor(mqttWait, 0, "the button's result", topicIs("livecgi/ha1/result/helper_counter.fail"))
+	if r := resultOf(t, m); r["ok"] != false || r["error"] != "it failed, as asked" {
+		t.Errorf("button result %s", m.Payload)
+	}
+	for _, m := range sub.Messages() {
+		if strings.Contains(m.Topic, "helper_counter_add") {
+			t.Errorf("%s: add has four arguments, no entity fits it", m.Topic)
+		}
+	}
+
+	from := len(sub.Messages())
+	if err := os.Remove(filepath.Join(ts.dir, helperPrefix+"counter")); err != nil {
+		t.Fatal(err)
+	}
+	for _, topic := range []string{"homeassistant/sensor/ha1/helper_counter_count/config", "homeassistant/button/ha1/helper_counter_fail/config", "livecgi/ha1/helper_counter.count"} {
+		sub.WaitFor(mqttWait, from, topic+" cleared", func(m brokertest.Message) bool { return m.Topic == topic && m.Payload == "" })
+	}
+}
+
+// TestMQTTRole refuses the broker's commands with the default role
+// (viewer) with a forbidden result.
+func TestMQTTRole(t *testing.T) {
+	b := brokertest.Start(t, brokertest.Options{})
+	startSup(t, withBridge(b, "v1", nil), "counter")
+	sub := b.Subscribe(t, []string{"livecgi/v1/#"})
+	sub.WaitFor(mqttWait, 0, "$meta with the commands", func(m brokertest.Message) bool {
+		return m.Topic == "livecgi/v1/$meta" && strings.Contains(m.Payload, "helper_counter.add")
+	})
+	b.Publish(t, "livecgi/v1/cmd/helper_counter.add", []byte(`{"a": 1}`))
+	m, _ := sub.WaitFor(mqttWait, 0, "the refusal", topicIs("livecgi/v1/result/helper_counter.add"))
+	if r := resultOf(t, m); r["code"] != "forbidden" || !strings.Contains(fmt.Sprint(r["message"]), `"mqtt" is viewer`) {
+		t.Errorf("got %s, want forbidden for the viewer mqtt", m.Payload)
+	}
+}
