@@ -570,3 +570,38 @@ func TestTLSSendBuffer(t *testing.T) {
 		t.Fatal("a client over TLS has no raw socket for its send buffer")
 	}
 }
+
+// TestReadings: a consumer that looks only now and then (the broker
+// bridge) gets at most one reading per sensor, the newest, however many
+// were published meanwhile, also past the ring; with since 0, the last
+// value of each sensor.
+func TestReadings(t *testing.T) {
+	h := newTestHub(t, Options{History: 4})
+	c := h.NewClient(ClientOptions{Control: func([]byte) {}})
+	if err := h.Attach(c); err != nil {
+		t.Fatal(err)
+	}
+	if rs, seq := h.Readings(c, 0, nil); len(rs) != 0 || seq != 0 {
+		t.Fatalf("nothing published: %v, %d", rs, seq)
+	}
+	pub(t, h, "p.a", 1)
+	pub(t, h, "p.b", 2)
+	rs, seq := h.Readings(c, 0, nil)
+	if len(rs) != 2 || rs[0].Value != 1.0 || rs[1].Value != 2.0 || seq != 2 {
+		t.Fatalf("since 0: %v, %d; want p.a 1 and p.b 2 up to 2", rs, seq)
+	}
+	for _, n := range []int{10, 10 * minRing} { // within the ring, and past it
+		for i := range n {
+			pub(t, h, "p.a", float64(i))
+			pub(t, h, "p.c", float64(-i))
+		}
+		var got []wire.Reading
+		got, seq = h.Readings(c, seq, got)
+		if len(got) != 2 || got[0].Sensor != "p.a" || got[0].Value != float64(n-1) || got[1].Sensor != "p.c" || got[1].Value != float64(1-n) {
+			t.Fatalf("after %d readings of p.a and p.c: %v; want the newest of each", n, got)
+		}
+		if rs, s := h.Readings(c, seq, nil); len(rs) != 0 || s != seq {
+			t.Fatalf("nothing new: %v, %d", rs, s)
+		}
+	}
+}
