@@ -153,30 +153,22 @@ func (b *bridge) run(ctx context.Context) {
 	}
 }
 
-// session connects once and bridges until the connection or ctx ends.
-func (b *bridge) session(ctx context.Context) error {
-	password, err := b.m.Password() // read again: it may have been changed
+// connect dials the broker and connects as clientID, with the bridge's
+// credentials and, for the bridge itself, its last will; received gets
+// the messages that arrive, ended why the connection ended.
+func (b *bridge) connect(ctx context.Context, clientID string, will bool, received func(paho.PublishReceived) (bool, error), ended func(error)) (*paho.Client, error) {
+	password, err := b.m.Password() // read each time: it may have been changed
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, mqttConnectTimeout)
 	defer cancel()
 	conn, err := b.dial(cctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	why := make(chan error, 1) // why the connection ended: the first reason given
-	ended := func(err error) {
-		select {
-		case why <- err:
-		default:
-		}
-	}
-	cli := paho.NewClient(paho.ClientConfig{
-		ClientID:          "livecgi-" + b.device,
-		Conn:              packets.NewThreadSafeConn(conn),
-		OnPublishReceived: []func(paho.PublishReceived) (bool, error){b.received(ctx)},
-		OnClientError:     ended,
+	cc := paho.ClientConfig{
+		ClientID: clientID, Conn: packets.NewThreadSafeConn(conn), OnClientError: ended,
 		OnServerDisconnect: func(d *paho.Disconnect) {
 			reason := "broker disconnected: reason code " + strconv.Itoa(int(d.ReasonCode))
 			if d.Properties != nil && d.Properties.ReasonString != "" {
@@ -184,10 +176,14 @@ func (b *bridge) session(ctx context.Context) error {
 			}
 			ended(errors.New(reason))
 		},
-	})
-	cp := &paho.Connect{
-		ClientID: "livecgi-" + b.device, KeepAlive: uint16(b.m.KeepAlive / time.Second), CleanStart: true,
-		WillMessage: &paho.WillMessage{Retain: true, QoS: 1, Topic: b.base + "$state", Payload: []byte("offline")},
+	}
+	if received != nil {
+		cc.OnPublishReceived = []func(paho.PublishReceived) (bool, error){received}
+	}
+	cli := paho.NewClient(cc)
+	cp := &paho.Connect{ClientID: clientID, KeepAlive: uint16(b.m.KeepAlive / time.Second), CleanStart: true}
+	if will {
+		cp.WillMessage = &paho.WillMessage{Retain: true, QoS: 1, Topic: b.base + "$state", Payload: []byte("offline")}
 	}
 	if b.m.Username != "" {
 		cp.Username, cp.UsernameFlag = b.m.Username, true
@@ -197,9 +193,24 @@ func (b *bridge) session(ctx context.Context) error {
 	}
 	if _, err := cli.Connect(cctx, cp); err != nil {
 		conn.Close()
-		return fmt.Errorf("connect: %w", err)
+		return nil, fmt.Errorf("connect: %w", err)
 	}
-	cancel()
+	return cli, nil
+}
+
+// session connects once and bridges until the connection or ctx ends.
+func (b *bridge) session(ctx context.Context) error {
+	why := make(chan error, 1) // why the connection ended: the first reason given
+	ended := func(err error) {
+		select {
+		case why <- err:
+		default:
+		}
+	}
+	cli, err := b.connect(ctx, "livecgi-"+b.device, true, b.received(ctx), ended)
+	if err != nil {
+		return err
+	}
 	defer func() {
 		if ctx.Err() != nil { // stopping: say so, then leave without the will
 			gctx, gcancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -278,6 +289,22 @@ func (b *bridge) session(ctx context.Context) error {
 			metaDue = true
 		}
 	}
+}
+
+// CheckBroker connects to the broker cfg names, as the bridge would but
+// under a client id of its own (the running bridge keeps its session),
+// and disconnects. It says where it connected.
+func CheckBroker(ctx context.Context, cfg control.Config) (string, error) {
+	b, err := newBridge(&Supervisor{cfg: cfg, log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return "", err
+	}
+	cli, err := b.connect(ctx, "livecgi-"+b.device+"-check", false, nil, func(error) {})
+	if err != nil {
+		return "", err
+	}
+	cli.Disconnect(&paho.Disconnect{ReasonCode: 0})
+	return fmt.Sprintf("%s as %q: topics %s…", b.url.Redacted(), "livecgi-"+b.device, b.base), nil
 }
 
 // dial opens the connection mqtt_url names.

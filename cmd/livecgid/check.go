@@ -150,6 +150,17 @@ func check(w io.Writer, configPath string, cfg control.Config, cfgErr error) boo
 		}
 		line(true, "browser", msg, "")
 	}
+
+	// The broker bridge.
+	if cfg.MQTT.URL != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		if msg, err := supervisor.CheckBroker(ctx, cfg); err != nil {
+			line(false, "mqtt", err.Error(), "check mqtt_url, the broker's port and firewall, mqtt_username and mqtt_password_file, mqtt_ca")
+		} else {
+			line(true, "mqtt", msg, "")
+		}
+	}
 	return good
 }
 

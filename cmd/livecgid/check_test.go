@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/supervisor/brokertest"
 )
 
 // checkSetup lays out a working installation in a temp dir: a config, a
@@ -167,5 +168,32 @@ func TestCheckRun(t *testing.T) {
 	}
 	if !strings.Contains(stdout.String(), "ok    plugin     system") || !strings.Contains(stdout.String(), "ok    state dir  "+cfg.StateDir) {
 		t.Errorf("the rest was not checked:\n%s", stdout.String())
+	}
+}
+
+// TestCheckBroker: with mqtt_url set, -check connects to the broker (a
+// real Mosquitto) and says so; a wrong password and a closed port are
+// FAIL lines with the broker's reason.
+func TestCheckBroker(t *testing.T) {
+	b := brokertest.Start(t, brokertest.Options{Users: map[string]string{"dev": "s3cret"}})
+	pw := filepath.Join(t.TempDir(), "pw")
+	conf, cfg := checkSetup(t)
+	cfg.MQTT.URL, cfg.MQTT.DeviceID, cfg.MQTT.Username, cfg.MQTT.PasswordFile = b.URL, "chk", "dev", pw
+	for _, tt := range []struct{ name, password, url, want string }{
+		{"ok", "s3cret", b.URL, `ok    mqtt       tcp://127.0.0.1:` + strconv.Itoa(b.Port) + ` as "livecgi-chk"`},
+		{"wrong password", "guess", b.URL, "FAIL  mqtt       connect:"},
+		{"closed port", "s3cret", "tcp://127.0.0.1:1", "FAIL  mqtt       dial tcp 127.0.0.1:1: connect: connection refused"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := os.WriteFile(pw, []byte(tt.password+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg.MQTT.URL = tt.url
+			var out bytes.Buffer
+			check(&out, conf, cfg, nil)
+			if !strings.Contains(out.String(), tt.want) {
+				t.Errorf("-check says:\n%s\nwant a line with %q", out.String(), tt.want)
+			}
+		})
 	}
 }
