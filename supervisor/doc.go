@@ -10,5 +10,7 @@
 // commands on it, translate.go turns its descriptors and readings into
 // wire form; watch.go follows the plugins directory. demand.go counts the
 // consumers of readings: plugins stream only while there is one. poll.go
-// serves long polls through the control socket.
+// serves long polls through the control socket; mqtt.go bridges readings
+// and commands to an MQTT broker (mqtt_url), and brokertest runs a real
+// Mosquitto for its tests.
 package supervisor
