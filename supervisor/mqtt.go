@@ -133,17 +133,32 @@ func newBridge(s *Supervisor) (*bridge, error) {
 func (b *bridge) run(ctx context.Context) {
 	tm := b.s.plugins.timing
 	backoff := tm.mqttBackoffMin
+	short := 0 // connections in a row the broker closed soon after they were made
 	for {
 		start := time.Now()
-		err := b.session(ctx)
+		connected, err := b.session(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		if time.Since(start) > time.Minute {
+		lasted := time.Since(start)
+		if lasted > time.Minute {
 			backoff = tm.mqttBackoffMin
+		}
+		if connected && lasted < 10*time.Second {
+			short++
+		} else if connected {
+			short = 0
 		}
 		wait := backoff + rand.N(backoff/4+1)
 		b.log.Warn("mqtt: not connected; retrying", "err", err, "in", wait.Round(time.Millisecond))
+		if short%10 == 3 {
+			// A broker lets one client use a client id at a time: it
+			// drops the older connection, which comes back and drops
+			// the other in turn.
+			b.log.Warn("mqtt: the broker keeps closing the connection soon after it is made: does another device use device_id "+b.device+
+				"? (client id livecgi-"+b.device+" can be connected only once; set device_id) Or do the broker's ACLs refuse its topics?",
+				"times", short)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -156,7 +171,7 @@ func (b *bridge) run(ctx context.Context) {
 // connect dials the broker and connects as clientID, with the bridge's
 // credentials and, for the bridge itself, its last will; received gets
 // the messages that arrive, ended why the connection ended.
-func (b *bridge) connect(ctx context.Context, clientID string, will bool, received func(paho.PublishReceived) (bool, error), ended func(error)) (*paho.Client, error) {
+func (b *bridge) connect(ctx context.Context, clientID string, will bool, received func(paho.PublishReceived) (bool, error), ended, disconnected func(error)) (*paho.Client, error) {
 	password, err := b.m.Password() // read each time: it may have been changed
 	if err != nil {
 		return nil, err
@@ -174,7 +189,7 @@ func (b *bridge) connect(ctx context.Context, clientID string, will bool, receiv
 			if d.Properties != nil && d.Properties.ReasonString != "" {
 				reason += ": " + d.Properties.ReasonString
 			}
-			ended(errors.New(reason))
+			disconnected(errors.New(reason))
 		},
 	}
 	if received != nil {
@@ -198,18 +213,23 @@ func (b *bridge) connect(ctx context.Context, clientID string, will bool, receiv
 	return cli, nil
 }
 
-// session connects once and bridges until the connection or ctx ends.
-func (b *bridge) session(ctx context.Context) error {
-	why := make(chan error, 1) // why the connection ended: the first reason given
-	ended := func(err error) {
-		select {
-		case why <- err:
-		default:
+// session connects once and bridges until the connection or ctx ends;
+// connected says whether it got that far.
+func (b *bridge) session(ctx context.Context) (connected bool, err error) {
+	// Why the connection ended: the broker's DISCONNECT reason, else the
+	// client's first error.
+	why, broker := make(chan error, 1), make(chan error, 1)
+	first := func(ch chan error) func(error) {
+		return func(err error) {
+			select {
+			case ch <- err:
+			default:
+			}
 		}
 	}
-	cli, err := b.connect(ctx, "livecgi-"+b.device, true, b.received(ctx), ended)
+	cli, err := b.connect(ctx, "livecgi-"+b.device, true, b.received(ctx), first(why), first(broker))
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer func() {
 		if ctx.Err() != nil { // stopping: say so, then leave without the will
@@ -223,10 +243,10 @@ func (b *bridge) session(ctx context.Context) error {
 		cli.Disconnect(&paho.Disconnect{ReasonCode: 0})
 	}()
 	if _, err := cli.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: b.base + "cmd/+", QoS: 1}}}); err != nil {
-		return fmt.Errorf("subscribe to %scmd/+: %w", b.base, err)
+		return true, fmt.Errorf("subscribe to %scmd/+: %w", b.base, err)
 	}
 	if err := b.publish(ctx, cli, b.base+"$state", []byte("online"), 1, true); err != nil {
-		return err
+		return true, err
 	}
 	// Attach as a consumer; hello, snapshot, status and new hellos only
 	// mark the metadata to be looked at again.
@@ -238,7 +258,7 @@ func (b *bridge) session(ctx context.Context) error {
 		}
 	}})
 	if err := b.s.hub.Attach(c); err != nil {
-		return fmt.Errorf("attach to the hub: %w", err)
+		return true, fmt.Errorf("attach to the hub: %w", err)
 	}
 	defer func() {
 		b.s.hub.Detach(c)
@@ -263,27 +283,34 @@ func (b *bridge) session(ctx context.Context) error {
 		}
 		if metaDue {
 			if err := b.publishMeta(ctx, cli); err != nil {
-				return err
+				return true, err
 			}
 			metaDue = false
 		}
 		rs, cursor = b.s.hub.Readings(c, cursor, rs[:0])
 		for _, r := range rs {
 			if err := b.publishReading(ctx, cli, r); err != nil {
-				return err
+				return true, err
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return true, nil
 		case <-cli.Done():
-			// The client calls its error handlers after Done.
+			// The client calls its handlers after Done, the broker's
+			// reason maybe after an error it caused.
+			var err error
 			select {
-			case err := <-why:
-				return fmt.Errorf("connection lost: %w", err)
+			case err = <-broker:
+			case err = <-why:
+				select {
+				case err = <-broker:
+				case <-time.After(100 * time.Millisecond):
+				}
 			case <-time.After(time.Second):
-				return errors.New("connection lost")
+				return true, errors.New("connection lost")
 			}
+			return true, fmt.Errorf("connection lost: %w", err)
 		case <-published:
 		case <-dirty:
 			metaDue = true
@@ -299,7 +326,7 @@ func CheckBroker(ctx context.Context, cfg control.Config) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	cli, err := b.connect(ctx, "livecgi-"+b.device+"-check", false, nil, func(error) {})
+	cli, err := b.connect(ctx, "livecgi-"+b.device+"-check", false, nil, func(error) {}, func(error) {})
 	if err != nil {
 		return "", err
 	}

@@ -309,3 +309,47 @@ func TestMQTTRole(t *testing.T) {
 		t.Errorf("got %s, want forbidden for the viewer mqtt", m.Payload)
 	}
 }
+
+// TestMQTTSameDeviceID: two supervisors with one device_id take the
+// broker connection from each other; the log says what to look at.
+func TestMQTTSameDeviceID(t *testing.T) {
+	setTiming(t, func(tm *timing) { tm.mqttBackoffMin, tm.mqttBackoffMax = 100*time.Millisecond, 200*time.Millisecond })
+	b := brokertest.Start(t, brokertest.Options{})
+	one := startSup(t, withBridge(b, "twin", nil))
+	two := startSup(t, withBridge(b, "twin", nil))
+	waitFor(t, "the hint to set device_id", func() bool {
+		for _, ts := range []*testSup{one, two} {
+			if strings.Contains(ts.logs.String(), "does another device use device_id twin?") {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// TestMQTTKeepsRunning: with the broker gone and no browser, nobody
+// consumes readings, yet idle_timeout does not stop livecgid: the bridge
+// must be there when the broker comes back.
+func TestMQTTKeepsRunning(t *testing.T) {
+	setTiming(t, func(tm *timing) { tm.mqttBackoffMin, tm.mqttBackoffMax = 100*time.Millisecond, 100*time.Millisecond })
+	b := brokertest.Start(t, brokertest.Options{})
+	ts := startSup(t, func(c *control.Config) {
+		withBridge(b, "k1", nil)(c)
+		c.IdleTimeout = 50 * time.Millisecond
+	}, "counter")
+	waitFor(t, "the bridge to connect", func() bool { return strings.Contains(ts.logs.String(), "mqtt: connected") })
+	b.Kill()
+	// Ten retries take a second at least: twenty idle timeouts.
+	waitFor(t, "ten retries", func() bool { return strings.Count(ts.logs.String(), "mqtt: not connected; retrying") >= 10 })
+	select {
+	case err := <-ts.done:
+		ts.done <- err
+		t.Fatalf("livecgid stopped with the bridge configured: %v\n%s", err, ts.logs.String())
+	default:
+	}
+	if err := b.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	sub := b.Subscribe(t, []string{"livecgi/k1/helper_counter.count"})
+	sub.WaitFor(mqttWait, 0, "a reading after the broker came back", topicIs("livecgi/k1/helper_counter.count"))
+}
