@@ -368,14 +368,16 @@ func stop(cmd *exec.Cmd) {
 }
 
 // stopGroup sends SIGTERM to the process group pid leads and waits for
-// done (its leader reaped); after 5 s it sends SIGKILL.
-func stopGroup(pid int, done <-chan struct{}) {
+// done (its leader reaped); after 5 s it sends SIGKILL and reports true.
+func stopGroup(pid int, done <-chan struct{}) (killed bool) {
 	syscall.Kill(-pid, syscall.SIGTERM)
 	select {
 	case <-done:
+		return false
 	case <-time.After(5 * time.Second):
 		syscall.Kill(-pid, syscall.SIGKILL)
 		<-done
+		return true
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/eclipse/paho.golang/packets"
@@ -67,6 +68,7 @@ type FleetResult struct {
 	Procs         int     `json:"device_procs"` // livecgid and plugin processes at the end
 	LoadAvg       string  `json:"loadavg"`      // /proc/loadavg at the end
 	Cores         int     `json:"cores"`
+	Killed        int     `json:"killed"` // livecgid that did not end within 5 s of SIGTERM
 
 	PerDevice map[string]uint64 `json:"per_device"` // bench readings in the window
 }
@@ -232,7 +234,15 @@ func fleet(ctx context.Context, cfg *fleetConfig, log io.Writer) (res *FleetResu
 	defer sub.Disconnect(&paho.Disconnect{ReasonCode: 0})
 
 	devs, err := startFleet(work, bin, broker.URL, cfg)
-	defer stopFleet(devs)
+	defer func() {
+		k := stopFleet(devs)
+		if res != nil {
+			res.Killed = k
+		}
+		if err != nil && k > 0 {
+			err = fmt.Errorf("%w; at the end %d livecgid did not end within 5 s of SIGTERM (killed)", err, k)
+		}
+	}()
 	if err != nil {
 		return nil, err
 	}
@@ -426,13 +436,20 @@ func startFleet(work, bin, brokerURL string, cfg *fleetConfig) ([]*device, error
 	return devs, nil
 }
 
-// stopFleet stops every device at once and waits for them.
-func stopFleet(devs []*device) {
+// stopFleet stops every device at once, waits for them and returns how
+// many did not end within 5 s of SIGTERM (and were killed).
+func stopFleet(devs []*device) int {
 	var wg sync.WaitGroup
+	var killed atomic.Int64
 	for _, d := range devs {
-		wg.Go(func() { stopGroup(d.cmd.Process.Pid, d.done) })
+		wg.Go(func() {
+			if stopGroup(d.cmd.Process.Pid, d.done) {
+				killed.Add(1)
+			}
+		})
 	}
 	wg.Wait()
+	return int(killed.Load())
 }
 
 // fleetCPU returns the CPU ticks of every device's tree (livecgid, its
@@ -516,4 +533,5 @@ func printFleet(w io.Writer, r *FleetResult) {
 	row("livecgid RSS median / max", "%.1f / %.1f MB", float64(r.RSSMedian)/1024, float64(r.RSSMax)/1024)
 	row("bench plugin RSS median", "%.1f MB", float64(r.PluginRSS)/1024)
 	row("device processes", "%d", r.Procs)
+	row("livecgid still running 5 s after SIGTERM (killed)", "%d", r.Killed)
 }
