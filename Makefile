@@ -10,7 +10,7 @@ comma   := ,
 BUILTIN := system leds exec
 PLUGINS := $(patsubst %/,%,$(filter-out plugins/sdk/ plugins/bench/ $(patsubst %,plugins/%/,$(BUILTIN)),$(wildcard plugins/*/)))
 
-.PHONY: all build demo install check-arch test proto lint size clean bench bench-compare soak cross cross-test bench-deps
+.PHONY: all build demo install check-arch test proto lint size clean bench bench-compare bench-fleet soak cross cross-test bench-deps
 all: build
 
 build:
@@ -146,6 +146,14 @@ bench-compare: bench-deps
 	go build -o $(BIN)/livecgi-bench ./cmd/livecgi-bench
 	ulimit -n 65536 2>/dev/null || ulimit -n $$(ulimit -Hn); \
 	  $(BIN)/livecgi-bench compare -out cmd/livecgi-bench/results $(BENCHFLAGS)
+
+# bench-fleet: 50 supervisors, each with its own device_id and a 10 Hz
+# bench sensor, bridged into one Mosquitto (apt-get install mosquitto):
+# readings/s through the broker, latency sensor → subscriber, device CPU
+# per reading. BENCHFLAGS="-n 20 -duration 1m"; livecgi-bench fleet -h.
+bench-fleet:
+	go build -o $(BIN)/livecgi-bench ./cmd/livecgi-bench
+	$(BIN)/livecgi-bench fleet $(BENCHFLAGS)
 
 # soak: 500 livecgi clients for 30 minutes with the field's churn (not in
 # CI): 10 % of them vanish without a close frame and reconnect every 10 s,

@@ -262,19 +262,15 @@ func newRig(ctx context.Context, work string, pollInterval time.Duration, log io
 		return nil, err
 	}
 	fmt.Fprintf(log, "building into %s\n", r.bin)
-	for _, b := range []struct{ pkg, out, ldflags string }{
-		{"./cmd/livecgid", "livecgid", ""},
-		{"./cmd/live.cgi", "live.cgi", "-X github.com/livecgi/livecgi/cgi.ConfigPath=" + conf},
-		{"./plugins/bench", "bench", ""},
-		{"./cmd/livecgi-bench/sensorprog", "sensorprog", ""},
-		{"./cmd/livecgi-bench/pollcgi", "pollcgi", ""},
-		{"./cmd/livecgi-bench/nphd", "nphd", ""},
-	} {
-		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w "+b.ldflags, "-o", filepath.Join(r.bin, b.out), b.pkg)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out)
-		}
+	if err := goBuild(ctx, r.bin,
+		goPkg{"./cmd/livecgid", "livecgid", ""},
+		goPkg{"./cmd/live.cgi", "live.cgi", "-X github.com/livecgi/livecgi/cgi.ConfigPath=" + conf},
+		goPkg{"./plugins/bench", "bench", ""},
+		goPkg{"./cmd/livecgi-bench/sensorprog", "sensorprog", ""},
+		goPkg{"./cmd/livecgi-bench/pollcgi", "pollcgi", ""},
+		goPkg{"./cmd/livecgi-bench/nphd", "nphd", ""},
+	); err != nil {
+		return nil, err
 	}
 	src := filepath.Join(r.bin, "now.c")
 	if err := os.WriteFile(src, []byte(nowProg), 0o600); err != nil {
@@ -324,6 +320,22 @@ func newRig(ctx context.Context, work string, pollInterval time.Duration, log io
 	return r, nil
 }
 
+// goPkg is a package to build, the name of its binary and more -ldflags.
+type goPkg struct{ pkg, out, ldflags string }
+
+// goBuild builds each package (a path from the module root) into dir,
+// static and stripped.
+func goBuild(ctx context.Context, dir string, pkgs ...goPkg) error {
+	for _, b := range pkgs {
+		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w "+b.ldflags, "-o", filepath.Join(dir, b.out), b.pkg)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out)
+		}
+	}
+	return nil
+}
+
 func copyFile(from, to string) error {
 	b, err := os.ReadFile(from)
 	if err != nil {
@@ -350,14 +362,22 @@ func stop(cmd *exec.Cmd) {
 	if cmd == nil || cmd.Process == nil {
 		return
 	}
-	syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
+	stopGroup(cmd.Process.Pid, done)
+}
+
+// stopGroup sends SIGTERM to the process group pid leads and waits for
+// done (its leader reaped); after 5 s it sends SIGKILL and reports true.
+func stopGroup(pid int, done <-chan struct{}) (killed bool) {
+	syscall.Kill(-pid, syscall.SIGTERM)
 	select {
 	case <-done:
+		return false
 	case <-time.After(5 * time.Second):
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		syscall.Kill(-pid, syscall.SIGKILL)
 		<-done
+		return true
 	}
 }
 

@@ -29,6 +29,11 @@ commands:
   report      render compare.md and the plots again from results.json
   idle        what the tree costs with no client: cold first contact, CPU
               and memory over a minute, a new client's first reading
+  fleet       N supervisors (default 50), each with its own device_id and a
+              10 Hz bench sensor, bridged into one Mosquitto: readings/s
+              through the broker, latency sensor → subscriber (p50/p99),
+              missing readings, device CPU per reading, broker CPU, RSS
+              (make bench-fleet; needs mosquitto; BENCHFLAGS="-n 20 -duration 1m")
 
 Run a command with -h for its flags.
 `
@@ -52,6 +57,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runReport(args[1:], stderr)
 	case "idle":
 		return runIdle(ctx, args[1:], stdout, stderr)
+	case "fleet":
+		return runFleet(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
