@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -191,6 +192,7 @@ func (b *Broker) start() error {
 		return err
 	}
 	cmd := exec.Command(mosquitto, "-c", conf)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // not left behind by a killed test or bench
 	cmd.Stderr, cmd.Stdout = &lockedWriter{b}, &lockedWriter{b}
 	if err := cmd.Start(); err != nil {
 		b.mu.Unlock()
