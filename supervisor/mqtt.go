@@ -56,7 +56,6 @@ type bridge struct {
 	url    *url.URL
 	device string
 	base   string // "<prefix>/<device>/"
-	tls    *tls.Config
 	log    *slog.Logger
 	who    control.Identity
 	sem    chan struct{} // commands in flight
@@ -78,8 +77,10 @@ const (
 	mqttMaxInFlight    = 16 // commands from the broker running at once
 )
 
-// newBridge checks the bridge's configuration and what it names (the CA,
-// the client certificate, the password file); nil without mqtt_url.
+// newBridge returns the bridge mqtt_url asks for, nil without one. The
+// files it names (CA, client certificate, password) are read at each
+// connection: a missing one is logged and retried, and never stops
+// livecgid, whose browsers do not need the broker.
 func newBridge(s *Supervisor) (*bridge, error) {
 	m := s.cfg.MQTT
 	if m.URL == "" {
@@ -98,33 +99,41 @@ func newBridge(s *Supervisor) (*bridge, error) {
 	if m.Username != "" {
 		b.who.User = "mqtt:" + m.Username
 	}
-	if m.TLS() || m.Cert != "" {
-		b.tls = &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
-		if m.CA != "" {
-			pem, err := os.ReadFile(m.CA)
-			if err != nil {
-				return nil, fmt.Errorf("mqtt_ca: %w", err)
-			}
-			b.tls.RootCAs = x509.NewCertPool()
-			if !b.tls.RootCAs.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("mqtt_ca %s: no PEM certificate in it", m.CA)
-			}
-		}
-		if m.Cert != "" {
-			if err := control.CheckTrusted(m.Key, true); err != nil {
-				return nil, fmt.Errorf("mqtt_key: %w", err)
-			}
-			cert, err := tls.LoadX509KeyPair(m.Cert, m.Key)
-			if err != nil {
-				return nil, fmt.Errorf("mqtt_cert, mqtt_key: %w", err)
-			}
-			b.tls.Certificates = []tls.Certificate{cert}
-		}
-	}
-	if _, err := m.Password(); err != nil {
-		return nil, err
-	}
 	return b, nil
+}
+
+// tlsConfig returns the TLS configuration of a tls:// or wss:// broker:
+// mqtt_ca's CAs (else the system's) and mqtt_cert; nil for the others.
+func (b *bridge) tlsConfig() (*tls.Config, error) {
+	m := b.m
+	if !m.TLS() {
+		return nil, nil
+	}
+	c := &tls.Config{ServerName: b.url.Hostname(), MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
+	if b.url.Scheme != "wss" {
+		c.NextProtos = nil
+	}
+	if m.CA != "" {
+		pem, err := os.ReadFile(m.CA)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt_ca: %w", err)
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("mqtt_ca %s: no PEM certificate in it", m.CA)
+		}
+	}
+	if m.Cert != "" {
+		if err := control.CheckTrusted(m.Key, true); err != nil {
+			return nil, fmt.Errorf("mqtt_key: %w", err)
+		}
+		cert, err := tls.LoadX509KeyPair(m.Cert, m.Key)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt_cert, mqtt_key: %w", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
 }
 
 // run keeps the bridge connected until ctx ends, retrying with backoff
@@ -336,9 +345,13 @@ func CheckBroker(ctx context.Context, cfg control.Config) (string, error) {
 
 // dial opens the connection mqtt_url names.
 func (b *bridge) dial(ctx context.Context) (net.Conn, error) {
+	tc, err := b.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
 	switch b.url.Scheme {
 	case "ws", "wss":
-		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: b.tls, Proxy: nil}}
+		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tc, Proxy: nil}}
 		ws, _, err := websocket.Dial(ctx, b.url.String(), &websocket.DialOptions{HTTPClient: hc, Subprotocols: []string{"mqtt"}})
 		if err != nil {
 			return nil, err
@@ -347,8 +360,8 @@ func (b *bridge) dial(ctx context.Context) (net.Conn, error) {
 		return websocket.NetConn(context.Background(), ws, websocket.MessageBinary), nil
 	}
 	var d net.Dialer
-	if b.tls != nil && b.url.Scheme != "tcp" && b.url.Scheme != "mqtt" {
-		td := tls.Dialer{NetDialer: &d, Config: b.tls}
+	if tc != nil {
+		td := tls.Dialer{NetDialer: &d, Config: tc}
 		return td.DialContext(ctx, "tcp", b.url.Host)
 	}
 	return d.DialContext(ctx, "tcp", b.url.Host)

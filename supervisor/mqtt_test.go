@@ -174,6 +174,19 @@ func TestMQTTTransports(t *testing.T) {
 		sub := b.Subscribe(t, []string{"livecgi/ws1/#"})
 		sub.WaitFor(mqttWait, 0, "a reading over WebSockets", topicIs("livecgi/ws1/helper_counter.count"))
 	})
+	t.Run("password file missing at start", func(t *testing.T) {
+		setTiming(t, func(tm *timing) { tm.mqttBackoffMin, tm.mqttBackoffMax = 100*time.Millisecond, 100*time.Millisecond })
+		b := brokertest.Start(t, brokertest.Options{Users: map[string]string{"dev": "s3cret"}})
+		pw := filepath.Join(t.TempDir(), "mqtt.pw")
+		ts := startSup(t, withBridge(b, "late1", func(m *control.MQTT) { m.Username, m.PasswordFile = "dev", pw }), "counter")
+		waitFor(t, "the missing file in the log", func() bool { return strings.Contains(ts.logs.String(), "mqtt_password_file: ") })
+		ts.dial(t).next("a reading for a browser meanwhile", is("reading", "sensor", "helper_counter.count"))
+		sub := b.Subscribe(t, []string{"livecgi/late1/#"}, "-u", "dev", "-P", "s3cret")
+		if err := os.WriteFile(pw, []byte("s3cret\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		sub.WaitFor(mqttWait, 0, "a reading once the file is there", topicIs("livecgi/late1/helper_counter.count"))
+	})
 	t.Run("wrong password", func(t *testing.T) {
 		b := brokertest.Start(t, brokertest.Options{Users: map[string]string{"dev": "s3cret"}})
 		pw := pwFile(t, "guess")

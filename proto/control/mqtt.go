@@ -109,6 +109,9 @@ func (c *Config) validateMQTT() error {
 			return fmt.Errorf("%s %q: want an absolute path", k, p)
 		}
 	}
+	if (m.CA != "" || m.Cert != "") && !m.TLS() {
+		return fmt.Errorf("mqtt_ca and mqtt_cert need a broker over TLS: tls://, mqtts://, ssl:// or wss://, not %s", m.URL)
+	}
 	if m.PasswordFile != "" && m.Username == "" {
 		return errors.New("mqtt_password_file needs mqtt_username")
 	}

@@ -39,6 +39,7 @@ func TestMQTTConfig(t *testing.T) {
 		{"role", "mqtt_url = tcp://b\nmqtt_role = admin", nil, `mqtt_role "admin"`},
 		{"cert without key", "mqtt_url = tls://b\nmqtt_cert = /c.pem", nil, "mqtt_cert and mqtt_key go together"},
 		{"relative path", "mqtt_url = tls://b\nmqtt_ca = ca.pem", nil, `mqtt_ca "ca.pem": want an absolute path`},
+		{"CA without TLS", "mqtt_url = tcp://b\nmqtt_ca = /ca.pem", nil, "mqtt_ca and mqtt_cert need a broker over TLS"},
 		{"password without user", "mqtt_url = tcp://b\nmqtt_password_file = /pw", nil, "mqtt_password_file needs mqtt_username"},
 		{"keepalive", "mqtt_url = tcp://b\nmqtt_keepalive = 10ms", nil, "mqtt_keepalive must be between 1s and 18h"},
 	} {
