@@ -55,19 +55,18 @@ func Dial(ctx context.Context, u *url.URL, o Options) (net.Conn, error) {
 	if u.Port() == "" {
 		host = net.JoinHostPort(u.Hostname(), port)
 	}
-	d := &net.Dialer{}
-	var nc net.Conn
-	var err error
+	var d interface {
+		DialContext(ctx context.Context, network, addr string) (net.Conn, error)
+	} = &net.Dialer{}
 	if u.Scheme == "wss" {
-		cfg := o.TLS.Clone()
-		if cfg == nil {
-			cfg = &tls.Config{}
+		cfg := &tls.Config{}
+		if o.TLS != nil {
+			cfg = o.TLS.Clone()
 		}
 		cfg.NextProtos = []string{"http/1.1"}
-		nc, err = (&tls.Dialer{NetDialer: d, Config: cfg}).DialContext(ctx, "tcp", host)
-	} else {
-		nc, err = d.DialContext(ctx, "tcp", host)
+		d = &tls.Dialer{Config: cfg}
 	}
+	nc, err := d.DialContext(ctx, "tcp", host)
 	if err != nil {
 		return nil, err
 	}
@@ -182,11 +181,10 @@ func (c *conn) Read(p []byte) (int, error) {
 // leaves the stream as it was.
 func (c *conn) next() error {
 	h, err := c.br.Peek(2)
-	if err != nil {
-		if err == io.EOF && len(h) > 0 {
-			err = io.ErrUnexpectedEOF
-		}
-		return err
+	if len(h) == 1 {
+		return unexpected(err)
+	} else if err != nil {
+		return err // io.EOF between frames
 	}
 	fin, op, n, hl := h[0]&0x80 != 0, h[0]&0x0f, int64(h[1]&0x7f), 2
 	switch {
