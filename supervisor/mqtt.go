@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"strconv"
@@ -20,13 +19,13 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/coder/websocket"
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
 	"github.com/livecgi/livecgi/supervisor/internal/fanout"
+	"github.com/livecgi/livecgi/supervisor/internal/wsconn"
 )
 
 // The broker bridge (mqtt_url; README.md, "Many devices"): livecgid as an
@@ -351,13 +350,7 @@ func (b *bridge) dial(ctx context.Context) (net.Conn, error) {
 	}
 	switch b.url.Scheme {
 	case "ws", "wss":
-		hc := &http.Client{Transport: &http.Transport{TLSClientConfig: tc, Proxy: nil}}
-		ws, _, err := websocket.Dial(ctx, b.url.String(), &websocket.DialOptions{HTTPClient: hc, Subprotocols: []string{"mqtt"}})
-		if err != nil {
-			return nil, err
-		}
-		ws.SetReadLimit(b.s.cfg.MaxFrame + 64<<10)
-		return websocket.NetConn(context.Background(), ws, websocket.MessageBinary), nil
+		return wsconn.Dial(ctx, b.url, wsconn.Options{TLS: tc, Subprotocol: "mqtt", MaxPayload: b.s.cfg.MaxFrame + 64<<10})
 	}
 	var d net.Dialer
 	if tc != nil {
