@@ -108,10 +108,7 @@ func (b *bridge) tlsConfig() (*tls.Config, error) {
 	if !m.TLS() {
 		return nil, nil
 	}
-	c := &tls.Config{ServerName: b.url.Hostname(), MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
-	if b.url.Scheme != "wss" {
-		c.NextProtos = nil
-	}
+	c := &tls.Config{ServerName: b.url.Hostname(), MinVersion: tls.VersionTLS12}
 	if m.CA != "" {
 		pem, err := os.ReadFile(m.CA)
 		if err != nil {
