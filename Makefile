@@ -4,6 +4,10 @@ CONFIG  ?= /etc/livecgi/livecgi.conf
 LDFLAGS := -s -w -X main.version=$(VERSION) -X github.com/livecgi/livecgi/cgi.ConfigPath=$(CONFIG)
 GOBUILD := CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags '$(LDFLAGS)'
 comma   := ,
+# grpcnotrace: gRPC without golang.org/x/net/trace and the html/template it
+# brings (gRPC tracing is never enabled here): 390 KB less in the armv7
+# livecgid, and in each plugin. Exported: the builds the tests make get it.
+export GOFLAGS := $(strip $(GOFLAGS) -tags=grpcnotrace)
 # BUILTIN: the plugins built into livecgid (cmd/livecgid/plugin.go); the
 # plugins dir holds a link to livecgid for each. PLUGINS: the other plugin
 # directories, each built into a binary of its own.
