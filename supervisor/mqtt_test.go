@@ -174,6 +174,19 @@ func TestMQTTTransports(t *testing.T) {
 		sub := b.Subscribe(t, []string{"livecgi/ws1/#"})
 		sub.WaitFor(mqttWait, 0, "a reading over WebSockets", topicIs("livecgi/ws1/helper_counter.count"))
 	})
+	t.Run("QoS 1, not retained", func(t *testing.T) {
+		b := brokertest.Start(t, brokertest.Options{})
+		startSup(t, withBridge(b, "q1", func(m *control.MQTT) { m.QoS, m.Retain = 1, false }), "counter")
+		early := b.Subscribe(t, []string{"livecgi/q1/helper_counter.count"}, "-q", "1")
+		if m, _ := early.WaitFor(mqttWait, 0, "a reading at QoS 1", topicIs("livecgi/q1/helper_counter.count")); m.QoS != 1 {
+			t.Errorf("reading delivered at QoS %d, want 1", m.QoS)
+		}
+		// A late subscriber's first reading is a live one: none is retained.
+		late := b.Subscribe(t, []string{"livecgi/q1/#"})
+		if m, _ := late.WaitFor(mqttWait, 0, "a reading", topicIs("livecgi/q1/helper_counter.count")); m.Retain {
+			t.Errorf("a retained reading with mqtt_retain off: %+v", m)
+		}
+	})
 	t.Run("password file missing at start", func(t *testing.T) {
 		setTiming(t, func(tm *timing) { tm.mqttBackoffMin, tm.mqttBackoffMax = 100*time.Millisecond, 100*time.Millisecond })
 		b := brokertest.Start(t, brokertest.Options{Users: map[string]string{"dev": "s3cret"}})

@@ -333,6 +333,7 @@ func (b *Broker) certs(client bool) error {
 type Message struct {
 	Topic         string
 	Payload       string
+	QoS           int
 	Retain        bool
 	Correlation   string // MQTT 5 correlation data
 	ResponseTopic string
@@ -382,6 +383,7 @@ func (b *Broker) Subscribe(t testing.TB, topics []string, args ...string) *Sub {
 		for sc.Scan() {
 			var j struct {
 				Topic      string `json:"topic"`
+				QoS        int    `json:"qos"`
 				Payload    string `json:"payload"`
 				Retain     any    `json:"retain"`
 				Properties struct {
@@ -392,7 +394,7 @@ func (b *Broker) Subscribe(t testing.TB, topics []string, args ...string) *Sub {
 			if err := json.Unmarshal(sc.Bytes(), &j); err != nil {
 				continue
 			}
-			m := Message{Topic: j.Topic, Payload: j.Payload, Correlation: j.Properties.Correlation, ResponseTopic: j.Properties.ResponseTopic}
+			m := Message{Topic: j.Topic, Payload: j.Payload, QoS: j.QoS, Correlation: j.Properties.Correlation, ResponseTopic: j.Properties.ResponseTopic}
 			m.Retain = j.Retain == true || j.Retain == float64(1)
 			s.mu.Lock()
 			s.msgs = append(s.msgs, m)
