@@ -85,10 +85,11 @@ func newBridge(s *Supervisor) (*bridge, error) {
 	if m.URL == "" {
 		return nil, nil
 	}
-	u, err := m.BrokerURL()
+	scheme, host, path, err := m.Broker()
 	if err != nil {
 		return nil, err
 	}
+	u := &url.URL{Scheme: scheme, Host: host, Path: path}
 	b := &bridge{
 		s: s, m: m, url: u, device: m.Device(), log: s.log.With("mqtt", u.Redacted()),
 		who: control.Identity{User: "mqtt", Role: m.Role}, sem: make(chan struct{}, mqttMaxInFlight),

@@ -3,7 +3,6 @@ package control
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -86,7 +85,7 @@ func (c *Config) validateMQTT() error {
 	if m.URL == "" {
 		return nil
 	}
-	if _, err := m.BrokerURL(); err != nil {
+	if _, _, _, err := m.Broker(); err != nil {
 		return err
 	}
 	if m.DeviceID != "" && !ValidTopicLevel(m.DeviceID) {
@@ -118,31 +117,45 @@ func (c *Config) validateMQTT() error {
 	return nil
 }
 
-// BrokerURL returns mqtt_url parsed and checked: a scheme the bridge
-// speaks and a host with a port (the scheme's default port when none is
-// given).
-func (m MQTT) BrokerURL() (*url.URL, error) {
-	u, err := url.Parse(m.URL)
-	if err != nil {
-		return nil, fmt.Errorf("mqtt_url %q: %v", m.URL, err)
+// Broker returns mqtt_url checked and split: its scheme (one the bridge
+// speaks), host:port (the scheme's default port when none is given) and
+// path ("" or starting with /). It parses by hand: the stub, which
+// validates the same file, links no net/url.
+func (m MQTT) Broker() (scheme, hostport, path string, err error) {
+	scheme, rest, ok := strings.Cut(m.URL, "://")
+	port := map[string]string{"tcp": "1883", "mqtt": "1883", "tls": "8883", "mqtts": "8883", "ssl": "8883", "ws": "80", "wss": "443"}[scheme]
+	if !ok || port == "" {
+		return "", "", "", fmt.Errorf("mqtt_url %q: want tcp://, mqtt://, tls://, mqtts://, ssl://, ws:// or wss://, e.g. tcp://broker.lan:1883", m.URL)
 	}
-	port := map[string]string{"tcp": "1883", "mqtt": "1883", "tls": "8883", "mqtts": "8883", "ssl": "8883", "ws": "80", "wss": "443"}[u.Scheme]
-	switch {
-	case port == "":
-		return nil, fmt.Errorf("mqtt_url %q: want tcp://, mqtt://, tls://, mqtts://, ssl://, ws:// or wss://, e.g. tcp://broker.lan:1883", m.URL)
-	case u.Hostname() == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "":
-		return nil, fmt.Errorf("mqtt_url %q: want scheme://host[:port][/path], without user (mqtt_username) or query", m.URL)
+	hostport, path, slash := strings.Cut(rest, "/")
+	if slash {
+		path = "/" + path
 	}
-	if u.Port() == "" {
-		u.Host += ":" + port
+	host := hostport
+	if h, p, found := strings.Cut(strings.TrimPrefix(hostport, "["), "]"); strings.HasPrefix(hostport, "[") && found {
+		host = "[" + h + "]"
+		if p != "" && (p[0] != ':' || p == ":") {
+			host = ""
+		}
+	} else if h, p, found := strings.Cut(hostport, ":"); found {
+		host = h
+		if p == "" || strings.Trim(p, "0123456789") != "" {
+			host = ""
+		}
 	}
-	return u, nil
+	if host == "" || host == "[]" || strings.ContainsAny(rest, "@?# \t") {
+		return "", "", "", fmt.Errorf("mqtt_url %q: want scheme://host[:port][/path], without user (mqtt_username) or query", m.URL)
+	}
+	if host == hostport {
+		hostport += ":" + port
+	}
+	return scheme, hostport, path, nil
 }
 
 // TLS reports whether the broker is reached over TLS.
 func (m MQTT) TLS() bool {
-	u, err := m.BrokerURL()
-	return err == nil && (u.Scheme == "tls" || u.Scheme == "mqtts" || u.Scheme == "ssl" || u.Scheme == "wss")
+	scheme, _, _, err := m.Broker()
+	return err == nil && (scheme == "tls" || scheme == "mqtts" || scheme == "ssl" || scheme == "wss")
 }
 
 // Device returns device_id, or the default: the host name's first label,

@@ -20,18 +20,21 @@ func TestMQTTConfig(t *testing.T) {
 		{"every key", "mqtt_url = mqtts://broker.lan\ndevice_id = pump-3\nmqtt_prefix = plant.a\nmqtt_username = dev\n" +
 			"mqtt_password_file = /etc/livecgi/mqtt.pw\nmqtt_ca = /etc/ca.pem\nmqtt_cert = /etc/c.pem\nmqtt_key = /etc/k.pem\n" +
 			"mqtt_qos = 1\nmqtt_retain = off\nmqtt_keepalive = 1m\nmqtt_role = operator\nmqtt_homeassistant = on", func(m MQTT) bool {
-			u, err := m.BrokerURL()
-			return err == nil && u.Host == "broker.lan:8883" && m.TLS() && m.Device() == "pump-3" && m.Prefix == "plant.a" &&
+			_, host, _, err := m.Broker()
+			return err == nil && host == "broker.lan:8883" && m.TLS() && m.Device() == "pump-3" && m.Prefix == "plant.a" &&
 				m.QoS == 1 && !m.Retain && m.KeepAlive == time.Minute && m.Role == RoleOperator && m.HomeAssistant
 		}, ""},
 		{"keys unchecked without a url", "device_id = a/b", func(m MQTT) bool { return m.DeviceID == "a/b" }, ""},
 		{"websockets with a path", "mqtt_url = ws://broker.lan:9001/mqtt", func(m MQTT) bool {
-			u, _ := m.BrokerURL()
-			return u.String() == "ws://broker.lan:9001/mqtt" && !m.TLS()
+			scheme, host, path, _ := m.Broker()
+			return scheme+"://"+host+path == "ws://broker.lan:9001/mqtt" && !m.TLS()
 		}, ""},
 		{"scheme", "mqtt_url = http://broker.lan", nil, "want tcp://, mqtt://, tls://"},
 		{"no host", "mqtt_url = tcp://", nil, "want scheme://host[:port]"},
 		{"user in url", "mqtt_url = tcp://dev:pw@broker.lan", nil, "without user (mqtt_username)"},
+		{"bad port", "mqtt_url = tcp://broker.lan:x", nil, "want scheme://host[:port]"},
+		{"empty port", "mqtt_url = tcp://broker.lan:", nil, "want scheme://host[:port]"},
+		{"query", "mqtt_url = ws://broker.lan/mqtt?x=1", nil, "without user (mqtt_username) or query"},
 		{"wildcard device", "mqtt_url = tcp://b\ndevice_id = +", nil, `device_id "+"`},
 		{"separator in prefix", "mqtt_url = tcp://b\nmqtt_prefix = a/b", nil, `mqtt_prefix "a/b"`},
 		{"qos 2", "mqtt_qos = 2", nil, "want 0 or 1"},
@@ -101,5 +104,30 @@ func TestMQTTPassword(t *testing.T) {
 	m.PasswordFile = filepath.Join(dir, "missing")
 	if _, err := m.Password(); err == nil || !strings.Contains(err.Error(), "mqtt_password_file") {
 		t.Errorf("a missing password file: err = %v", err)
+	}
+}
+
+func TestMQTTBroker(t *testing.T) {
+	for in, want := range map[string]string{
+		"tcp://broker.lan":      "tcp broker.lan:1883 ",
+		"mqtts://10.0.0.1":      "mqtts 10.0.0.1:8883 ",
+		"tls://broker.lan:9999": "tls broker.lan:9999 ",
+		"ws://[fe80::1]/mqtt":   "ws [fe80::1]:80 /mqtt",
+		"wss://[::1]:8443/a/b":  "wss [::1]:8443 /a/b",
+		"ssl://b:1/":            "ssl b:1 /",
+		"ws://[::1]x/":          "error",
+		"tcp://b c":             "error",
+		"tcp://[::1":            "error",
+		"TCP://b":               "error",
+		"tcp:/b":                "error",
+	} {
+		scheme, host, path, err := MQTT{URL: in}.Broker()
+		got := scheme + " " + host + " " + path
+		if err != nil {
+			got = "error"
+		}
+		if got != want {
+			t.Errorf("Broker(%q) = %q (%v), want %q", in, got, err, want)
+		}
 	}
 }
