@@ -248,8 +248,15 @@ func TestMQTTBrokerRestart(t *testing.T) {
 		waitFor(t, "the bridge to connect again", func() bool { return strings.Count(ts.logs.String(), "mqtt: connected") == round })
 		// A subscriber that comes now gets the broker's retained
 		// messages first: what the bridge published since it came back.
+		// One that came before the bridge's first reading gets that live;
+		// then a second one comes.
 		fresh := b.Subscribe(t, []string{"livecgi/r1/#"})
-		m, _ := fresh.WaitFor(mqttWait, 0, "the retained value after the restart", topicIs(count))
+		m, _ := fresh.WaitFor(mqttWait, 0, "the value after the restart", topicIs(count))
+		if !m.Retain {
+			fresh.Stop()
+			fresh = b.Subscribe(t, []string{"livecgi/r1/#"})
+			m, _ = fresh.WaitFor(mqttWait, 0, "the retained value after the restart", topicIs(count))
+		}
 		if v := value(m); !m.Retain || v < last {
 			t.Fatalf("round %d: first value after the restart %v (retained %v), want a retained one no older than %v", round, v, m.Retain, last)
 		}
