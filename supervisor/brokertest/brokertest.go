@@ -437,13 +437,15 @@ func (s *Sub) WaitFor(limit time.Duration, from int, what string, match func(Mes
 	deadline := time.NewTimer(limit)
 	defer deadline.Stop()
 	for {
-		msgs := s.Messages()
-		for i := from; i < len(msgs); i++ {
-			if match(msgs[i]) {
-				return msgs[i], i
+		s.mu.Lock()
+		msgs := append([]Message(nil), s.msgs[min(from, len(s.msgs)):]...)
+		s.mu.Unlock()
+		for i, m := range msgs {
+			if match(m) {
+				return m, from + i
 			}
 		}
-		from = len(msgs)
+		from += len(msgs)
 		select {
 		case <-s.news:
 		case <-s.done:
