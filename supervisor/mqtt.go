@@ -240,7 +240,7 @@ func (b *bridge) session(ctx context.Context) (connected bool, err error) {
 	defer func() {
 		if ctx.Err() != nil { // stopping: say so, then leave without the will
 			gctx, gcancel := context.WithTimeout(context.Background(), 2*time.Second)
-			b.publish(gctx, cli, b.base+"$state", []byte("offline"), 1, true)
+			cli.Publish(gctx, &paho.Publish{Topic: b.base + "$state", Payload: []byte("offline"), QoS: 1, Retain: true}) // waits for the ack
 			gcancel()
 			cli.Disconnect(&paho.Disconnect{ReasonCode: 0})
 			b.log.Info("mqtt: disconnected")
@@ -251,7 +251,7 @@ func (b *bridge) session(ctx context.Context) (connected bool, err error) {
 	if _, err := cli.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: b.base + "cmd/+", QoS: 1}}}); err != nil {
 		return true, fmt.Errorf("subscribe to %scmd/+: %w", b.base, err)
 	}
-	if err := b.publish(ctx, cli, b.base+"$state", []byte("online"), 1, true); err != nil {
+	if err := b.retained(ctx, cli, b.base+"$state", []byte("online")); err != nil {
 		return true, err
 	}
 	// Attach as a consumer; hello, snapshot, status and new hellos only
@@ -358,13 +358,26 @@ func (b *bridge) dial(ctx context.Context) (net.Conn, error) {
 	return d.DialContext(ctx, "tcp", b.url.Host)
 }
 
-// publish sends one message; QoS 1 waits for the broker's ack.
-func (b *bridge) publish(ctx context.Context, cli *paho.Client, topic string, payload []byte, qos byte, retain bool) error {
-	_, err := cli.Publish(ctx, &paho.Publish{Topic: topic, Payload: payload, QoS: qos, Retain: retain})
+// publish sends one message. At QoS 1 it waits only for a free packet
+// id (the broker's receive maximum), not for the ack: a broker far away
+// costs the bridge no round trip per message, and a stalled one is found
+// by the keep-alive.
+func (b *bridge) publish(ctx context.Context, cli *paho.Client, p *paho.Publish) error {
+	var err error
+	if p.QoS == 0 {
+		_, err = cli.Publish(ctx, p)
+	} else {
+		_, err = cli.PublishWithOptions(ctx, p, paho.PublishOptions{Method: paho.PublishMethod_AsyncSend})
+	}
 	if err != nil {
-		return fmt.Errorf("publish %s: %w", topic, err)
+		return fmt.Errorf("publish %s: %w", p.Topic, err)
 	}
 	return nil
+}
+
+// retained publishes payload on topic at QoS 1, retained.
+func (b *bridge) retained(ctx context.Context, cli *paho.Client, topic string, payload []byte) error {
+	return b.publish(ctx, cli, &paho.Publish{Topic: topic, Payload: payload, QoS: 1, Retain: true})
 }
 
 // publishReading publishes r's value on its sensor's topic: a number or
@@ -384,17 +397,8 @@ func (b *bridge) publishReading(ctx context.Context, cli *paho.Client, r wire.Re
 		b.log.Debug("mqtt: reading without a value not published", "sensor", r.Sensor, "err", r.Error)
 		return nil
 	}
-	p := &paho.Publish{Topic: b.base + r.Sensor, Payload: payload, QoS: b.m.QoS, Retain: b.m.Retain}
-	var err error
-	if p.QoS == 0 {
-		_, err = cli.Publish(ctx, p)
-	} else {
-		// Waits only for a free packet id (the broker's receive maximum),
-		// not for each ack.
-		_, err = cli.PublishWithOptions(ctx, p, paho.PublishOptions{Method: paho.PublishMethod_AsyncSend})
-	}
-	if err != nil {
-		return fmt.Errorf("publish %s: %w", p.Topic, err)
+	if err := b.publish(ctx, cli, &paho.Publish{Topic: b.base + r.Sensor, Payload: payload, QoS: b.m.QoS, Retain: b.m.Retain}); err != nil {
+		return err
 	}
 	if b.m.Retain {
 		if b.published == nil {
@@ -423,7 +427,7 @@ func (b *bridge) publishMeta(ctx context.Context, cli *paho.Client) error {
 	if string(js) == b.meta {
 		return nil
 	}
-	if err := b.publish(ctx, cli, b.base+"$meta", js, 1, true); err != nil {
+	if err := b.retained(ctx, cli, b.base+"$meta", js); err != nil {
 		return err
 	}
 	b.meta = string(js)
@@ -433,7 +437,7 @@ func (b *bridge) publishMeta(ctx context.Context, cli *paho.Client) error {
 	}
 	for id := range b.published {
 		if !known[id] { // an empty retained message deletes the retained one
-			if err := b.publish(ctx, cli, b.base+id, nil, 1, true); err != nil {
+			if err := b.retained(ctx, cli, b.base+id, nil); err != nil {
 				return err
 			}
 			delete(b.published, id)

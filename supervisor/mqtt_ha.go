@@ -87,14 +87,14 @@ func (b *bridge) publishDiscovery(ctx context.Context, cli *paho.Client, h wire.
 		if b.discovery[topic] == string(js) {
 			continue
 		}
-		if err := b.publish(ctx, cli, topic, js, 1, true); err != nil {
+		if err := b.retained(ctx, cli, topic, js); err != nil {
 			return err
 		}
 		b.discovery[topic] = string(js)
 	}
 	for topic := range b.discovery {
 		if want[topic] == nil {
-			if err := b.publish(ctx, cli, topic, nil, 1, true); err != nil {
+			if err := b.retained(ctx, cli, topic, nil); err != nil {
 				return err
 			}
 			delete(b.discovery, topic)

@@ -386,3 +386,34 @@ func TestMQTTKeepsRunning(t *testing.T) {
 	sub := b.Subscribe(t, []string{"livecgi/k1/helper_counter.count"})
 	sub.WaitFor(mqttWait, 0, "a reading after the broker came back", topicIs("livecgi/k1/helper_counter.count"))
 }
+
+// TestMQTTBrokerStalls stops the broker (SIGSTOP: the connection stays
+// open, nothing answers, as behind a dead NAT entry): the bridge's
+// keep-alive notices and it retries, a browser gets readings all along,
+// and once the broker runs again the bridge is back.
+func TestMQTTBrokerStalls(t *testing.T) {
+	setTiming(t, func(tm *timing) { tm.mqttBackoffMin, tm.mqttBackoffMax = 100*time.Millisecond, 500*time.Millisecond })
+	b := brokertest.Start(t, brokertest.Options{})
+	ts := startSup(t, withBridge(b, "st1", func(m *control.MQTT) { m.KeepAlive = time.Second }), "counter")
+	browser := ts.dial(t)
+	waitFor(t, "the bridge to connect", func() bool { return strings.Contains(ts.logs.String(), "mqtt: connected") })
+	pid := b.PID()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(pid, syscall.SIGCONT) })
+	var last float64
+	for !strings.Contains(ts.logs.String(), "mqtt: not connected; retrying") {
+		m := browser.next("a reading while the broker is stopped", is("reading", "sensor", "helper_counter.count"))
+		if v := m["value"].(float64); v <= last {
+			t.Fatalf("browser got count %v after %v", v, last)
+		} else {
+			last = v
+		}
+	}
+	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	sub := b.Subscribe(t, []string{"livecgi/st1/helper_counter.count"})
+	sub.WaitFor(mqttWait, 0, "a reading after the broker woke", func(m brokertest.Message) bool { return !m.Retain })
+}
