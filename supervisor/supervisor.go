@@ -371,6 +371,7 @@ func (s *Supervisor) read(ctx context.Context, c *fanout.Client) {
 		data, err := io.ReadAll(r)
 		if err != nil {
 			c.Log().Debug("read ended", "err", err)
+			linger(c.Net())
 			return
 		}
 		lim.charge(len(data))
@@ -441,6 +442,18 @@ func (s *Supervisor) command(ctx context.Context, c *fanout.Client, m *wire.Comm
 		}
 		c.QueueJSON(res)
 	}()
+}
+
+// linger reads and discards what a client still sends, for up to a
+// second or 1 MiB, before its connection is closed mid-frame (a frame
+// over max_frame, answered with close 1009): closing a socket with
+// unread data makes the kernel send a reset, which can destroy the close
+// frame before the client has read it, and with it the reason.
+func linger(nc net.Conn) {
+	if nc == nil || nc.SetReadDeadline(time.Now().Add(time.Second)) != nil {
+		return
+	}
+	io.CopyN(io.Discard, nc, 1<<20)
 }
 
 // pinger pings every client each PingInterval and drops those that do not

@@ -118,6 +118,9 @@ func (h *Hub) NewClient(o ClientOptions) *Client {
 // Conn returns c's WebSocket, for its reader (and pings).
 func (c *Client) Conn() *websocket.Conn { return c.conn }
 
+// Net returns the connection under Conn (nil for a socketless client).
+func (c *Client) Net() net.Conn { return c.nc }
+
 // Log returns c's logger.
 func (c *Client) Log() *slog.Logger { return c.log }
 
