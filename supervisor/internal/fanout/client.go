@@ -287,7 +287,10 @@ func (c *Client) flush(timeout time.Duration, scratch *[]*frame, batch *[]byte) 
 	n := size(ctl[:nctl], rd[:nrd])
 	c.queued += n
 	c.written += int64(n)
-	if uerr := c.cork.uncork(err == nil); err == nil {
+	// What was collected goes out even when a write failed: complete
+	// frames, and maybe a close frame another goroutine wrote meanwhile
+	// (the reader closing with 1007, say), which must reach the browser.
+	if uerr := c.cork.uncork(); err == nil {
 		err = uerr
 	}
 	// Ask the browser to confirm what it read once pingAt is out, or

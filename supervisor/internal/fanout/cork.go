@@ -37,13 +37,13 @@ func (w *Cork) cork(buf *[]byte) {
 	w.buf = buf
 }
 
-// uncork writes what was collected, if send, and stops collecting.
-func (w *Cork) uncork(send bool) error {
+// uncork writes what was collected and stops collecting.
+func (w *Cork) uncork() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	b := w.buf
 	w.buf = nil
-	if !send || len(*b) == 0 {
+	if len(*b) == 0 {
 		return nil
 	}
 	_, err := w.nc.Write(*b)
