@@ -266,10 +266,7 @@ func (b *bridge) session(ctx context.Context) (connected bool, err error) {
 	if err := b.s.hub.Attach(c); err != nil {
 		return true, fmt.Errorf("attach to the hub: %w", err)
 	}
-	defer func() {
-		b.s.hub.Detach(c)
-		c.Shut()
-	}()
+	defer b.s.hub.Detach(c)
 	b.log.Info("mqtt: connected", "device", b.device, "topics", b.base)
 	b.meta = "" // the broker may have lost what it held: send it all again
 	for t := range b.discovery {

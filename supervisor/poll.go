@@ -388,7 +388,6 @@ func (s *Supervisor) sweepPolls(ctx context.Context) {
 			if idle {
 				delete(s.polls.sessions, id)
 				s.hub.Detach(ps.c)
-				ps.c.Shut()
 				ps.c.Log().Debug("poll session ended")
 			}
 		}

@@ -306,7 +306,6 @@ func (s *Supervisor) upgrade(w *connWriter, r *http.Request) {
 	go func() {
 		s.read(ctx, c)
 		s.hub.Detach(c)
-		c.Shut()
 		c.Log().Debug("client gone")
 	}()
 }

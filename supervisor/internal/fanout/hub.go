@@ -483,8 +483,12 @@ func (h *Hub) clientsLocked() []*Client {
 	return cs
 }
 
-// Detach forgets c (its reader ended).
+// Detach shuts c and forgets it (its reader ended). A client is shut
+// before it leaves the list, so that Stop, which shuts the clients still
+// listed, knows every client closed (none can queue itself again) before
+// it closes the work queue.
 func (h *Hub) Detach(c *Client) {
+	c.Shut()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if _, ok := h.clients[c]; ok {
