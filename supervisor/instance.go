@@ -47,7 +47,8 @@ type instance struct {
 }
 
 // stop lets commands in flight finish (up to grace), then ends the
-// stream and kills the process.
+// stream, kills the process and waits for its run to return, so nothing
+// of it touches the hub afterwards. Only an activated instance is stopped.
 func (in *instance) stop(grace time.Duration) {
 	in.mu.Lock()
 	if !in.draining {
@@ -67,6 +68,7 @@ func (in *instance) stop(grace time.Duration) {
 	if in.socket != "" {
 		os.Remove(in.socket)
 	}
+	<-in.done
 }
 
 // start runs the plugin binary and returns it ready: handshake done,

@@ -143,7 +143,7 @@ func (sl *slot) loop(ctx context.Context) {
 			}
 			sl.log.Info("plugin swapped", "old_version", cur.desc.Version, "new_version", in.desc.Version)
 			sl.activate(in, wire.Status{Plugin: sl.id, State: wire.StateSwapped, Version: in.desc.Version, PreviousVersion: cur.desc.Version})
-			go cur.stop(m.cmdTO)
+			m.wg.Go(func() { cur.stop(m.cmdTO) }) // Run waits for it before stopping the hub
 		}
 	}
 }
@@ -153,7 +153,7 @@ func (sl *slot) loop(ctx context.Context) {
 func (sl *slot) crashed(cur *instance, reason string, backoff *time.Duration, retry *time.Timer) {
 	m := sl.m
 	sl.cur.CompareAndSwap(cur, nil)
-	go cur.stop(0)
+	m.wg.Go(func() { cur.stop(0) })
 	m.restarts.Add(1)
 	if time.Since(cur.started) > m.timing.backoffReset {
 		*backoff = 0

@@ -18,7 +18,8 @@ func (h *Hub) Start() {
 }
 
 // Stop closes every client, ends the writers once they have drained
-// their queues and returns. Nothing may publish after it.
+// their queues and returns. Every Publish must have returned before it
+// is called: one still waking idle clients would send on a closed channel.
 func (h *Hub) Stop() {
 	for _, c := range h.Shutdown() {
 		c.Shut()
