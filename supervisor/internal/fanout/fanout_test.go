@@ -231,48 +231,6 @@ func TestSubscribeResumeReplay(t *testing.T) {
 	}
 }
 
-// TestConsumerWithoutSocket reads the hub as a long-polling consumer does.
-func TestConsumerWithoutSocket(t *testing.T) {
-	h := newTestHub(t, Options{History: 16})
-	pub(t, h, "p.a", 1)
-	if hello := h.Hello(); len(hello.Sensors) != 3 || hello.Seq != 1 {
-		t.Fatalf("hello: %+v", hello)
-	}
-	snap := h.Snapshot(nil)
-	if snap.Seq != 1 || len(snap.Readings) != 1 {
-		t.Fatalf("snapshot: %+v", snap)
-	}
-	got := make(chan uint64)
-	go func() {
-		head, err := h.Wait(context.Background(), snap.Seq)
-		if err != nil {
-			t.Error(err)
-		}
-		got <- head
-	}()
-	pub(t, h, "p.b", 2)
-	pub(t, h, "p.c", 3)
-	head := <-got
-	if head < 2 {
-		t.Fatalf("wait returned %d", head)
-	}
-	s, ok := h.Since(snap.Seq, []string{"p.c"})
-	if !ok || s.Seq != 3 || len(s.Readings) != 1 || s.Readings[0].Sensor != "p.c" {
-		t.Fatalf("since: %v %+v", ok, s)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	if _, err := h.Wait(ctx, 3); err == nil {
-		t.Fatal("wait with a cancelled context returned no error")
-	}
-	if _, ok := h.Since(0, nil); !ok {
-		t.Fatal("since 0 with the history reaching back: not ok")
-	}
-	if _, ok := h.Since(9, nil); ok {
-		t.Fatal("since a seq ahead of the hub: ok")
-	}
-}
-
 // --- with real sockets on loopback ---
 
 // peer is the browser end of a client.

@@ -1,7 +1,6 @@
 package fanout
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"slices"
@@ -567,55 +566,15 @@ func (h *Hub) Subscribe(c *Client, ids []string) (snap []byte, unknown []string)
 	return b, unknown
 }
 
-// A consumer without a WebSocket (long polling through the control
-// socket) reads the hub with Hello, Snapshot, Since and Wait: hello and
-// a snapshot first, then Since(the snapshot's Seq) after each Wait.
+// A consumer without a WebSocket is a socketless client
+// (ClientOptions.Control) that reads the hub when it wakes at Published:
+// long polling with Collect, the broker bridge with Readings.
 
 // Hello returns the hello a new consumer gets (without a "user" member).
 func (h *Hub) Hello() wire.Hello {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	return h.helloLocked()
-}
-
-// Snapshot returns the last value of each sensor in ids (every sensor when
-// ids is empty); its Seq is what it covers.
-func (h *Hub) Snapshot(ids []string) wire.Snapshot {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	return h.snapshotLocked(wantsOf(ids), "")
-}
-
-// Since returns the readings after seq of the sensors in ids (all when
-// empty), in order, as a replay snapshot whose Seq is what it covers; ok
-// is false when the history no longer reaches back to seq (take a
-// Snapshot then).
-func (h *Hub) Since(seq uint64, ids []string) (s wire.Snapshot, ok bool) {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	if seq > h.seq {
-		return wire.Snapshot{}, false
-	}
-	return h.replayLocked(wantsOf(ids), seq)
-}
-
-// Wait blocks until a reading after seq is published or ctx ends, and
-// returns the newest seq. It costs no goroutine.
-func (h *Hub) Wait(ctx context.Context, seq uint64) (uint64, error) {
-	for {
-		if head := h.head.Load(); head > seq {
-			return head, nil
-		}
-		ch := h.Published()
-		if head := h.head.Load(); head > seq { // published before ch existed
-			return head, nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return h.head.Load(), ctx.Err()
-		}
-	}
 }
 
 // Collect returns what a socketless client c (ClientOptions.Control)
@@ -678,11 +637,4 @@ func (h *Hub) Readings(c *Client, since uint64, out []wire.Reading) ([]wire.Read
 		out = append(out, f.r)
 	}
 	return out, head
-}
-
-func wantsOf(ids []string) func(string) bool {
-	if len(ids) == 0 {
-		return func(string) bool { return true }
-	}
-	return func(s string) bool { return slices.Contains(ids, s) }
 }
