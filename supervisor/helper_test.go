@@ -200,6 +200,10 @@ func (h *helper) Stream(req *proto.StreamRequest, st proto.Plugin_StreamServer) 
 			r.Value = &proto.Reading_Text{Text: "not a number"}
 		case "undeclared":
 			r.Sensor = "nope"
+		case "flaky": // every fourth read fails
+			if n%4 == 0 {
+				r.Value, r.Error = nil, "sensor busy"
+			}
 		case "big":
 			r = &proto.Reading{Sensor: "label", TMs: now, Value: &proto.Reading_Text{Text: strings.Repeat("x", 32<<10)}}
 		case "hang":

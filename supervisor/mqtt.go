@@ -67,6 +67,7 @@ type bridge struct {
 	// the session loop.
 	meta      string
 	published map[string]bool   // sensor ids with a retained value
+	errs      map[string]string // sensor id → the error its retained <id>/$error holds (staleError: unknown)
 	discovery map[string]string // discovery config topic → its config ("": to be sent again)
 }
 
@@ -272,6 +273,9 @@ func (b *bridge) session(ctx context.Context) (connected bool, err error) {
 	for t := range b.discovery {
 		b.discovery[t] = ""
 	}
+	for id := range b.errs {
+		b.errs[id] = staleError // set again, or cleared, at the sensor's next reading
+	}
 	var (
 		cursor  uint64
 		rs      []wire.Reading
@@ -379,9 +383,13 @@ func (b *bridge) retained(ctx context.Context, cli *paho.Client, topic string, p
 
 // publishReading publishes r's value on its sensor's topic: a number or
 // a bool as JSON, text as it is. A reading that carries an error instead
-// of a value is not published (the retained value stays the last good
-// one); $meta has no place for it either, so it is logged at debug.
+// of a value leaves the retained value as it was (the last good one), and
+// its error goes to <sensor>/$error, retained, until a reading without
+// one clears it: a subscriber can tell a current value from a stale one.
 func (b *bridge) publishReading(ctx context.Context, cli *paho.Client, r wire.Reading) error {
+	if err := b.publishError(ctx, cli, r.Sensor, r.Error); err != nil {
+		return err
+	}
 	var payload []byte
 	switch v := r.Value.(type) {
 	case float64:
@@ -391,7 +399,6 @@ func (b *bridge) publishReading(ctx context.Context, cli *paho.Client, r wire.Re
 	case string:
 		payload = []byte(v)
 	default:
-		b.log.Debug("mqtt: reading without a value not published", "sensor", r.Sensor, "err", r.Error)
 		return nil
 	}
 	if err := b.publish(ctx, cli, &paho.Publish{Topic: b.base + r.Sensor, Payload: payload, QoS: b.m.QoS, Retain: b.m.Retain}); err != nil {
@@ -403,6 +410,30 @@ func (b *bridge) publishReading(ctx context.Context, cli *paho.Client, r wire.Re
 		}
 		b.published[r.Sensor] = true
 	}
+	return nil
+}
+
+// staleError stands, in bridge.errs, for a $error the broker may or may
+// not hold (after a reconnect): no error text equals it.
+const staleError = "\x00"
+
+// publishError sets sensor's retained $error to msg, or clears it when
+// msg is empty, if that changes what the broker holds.
+func (b *bridge) publishError(ctx context.Context, cli *paho.Client, sensor, msg string) error {
+	if b.errs[sensor] == msg {
+		return nil
+	}
+	if err := b.retained(ctx, cli, b.base+sensor+"/$error", []byte(msg)); err != nil {
+		return err
+	}
+	if msg == "" {
+		delete(b.errs, sensor)
+		return nil
+	}
+	if b.errs == nil {
+		b.errs = map[string]string{}
+	}
+	b.errs[sensor] = msg
 	return nil
 }
 
@@ -438,6 +469,13 @@ func (b *bridge) publishMeta(ctx context.Context, cli *paho.Client) error {
 				return err
 			}
 			delete(b.published, id)
+		}
+	}
+	for id := range b.errs {
+		if !known[id] {
+			if err := b.publishError(ctx, cli, id, ""); err != nil {
+				return err
+			}
 		}
 	}
 	if b.m.HomeAssistant {

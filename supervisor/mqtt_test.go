@@ -327,6 +327,51 @@ func TestHomeAssistantDiscovery(t *testing.T) {
 	}
 }
 
+// TestMQTTSensorErrors: a failed read sets the sensor's retained $error
+// and leaves its retained value alone; the next good reading clears it
+// (an empty retained message). A sensor that only fails keeps its
+// $error, and a late subscriber gets it.
+func TestMQTTSensorErrors(t *testing.T) {
+	b := brokertest.Start(t, brokertest.Options{})
+	startSup(t, withBridge(b, "e1", nil), "flaky", "wrongtype")
+	sub := b.Subscribe(t, []string{"livecgi/e1/#"})
+	const errTopic = "livecgi/e1/helper_flaky.count/$error"
+	_, at := sub.WaitFor(mqttWait, 0, "the failed read", func(m brokertest.Message) bool {
+		return m.Topic == errTopic && m.Payload == "sensor busy"
+	})
+	_, at = sub.WaitFor(mqttWait, at+1, "the error cleared", func(m brokertest.Message) bool {
+		return m.Topic == errTopic && m.Payload == ""
+	})
+	sub.WaitFor(mqttWait, at+1, "the error again at the next failed read", func(m brokertest.Message) bool {
+		return m.Topic == errTopic && m.Payload == "sensor busy"
+	})
+	// $error changes only when the state does: set, cleared, set, …
+	want := "sensor busy"
+	for _, m := range sub.Messages() {
+		switch m.Topic {
+		case errTopic:
+			if m.Payload != want {
+				t.Fatalf("$error %q, want %q: it is published only when it changes", m.Payload, want)
+			}
+			want = map[string]string{"": "sensor busy", "sensor busy": ""}[want]
+		case "livecgi/e1/helper_flaky.count":
+			if _, err := strconv.ParseFloat(m.Payload, 64); err != nil {
+				t.Errorf("a failed read reached the value topic: %q", m.Payload)
+			}
+		}
+	}
+	late := b.Subscribe(t, []string{"livecgi/e1/helper_wrongtype.count/$error"})
+	m, _ := late.WaitFor(mqttWait, 0, "the retained error of a sensor that only fails", topicIs("livecgi/e1/helper_wrongtype.count/$error"))
+	if !m.Retain || !strings.Contains(m.Payload, "plugin sent a text for a number sensor") {
+		t.Errorf("got %+v, want the type error, retained", m)
+	}
+	for _, m := range late.Messages() {
+		if m.Payload == "" {
+			t.Errorf("the error of a sensor that never reads well was cleared: %+v", m)
+		}
+	}
+}
+
 // TestMQTTRole refuses the broker's commands with the default role
 // (viewer) with a forbidden result.
 func TestMQTTRole(t *testing.T) {
