@@ -44,6 +44,26 @@ const (
 // restart it in a loop. 69 is EX_UNAVAILABLE of sysexits.h.
 const ExitUnavailable = 69
 
+// DialOptions are the gRPC options of the supervisor's connection to a
+// plugin (go-plugin's ClientConfig.GRPCDialOptions).
+//
+// No channel idleness: the connection breaks only when the process is
+// gone, which is how an idle plugin's death is seen. And fixed flow-control
+// windows: with the default ones gRPC estimates the bandwidth-delay
+// product, answering every data frame with a window update and a ping, so
+// each reading woke the plugin once more to read them and to answer the
+// ping (BenchmarkStreamCPU in plugins/sdk: the plugin's thread runs per
+// reading about halve without it). A window of 64 KiB or more turns the
+// estimate off; 64 KiB is gRPC's default size, so what may be in flight
+// stays as it was.
+func DialOptions() []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithIdleTimeout(0),
+		grpc.WithInitialWindowSize(1 << 16),
+		grpc.WithInitialConnWindowSize(1 << 16),
+	}
+}
+
 // GRPCPlugin adapts the generated Plugin service to go-plugin. On the plugin
 // side Impl is the server; on the supervisor side Impl is nil and Dispense
 // returns a PluginClient.

@@ -90,10 +90,8 @@ func (sl *slot) start(ctx context.Context) (*instance, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	tail := &stderrTail{}
 	cfg := &plugin.ClientConfig{
-		HandshakeConfig: proto.Handshake,
-		// No channel idleness: its connection breaks only when the
-		// process is gone, which is how an idle plugin's death is seen.
-		GRPCDialOptions:  []grpc.DialOption{grpc.WithIdleTimeout(0)},
+		HandshakeConfig:  proto.Handshake,
+		GRPCDialOptions:  proto.DialOptions(),
 		Plugins:          proto.PluginSet(nil),
 		Cmd:              cmd,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},

@@ -68,6 +68,7 @@ func Start(tb testing.TB, bin string, env ...string) (proto.PluginClient, *Log) 
 		Plugins:          proto.PluginSet(nil),
 		Cmd:              cmd,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		GRPCDialOptions:  proto.DialOptions(), // as livecgid dials
 		Logger:           hclog.New(&hclog.LoggerOptions{Name: "plugin", Output: logs, Level: hclog.Debug}),
 		StartTimeout:     30 * time.Second,
 	})
