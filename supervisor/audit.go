@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/livecgi/livecgi/proto/control"
@@ -85,8 +86,34 @@ func (s *Supervisor) authorize(c *fanout.Client, m *wire.CommandMsg) bool {
 	return false
 }
 
+// closeAudit closes the audit trail once every command that got in has
+// its record; commands after it are answered without being run.
 func (s *Supervisor) closeAudit() {
+	s.cmds.mu.Lock()
+	s.cmds.closed = true
+	s.cmds.mu.Unlock()
+	s.cmds.wg.Wait()
 	if s.audit != nil {
 		s.audit.Close()
 	}
+}
+
+// commands counts the commands being handled, so that the audit trail is
+// closed only after their records are written.
+type commands struct {
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// enter counts one more command, or reports false once the audit trail
+// is closing.
+func (cs *commands) enter() bool {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.closed {
+		return false
+	}
+	cs.wg.Add(1)
+	return true
 }

@@ -159,3 +159,31 @@ func readAudit(t *testing.T, path string) []auditRecord {
 	}
 	return out
 }
+
+// TestAuditAtShutdown: a command still running when livecgid stops has
+// its record in the audit trail, written before the trail is closed.
+func TestAuditAtShutdown(t *testing.T) {
+	ts := startSup(t, func(c *control.Config) { c.CommandTimeout = 300 * time.Millisecond }, "counter")
+	c := ts.dial(t)
+	online(c, "helper_counter")
+	c.send(wire.CommandMsg{Type: "command", ID: "b1", Name: "helper_counter.block"})
+	waitFor(t, "the command in the plugin", func() bool {
+		in := ts.plugins.slot("helper_counter").cur.Load()
+		if in == nil {
+			return false
+		}
+		in.mu.Lock()
+		defer in.mu.Unlock()
+		return in.inflight > 0
+	})
+	ts.stop()
+	for _, r := range readAudit(t, filepath.Join(ts.cfg.StateDir, AuditFile)) {
+		if r.ID == "b1" {
+			if r.Command != "helper_counter.block" || !strings.HasPrefix(r.Result, "failed: ") {
+				t.Errorf("audit of the command running at shutdown: %+v", r)
+			}
+			return
+		}
+	}
+	t.Error("no audit record of the command running at shutdown")
+}

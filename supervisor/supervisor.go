@@ -66,6 +66,7 @@ type Supervisor struct {
 	bridge  *bridge     // the broker bridge (mqtt.go); nil without mqtt_url
 
 	audit *LogFile // the audit trail; nil: the log
+	cmds  commands // commands in hand, for closeAudit
 	polls polls    // long-poll sessions (poll.go)
 
 	nonceMu sync.Mutex
@@ -408,6 +409,12 @@ func (s *Supervisor) read(ctx context.Context, c *fanout.Client) {
 // command validates m against the command's schema and runs it on its
 // plugin; the result goes to c only.
 func (s *Supervisor) command(ctx context.Context, c *fanout.Client, m *wire.CommandMsg) {
+	if !s.cmds.enter() {
+		c.Log().Info("command not run: livecgid is stopping", "command", m.Name, "id", m.ID)
+		c.QueueJSON(wire.Result{Type: wire.TypeResult, ID: m.ID, Error: "livecgid is stopping: command not run"})
+		return
+	}
+	defer s.cmds.wg.Done()
 	if !s.authorize(c, m) {
 		return
 	}
@@ -423,7 +430,9 @@ func (s *Supervisor) command(ctx context.Context, c *fanout.Client, m *wire.Comm
 		s.auditCommand(c, m, wire.ErrBadArgs+": "+err.Error())
 		return
 	}
+	s.cmds.wg.Add(1) // this call's count is still held
 	go func() {
+		defer s.cmds.wg.Done()
 		cctx, cancel := context.WithTimeout(context.Background(), s.cfg.CommandTimeout)
 		defer cancel()
 		local := m.Name[len(cmd.Plugin)+1:]
