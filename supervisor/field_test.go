@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -155,15 +156,16 @@ func TestDescriptorShortage(t *testing.T) {
 }
 
 // TestVanishedClientsReleaseDescriptors drops clients without a close
-// frame (a reset, as from a phone leaving Wi-Fi): every descriptor they
-// took must be released.
+// frame (a reset, as from a phone leaving Wi-Fi): the supervisor must
+// close every connection they took.
 func TestVanishedClientsReleaseDescriptors(t *testing.T) {
 	ts := startSup(t, nil)
-	first := ts.dial(t) // lazily opened descriptors are open from here on
+	first := ts.dial(t)
 	first.next("hello", is("hello"))
 	first.conn.Close(websocket.StatusNormalClosure, "")
 	waitFor(t, "the first client to be detached", func() bool { return ts.hub.clientCount() == 0 })
-	base := openFDs(t, "self")
+	_, port, _ := net.SplitHostPort(ts.addr)
+	base := serverConns(t, port)
 
 	const n = 20
 	var conns []*net.TCPConn
@@ -171,6 +173,9 @@ func TestVanishedClientsReleaseDescriptors(t *testing.T) {
 		conns = append(conns, ts.rawUpgrade(t))
 	}
 	waitFor(t, "the clients to be attached", func() bool { return ts.hub.clientCount() == n })
+	if got := serverConns(t, port); got < base+n {
+		t.Fatalf("%d connections of the supervisor open with %d clients attached: the count misses them", got, n)
+	}
 	for _, c := range conns {
 		c.SetLinger(0) // a reset, no close frame
 		c.Close()
@@ -178,11 +183,46 @@ func TestVanishedClientsReleaseDescriptors(t *testing.T) {
 	waitFor(t, "the clients to be detached", func() bool { return ts.hub.clientCount() == 0 })
 	var now int
 	for end := time.Now().Add(15 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
-		if now = openFDs(t, "self"); now <= base {
+		if now = serverConns(t, port); now <= base {
 			return
 		}
 	}
-	t.Fatalf("%d descriptors open, %d before %d clients vanished", now, base, n)
+	t.Fatalf("%d connections of the supervisor open, %d before %d clients vanished", now, base, n)
+}
+
+// serverConns counts this process's descriptors of TCP connections
+// accepted on 127.0.0.1:port: the supervisor's ends, not the listener's,
+// nor the clients' (the tests' own, in the same process), nor any other
+// descriptor a test left behind.
+func serverConns(t testing.TB, port string) int {
+	t.Helper()
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := fmt.Sprintf("0100007F:%04X", p)
+	inodes := map[string]bool{}
+	for _, line := range strings.Split(string(b), "\n") {
+		// sl local rem st queues tr retrnsmt uid timeout inode
+		if f := strings.Fields(line); len(f) > 9 && f[1] == local && f[3] != "0A" {
+			inodes["socket:["+f[9]+"]"] = true
+		}
+	}
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		if l, _ := os.Readlink(filepath.Join("/proc/self/fd", e.Name())); inodes[l] {
+			n++
+		}
+	}
+	return n
 }
 
 // countingListener counts, per connection, the bytes the server read
