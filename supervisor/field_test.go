@@ -200,16 +200,10 @@ func serverConns(t testing.TB, port string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile("/proc/net/tcp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	local := fmt.Sprintf("0100007F:%04X", p)
 	inodes := map[string]bool{}
-	for _, line := range strings.Split(string(b), "\n") {
-		// sl local rem st queues tr retrnsmt uid timeout inode
-		if f := strings.Fields(line); len(f) > 9 && f[1] == local && f[3] != "0A" {
-			inodes["socket:["+f[9]+"]"] = true
+	for inode, st := range tcpSockets(t, p) {
+		if st != "0A" {
+			inodes["socket:["+inode+"]"] = true
 		}
 	}
 	ents, err := os.ReadDir("/proc/self/fd")
@@ -487,19 +481,32 @@ func TestListenerFailsForGood(t *testing.T) {
 // tcpListener returns the inode of the TCP socket listening on 127.0.0.1:port.
 func tcpListener(t *testing.T, port int) string {
 	t.Helper()
-	b, err := os.ReadFile("/proc/net/tcp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := fmt.Sprintf("0100007F:%04X", port)
-	for _, line := range strings.Split(string(b), "\n") {
-		// sl local rem st queues tr retrnsmt uid timeout inode
-		if f := strings.Fields(line); len(f) > 9 && f[1] == want && f[3] == "0A" {
-			return f[9]
+	for inode, st := range tcpSockets(t, port) {
+		if st == "0A" {
+			return inode
 		}
 	}
 	t.Fatalf("no TCP listener on port %d", port)
 	return ""
+}
+
+// tcpSockets returns the state (hex, as in /proc/net/tcp; 0A: listening)
+// of every TCP socket bound to 127.0.0.1:port, by inode.
+func tcpSockets(t testing.TB, port int) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := fmt.Sprintf("0100007F:%04X", port)
+	out := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		// sl local rem st queues tr retrnsmt uid timeout inode
+		if f := strings.Fields(line); len(f) > 9 && f[1] == local && f[9] != "0" {
+			out[f[9]] = f[3]
+		}
+	}
+	return out
 }
 
 // breakSocket shuts down the socket with inode in process pid: accept(2)
