@@ -3,6 +3,7 @@ package cgi
 import (
 	"context"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -86,6 +87,34 @@ func (s *Stub) handOver(ctx context.Context, r Request) Response {
 		return errorResponse(503, ErrSupervisor, err.Error())
 	}
 	return Response{HandedOver: true}
+}
+
+// scriptFile finds the file the web server ran when it set no
+// SCRIPT_FILENAME: boa 0.94.14rc21 runs a CGI in the script's directory
+// as ./<name>, so it is SCRIPT_NAME's base name in the working directory,
+// if that file is the program running (argv[0] as run, else
+// /proc/self/exe). That is where an nph- sibling must be, even when the
+// file is a link to a stub kept elsewhere. "" if it is not found.
+func scriptFile(scriptName, arg0 string) string {
+	name := path.Base(scriptName)
+	if !strings.HasPrefix(scriptName, "/") || name == "/" {
+		return ""
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return ""
+	}
+	file := filepath.Join(wd, name)
+	fi, err := os.Stat(file)
+	if err != nil {
+		return ""
+	}
+	for _, self := range []string{arg0, "/proc/self/exe"} {
+		if s, err := os.Stat(self); self != "" && err == nil && os.SameFile(fi, s) {
+			return file
+		}
+	}
+	return ""
 }
 
 // samePortURL returns the same-port WebSocket URL up to the token, if the

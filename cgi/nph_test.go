@@ -3,6 +3,7 @@ package cgi
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -165,5 +166,89 @@ func TestTransportURLs(t *testing.T) {
 		if got != d.want || ok != d.usable {
 			t.Errorf("https %v, tls %v, %+v: %q %v, want %q %v", d.https, d.tls, s.Config.PublicURL, got, ok, d.want, d.usable)
 		}
+	}
+}
+
+// connectAsBoa runs the built stub bin the way boa 0.94.14rc21 runs
+// dir/name: in dir, as ./name, with SCRIPT_NAME /cgi-bin/name and no
+// SCRIPT_FILENAME; it returns the connect document's transports.
+func connectAsBoa(t *testing.T, bin, dir, name string) []control.Transport {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(dir, name))
+	cmd.Args[0] = "./" + name
+	cmd.Dir = dir
+	for _, kv := range cgiEnv("connect") {
+		if strings.HasPrefix(kv, "SCRIPT_NAME=") {
+			kv = "SCRIPT_NAME=/cgi-bin/" + name
+		}
+		cmd.Env = append(cmd.Env, kv)
+	}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s: %v: %q", name, err, out)
+	}
+	return mustConnect(t, out).Transports
+}
+
+// TestSamePortWithoutScriptFilename: under boa, which sets no
+// SCRIPT_FILENAME, the stub finds its own file (SCRIPT_NAME's base name in
+// the working directory, the program running) and offers same-port when
+// an nph- link to it is beside it: beside the script the server ran, also
+// when that is itself a link to a stub kept elsewhere.
+func TestSamePortWithoutScriptFilename(t *testing.T) {
+	e := mustEnv(t)
+	bin := mustBuildStub(t, e.conf)
+	cgiBin := filepath.Join(e.dir, "cgi-bin")
+	os.Mkdir(cgiBin, 0o755)
+	stub, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cgiBin, "live.cgi"), stub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	samePort := func(trs []control.Transport) string {
+		for _, tr := range trs {
+			if tr.Kind == control.TransportSamePort {
+				return tr.URL
+			}
+		}
+		return ""
+	}
+	if u := samePort(connectAsBoa(t, bin, cgiBin, "live.cgi")); u != "" {
+		t.Errorf("without nph-live.cgi: same-port %s", u)
+	}
+	os.Symlink("live.cgi", filepath.Join(cgiBin, "nph-live.cgi"))
+	want := "ws://127.0.0.1:8080/cgi-bin/nph-live.cgi?ws&token="
+	if u := samePort(connectAsBoa(t, bin, cgiBin, "live.cgi")); !strings.HasPrefix(u, want) {
+		t.Errorf("with nph-live.cgi beside live.cgi: same-port %q, want %s<token>", u, want)
+	}
+
+	// cgi-bin/live.cgi a link to the stub in another directory: the nph-
+	// link counts beside the script, not beside the stub's real file.
+	lib := filepath.Join(e.dir, "lib")
+	os.Mkdir(lib, 0o755)
+	os.Rename(filepath.Join(cgiBin, "live.cgi"), filepath.Join(lib, "live.cgi"))
+	os.Remove(filepath.Join(cgiBin, "nph-live.cgi"))
+	os.Symlink(filepath.Join(lib, "live.cgi"), filepath.Join(cgiBin, "live.cgi"))
+	os.Symlink("live.cgi", filepath.Join(lib, "nph-live.cgi"))
+	if u := samePort(connectAsBoa(t, bin, cgiBin, "live.cgi")); u != "" {
+		t.Errorf("nph-live.cgi only beside the stub's real file: same-port %s", u)
+	}
+	os.Symlink("live.cgi", filepath.Join(cgiBin, "nph-live.cgi"))
+	if u := samePort(connectAsBoa(t, bin, cgiBin, "live.cgi")); !strings.HasPrefix(u, want) {
+		t.Errorf("live.cgi and nph-live.cgi links to a stub elsewhere: same-port %q, want %s<token>", u, want)
+	}
+
+	// SCRIPT_NAME naming another file of the directory than the one
+	// running: not ours, nothing offered.
+	os.WriteFile(filepath.Join(cgiBin, "other.cgi"), []byte("#!/bin/sh\n"), 0o755)
+	os.Symlink("other.cgi", filepath.Join(cgiBin, "nph-other.cgi"))
+	t.Chdir(cgiBin)
+	if f := scriptFile("/cgi-bin/other.cgi", "./live.cgi"); f != "" {
+		t.Errorf("scriptFile for another program: %q", f)
+	}
+	if f := scriptFile("/cgi-bin/live.cgi", "./live.cgi"); f != filepath.Join(cgiBin, "live.cgi") {
+		t.Errorf("scriptFile: %q", f)
 	}
 }

@@ -28,7 +28,7 @@ type Request struct {
 	IfNoneMatch string // HTTP_IF_NONE_MATCH
 	// Where the stub is (for the same-port and poll transports).
 	ScriptName     string // SCRIPT_NAME: the stub's URL path
-	ScriptFilename string // SCRIPT_FILENAME: the stub's file
+	ScriptFilename string // SCRIPT_FILENAME: the stub's file (Main finds it when the server sets none, as boa)
 	// A WebSocket upgrade through nph-live.cgi (nph.go).
 	NPH        bool     // the stub runs under an nph- name: answers start with an HTTP status line
 	Socket     *os.File // the web server's descriptor for the answer (stdout): the client's socket under boa rc21

@@ -335,6 +335,9 @@ func Main(assets Assets) int {
 	s := New(ConfigPath, assets)
 	r := RequestFromEnv(os.Getenv)
 	r.Env = CGIEnv(os.Environ())
+	if r.ScriptFilename == "" { // boa: the script is ./<name> in the working directory
+		r.ScriptFilename = scriptFile(r.ScriptName, os.Args[0])
+	}
 	r.NPH = isNPH(os.Args[0]) || isNPH(r.ScriptName)
 	r.Socket = os.Stdout
 	r.Body = os.Stdin
