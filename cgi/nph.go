@@ -49,6 +49,7 @@ func (s *Stub) handOver(ctx context.Context, r Request) Response {
 		return errorResponse(400, ErrBadRequest, "?ws is served by the stub under an nph- name (nph-live.cgi), which gets the browser's connection")
 	}
 	if !isSocket(r.Socket) {
+		s.noSocket(r)
 		return errorResponse(501, ErrNoSocket, "this web server gives nph CGIs a pipe, not the browser's connection: no WebSocket on its port; use another transport")
 	}
 	if !strings.EqualFold(r.Upgrade, "websocket") || r.WSKey == "" || r.WSVersion == "" {
@@ -87,6 +88,98 @@ func (s *Stub) handOver(ctx context.Context, r Request) Response {
 		return errorResponse(503, ErrSupervisor, err.Error())
 	}
 	return Response{HandedOver: true}
+}
+
+// A server that gives nph CGIs a pipe (busybox httpd, lighttpd, boa
+// 0.94.13) sets SCRIPT_FILENAME or runs the stub as boa does, so ?connect
+// would offer same-port there, and every client would spend a request on
+// a 501 before the next transport. The first no_socket answer is
+// remembered in the state dir (noSocketFile), and ?connect offers
+// same-port no more under that server with that stub. Keyed on:
+//   - the server, SERVER_SOFTWARE and SERVER_PORT: whether an nph CGI gets
+//     the socket is the server's doing (boa rc21 always gives it, the
+//     others never), so another server in its place (a firmware update,
+//     a different server, or a second one on another port sharing the
+//     state dir) is tried afresh;
+//   - the stub's file, its size and mtime: a new stub (make install) may
+//     judge differently, and an admin setting things up again expects a
+//     fresh start.
+// No other answer is remembered: no_upgrade also answers a plain GET of
+// the URL (anyone can send one), which says nothing about the server.
+// The state dir is a tmpfs on most devices: after a reboot one client
+// pays the 501 again.
+
+const (
+	noSocketFile = "nph-pipe" // in the state dir: one key a line
+	maxNoSocket  = 8          // servers remembered
+)
+
+// noSocketKey names the server and stub of r (see above); "" when the
+// stub's file is not known.
+func noSocketKey(r Request) string {
+	if r.ScriptFilename == "" {
+		return ""
+	}
+	fi, err := os.Stat(r.ScriptFilename)
+	if err != nil {
+		return ""
+	}
+	return "server " + quote(r.ServerSoftware) + " port " + quote(r.ServerPort) +
+		" stub " + strconv.FormatInt(fi.Size(), 10) + " " + strconv.FormatInt(fi.ModTime().UnixNano(), 10)
+}
+
+// noSocketKnown reports whether key is remembered in dir as a server
+// that gives nph CGIs a pipe.
+func noSocketKnown(dir, key string) bool {
+	b, _ := os.ReadFile(filepath.Join(dir, noSocketFile))
+	for _, line := range strings.Split(string(b), "\n") {
+		if line == key && key != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// noSocket remembers that the server of r gave nph-live.cgi a pipe, and
+// logs it once. The file is replaced by rename: a reader never sees half
+// of it; of two stubs writing at once one may be lost, and is written by
+// the next attempt.
+func (s *Stub) noSocket(r Request) {
+	key := noSocketKey(r)
+	if key == "" || s.ConfigErr != nil {
+		return
+	}
+	st, err := s.starter()
+	if err != nil || noSocketKnown(st.stateDir, key) {
+		return
+	}
+	file := filepath.Join(st.stateDir, noSocketFile)
+	var lines []string
+	if b, err := os.ReadFile(file); err == nil && len(b) > 0 {
+		lines = strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	}
+	lines = append(lines, key)
+	if len(lines) > maxNoSocket {
+		lines = lines[len(lines)-maxNoSocket:]
+	}
+	tmp, err := os.CreateTemp(st.stateDir, noSocketFile+".*")
+	if err == nil {
+		_, err = tmp.WriteString(strings.Join(lines, "\n") + "\n")
+		if cerr := tmp.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Rename(tmp.Name(), file)
+		}
+		if err != nil {
+			os.Remove(tmp.Name())
+		}
+	}
+	if err != nil {
+		st.log("same-port: remember that this server gives nph CGIs a pipe: %v", err)
+		return
+	}
+	st.log("same-port: the web server (%s) gives nph CGIs a pipe, not the browser's connection: not offered any more until the server or live.cgi changes", key)
 }
 
 // scriptFile finds the file the web server ran when it set no

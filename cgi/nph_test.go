@@ -2,12 +2,15 @@ package cgi
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/livecgi/livecgi/proto/control"
 )
@@ -250,5 +253,91 @@ func TestSamePortWithoutScriptFilename(t *testing.T) {
 	}
 	if f := scriptFile("/cgi-bin/live.cgi", "./live.cgi"); f != filepath.Join(cgiBin, "live.cgi") {
 		t.Errorf("scriptFile: %q", f)
+	}
+}
+
+// TestNoSocketRemembered: once nph-live.cgi has answered no_socket (the
+// server gave it a pipe), ?connect stops offering same-port under that
+// server (SERVER_SOFTWARE and SERVER_PORT) and stub (its size and
+// mtime); another server or a new stub is offered it again. A no_upgrade
+// answer, which any plain GET gets, changes nothing.
+func TestNoSocketRemembered(t *testing.T) {
+	e := mustEnv(t)
+	s := New(e.conf, testAssets)
+	dir := t.TempDir()
+	stub := filepath.Join(dir, "live.cgi")
+	os.WriteFile(stub, []byte("stub"), 0o755)
+	os.Symlink("live.cgi", filepath.Join(dir, "nph-live.cgi"))
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	busybox := Request{Method: "GET", Host: "127.0.0.1:8080", Query: "connect", ScriptName: "/cgi-bin/live.cgi", ScriptFilename: stub,
+		ServerSoftware: "busybox httpd/1.36.1", ServerPort: "8080"}
+	offered := func(r Request) bool {
+		t.Helper()
+		resp := serve(t, s, r)
+		if resp.Status != 200 {
+			t.Fatalf("connect: %d %s", resp.Status, resp.Body)
+		}
+		var c control.Connect
+		if err := json.Unmarshal(resp.Body, &c); err != nil {
+			t.Fatal(err)
+		}
+		return len(c.Transports) > 0 && c.Transports[0].Kind == control.TransportSamePort
+	}
+	ws := func(r Request, socket *os.File) Request {
+		r.Query, r.NPH, r.Socket, r.ScriptName = "ws&token=abc", true, socket, "/cgi-bin/nph-live.cgi"
+		r.ScriptFilename = filepath.Join(dir, "nph-live.cgi")
+		r.Origin = "http://" + r.Host
+		return r
+	}
+	if !offered(busybox) {
+		t.Fatal("same-port not offered before any attempt")
+	}
+	// Any GET of the URL answers no_upgrade: not a fact about the server.
+	wantError(t, serve(t, s, ws(busybox, socketFile(t))), 501, ErrNoUpgrade)
+	if !offered(busybox) {
+		t.Error("same-port not offered after a no_upgrade answer")
+	}
+	wantError(t, serve(t, s, ws(busybox, w)), 501, ErrNoSocket)
+	if offered(busybox) {
+		t.Error("same-port offered after the server gave nph-live.cgi a pipe")
+	}
+	wantError(t, serve(t, s, ws(busybox, w)), 501, ErrNoSocket)
+	if b, _ := os.ReadFile(filepath.Join(e.state, noSocketFile)); strings.Count(string(b), "\n") != 1 {
+		t.Errorf("%s after two attempts: %q, want one line", noSocketFile, b)
+	}
+	if log, _ := os.ReadFile(filepath.Join(e.state, control.StubLogFile)); strings.Count(string(log), "gives nph CGIs a pipe") != 1 {
+		t.Errorf("stub log: %q, want the pipe told once", log)
+	}
+
+	other := busybox
+	other.ServerPort = "8081"
+	if !offered(other) {
+		t.Error("same-port not offered under a server on another port")
+	}
+	other = busybox
+	other.ServerSoftware = "Boa/0.94.14rc21"
+	if !offered(other) {
+		t.Error("same-port not offered under another server on the same port")
+	}
+	later := time.Now().Add(time.Minute)
+	os.Chtimes(stub, later, later)
+	if !offered(busybox) {
+		t.Error("same-port not offered by a new stub")
+	}
+
+	// At most maxNoSocket servers are remembered, the latest.
+	for port := range maxNoSocket + 2 {
+		r := busybox
+		r.ServerPort = strconv.Itoa(9000 + port)
+		wantError(t, serve(t, s, ws(r, w)), 501, ErrNoSocket)
+	}
+	b, _ := os.ReadFile(filepath.Join(e.state, noSocketFile))
+	if lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n"); len(lines) != maxNoSocket || !strings.Contains(lines[maxNoSocket-1], `port "9009"`) {
+		t.Errorf("%s: %q, want the latest %d", noSocketFile, lines, maxNoSocket)
 	}
 }

@@ -41,6 +41,7 @@ type Request struct {
 	RemoteUser     string   // REMOTE_USER, set by a server that authenticated the request
 	RemoteAddr     string   // REMOTE_ADDR
 	ServerSoftware string   // SERVER_SOFTWARE
+	ServerPort     string   // SERVER_PORT
 	Env            []string // the CGI variables, for auth_command (see CGIEnv)
 	// For long polling (poll.go).
 	SecFetchSite  string    // HTTP_SEC_FETCH_SITE, when the browser sent it
@@ -73,6 +74,7 @@ func RequestFromEnv(getenv func(string) string) Request {
 		RemoteUser:     getenv("REMOTE_USER"),
 		RemoteAddr:     getenv("REMOTE_ADDR"),
 		ServerSoftware: getenv("SERVER_SOFTWARE"),
+		ServerPort:     getenv("SERVER_PORT"),
 
 		SecFetchSite:  getenv("HTTP_SEC_FETCH_SITE"),
 		ContentLength: getenv("CONTENT_LENGTH"),

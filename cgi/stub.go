@@ -261,7 +261,7 @@ func (s *Stub) connect(ctx context.Context, r Request) Response {
 	}
 	// Each WebSocket transport has its own token: trying one must not
 	// spend another's.
-	if u, ok := samePortURL(r, host); ok {
+	if u, ok := samePortURL(r, host); ok && !noSocketKnown(st.stateDir, noSocketKey(r)) {
 		t, _ := mint()
 		doc.AddTransport(control.TransportSamePort, u+t)
 	}

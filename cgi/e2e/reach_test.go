@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -230,11 +231,21 @@ func TestSamePort(t *testing.T) {
 	if status, _, body := fetch(t, fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/nph-live.cgi", port), nil); status != 200 || !strings.Contains(body, "<html") {
 		t.Errorf("the page through nph-live.cgi: %d %.80q", status, body)
 	}
+	// A server that gives the socket is offered same-port after every
+	// kind of attempt.
+	c3, err := connect(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	samePortURL(t, c3, port)
 }
 
 // TestSamePortFallback: servers that give nph CGIs a pipe (busybox httpd,
 // lighttpd) or no upgrade headers (mini_httpd) get a clear 501 with a
-// complete HTTP status line, on which the client falls back.
+// complete HTTP status line, on which the client falls back. After a
+// no_socket answer the connect document offers same-port no more under
+// that server; after no_upgrade (which a plain GET also gets) it still
+// does.
 func TestSamePortFallback(t *testing.T) {
 	for _, tc := range []struct{ server, code string }{
 		{"busybox", "no_socket"},
@@ -259,6 +270,14 @@ func TestSamePortFallback(t *testing.T) {
 				t.Errorf("same-port upgrade: %q\n%s\nwant 501 %s", status, rest, tc.code)
 			}
 			t.Logf("%s: %s: %s", tc.server, status, rest[strings.Index(rest, "{"):])
+			c, err = connect(base)
+			if err != nil {
+				t.Fatal(err)
+			}
+			offered := slices.ContainsFunc(c.Transports, func(tr control.Transport) bool { return tr.Kind == control.TransportSamePort })
+			if want := tc.code != "no_socket"; offered != want {
+				t.Errorf("after %s, transports %+v: same-port offered %v, want %v", tc.code, c.Transports, offered, want)
+			}
 		})
 	}
 }
