@@ -81,8 +81,13 @@ func pollURL(script, token string) string {
 
 // Serve answers one request. It starts the supervisor if need be (see
 // doc.go); the page and the client are served even when that fails, since
-// the client reports the ?connect error to the user.
+// the client reports the ?connect error to the user. Every error answer
+// is readable by the request's origin (proto/README.md §1.1).
 func (s *Stub) Serve(ctx context.Context, r Request) Response {
+	return s.serve(ctx, r).readableBy(r.Origin)
+}
+
+func (s *Stub) serve(ctx context.Context, r Request) Response {
 	act, p, err := ParseParams(r.Query)
 	switch {
 	case act == ActionCommand && r.Method == "POST":
@@ -107,13 +112,13 @@ func (s *Stub) Serve(ctx context.Context, r Request) Response {
 	}
 	switch act {
 	case ActionConnect:
-		return s.connect(ctx, r).readableBy(r.Origin)
+		return s.connect(ctx, r)
 	case ActionWS:
 		return s.handOver(ctx, r)
 	case ActionPoll:
-		return s.poll(ctx, r, p).readableBy(r.Origin)
+		return s.poll(ctx, r, p)
 	case ActionCommand:
-		return s.command(ctx, r, p).readableBy(r.Origin)
+		return s.command(ctx, r, p)
 	case ActionClientJS:
 		s.warmUp(ctx)
 		// text/javascript, as RFC 9239 says; lighttpd rewrites
@@ -350,7 +355,7 @@ func Main(assets Assets) int {
 	var written atomic.Bool
 	guard := time.AfterFunc(deadline+time.Second, func() {
 		if written.CompareAndSwap(false, true) {
-			errorResponse(503, ErrInternal, "live.cgi took too long; try again").Write(os.Stdout, r.Method == "HEAD", r.NPH)
+			errorResponse(503, ErrInternal, "live.cgi took too long; try again").readableBy(r.Origin).Write(os.Stdout, r.Method == "HEAD", r.NPH)
 			os.Exit(1)
 		}
 	})

@@ -445,3 +445,41 @@ func TestConnectRefusalReadable(t *testing.T) {
 		t.Error("the page carries Access-Control-Allow-Origin")
 	}
 }
+
+// TestErrorsReadable: every error answer, whatever refused the request
+// (allowed_hosts, the method, the query, ?ws, the poll transport), is
+// readable by the request's origin as proto/README.md §1.1 says: with
+// Access-Control-Allow-Origin, never credentials.
+func TestErrorsReadable(t *testing.T) {
+	e := mustEnv(t)
+	s := New(e.conf, testAssets)
+	const evil = "http://evil.example"
+	tests := []struct {
+		name   string
+		req    Request
+		status int
+		code   string
+	}{
+		{"host not allowed, page", Request{Host: "evil.example", Origin: evil}, 403, ErrHost},
+		{"host not allowed, client", Request{Host: "evil.example", Origin: evil, Query: "client.js"}, 403, ErrHost},
+		{"host not allowed, connect", Request{Host: "evil.example", Origin: evil, Query: "connect"}, 403, ErrHost},
+		{"host not allowed, poll", Request{Host: "evil.example", Origin: evil, Query: "poll&token=abc"}, 403, ErrHost},
+		{"host not allowed, ws", Request{Host: "evil.example", Origin: evil, Query: "ws&token=abc", NPH: true}, 403, ErrHost},
+		{"method", Request{Method: "PUT", Host: "localhost", Origin: evil, Query: "connect"}, 405, ErrMethod},
+		{"bad query", Request{Host: "localhost", Origin: evil, Query: "bogus"}, 400, ErrBadRequest},
+		{"ws under a plain name", Request{Host: "localhost", Origin: evil, Query: "ws&token=abc"}, 400, ErrBadRequest},
+		{"cross-site poll", Request{Host: "localhost", Origin: evil, Query: "poll&token=abc"}, 403, ErrCrossSite},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := serve(t, s, tt.req)
+			wantError(t, resp, tt.status, tt.code)
+			if got := resp.Get("Access-Control-Allow-Origin"); got != evil {
+				t.Errorf("Access-Control-Allow-Origin %q, want %q", got, evil)
+			}
+			if got := resp.Get("Access-Control-Allow-Credentials"); got != "" {
+				t.Errorf("Access-Control-Allow-Credentials %q", got)
+			}
+		})
+	}
+}
