@@ -254,20 +254,14 @@ func (l *failLog) write() {
 			keep = append(keep, e)
 		}
 	}
-	if len(keep) > maxFailEntries {
-		slices.SortStableFunc(keep, func(a, b failEntry) int {
-			switch {
-			case a.touched != b.touched:
-				if a.touched {
-					return -1
-				}
-				return 1
-			case a.count != b.count:
-				return b.count - a.count
+	for len(keep) > maxFailEntries {
+		drop := -1 // the fewest failures, then the oldest; never this attempt's
+		for i, e := range keep {
+			if !e.touched && (drop < 0 || e.count < keep[drop].count || e.count == keep[drop].count && e.last < keep[drop].last) {
+				drop = i
 			}
-			return int(b.last - a.last)
-		})
-		keep = keep[:maxFailEntries]
+		}
+		keep = slices.Delete(keep, drop, drop+1)
 	}
 	var w bytes.Buffer
 	for _, e := range keep {

@@ -405,3 +405,30 @@ func TestAuthBasicParallel(t *testing.T) {
 		t.Errorf("%d parallel wrong passwords: %d checked (401), %d refused (429); want at most %d checked, the rest refused", n, count[401], count[429], maxFailures)
 	}
 }
+
+// TestFailTableBounded: the failure table keeps at most maxFailEntries
+// lines, and a flood of one-off names does not push out a lock-out.
+func TestFailTableBounded(t *testing.T) {
+	path := filepath.Join(t.TempDir(), AuthFailFile)
+	now := time.Now()
+	for range maxFailures {
+		if wait, _, err := chargeAttempt(path, "alice", "10.0.0.1", now); wait != 0 || err != nil {
+			t.Fatalf("charge: %v %v", wait, err)
+		}
+	}
+	for i := range maxFailEntries {
+		if _, _, err := chargeAttempt(path, fmt.Sprint("u", i), fmt.Sprintf("10.1.%d.%d", i/256, i%256), now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(b), "\n"); n != maxFailEntries {
+		t.Errorf("%d lines, want %d", n, maxFailEntries)
+	}
+	if wait, everywhere, _ := chargeAttempt(path, "alice", "10.0.0.1", now); wait <= 0 || everywhere {
+		t.Errorf("alice after the flood: wait %v, everywhere %v; want locked out at 10.0.0.1", wait, everywhere)
+	}
+}
