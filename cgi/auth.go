@@ -338,9 +338,10 @@ func parseFails(b []byte) []failEntry {
 }
 
 // runAuthCommand runs path (no shell) with env in its own process group,
-// killed whole after timeout or once it exits. Exit 0 with a first line
-// "USER ROLE" on stdout signs USER in as ROLE; a non-zero exit refuses
-// (status 403); anything else is the administrator's to fix (500).
+// under a reaper (reaper.go) that kills the group once path exits, after
+// timeout, or when the stub dies. Exit 0 with a first line "USER ROLE" on
+// stdout signs USER in as ROLE; a non-zero exit refuses (status 403);
+// anything else is the administrator's to fix (500).
 func runAuthCommand(ctx context.Context, path string, env []string, timeout time.Duration) (control.Identity, int, error) {
 	if err := control.CheckTrusted(path, false); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -350,19 +351,30 @@ func runAuthCommand(ctx context.Context, path string, env []string, timeout time
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, path)
+	// The reaper kills the command's group on SIGTERM. Without /proc
+	// there is no reaper: the command runs directly, and only it dies
+	// with the stub, not what it started.
+	cmd := exec.CommandContext(ctx, reaperPath)
+	cmd.Args = []string{reaperArg0, path}
+	stop := syscall.SIGTERM
+	if _, err := os.Stat(reaperPath); err != nil {
+		cmd, stop = exec.CommandContext(ctx, path), syscall.SIGKILL
+	}
 	cmd.Env, cmd.Dir = env, "/"
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 500 * time.Millisecond // a grandchild holding stdout
-	out := &capped{max: 4096}
-	cmd.Stdout = out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: stop}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, stop) }
+	cmd.WaitDelay = 2 * time.Second // a reaper that does not stop; a grandchild holding stdout
+	out, reaperErr := &capped{max: 4096}, &capped{max: 512}
+	cmd.Stdout, cmd.Stderr = out, reaperErr
 	err := cmd.Run()
 	if cmd.Process != nil {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // whatever it left behind
 	}
 	if ctx.Err() != nil {
 		return control.Identity{}, 500, fmt.Errorf("auth_command %s took longer than %v; killed", path, timeout)
+	}
+	if len(reaperErr.b) > 0 {
+		return control.Identity{}, 500, fmt.Errorf("auth_command %s: %s", path, bytes.TrimSpace(reaperErr.b))
 	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -264,6 +265,13 @@ esac
 			t.Errorf("reason %q", reason)
 		}
 	})
+	t.Run("not executable", func(t *testing.T) {
+		s.Config.AuthCommand = mustScript(t, "echo alice operator")
+		os.Chmod(s.Config.AuthCommand, 0o644)
+		if reason := wantError(t, serve(t, s, Request{Host: "localhost", Query: "connect"}), 500, ErrConfig); !strings.Contains(reason, "permission denied") {
+			t.Errorf("reason %q", reason)
+		}
+	})
 	t.Run("writable by others", func(t *testing.T) {
 		s.Config.AuthCommand = mustScript(t, "echo alice operator")
 		os.Chmod(s.Config.AuthCommand, 0o777)
@@ -403,6 +411,67 @@ func TestAuthBasicParallel(t *testing.T) {
 	t.Logf("answers: %v", count)
 	if count[401] > maxFailures || count[401]+count[429] != n {
 		t.Errorf("%d parallel wrong passwords: %d checked (401), %d refused (429); want at most %d checked, the rest refused", n, count[401], count[429], maxFailures)
+	}
+}
+
+// TestAuthCommandDiesWithStub: a stub killed while its auth_command runs
+// (SIGKILL; SIGTERM, which lighttpd sends when the client leaves) takes
+// the command and everything it started with it.
+func TestAuthCommandDiesWithStub(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			pids := filepath.Join(dir, "pids")
+			script := mustScript(t, `echo $$ > `+pids+`.tmp; sleep 120 & echo $! >> `+pids+`.tmp; mv `+pids+`.tmp `+pids+`; wait`)
+			e := mustEnv(t, "auth = command", "auth_command = "+script)
+			cmd := exec.Command(mustBuildStub(t, e.conf))
+			cmd.Env = cgiEnv("connect")
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan struct{})
+			go func() { cmd.Wait(); close(exited) }()
+			var procs []int
+			t.Cleanup(func() {
+				cmd.Process.Kill()
+				<-exited
+				for _, pid := range procs {
+					killAndReap(pid)
+				}
+			})
+			deadline := time.Now().Add(20 * time.Second)
+			for delay := time.Millisecond; len(procs) < 2; delay = min(2*delay, 50*time.Millisecond) {
+				if b, err := os.ReadFile(pids); err == nil {
+					for _, f := range strings.Fields(string(b)) {
+						pid, _ := strconv.Atoi(f)
+						procs = append(procs, pid)
+					}
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("auth_command did not start within 20s")
+				}
+				time.Sleep(delay)
+			}
+			cmd.Process.Signal(sig)
+			<-exited
+			deadline = time.Now().Add(10 * time.Second)
+			for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
+				var left []int
+				for _, pid := range procs {
+					if alive(pid) {
+						left = append(left, pid)
+					}
+				}
+				if len(left) == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("10s after the stub got %v, the auth_command's pids %v still run", sig, left)
+				}
+				time.Sleep(delay)
+			}
+		})
 	}
 }
 
