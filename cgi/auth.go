@@ -274,16 +274,16 @@ func (l *failLog) write() {
 }
 
 // chargeAttempt decides whether user may try a password from addr and,
-// if so, counts the attempt as a failure in the same locked step. It
-// returns how long user must still wait, and whether the wait is for
-// every address, if not.
+// if so, counts the attempt as a failure in the same locked step. If user
+// is locked out it counts nothing and returns how long user must still
+// wait, and whether that is at every address or only at addr.
 func chargeAttempt(path, user, addr string, now time.Time) (wait time.Duration, everywhere bool, err error) {
 	l, err := lockFails(path, now)
 	if err != nil {
 		return 0, false, err
 	}
-	locked := func(e *failEntry, max int) time.Duration {
-		if e.count < max {
+	locked := func(e *failEntry, limit int) time.Duration {
+		if e.count < limit {
 			return 0
 		}
 		return time.Unix(e.last, 0).Add(failWindow).Sub(now)
