@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,20 +21,30 @@ import (
 // Error codes of authentication failures.
 const (
 	ErrUnauthorized = "unauthorized" // 401 (basic: with a challenge) or 403: not signed in
-	ErrThrottled    = "throttled"    // 429: too many failed attempts from this address
+	ErrThrottled    = "throttled"    // 429: too many failed attempts for this user
 )
 
-// Throttling of failed Basic attempts, per remote address: after
-// maxFailures within failWindow of each other, that address is refused
-// until failWindow has passed since its last failure. The stub lives for
-// one request, so the counts are kept in AuthFailFile in the state
-// directory, under flock: no supervisor needs to run for it, and a
-// refused address costs no password hashing.
+// Throttling of failed Basic sign-ins. Failures are counted per user and
+// address (maxFailures) and per user across all addresses
+// (maxUserFailures); past either within failWindow of each other, that
+// user is refused there, or everywhere, until failWindow has passed since
+// the last failure, before any hashing. Other users at the same address
+// (a NAT, a proxy) are not affected, and a success clears only its own
+// user's count at its address.
+//
+// The stub lives for one request, so the counts are kept in AuthFailFile
+// in the state directory: no supervisor needs to run for it. Check and
+// record are one step under an exclusive flock of the file: an attempt is
+// counted as a failure before its password is hashed and taken back once
+// the password proves right. So, across processes, at most maxFailures
+// hashes run for a user and address at once, and a stub killed while
+// hashing leaves a failure behind.
 const (
-	AuthFailFile = "authfail"
-	maxFailures  = 5
-	failWindow   = time.Minute
-	maxFailAddrs = 1024
+	AuthFailFile    = "authfail"
+	maxFailures     = 5
+	maxUserFailures = 4 * maxFailures
+	failWindow      = time.Minute
+	maxFailEntries  = 1024
 )
 
 // AuthCommandTimeout bounds a run of auth_command; its whole process
@@ -140,117 +151,197 @@ func (s *Stub) basic(r Request, st *starter) (control.Identity, *Response) {
 	case err != nil:
 		return refuse(400, ErrBadRequest, err.Error())
 	}
-	failPath := filepath.Join(st.stateDir, AuthFailFile)
-	if wait := throttled(failPath, r.RemoteAddr, s.Now()); wait > 0 {
-		_, resp := refuse(429, ErrThrottled, fmt.Sprintf("too many failed sign-ins from %s; try again in %d s", r.RemoteAddr, int(wait.Seconds()+1)))
-		resp.Header = append(resp.Header, Field{"Retry-After", strconv.Itoa(int(wait.Seconds() + 1))})
-		return control.Identity{}, resp
+	if !control.ValidUser(user) {
+		return challenge("wrong user name or password") // no such user can exist
 	}
 	users, err := control.ReadUsers(s.Config.AuthUsers)
 	if err != nil {
 		st.log("%v", err)
 		return refuse(500, ErrConfig, err.Error())
 	}
+	failPath := filepath.Join(st.stateDir, AuthFailFile)
+	addr := failAddr(r.RemoteAddr)
+	wait, everywhere, err := chargeAttempt(failPath, user, addr, s.Now())
+	if err != nil {
+		st.log("count failed sign-ins: %v", err)
+		return refuse(500, ErrStateDir, "state dir "+st.stateDir+": cannot count failed sign-ins")
+	}
+	if wait > 0 {
+		secs := strconv.Itoa(int(wait.Seconds() + 1))
+		where := " from " + addr
+		if everywhere {
+			where = ""
+		}
+		_, resp := refuse(429, ErrThrottled, "too many failed sign-ins as "+quote(user)+where+"; try again in "+secs+" s")
+		resp.Header = append(resp.Header, Field{"Retry-After", secs})
+		return control.Identity{}, resp
+	}
 	u, ok := control.CheckPassword(users, user, pass)
 	if !ok {
-		recordFailure(failPath, r.RemoteAddr, s.Now(), true)
 		st.log("sign-in failed for user %s from %s", quote(user), r.RemoteAddr)
 		return challenge("wrong user name or password")
 	}
-	recordFailure(failPath, r.RemoteAddr, s.Now(), false)
+	settleAttempt(failPath, user, addr, s.Now())
 	return control.Identity{User: u.Name, Role: u.Role}, nil
 }
 
-// failEntry is one line of AuthFailFile: "addr count unix-seconds".
+// failEntry is one line of AuthFailFile, "user addr count unix-seconds":
+// the failures of user from addr, or from every address when addr is
+// anyAddr.
 type failEntry struct {
-	addr  string
-	count int
-	last  int64
+	user, addr string
+	count      int
+	last       int64
+	touched    bool // changed by this attempt: never evicted for room
 }
 
-// throttled returns how long addr must still wait, 0 if it may try.
-func throttled(path, addr string, now time.Time) time.Duration {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0
+const anyAddr = "*"
+
+// failAddr is REMOTE_ADDR as a field of AuthFailFile.
+func failAddr(addr string) string {
+	if addr == "" || addr == anyAddr || len(addr) > 64 || strings.ContainsFunc(addr, func(r rune) bool { return r <= ' ' }) {
+		return "-"
 	}
-	for _, e := range parseFails(b) {
-		if e.addr == addr && e.count >= maxFailures {
-			if left := time.Unix(e.last, 0).Add(failWindow).Sub(now); left > 0 {
-				return left
-			}
-		}
-	}
-	return 0
+	return addr
 }
 
-// recordFailure counts a failure of addr (failed) or forgets its
-// failures (a success), under an exclusive flock of the file.
-func recordFailure(path, addr string, now time.Time, failed bool) {
-	if addr == "" {
-		addr = "-"
-	}
+// failLog is AuthFailFile, read under an exclusive flock that is held
+// until write.
+type failLog struct {
+	f       *os.File
+	entries []failEntry
+}
+
+func lockFails(path string, now time.Time) (*failLog, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_CLOEXEC, 0o600)
 	if err != nil {
-		return
+		return nil, err
 	}
-	defer f.Close()
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		return
+		f.Close()
+		return nil, err
 	}
 	var buf bytes.Buffer
 	buf.ReadFrom(f)
-	var out []failEntry
-	mine := failEntry{addr: addr}
+	l := &failLog{f: f}
 	for _, e := range parseFails(buf.Bytes()) {
-		if now.Sub(time.Unix(e.last, 0)) > failWindow {
-			continue // forgotten
+		if now.Sub(time.Unix(e.last, 0)) <= failWindow { // older ones are forgotten
+			l.entries = append(l.entries, e)
 		}
-		if e.addr == addr {
-			mine = e
-			continue
+	}
+	return l, nil
+}
+
+// entry returns user's entry for addr, a new one if there is none.
+func (l *failLog) entry(user, addr string) *failEntry {
+	for i := range l.entries {
+		if e := &l.entries[i]; e.user == user && e.addr == addr {
+			return e
 		}
-		out = append(out, e)
 	}
-	if !failed && mine.count == 0 {
-		return
+	l.entries = append(l.entries, failEntry{user: user, addr: addr})
+	return &l.entries[len(l.entries)-1]
+}
+
+// write replaces the file's content with the entries that still count,
+// keeping at most maxFailEntries: those with the most failures, then the
+// newest. It unlocks and closes the file.
+func (l *failLog) write() {
+	defer l.f.Close()
+	keep := l.entries[:0]
+	for _, e := range l.entries {
+		if e.count > 0 {
+			keep = append(keep, e)
+		}
 	}
-	if failed {
-		mine.count++
-		mine.last = now.Unix()
-		out = append(out, mine)
-	}
-	if len(out) > maxFailAddrs {
-		out = out[len(out)-maxFailAddrs:] // the oldest go first
+	for len(keep) > maxFailEntries {
+		drop := -1 // the fewest failures, then the oldest; never this attempt's
+		for i, e := range keep {
+			if !e.touched && (drop < 0 || e.count < keep[drop].count || e.count == keep[drop].count && e.last < keep[drop].last) {
+				drop = i
+			}
+		}
+		keep = slices.Delete(keep, drop, drop+1)
 	}
 	var w bytes.Buffer
-	for _, e := range out {
-		fmt.Fprintf(&w, "%s %d %d\n", e.addr, e.count, e.last)
+	for _, e := range keep {
+		fmt.Fprintf(&w, "%s %s %d %d\n", e.user, e.addr, e.count, e.last)
 	}
-	f.Truncate(0)
-	f.WriteAt(w.Bytes(), 0)
+	// Written over the old content, then cut: a stub killed in between
+	// leaves the new lines, not an empty file.
+	l.f.WriteAt(w.Bytes(), 0)
+	l.f.Truncate(int64(w.Len()))
+}
+
+// chargeAttempt decides whether user may try a password from addr and,
+// if so, counts the attempt as a failure in the same locked step. If user
+// is locked out it counts nothing and returns how long user must still
+// wait, and whether that is at every address or only at addr.
+func chargeAttempt(path, user, addr string, now time.Time) (wait time.Duration, everywhere bool, err error) {
+	l, err := lockFails(path, now)
+	if err != nil {
+		return 0, false, err
+	}
+	locked := func(e *failEntry, limit int) time.Duration {
+		if e.count < limit {
+			return 0
+		}
+		return time.Unix(e.last, 0).Add(failWindow).Sub(now)
+	}
+	wait = locked(l.entry(user, addr), maxFailures)
+	if all := locked(l.entry(user, anyAddr), maxUserFailures); all > wait {
+		wait, everywhere = all, true
+	}
+	if wait > 0 {
+		l.f.Close() // nothing to write
+		return wait, everywhere, nil
+	}
+	for _, a := range []string{addr, anyAddr} {
+		e := l.entry(user, a)
+		e.count++
+		e.last = now.Unix()
+		e.touched = true
+	}
+	l.write()
+	return 0, false, nil
+}
+
+// settleAttempt takes back the failure chargeAttempt counted for a right
+// password: user's count at addr is cleared; its count across addresses
+// loses this attempt only.
+func settleAttempt(path, user, addr string, now time.Time) {
+	l, err := lockFails(path, now)
+	if err != nil {
+		return
+	}
+	l.entry(user, addr).count = 0
+	if all := l.entry(user, anyAddr); all.count > 0 {
+		all.count--
+	}
+	l.write()
 }
 
 func parseFails(b []byte) []failEntry {
 	var out []failEntry
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Fields(line)
-		if len(f) != 3 {
+		if len(f) != 4 {
 			continue
 		}
-		n, err1 := strconv.Atoi(f[1])
-		t, err2 := strconv.ParseInt(f[2], 10, 64)
-		if err1 == nil && err2 == nil {
-			out = append(out, failEntry{f[0], n, t})
+		n, err1 := strconv.Atoi(f[2])
+		t, err2 := strconv.ParseInt(f[3], 10, 64)
+		if err1 == nil && err2 == nil && n > 0 {
+			out = append(out, failEntry{user: f[0], addr: f[1], count: n, last: t})
 		}
 	}
 	return out
 }
 
 // runAuthCommand runs path (no shell) with env in its own process group,
-// killed whole after timeout or once it exits. Exit 0 with a first line
-// "USER ROLE" on stdout signs USER in as ROLE; a non-zero exit refuses
-// (status 403); anything else is the administrator's to fix (500).
+// under a reaper (reaper.go) that kills the group once path exits, after
+// timeout, or when the stub dies. Exit 0 with a first line "USER ROLE" on
+// stdout signs USER in as ROLE; a non-zero exit refuses (status 403);
+// anything else is the administrator's to fix (500).
 func runAuthCommand(ctx context.Context, path string, env []string, timeout time.Duration) (control.Identity, int, error) {
 	if err := control.CheckTrusted(path, false); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -260,19 +351,30 @@ func runAuthCommand(ctx context.Context, path string, env []string, timeout time
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, path)
+	// The reaper kills the command's group on SIGTERM. Without /proc
+	// there is no reaper: the command runs directly, and only it dies
+	// with the stub, not what it started.
+	cmd := exec.CommandContext(ctx, reaperPath)
+	cmd.Args = []string{reaperArg0, path}
+	stop := syscall.SIGTERM
+	if _, err := os.Stat(reaperPath); err != nil {
+		cmd, stop = exec.CommandContext(ctx, path), syscall.SIGKILL
+	}
 	cmd.Env, cmd.Dir = env, "/"
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 500 * time.Millisecond // a grandchild holding stdout
-	out := &capped{max: 4096}
-	cmd.Stdout = out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: stop}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, stop) }
+	cmd.WaitDelay = 2 * time.Second // a reaper that does not stop; a grandchild holding stdout
+	out, reaperErr := &capped{max: 4096}, &capped{max: 512}
+	cmd.Stdout, cmd.Stderr = out, reaperErr
 	err := cmd.Run()
 	if cmd.Process != nil {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // whatever it left behind
 	}
 	if ctx.Err() != nil {
 		return control.Identity{}, 500, fmt.Errorf("auth_command %s took longer than %v; killed", path, timeout)
+	}
+	if len(reaperErr.b) > 0 {
+		return control.Identity{}, 500, fmt.Errorf("auth_command %s: %s", path, bytes.TrimSpace(reaperErr.b))
 	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {

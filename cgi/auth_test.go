@@ -1,13 +1,17 @@
 package cgi
 
 import (
+	"crypto/pbkdf2"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -144,11 +148,14 @@ func TestAuthBasic(t *testing.T) {
 		t.Errorf("1 MB header: %q", reason)
 	}
 
-	// Four failures from 10.0.0.9 so far; the fifth locks it out, even
-	// for the right password; another address is not affected.
-	wantError(t, serve(t, s, Request{Host: "localhost", Query: "connect", Authorization: basicHeader("vera", "guess"), RemoteAddr: "10.0.0.9"}), 401, ErrUnauthorized)
+	// One failure of vera's from 10.0.0.9 so far; the fifth locks her out
+	// there, even for the right password; another address is not
+	// affected.
+	for range maxFailures - 1 {
+		wantError(t, serve(t, s, Request{Host: "localhost", Query: "connect", Authorization: basicHeader("vera", "guess"), RemoteAddr: "10.0.0.9"}), 401, ErrUnauthorized)
+	}
 	resp = serve(t, s, Request{Host: "localhost", Query: "connect", Authorization: basicHeader("vera", "secret"), RemoteAddr: "10.0.0.9"})
-	if reason := wantError(t, resp, 429, ErrThrottled); !strings.Contains(reason, "too many failed sign-ins from 10.0.0.9") {
+	if reason := wantError(t, resp, 429, ErrThrottled); !strings.Contains(reason, `too many failed sign-ins as "vera" from 10.0.0.9; try again in`) {
 		t.Errorf("throttled: %q", reason)
 	}
 	if ra, err := strconv.Atoi(resp.Get("Retry-After")); err != nil || ra < 1 || ra > 61 {
@@ -258,6 +265,13 @@ esac
 			t.Errorf("reason %q", reason)
 		}
 	})
+	t.Run("not executable", func(t *testing.T) {
+		s.Config.AuthCommand = mustScript(t, "echo alice operator")
+		os.Chmod(s.Config.AuthCommand, 0o644)
+		if reason := wantError(t, serve(t, s, Request{Host: "localhost", Query: "connect"}), 500, ErrConfig); !strings.Contains(reason, "permission denied") {
+			t.Errorf("reason %q", reason)
+		}
+	})
 	t.Run("writable by others", func(t *testing.T) {
 		s.Config.AuthCommand = mustScript(t, "echo alice operator")
 		os.Chmod(s.Config.AuthCommand, 0o777)
@@ -279,4 +293,211 @@ func alive(pid int) bool {
 	}
 	i := strings.LastIndexByte(string(stat), ')')
 	return i < 0 || i+2 >= len(stat) || stat[i+2] != 'Z'
+}
+
+// TestAuthBasicPerUser: failures are counted per user and address, and
+// per user across addresses. A success clears only its own user's count
+// at its address, and a user locked out at an address (a NAT, a proxy)
+// does not lock out the others there.
+func TestAuthBasicPerUser(t *testing.T) {
+	users := mustUsers(t, "alice operator right", "vera viewer secret", "bob viewer bobpw")
+	e := mustEnv(t, "auth = basic", "auth_users = "+users)
+	s := New(e.conf, testAssets)
+	try := func(user, pass, addr string) Response {
+		t.Helper()
+		return serve(t, s, Request{Host: "localhost", Query: "connect", Authorization: basicHeader(user, pass), RemoteAddr: addr})
+	}
+
+	// 4 guesses at alice's password, then vera signs in from the same
+	// address, over and over: vera's success does not clear alice's count.
+	guesses := 0
+	for round := 0; round < 3 && guesses <= maxFailures; round++ {
+		for range 4 {
+			guesses++
+			resp := try("alice", fmt.Sprint("guess", guesses), "10.0.0.1")
+			if guesses <= maxFailures {
+				wantError(t, resp, 401, ErrUnauthorized)
+				continue
+			}
+			if reason := wantError(t, resp, 429, ErrThrottled); !strings.Contains(reason, `too many failed sign-ins as "alice" from 10.0.0.1`) {
+				t.Errorf("throttled: %q", reason)
+			}
+			break
+		}
+		connectAs(t, s, e, Request{Authorization: basicHeader("vera", "secret"), RemoteAddr: "10.0.0.1"})
+	}
+	if guesses != maxFailures+1 {
+		t.Fatalf("alice was refused after %d guesses at 10.0.0.1, want %d", guesses, maxFailures+1)
+	}
+	// Locked out at 10.0.0.1: alice, even with the right password; not
+	// vera, nor bob, who may still get it wrong and then right.
+	wantError(t, try("alice", "right", "10.0.0.1"), 429, ErrThrottled)
+	wantError(t, try("bob", "wrong", "10.0.0.1"), 401, ErrUnauthorized)
+	if id := connectAs(t, s, e, Request{Authorization: basicHeader("bob", "bobpw"), RemoteAddr: "10.0.0.1"}); id.User != "bob" {
+		t.Errorf("bob: %+v", id)
+	}
+	// alice from elsewhere is not locked out by 10.0.0.1, and her success
+	// there clears only her count there.
+	for range maxFailures - 1 {
+		wantError(t, try("alice", "guess", "10.0.0.2"), 401, ErrUnauthorized)
+	}
+	connectAs(t, s, e, Request{Authorization: basicHeader("alice", "right"), RemoteAddr: "10.0.0.2"})
+	wantError(t, try("alice", "right", "10.0.0.1"), 429, ErrThrottled)
+
+	// Per user across addresses: guesses spread over addresses add up.
+	// A success settles its address, not the count across addresses.
+	failed := 2*maxFailures - 1
+	for n := 3; failed < maxUserFailures; n++ {
+		for range min(maxFailures, maxUserFailures-failed) {
+			wantError(t, try("alice", "guess", fmt.Sprintf("10.0.0.%d", n)), 401, ErrUnauthorized)
+			failed++
+		}
+	}
+	resp := try("alice", "right", "10.0.1.1")
+	if reason := wantError(t, resp, 429, ErrThrottled); !strings.Contains(reason, `too many failed sign-ins as "alice"; try again in`) {
+		t.Errorf("throttled across addresses: %q", reason)
+	}
+	if ra, err := strconv.Atoi(resp.Get("Retry-After")); err != nil || ra < 1 || ra > 61 {
+		t.Errorf("Retry-After %q", resp.Get("Retry-After"))
+	}
+	connectAs(t, s, e, Request{Authorization: basicHeader("vera", "secret"), RemoteAddr: "10.0.1.1"})
+	later := *s
+	later.Now = func() time.Time { return time.Now().Add(failWindow + time.Second) }
+	connectAs(t, &later, e, Request{Authorization: basicHeader("alice", "right"), RemoteAddr: "10.0.0.1"})
+}
+
+// slowHash is a users-file hash of password with iter iterations.
+func slowHash(password string, iter int) string {
+	salt := []byte("0123456789abcdef")
+	key, _ := pbkdf2.Key(sha256.New, password, salt, iter, 32)
+	enc := base64.RawStdEncoding
+	return fmt.Sprintf("pbkdf2-sha256$%d$%s$%s", iter, enc.EncodeToString(salt), enc.EncodeToString(key))
+}
+
+// TestAuthBasicParallel: 20 wrong passwords at once from a fresh address,
+// each in its own stub process, get at most maxFailures password checks
+// (a 401); the others are refused before hashing (429). The password's
+// hash is made slow so that every stub is running before the first check
+// ends.
+func TestAuthBasicParallel(t *testing.T) {
+	users := filepath.Join(t.TempDir(), "users")
+	if _, err := control.SetUser(users, control.User{Name: "alice", Role: control.RoleOperator, Hash: slowHash("right", 200_000)}); err != nil {
+		t.Fatal(err)
+	}
+	e := mustEnv(t, "auth = basic", "auth_users = "+users)
+	bin := mustBuildStub(t, e.conf)
+	env := append(cgiEnv("connect"), "REMOTE_ADDR=192.0.2.7", "HTTP_AUTHORIZATION="+basicHeader("alice", "wrong"))
+	const n = 20
+	codes := make(chan int, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			out, err := tryStub(bin, env, false)
+			if err != nil {
+				t.Error(err)
+				codes <- 0
+				return
+			}
+			code, _, _ := parseCGI(t, out)
+			codes <- code
+		})
+	}
+	wg.Wait()
+	close(codes)
+	count := map[int]int{}
+	for c := range codes {
+		count[c]++
+	}
+	t.Logf("answers: %v", count)
+	if count[401] > maxFailures || count[401]+count[429] != n {
+		t.Errorf("%d parallel wrong passwords: %d checked (401), %d refused (429); want at most %d checked, the rest refused", n, count[401], count[429], maxFailures)
+	}
+}
+
+// TestAuthCommandDiesWithStub: a stub killed while its auth_command runs
+// (SIGKILL; SIGTERM, which lighttpd sends when the client leaves) takes
+// the command and everything it started with it.
+func TestAuthCommandDiesWithStub(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			pids := filepath.Join(dir, "pids")
+			script := mustScript(t, `echo $$ > `+pids+`.tmp; sleep 120 & echo $! >> `+pids+`.tmp; mv `+pids+`.tmp `+pids+`; wait`)
+			e := mustEnv(t, "auth = command", "auth_command = "+script)
+			cmd := exec.Command(mustBuildStub(t, e.conf))
+			cmd.Env = cgiEnv("connect")
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan struct{})
+			go func() { cmd.Wait(); close(exited) }()
+			var procs []int
+			t.Cleanup(func() {
+				cmd.Process.Kill()
+				<-exited
+				for _, pid := range procs {
+					killAndReap(pid)
+				}
+			})
+			deadline := time.Now().Add(20 * time.Second)
+			for delay := time.Millisecond; len(procs) < 2; delay = min(2*delay, 50*time.Millisecond) {
+				if b, err := os.ReadFile(pids); err == nil {
+					for _, f := range strings.Fields(string(b)) {
+						pid, _ := strconv.Atoi(f)
+						procs = append(procs, pid)
+					}
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("auth_command did not start within 20s")
+				}
+				time.Sleep(delay)
+			}
+			cmd.Process.Signal(sig)
+			<-exited
+			deadline = time.Now().Add(10 * time.Second)
+			for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
+				var left []int
+				for _, pid := range procs {
+					if alive(pid) {
+						left = append(left, pid)
+					}
+				}
+				if len(left) == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("10s after the stub got %v, the auth_command's pids %v still run", sig, left)
+				}
+				time.Sleep(delay)
+			}
+		})
+	}
+}
+
+// TestFailTableBounded: the failure table keeps at most maxFailEntries
+// lines, and a flood of one-off names does not push out a lock-out.
+func TestFailTableBounded(t *testing.T) {
+	path := filepath.Join(t.TempDir(), AuthFailFile)
+	now := time.Now()
+	for range maxFailures {
+		if wait, _, err := chargeAttempt(path, "alice", "10.0.0.1", now); wait != 0 || err != nil {
+			t.Fatalf("charge: %v %v", wait, err)
+		}
+	}
+	for i := range maxFailEntries {
+		if _, _, err := chargeAttempt(path, fmt.Sprint("u", i), fmt.Sprintf("10.1.%d.%d", i/256, i%256), now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(b), "\n"); n != maxFailEntries {
+		t.Errorf("%d lines, want %d", n, maxFailEntries)
+	}
+	if wait, everywhere, _ := chargeAttempt(path, "alice", "10.0.0.1", now); wait <= 0 || everywhere {
+		t.Errorf("alice after the flood: wait %v, everywhere %v; want locked out at 10.0.0.1", wait, everywhere)
+	}
 }

@@ -26,7 +26,9 @@
 // Start with Main (what cmd/live.cgi calls), then Stub.Serve (one request
 // in, one Response out; pure apart from starting the supervisor),
 // RequestFromEnv (the CGI environment, parsed by pure functions) and
-// Response.WriteCGI.
+// Response.WriteCGI. auth.go signs visitors in; reaper.go is the stub run
+// again as the keeper of an auth_command, so that the command cannot
+// outlive it.
 //
 // Why not net/http/cgi.Serve with an http.Handler: net/http makes the stub
 // 4.1 MiB for linux/arm instead of 2.6 MiB, over the 3 MiB budget for a

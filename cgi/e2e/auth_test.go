@@ -123,6 +123,8 @@ func TestAuthServers(t *testing.T) {
 	hash, _ := control.HashPassword("pa:ss\xff")
 	control.SetUser(users, control.User{Name: "alice", Role: control.RoleOperator, Hash: hash})
 	control.SetUser(users, control.User{Name: "vera", Role: control.RoleViewer})
+	hash, _ = control.HashPassword("vicpw")
+	control.SetUser(users, control.User{Name: "vic", Role: control.RoleViewer, Hash: hash})
 	bbAuth := fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/live.cgi", mustStartServer(t, busyboxAuth("otto:ottopw", "vera:verapw", "eve:evepw"), busybox, e))
 	bb := fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/live.cgi", mustStartServer(t, serverNamed("busybox"), busybox, e))
 	lt := fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/live.cgi", mustStartServer(t, serverNamed("lighttpd"), lighttpd, e))
@@ -198,8 +200,12 @@ func TestAuthServers(t *testing.T) {
 			}
 		}
 		status, h, body = fetch(t, lt+"?connect", basic("alice", "pa:ss\xff"))
-		if status != 429 || h.Get("Retry-After") == "" || !strings.Contains(body, "too many failed sign-ins from 127.0.0.1") {
+		if status != 429 || h.Get("Retry-After") == "" || !strings.Contains(body, `too many failed sign-ins as \"alice\" from 127.0.0.1`) {
 			t.Errorf("after 5 failures: %d %q %s", status, h.Get("Retry-After"), body)
+		}
+		// Another user at the same address (a NAT, a proxy) still signs in.
+		if _, id := tokenFor(t, e, lt, basic("vic", "vicpw")); id != (control.Identity{User: "vic", Role: control.RoleViewer}) {
+			t.Errorf("vic, after alice's lock-out at the same address: %+v", id)
 		}
 	})
 	t.Run("busybox command", func(t *testing.T) {
