@@ -62,7 +62,7 @@ type sensor struct {
 	stale     bool
 	staleAt   time.Time // when it went stale
 	value     *float64  // last good value
-	alarms    []*alarm
+	alarms    []*alarm  // sorted by name
 }
 
 // alarm is one rule and its state.
@@ -97,11 +97,13 @@ func New(rules []Rule, now func() time.Time) (*Engine, error) {
 			e.sensors[r.Sensor] = s
 		}
 		a := &alarm{rule: r, sensor: s, cur: State{Name: r.Name, Sensor: r.Sensor, State: OK, Since: t}}
-		s.alarms = append(s.alarms, a)
 		e.alarms = append(e.alarms, a)
 		e.byName[r.Name] = a
 	}
 	sort.Slice(e.alarms, func(i, j int) bool { return e.alarms[i].rule.Name < e.alarms[j].rule.Name })
+	for _, a := range e.alarms {
+		a.sensor.alarms = append(a.sensor.alarms, a)
+	}
 	return e, nil
 }
 
