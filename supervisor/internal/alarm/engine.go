@@ -32,6 +32,10 @@ type State struct {
 	Message string `json:"message"`
 }
 
+// Active reports whether the alarm needs attention: raised or stale
+// (Home Assistant's problem binary_sensor is on).
+func (s State) Active() bool { return s.State != OK }
+
 // Transition is a change of an alarm's state.
 type Transition struct {
 	State           // the new state
@@ -44,7 +48,8 @@ type Transition struct {
 // heartbeat ran out without a reading). Every method returns the
 // transitions it caused, in alarm name order, for the caller to send,
 // log, publish and run alarm_exec on. All methods may be called
-// concurrently; one mutex guards everything.
+// concurrently; one mutex guards everything, a leaf lock (nothing
+// outside the engine is called under it).
 type Engine struct {
 	now func() time.Time
 
@@ -60,9 +65,8 @@ type sensor struct {
 	heartbeat time.Duration // 0: never stale
 	lastSeen  time.Time     // its last good reading, or when the heartbeat became known
 	stale     bool
-	staleAt   time.Time // when it went stale
-	value     *float64  // last good value
-	alarms    []*alarm  // sorted by name
+	value     *float64 // last good value
+	alarms    []*alarm // sorted by name
 }
 
 // alarm is one rule and its state.
@@ -181,28 +185,27 @@ func (e *Engine) Tick() []Transition {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	t := e.now()
+	var silent map[*sensor]time.Time // went stale now, since then
 	for _, s := range e.sensors {
 		if at := s.lastSeen.Add(2 * s.heartbeat); s.heartbeat > 0 && !s.stale && !t.Before(at) {
-			s.stale, s.staleAt = true, at
+			if silent == nil {
+				silent = map[*sensor]time.Time{}
+			}
+			s.stale, silent[s] = true, at
 		}
 	}
 	var out []Transition
 	for _, a := range e.alarms {
 		at := t
-		if !a.pending.IsZero() {
-			due := a.pending.Add(a.rule.For)
-			switch {
-			case a.sensor.stale && !a.sensor.staleAt.After(due):
-				a.pending = time.Time{} // no reading to say it held
-			case !t.Before(due):
-				a.raised, a.pending, at = true, time.Time{}, due
-			}
+		staleAt, fresh := silent[a.sensor]
+		if due := a.pending.Add(a.rule.For); !a.pending.IsZero() && !t.Before(due) && !(fresh && !staleAt.After(due)) {
+			a.raised, at = true, due
 		}
-		if a.sensor.stale {
-			a.pending = time.Time{}
-			if a.cur.State != Stale && a.sensor.staleAt.After(a.cur.Since) {
-				at = a.sensor.staleAt
-			}
+		if a.raised || a.sensor.stale {
+			a.pending = time.Time{} // stale: no reading says it held
+		}
+		if fresh {
+			at = staleAt
 		}
 		if tr := a.settle(at); tr != nil {
 			out = append(out, *tr)

@@ -310,3 +310,18 @@ func TestNewRejectsTwins(t *testing.T) {
 		t.Fatal("two alarms of one name accepted")
 	}
 }
+
+// TestFlappingThenSilent: a flapping alarm whose sensor goes silent shows
+// stale once that held FlapQuiet.
+func TestFlappingThenSilent(t *testing.T) {
+	g := newRig(t, "hot = system.t above 70")
+	g.e.SetSensor("system.t", "", time.Second)
+	for i := range 20 {
+		g.observe("system.t", 65+float64(i%2)*10)
+		g.advance(time.Second)
+	}
+	silentFrom := g.c.t.Add(time.Second) // the last reading was a second ago
+	g.all = nil
+	g.advance(time.Hour)
+	g.want(g.all, fmt.Sprintf("hot:warning>stale@%v", silentFrom.Add(FlapQuiet).Sub(t0)))
+}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -42,7 +43,11 @@ func startRunner(t *testing.T, c RunnerConfig) (*Runner, <-chan Result) {
 	}()
 	t.Cleanup(func() {
 		cancel()
-		<-done
+		select {
+		case <-done:
+		case <-time.After(time.Minute):
+			t.Error("the runner did not stop in a minute")
+		}
 	})
 	return x, results
 }
@@ -91,6 +96,11 @@ func readPid(t *testing.T, path string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { // the runner failed to: leave nothing behind
+		if !gone(pid) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
 	return pid
 }
 
