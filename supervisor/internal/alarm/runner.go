@@ -145,9 +145,7 @@ func (x *Runner) run(ctx context.Context, tr Transition) (res Result) {
 		syscall.Kill(-pg, syscall.SIGKILL)
 	}
 	timer := time.AfterFunc(x.c.Timeout, func() { kill(fmt.Sprintf("killed after its %v timeout", x.c.Timeout)) })
-	defer timer.Stop()
 	stop := context.AfterFunc(ctx, func() { kill("stopped") })
-	defer stop()
 
 	var out capped
 	read := make(chan struct{})
@@ -156,6 +154,8 @@ func (x *Runner) run(ctx context.Context, tr Transition) (res Result) {
 		close(read)
 	}()
 	werr := cmd.Wait()
+	timer.Stop() // a run that ended did not time out
+	stop()
 	// Whatever it forked dies with it. (Its pid cannot have been reused
 	// while the group has members; an empty group gives ESRCH.)
 	syscall.Kill(-pg, syscall.SIGKILL)
