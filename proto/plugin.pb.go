@@ -120,7 +120,8 @@ type Description struct {
 	Sensors  []*SensorDesc          `protobuf:"bytes,3,rep,name=sensors,proto3" json:"sensors,omitempty"`
 	Commands []*CommandDesc         `protobuf:"bytes,4,rep,name=commands,proto3" json:"commands,omitempty"`
 	// dynamic: the sensors and commands may change while the plugin runs
-	// (it sends a Reading with changed set); it may then describe none.
+	// (it says so on Changes, and with a Reading with changed set on an
+	// open Stream); it may then describe none.
 	Dynamic       bool `protobuf:"varint,5,opt,name=dynamic,proto3" json:"dynamic,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -481,6 +482,7 @@ type Reading struct {
 	Error string `protobuf:"bytes,6,opt,name=error,proto3" json:"error,omitempty"`
 	// changed, when set, is no reading: the plugin's sensors or commands
 	// changed and the supervisor calls Describe again before reading on.
+	// The readings that follow on the Stream are those of the new sensors.
 	Changed       bool `protobuf:"varint,7,opt,name=changed,proto3" json:"changed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -600,6 +602,79 @@ func (*Reading_Text) isReading_Value() {}
 
 func (*Reading_Flag) isReading_Value() {}
 
+type ChangesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangesRequest) Reset() {
+	*x = ChangesRequest{}
+	mi := &file_proto_plugin_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangesRequest) ProtoMessage() {}
+
+func (x *ChangesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_plugin_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangesRequest.ProtoReflect.Descriptor instead.
+func (*ChangesRequest) Descriptor() ([]byte, []int) {
+	return file_proto_plugin_proto_rawDescGZIP(), []int{7}
+}
+
+// Change says that Describe may answer differently now.
+type Change struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Change) Reset() {
+	*x = Change{}
+	mi := &file_proto_plugin_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Change) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Change) ProtoMessage() {}
+
+func (x *Change) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_plugin_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Change.ProtoReflect.Descriptor instead.
+func (*Change) Descriptor() ([]byte, []int) {
+	return file_proto_plugin_proto_rawDescGZIP(), []int{8}
+}
+
 type CommandRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// id is the caller's request id, for logs.
@@ -613,7 +688,7 @@ type CommandRequest struct {
 
 func (x *CommandRequest) Reset() {
 	*x = CommandRequest{}
-	mi := &file_proto_plugin_proto_msgTypes[7]
+	mi := &file_proto_plugin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -625,7 +700,7 @@ func (x *CommandRequest) String() string {
 func (*CommandRequest) ProtoMessage() {}
 
 func (x *CommandRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_plugin_proto_msgTypes[7]
+	mi := &file_proto_plugin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -638,7 +713,7 @@ func (x *CommandRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandRequest.ProtoReflect.Descriptor instead.
 func (*CommandRequest) Descriptor() ([]byte, []int) {
-	return file_proto_plugin_proto_rawDescGZIP(), []int{7}
+	return file_proto_plugin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *CommandRequest) GetId() string {
@@ -674,7 +749,7 @@ type CommandResponse struct {
 
 func (x *CommandResponse) Reset() {
 	*x = CommandResponse{}
-	mi := &file_proto_plugin_proto_msgTypes[8]
+	mi := &file_proto_plugin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -686,7 +761,7 @@ func (x *CommandResponse) String() string {
 func (*CommandResponse) ProtoMessage() {}
 
 func (x *CommandResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_plugin_proto_msgTypes[8]
+	mi := &file_proto_plugin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -699,7 +774,7 @@ func (x *CommandResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandResponse.ProtoReflect.Descriptor instead.
 func (*CommandResponse) Descriptor() ([]byte, []int) {
-	return file_proto_plugin_proto_rawDescGZIP(), []int{8}
+	return file_proto_plugin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CommandResponse) GetValueJson() []byte {
@@ -760,7 +835,9 @@ const file_proto_plugin_proto_rawDesc = "" +
 	"\x04t_ms\x18\x05 \x01(\x03R\x03tMs\x12\x14\n" +
 	"\x05error\x18\x06 \x01(\tR\x05error\x12\x18\n" +
 	"\achanged\x18\a \x01(\bR\achangedB\a\n" +
-	"\x05value\"W\n" +
+	"\x05value\"\x10\n" +
+	"\x0eChangesRequest\"\b\n" +
+	"\x06Change\"W\n" +
 	"\x0eCommandRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\acommand\x18\x02 \x01(\tR\acommand\x12\x1b\n" +
@@ -774,11 +851,12 @@ const file_proto_plugin_proto_rawDesc = "" +
 	"\n" +
 	"\x06NUMBER\x10\x01\x12\b\n" +
 	"\x04TEXT\x10\x02\x12\b\n" +
-	"\x04BOOL\x10\x032\xef\x01\n" +
+	"\x04BOOL\x10\x032\xba\x02\n" +
 	"\x06Plugin\x12N\n" +
 	"\bDescribe\x12\".livecgi.plugin.v1.DescribeRequest\x1a\x1e.livecgi.plugin.v1.Description\x12H\n" +
 	"\x06Stream\x12 .livecgi.plugin.v1.StreamRequest\x1a\x1a.livecgi.plugin.v1.Reading0\x01\x12K\n" +
-	"\x02Do\x12!.livecgi.plugin.v1.CommandRequest\x1a\".livecgi.plugin.v1.CommandResponseB\"Z github.com/livecgi/livecgi/protob\x06proto3"
+	"\x02Do\x12!.livecgi.plugin.v1.CommandRequest\x1a\".livecgi.plugin.v1.CommandResponse\x12I\n" +
+	"\aChanges\x12!.livecgi.plugin.v1.ChangesRequest\x1a\x19.livecgi.plugin.v1.Change0\x01B\"Z github.com/livecgi/livecgi/protob\x06proto3"
 
 var (
 	file_proto_plugin_proto_rawDescOnce sync.Once
@@ -793,7 +871,7 @@ func file_proto_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_proto_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_proto_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_proto_plugin_proto_goTypes = []any{
 	(ValueType)(0),          // 0: livecgi.plugin.v1.ValueType
 	(*DescribeRequest)(nil), // 1: livecgi.plugin.v1.DescribeRequest
@@ -803,26 +881,30 @@ var file_proto_plugin_proto_goTypes = []any{
 	(*Arg)(nil),             // 5: livecgi.plugin.v1.Arg
 	(*StreamRequest)(nil),   // 6: livecgi.plugin.v1.StreamRequest
 	(*Reading)(nil),         // 7: livecgi.plugin.v1.Reading
-	(*CommandRequest)(nil),  // 8: livecgi.plugin.v1.CommandRequest
-	(*CommandResponse)(nil), // 9: livecgi.plugin.v1.CommandResponse
+	(*ChangesRequest)(nil),  // 8: livecgi.plugin.v1.ChangesRequest
+	(*Change)(nil),          // 9: livecgi.plugin.v1.Change
+	(*CommandRequest)(nil),  // 10: livecgi.plugin.v1.CommandRequest
+	(*CommandResponse)(nil), // 11: livecgi.plugin.v1.CommandResponse
 }
 var file_proto_plugin_proto_depIdxs = []int32{
-	3, // 0: livecgi.plugin.v1.Description.sensors:type_name -> livecgi.plugin.v1.SensorDesc
-	4, // 1: livecgi.plugin.v1.Description.commands:type_name -> livecgi.plugin.v1.CommandDesc
-	0, // 2: livecgi.plugin.v1.SensorDesc.type:type_name -> livecgi.plugin.v1.ValueType
-	5, // 3: livecgi.plugin.v1.CommandDesc.args:type_name -> livecgi.plugin.v1.Arg
-	0, // 4: livecgi.plugin.v1.Arg.type:type_name -> livecgi.plugin.v1.ValueType
-	1, // 5: livecgi.plugin.v1.Plugin.Describe:input_type -> livecgi.plugin.v1.DescribeRequest
-	6, // 6: livecgi.plugin.v1.Plugin.Stream:input_type -> livecgi.plugin.v1.StreamRequest
-	8, // 7: livecgi.plugin.v1.Plugin.Do:input_type -> livecgi.plugin.v1.CommandRequest
-	2, // 8: livecgi.plugin.v1.Plugin.Describe:output_type -> livecgi.plugin.v1.Description
-	7, // 9: livecgi.plugin.v1.Plugin.Stream:output_type -> livecgi.plugin.v1.Reading
-	9, // 10: livecgi.plugin.v1.Plugin.Do:output_type -> livecgi.plugin.v1.CommandResponse
-	8, // [8:11] is the sub-list for method output_type
-	5, // [5:8] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	3,  // 0: livecgi.plugin.v1.Description.sensors:type_name -> livecgi.plugin.v1.SensorDesc
+	4,  // 1: livecgi.plugin.v1.Description.commands:type_name -> livecgi.plugin.v1.CommandDesc
+	0,  // 2: livecgi.plugin.v1.SensorDesc.type:type_name -> livecgi.plugin.v1.ValueType
+	5,  // 3: livecgi.plugin.v1.CommandDesc.args:type_name -> livecgi.plugin.v1.Arg
+	0,  // 4: livecgi.plugin.v1.Arg.type:type_name -> livecgi.plugin.v1.ValueType
+	1,  // 5: livecgi.plugin.v1.Plugin.Describe:input_type -> livecgi.plugin.v1.DescribeRequest
+	6,  // 6: livecgi.plugin.v1.Plugin.Stream:input_type -> livecgi.plugin.v1.StreamRequest
+	10, // 7: livecgi.plugin.v1.Plugin.Do:input_type -> livecgi.plugin.v1.CommandRequest
+	8,  // 8: livecgi.plugin.v1.Plugin.Changes:input_type -> livecgi.plugin.v1.ChangesRequest
+	2,  // 9: livecgi.plugin.v1.Plugin.Describe:output_type -> livecgi.plugin.v1.Description
+	7,  // 10: livecgi.plugin.v1.Plugin.Stream:output_type -> livecgi.plugin.v1.Reading
+	11, // 11: livecgi.plugin.v1.Plugin.Do:output_type -> livecgi.plugin.v1.CommandResponse
+	9,  // 12: livecgi.plugin.v1.Plugin.Changes:output_type -> livecgi.plugin.v1.Change
+	9,  // [9:13] is the sub-list for method output_type
+	5,  // [5:9] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_proto_plugin_proto_init() }
@@ -842,7 +924,7 @@ func file_proto_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_plugin_proto_rawDesc), len(file_proto_plugin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   9,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

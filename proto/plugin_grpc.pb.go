@@ -26,6 +26,7 @@ const (
 	Plugin_Describe_FullMethodName = "/livecgi.plugin.v1.Plugin/Describe"
 	Plugin_Stream_FullMethodName   = "/livecgi.plugin.v1.Plugin/Stream"
 	Plugin_Do_FullMethodName       = "/livecgi.plugin.v1.Plugin/Do"
+	Plugin_Changes_FullMethodName  = "/livecgi.plugin.v1.Plugin/Changes"
 )
 
 // PluginClient is the client API for Plugin service.
@@ -33,7 +34,8 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type PluginClient interface {
 	// Describe tells what the plugin provides. Called after the handshake,
-	// and again whenever the plugin says on Stream that it changed.
+	// and again whenever the plugin says that it changed (on Changes, or on
+	// Stream).
 	Describe(ctx context.Context, in *DescribeRequest, opts ...grpc.CallOption) (*Description, error)
 	// Stream sends readings of the named sensors (all when empty) until the
 	// caller cancels.
@@ -41,6 +43,16 @@ type PluginClient interface {
 	// Do executes one command. Arguments were validated by the supervisor
 	// against the command's declared schema.
 	Do(ctx context.Context, in *CommandRequest, opts ...grpc.CallOption) (*CommandResponse, error)
+	// Changes is opened once for a dynamic plugin and kept open for its
+	// life, whether or not anything streams: the plugin sends a Change at
+	// once, and one whenever its sensors or commands changed since the last
+	// one (several changes may make one Change), until the caller cancels.
+	// The supervisor calls Describe after each. It costs nothing while
+	// nothing changes: no timer, no traffic. A plugin without it (gRPC
+	// Unimplemented) is described again when a Stream opens and when its
+	// Stream says changed; it then gets a Stream while someone consumes
+	// readings even when it describes no sensor.
+	Changes(ctx context.Context, in *ChangesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Change], error)
 }
 
 type pluginClient struct {
@@ -90,12 +102,32 @@ func (c *pluginClient) Do(ctx context.Context, in *CommandRequest, opts ...grpc.
 	return out, nil
 }
 
+func (c *pluginClient) Changes(ctx context.Context, in *ChangesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Change], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Plugin_ServiceDesc.Streams[1], Plugin_Changes_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ChangesRequest, Change]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Plugin_ChangesClient = grpc.ServerStreamingClient[Change]
+
 // PluginServer is the server API for Plugin service.
 // All implementations must embed UnimplementedPluginServer
 // for forward compatibility.
 type PluginServer interface {
 	// Describe tells what the plugin provides. Called after the handshake,
-	// and again whenever the plugin says on Stream that it changed.
+	// and again whenever the plugin says that it changed (on Changes, or on
+	// Stream).
 	Describe(context.Context, *DescribeRequest) (*Description, error)
 	// Stream sends readings of the named sensors (all when empty) until the
 	// caller cancels.
@@ -103,6 +135,16 @@ type PluginServer interface {
 	// Do executes one command. Arguments were validated by the supervisor
 	// against the command's declared schema.
 	Do(context.Context, *CommandRequest) (*CommandResponse, error)
+	// Changes is opened once for a dynamic plugin and kept open for its
+	// life, whether or not anything streams: the plugin sends a Change at
+	// once, and one whenever its sensors or commands changed since the last
+	// one (several changes may make one Change), until the caller cancels.
+	// The supervisor calls Describe after each. It costs nothing while
+	// nothing changes: no timer, no traffic. A plugin without it (gRPC
+	// Unimplemented) is described again when a Stream opens and when its
+	// Stream says changed; it then gets a Stream while someone consumes
+	// readings even when it describes no sensor.
+	Changes(*ChangesRequest, grpc.ServerStreamingServer[Change]) error
 	mustEmbedUnimplementedPluginServer()
 }
 
@@ -121,6 +163,9 @@ func (UnimplementedPluginServer) Stream(*StreamRequest, grpc.ServerStreamingServ
 }
 func (UnimplementedPluginServer) Do(context.Context, *CommandRequest) (*CommandResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Do not implemented")
+}
+func (UnimplementedPluginServer) Changes(*ChangesRequest, grpc.ServerStreamingServer[Change]) error {
+	return status.Error(codes.Unimplemented, "method Changes not implemented")
 }
 func (UnimplementedPluginServer) mustEmbedUnimplementedPluginServer() {}
 func (UnimplementedPluginServer) testEmbeddedByValue()                {}
@@ -190,6 +235,17 @@ func _Plugin_Do_Handler(srv interface{}, ctx context.Context, dec func(interface
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Plugin_Changes_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ChangesRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(PluginServer).Changes(m, &grpc.GenericServerStream[ChangesRequest, Change]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Plugin_ChangesServer = grpc.ServerStreamingServer[Change]
+
 // Plugin_ServiceDesc is the grpc.ServiceDesc for Plugin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -210,6 +266,11 @@ var Plugin_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Stream",
 			Handler:       _Plugin_Stream_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Changes",
+			Handler:       _Plugin_Changes_Handler,
 			ServerStreams: true,
 		},
 	},

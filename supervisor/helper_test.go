@@ -123,9 +123,13 @@ func serveHelper(mode string) {
 			}
 		}
 	}()
+	var impl proto.PluginServer = &helper{mode: mode}
+	if mode == "olddyn" {
+		impl = newOldDyn()
+	}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: proto.Handshake,
-		Plugins:         proto.PluginSet(&helper{mode: mode}),
+		Plugins:         proto.PluginSet(impl),
 		GRPCServer:      plugin.DefaultGRPCServer,
 	})
 }

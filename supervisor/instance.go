@@ -26,13 +26,21 @@ type instance struct {
 	id       string
 	client   *plugin.Client
 	rpc      proto.PluginClient
-	conn     *grpc.ClientConn // its connection: leaves Ready when the process is gone
-	desc     *proto.Description
-	types    map[string]proto.ValueType
-	cmds     map[string]bool
+	conn     *grpc.ClientConn   // its connection: leaves Ready when the process is gone
+	desc     *proto.Description // as first described: its Version stands for the process's life
+	known    atomic.Pointer[described]
 	minEvery atomic.Int64 // shortest sensor interval (a time.Duration); 0 without sensors
 	started  time.Time
 	socket   string // its unix socket in the manager's socket dir, if any
+
+	// A dynamic plugin is described again (redescribe) by its Stream's
+	// reader and by the follower of its Changes; descMu makes one wait
+	// for the other, so the last description read is the one published.
+	descMu  sync.Mutex
+	follows atomic.Bool // its Changes is open: no need to stream to hear of a change
+
+	reshapeMu sync.Mutex
+	reshaped  chan struct{} // closed and replaced when known or follows changes
 
 	cancel    context.CancelFunc // ends run (and the stream, if open)
 	done      chan struct{}      // closed when run ended: stopped, or the plugin is gone
@@ -44,6 +52,29 @@ type instance struct {
 	inflight int
 	draining bool
 	idle     chan struct{} // closed when draining and inflight is 0
+}
+
+// described is what a plugin said it provides, indexed; replaced whole
+// when it describes itself again, never changed in place.
+type described struct {
+	desc     *proto.Description
+	types    map[string]proto.ValueType
+	minEvery time.Duration // shortest sensor interval; 0 without sensors
+}
+
+// reshape tells the instance's run that known or follows changed.
+func (in *instance) reshape() {
+	in.reshapeMu.Lock()
+	close(in.reshaped)
+	in.reshaped = make(chan struct{})
+	in.reshapeMu.Unlock()
+}
+
+// reshapes returns a channel closed at the next reshape.
+func (in *instance) reshapes() <-chan struct{} {
+	in.reshapeMu.Lock()
+	defer in.reshapeMu.Unlock()
+	return in.reshaped
 }
 
 // stop lets commands in flight finish (up to grace), then ends the
@@ -154,8 +185,7 @@ func (sl *slot) start(ctx context.Context) (*instance, error) {
 	}
 	in := &instance{
 		id: sl.id, client: c, rpc: pc, conn: gc.Conn, desc: desc, started: time.Now(),
-		types: map[string]proto.ValueType{}, cmds: map[string]bool{},
-		done: make(chan struct{}), idle: make(chan struct{}), cancel: func() {},
+		done: make(chan struct{}), idle: make(chan struct{}), cancel: func() {}, reshaped: make(chan struct{}),
 	}
 	if err := in.check(); err != nil {
 		return fail(fmt.Errorf("describe: %w", err))

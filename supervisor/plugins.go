@@ -94,10 +94,15 @@ type slot struct {
 	m        *manager
 	log      *slog.Logger
 	cur      atomic.Pointer[instance]
-	swap     chan struct{} // the binary changed
-	kick     chan struct{} // something it may depend on changed (the directory's mode): retry now if down
-	remove   chan struct{} // the binary is gone
-	stopped  chan struct{} // closed when loop returns
+	// pub is held while the loop changes cur together with the hub's
+	// descriptors, and while a redescription checks cur and publishes:
+	// an instance that is no longer current never overwrites its
+	// successor's descriptors (or their removal).
+	pub     sync.Mutex
+	swap    chan struct{} // the binary changed
+	kick    chan struct{} // something it may depend on changed (the directory's mode): retry now if down
+	remove  chan struct{} // the binary is gone
+	stopped chan struct{} // closed when loop returns
 }
 
 // candidate reports whether a file name in the plugins directory is meant

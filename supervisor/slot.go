@@ -4,10 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/connectivity"
+	grpcstatus "google.golang.org/grpc/status"
+	pb "google.golang.org/protobuf/proto"
 
 	"github.com/livecgi/livecgi/proto"
 	"github.com/livecgi/livecgi/proto/wire"
@@ -54,7 +59,10 @@ func (sl *slot) loop(ctx context.Context) {
 			return
 
 		case <-sl.remove:
-			if in := sl.cur.Swap(nil); in != nil {
+			sl.pub.Lock()
+			in := sl.cur.Swap(nil)
+			sl.pub.Unlock()
+			if in != nil {
 				in.stop(m.cmdTO)
 			}
 			sl.log.Info("plugin removed")
@@ -152,7 +160,9 @@ func (sl *slot) loop(ctx context.Context) {
 // restarting after the backoff.
 func (sl *slot) crashed(cur *instance, reason string, backoff *time.Duration, retry *time.Timer) {
 	m := sl.m
+	sl.pub.Lock()
 	sl.cur.CompareAndSwap(cur, nil)
+	sl.pub.Unlock()
 	m.wg.Go(func() { cur.stop(0) })
 	m.restarts.Add(1)
 	if time.Since(cur.started) > m.timing.backoffReset {
@@ -178,38 +188,84 @@ func (sl *slot) activate(in *instance, st wire.Status) {
 	sensors, commands := describe(sl.id, in.desc)
 	ctx, cancel := context.WithCancel(context.Background())
 	in.cancel = cancel
+	sl.pub.Lock()
 	sl.cur.Store(in)
 	sl.m.hub.setPlugin(sl.id, &wire.PluginInfo{ID: sl.id, State: st.State, Version: in.desc.Version}, sensors, commands, &st)
+	sl.pub.Unlock()
 	go sl.run(ctx, in)
 }
 
 // run streams in's readings to the hub while someone consumes them and
 // leaves the plugin idle (no Stream open: its sensors are not read)
-// while no one does, until ctx ends or the plugin is gone.
+// while no one does, until ctx ends or the plugin is gone. A dynamic
+// plugin's Changes are followed all along (follow).
 func (sl *slot) run(ctx context.Context, in *instance) {
 	defer close(in.done)
+	ctx, fail := context.WithCancelCause(ctx)
+	var wg sync.WaitGroup
+	if in.desc.Dynamic {
+		wg.Go(func() {
+			if err := sl.follow(ctx, in); err != nil {
+				fail(err)
+			}
+		})
+	}
+	err := sl.serve(ctx, in)
+	fail(err)
+	wg.Wait()
+	if err == nil {
+		if cause := context.Cause(ctx); !errors.Is(cause, context.Canceled) {
+			err = cause // from follow
+		}
+	}
+	in.err = err
+}
+
+// serve is run's loop: a Stream while wanted (wantStream), idle while
+// not, until ctx ends (nil) or the plugin fails.
+func (sl *slot) serve(ctx context.Context, in *instance) error {
 	for ctx.Err() == nil {
 		active, changed := sl.m.demand.state()
+		reshaped := in.reshapes()
+		want := wantStream(in, active)
 		sctx, cancel := context.WithCancel(ctx)
 		go func() {
-			select {
-			case <-changed:
-				cancel()
-			case <-sctx.Done():
+			for {
+				select {
+				case <-changed:
+					cancel()
+					return
+				case <-reshaped:
+					reshaped = in.reshapes()
+					if wantStream(in, active) != want {
+						cancel()
+						return
+					}
+				case <-sctx.Done():
+					return
+				}
 			}
 		}()
 		var err error
-		if active && len(in.types) > 0 {
+		if want {
 			err = sl.stream(sctx, in)
 		} else {
 			err = idle(sctx, in.conn)
 		}
 		cancel()
 		if err != nil && ctx.Err() == nil {
-			in.err = err
-			return
+			return err
 		}
 	}
+	return nil
+}
+
+// wantStream reports whether in should have a Stream open: while someone
+// consumes readings and it has sensors; or, for a dynamic plugin that
+// does not tell its changes on Changes, even without sensors, as its
+// Stream is then where it says that it changed.
+func wantStream(in *instance, active bool) bool {
+	return active && (len(in.known.Load().types) > 0 || in.desc.Dynamic && !in.follows.Load())
 }
 
 // idle waits, with no Stream open, until ctx ends (nil) or conn breaks: the
@@ -243,12 +299,29 @@ func (sl *slot) stream(ctx context.Context, in *instance) error {
 		in.streaming.Store(false)
 		sl.m.streams.Add(-1)
 	}()
+	empty := len(in.known.Load().types) == 0
+	if in.desc.Dynamic && !in.follows.Load() {
+		// It may have changed while nothing streamed, and it did not
+		// say so: its Stream reads what it has now.
+		if err := sl.redescribe(ctx, in); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
 	warned := map[string]bool{}
+	asked := map[string]bool{}
 	for {
 		r, err := st.Recv()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
+			}
+			if errors.Is(err, io.EOF) && empty && in.desc.Dynamic {
+				// A plugin with no sensors that does not keep a Stream
+				// open: nothing to hear on it, as before.
+				return idle(ctx, in.conn)
 			}
 			return err
 		}
@@ -267,7 +340,20 @@ func (sl *slot) stream(ctx context.Context, in *instance) error {
 		if sl.cur.Load() != in {
 			continue // swapped out: the new instance feeds the sensors now
 		}
-		wr, err := toWire(sl.id, in, r)
+		wr, err := toWire(sl.id, in.known.Load().types, r)
+		if errors.Is(err, errUndeclared) && in.desc.Dynamic && !asked[r.Sensor] {
+			// A Stream opened just after a change reads the new sensors
+			// without saying changed, and its news on Changes may not be
+			// in yet: ask once.
+			asked[r.Sensor] = true
+			if err := sl.redescribe(ctx, in); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+			wr, err = toWire(sl.id, in.known.Load().types, r)
+		}
 		if err != nil && !warned[r.Sensor] {
 			warned[r.Sensor] = true // once per sensor and process: a lying plugin must not flood the log
 			sl.log.Warn("bad reading", "err", err)
@@ -278,34 +364,86 @@ func (sl *slot) stream(ctx context.Context, in *instance) error {
 	}
 }
 
-// redescribe reads the description of a dynamic plugin again after it
-// said on its stream that it changed, and publishes the new descriptors
-// as a swap would: sensors that are gone disappear from the pages, new
-// ones appear, and no client is dropped. A description that fails the
-// checks ends the stream (the plugin is restarted).
+// follow keeps a dynamic plugin's Changes open and describes it again
+// after each Change, streaming or not, until ctx ends. A plugin without
+// Changes, or whose Changes ends, is left to its Stream (wantStream). It
+// returns an error only for a description that fails the checks (the
+// plugin is restarted); a broken connection is run's to see.
+func (sl *slot) follow(ctx context.Context, in *instance) error {
+	st, err := in.rpc.Changes(ctx, &proto.ChangesRequest{})
+	if err == nil {
+		for {
+			if _, err = st.Recv(); err != nil {
+				break
+			}
+			if !in.follows.Load() {
+				in.follows.Store(true)
+				in.reshape()
+			}
+			// The first Change comes at once: a change between the first
+			// Describe and the opening of Changes is not lost.
+			if err := sl.redescribe(ctx, in); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+		}
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	if grpcstatus.Code(err) == codes.Unimplemented {
+		sl.log.Debug("plugin does not tell its changes; described again when a stream opens")
+	} else {
+		sl.log.Debug("plugin's changes ended", "err", err)
+	}
+	if in.follows.Load() {
+		in.follows.Store(false)
+		in.reshape()
+	}
+	return nil
+}
+
+// redescribe reads the description of a dynamic plugin again, after it
+// said that it changed (on Changes or its Stream) or when a Stream
+// opens, and publishes the new descriptors as a swap would: sensors that
+// are gone disappear from the pages, new ones appear, and no client is
+// dropped. A description that did not change publishes nothing. One
+// that fails the checks is an error: the plugin is restarted.
 func (sl *slot) redescribe(ctx context.Context, in *instance) error {
+	in.descMu.Lock()
+	defer in.descMu.Unlock()
 	dctx, cancel := context.WithTimeout(ctx, sl.m.timing.describe)
 	desc, err := in.rpc.Describe(dctx, &proto.DescribeRequest{})
 	cancel()
 	if err != nil {
 		return fmt.Errorf("describe again: %w", err)
 	}
-	next := &instance{desc: desc, types: map[string]proto.ValueType{}, cmds: map[string]bool{}}
 	if !desc.Dynamic {
 		return errors.New("describe again: plugin said it changed but is not dynamic")
 	}
-	if err := next.check(); err != nil {
+	k, err := index(desc)
+	if err != nil {
 		return fmt.Errorf("describe again: %w", err)
 	}
-	// types is read only by this goroutine; desc by the slot's loop for
-	// its Version, which a redescription keeps.
-	in.types, in.cmds = next.types, next.cmds
-	in.minEvery.Store(next.minEvery.Load())
-	if sl.cur.Load() != in {
+	if pb.Equal(desc, in.known.Load().desc) {
 		return nil
 	}
 	sensors, commands := describe(sl.id, desc)
-	sl.log.Info("plugin description changed", "sensors", len(sensors), "commands", len(commands))
-	sl.m.hub.setPlugin(sl.id, &wire.PluginInfo{ID: sl.id, State: wire.StateOnline, Version: in.desc.Version}, sensors, commands, nil)
+	sl.pub.Lock()
+	if sl.cur.Load() == in {
+		sl.log.Info("plugin description changed", "sensors", len(sensors), "commands", len(commands))
+		// Its Version is the first description's: a redescription keeps it.
+		sl.m.hub.setPlugin(sl.id, &wire.PluginInfo{ID: sl.id, State: wire.StateOnline, Version: in.desc.Version}, sensors, commands, nil)
+	}
+	sl.pub.Unlock()
+	// Then the instance: a reading of a new sensor that comes before
+	// this (on a Stream opened after the change) waits in its own
+	// redescription for this one to end, and the hub knows the sensors
+	// a Stream opened after reshape reads.
+	in.known.Store(k)
+	in.minEvery.Store(int64(k.minEvery))
+	in.reshape()
 	return nil
 }

@@ -10,7 +10,7 @@ import (
 // TestToWire: a reading's error may come with the last good value, which
 // is kept when it has the sensor's type.
 func TestToWire(t *testing.T) {
-	in := &instance{types: map[string]proto.ValueType{"n": proto.ValueType_NUMBER}}
+	types := map[string]proto.ValueType{"n": proto.ValueType_NUMBER}
 	num := func(v float64) *proto.Reading_Number { return &proto.Reading_Number{Number: v} }
 	tests := []struct {
 		name string
@@ -26,7 +26,7 @@ func TestToWire(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			w, _ := toWire("p", in, tt.r)
+			w, _ := toWire("p", types, tt.r)
 			if got := fmt.Sprint(w.Value, " ", w.Error); got != tt.want || w.Sensor != "p.n" {
 				t.Errorf("got %s %q, want %q", w.Sensor, got, tt.want)
 			}

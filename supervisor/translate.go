@@ -11,12 +11,17 @@ import (
 	"github.com/livecgi/livecgi/proto/wire"
 )
 
-// toWire checks a plugin's reading against its descriptor. A value of the
-// wrong type becomes a reading with an error; an unknown sensor is dropped.
-func toWire(pid string, in *instance, r *proto.Reading) (wire.Reading, error) {
-	typ, ok := in.types[r.Sensor]
+// errUndeclared is toWire's error for a reading of a sensor the plugin
+// did not describe.
+var errUndeclared = errors.New("undeclared sensor")
+
+// toWire checks a plugin's reading against its sensors' types. A value of
+// the wrong type becomes a reading with an error; an unknown sensor is
+// dropped.
+func toWire(pid string, types map[string]proto.ValueType, r *proto.Reading) (wire.Reading, error) {
+	typ, ok := types[r.Sensor]
 	if !ok {
-		return wire.Reading{}, fmt.Errorf("reading for undeclared sensor %q dropped", r.Sensor)
+		return wire.Reading{}, fmt.Errorf("reading for %w %q dropped", errUndeclared, r.Sensor)
 	}
 	w := wire.Reading{Sensor: pid + "." + r.Sensor, T: r.TMs, Error: r.Error}
 	if w.T <= 0 {
@@ -53,22 +58,32 @@ func toWire(pid string, in *instance, r *proto.Reading) (wire.Reading, error) {
 	return w, nil
 }
 
-// check validates a plugin's self-description (proto.CheckDescription)
-// and indexes its sensor types, commands and shortest interval.
+// check validates a plugin's first self-description and indexes it
+// (index).
 func (in *instance) check() error {
-	if err := proto.CheckDescription(in.desc); err != nil {
+	k, err := index(in.desc)
+	if err != nil {
 		return err
 	}
-	for _, s := range in.desc.Sensors {
-		in.types[s.Id] = s.Type
-		if every := int64(time.Duration(s.IntervalMs) * time.Millisecond); in.minEvery.Load() == 0 || every < in.minEvery.Load() {
-			in.minEvery.Store(every)
+	in.known.Store(k)
+	in.minEvery.Store(int64(k.minEvery))
+	return nil
+}
+
+// index validates a plugin's self-description (proto.CheckDescription)
+// and indexes its sensor types and shortest interval.
+func index(d *proto.Description) (*described, error) {
+	if err := proto.CheckDescription(d); err != nil {
+		return nil, err
+	}
+	k := &described{desc: d, types: map[string]proto.ValueType{}}
+	for _, s := range d.Sensors {
+		k.types[s.Id] = s.Type
+		if every := time.Duration(s.IntervalMs) * time.Millisecond; k.minEvery == 0 || every < k.minEvery {
+			k.minEvery = every
 		}
 	}
-	for _, c := range in.desc.Commands {
-		in.cmds[c.Id] = true
-	}
-	return nil
+	return k, nil
 }
 
 func wireType(t proto.ValueType) string {

@@ -7,20 +7,23 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/livecgi/livecgi/proto"
 )
 
-// chanStream is a Stream that hands every reading to a channel.
-type chanStream struct {
+// chanStream is a server stream (Stream, Changes) that hands every
+// message to a channel.
+type chanStream[T any] struct {
 	grpc.ServerStream
 	ctx context.Context
-	out chan *proto.Reading
+	out chan *T
 }
 
-func (c *chanStream) Context() context.Context { return c.ctx }
+func (c *chanStream[T]) Context() context.Context { return c.ctx }
 
-func (c *chanStream) Send(r *proto.Reading) error {
+func (c *chanStream[T]) Send(r *T) error {
 	select {
 	case c.out <- r:
 		return nil
@@ -41,7 +44,7 @@ func TestChanges(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	st := &chanStream{ctx: ctx, out: make(chan *proto.Reading)}
+	st := &chanStream[proto.Reading]{ctx: ctx, out: make(chan *proto.Reading)}
 	done := make(chan error, 1)
 	go func() { done <- s.Stream(&proto.StreamRequest{}, st) }()
 	recv := func() *proto.Reading {
@@ -79,5 +82,46 @@ func TestChanges(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Stream: %v", err)
+	}
+}
+
+// TestChangesRPC: Changes says at once that it is open, then once per
+// change, with no Stream open (a plugin with nothing to stream, as the
+// exec plugin over an empty directory); a static plugin has none.
+func TestChangesRPC(t *testing.T) {
+	changes := make(chan Plugin)
+	s := newServer(Plugin{Name: "d", Changes: changes})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st := &chanStream[proto.Change]{ctx: ctx, out: make(chan *proto.Change)}
+	done := make(chan error, 1)
+	go func() { done <- s.Changes(&proto.ChangesRequest{}, st) }()
+	recv := func(what string) {
+		t.Helper()
+		select {
+		case <-st.out:
+		case err := <-done:
+			t.Fatalf("Changes ended before %s: %v", what, err)
+		case <-time.After(30 * time.Second): // hang guard only
+			t.Fatalf("no %s within 30s", what)
+		}
+	}
+	recv("the first Change")
+	changes <- Plugin{Commands: []Command{{ID: "go", Do: func(context.Context, map[string]any) (any, error) { return nil, nil }}}}
+	recv("the Change after a new command")
+	if d, _ := s.Describe(context.Background(), nil); len(d.Commands) != 1 || d.Commands[0].Id != "go" {
+		t.Errorf("Describe after the change = %v", d)
+	}
+	changes <- Plugin{}
+	recv("the Change after removing it")
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Changes: %v", err)
+	}
+
+	static := newServer(Plugin{Name: "s", Sensors: []Sensor{{ID: "a", Interval: MinInterval, Read: readConst(Gauge(1))}}})
+	err := static.Changes(&proto.ChangesRequest{}, &chanStream[proto.Change]{ctx: context.Background(), out: make(chan *proto.Change)})
+	if status.Code(err) != codes.Unimplemented {
+		t.Errorf("Changes of a static plugin = %v, want Unimplemented", err)
 	}
 }

@@ -95,6 +95,29 @@ func (p Plugin) describe() *proto.Description {
 	return d
 }
 
+// Changes sends a Change at once and then one whenever a dynamic
+// plugin's definition changed, until the caller cancels: livecgid keeps
+// it open for the plugin's life and describes the plugin again after
+// each, whether or not a Stream is open. Changes that come faster than
+// they are sent make one Change. A static plugin answers Unimplemented.
+func (s *server) Changes(_ *proto.ChangesRequest, stream proto.Plugin_ChangesServer) error {
+	_, changed := s.current()
+	if changed == nil {
+		return status.Error(codes.Unimplemented, "the plugin is not dynamic")
+	}
+	for {
+		if err := stream.Send(&proto.Change{}); err != nil {
+			return err
+		}
+		select {
+		case <-stream.Context().Done():
+			return nil
+		case <-changed:
+		}
+		_, changed = s.current()
+	}
+}
+
 // Stream runs a reader per sensor (of those asked for; all by default)
 // and sends their readings. When a dynamic plugin changes, it stops the
 // readers, sends what they read, then a Reading with Changed set, and
