@@ -37,6 +37,7 @@ import (
 //	base cmd/<command id>   commands in: the payload is the args object
 //	base result/<command id> their result or error frame, unless the
 //	                        command named an MQTT 5 response topic
+//	                        under mqtt_reply_prefix
 //
 // While connected the bridge is a client of the hub without a socket,
 // like a poll session: it holds demand (so plugins sample), wakes at each
@@ -572,17 +573,19 @@ func (b *bridge) answer(ctx context.Context, cli *paho.Client, name string, p *p
 	b.reply(ctx, cli, name, p, res, qos)
 }
 
-// reply publishes a command's answer to its MQTT 5 response topic (with
-// its correlation data) or to base result/<name>. A response topic under
-// this device's topics other than result/, or with a wildcard, is not
-// used: a command may not make the bridge overwrite a reading or $state.
+// reply publishes a command's answer, with its correlation data, to its
+// MQTT 5 response topic when control.MQTT.ResponseTopic allows that one
+// (under mqtt_reply_prefix, or the device's own result/), else to base
+// result/<name>.
 func (b *bridge) reply(ctx context.Context, cli *paho.Client, name string, p *paho.Publish, res []byte, qos byte) {
 	out := &paho.Publish{Topic: b.base + "result/" + name, Payload: res, QoS: qos}
 	if pp := p.Properties; pp != nil {
-		if rt := pp.ResponseTopic; rt != "" && !strings.ContainsAny(rt, "+#") && utf8.ValidString(rt) &&
-			(!strings.HasPrefix(rt, b.m.Prefix+"/") || strings.HasPrefix(rt, b.base+"result/")) &&
-			!strings.HasPrefix(rt, haPrefix+"/") {
-			out.Topic = rt
+		if rt := pp.ResponseTopic; rt != "" {
+			if b.m.ResponseTopic(b.device, rt) {
+				out.Topic = rt
+			} else {
+				b.log.Info("mqtt: response topic not used: it is not under mqtt_reply_prefix; result sent to "+out.Topic, "command", name, "response_topic", rt)
+			}
 		}
 		if len(pp.CorrelationData) > 0 {
 			out.Properties = &paho.PublishProperties{CorrelationData: pp.CorrelationData}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
 )
 
@@ -24,7 +25,7 @@ import (
 // Other commands have no entity; they still run through base cmd/<id>.
 
 // haPrefix is Home Assistant's default discovery prefix.
-const haPrefix = "homeassistant"
+const haPrefix = control.HomeAssistantPrefix
 
 // publishDiscovery publishes the configs that changed since the last call
 // and clears those of sensors and commands that are gone.

@@ -68,7 +68,7 @@ func TestMQTTDevice(t *testing.T) {
 	sysRoot := sdktest.CopyFixture(t, "../plugins/leds/testdata/sys")
 	conf := filepath.Join(root, "livecgi.conf")
 	err := os.WriteFile(conf, fmt.Appendf(nil, "listen = 127.0.0.1:0\nstate_dir = %s\nplugins_dir = %s\nsys_root = %s\n"+
-		"mqtt_url = %s\ndevice_id = board1\nmqtt_role = operator\n", state, plugins, sysRoot, b.URL), 0o600)
+		"mqtt_url = %s\ndevice_id = board1\nmqtt_role = operator\nmqtt_reply_prefix = reply\n", state, plugins, sysRoot, b.URL), 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,6 +369,53 @@ func TestMQTTSensorErrors(t *testing.T) {
 		if m.Payload == "" {
 			t.Errorf("the error of a sensor that never reads well was cleared: %+v", m)
 		}
+	}
+}
+
+// TestMQTTResponseTopics: a command's response topic is used only under
+// mqtt_reply_prefix or the device's own result/; any other (another
+// fleet's, another device's, Home Assistant's) gets the result on
+// result/<command id> instead, with the correlation data, and nothing is
+// written there.
+func TestMQTTResponseTopics(t *testing.T) {
+	b := brokertest.Start(t, brokertest.Options{})
+	ts := startSup(t, withBridge(b, "rt1", func(m *control.MQTT) { m.Role, m.ReplyPrefix = control.RoleOperator, "replies" }), "counter")
+	sub := b.Subscribe(t, []string{"#"})
+	sub.WaitFor(mqttWait, 0, "$meta with the commands", func(m brokertest.Message) bool {
+		return m.Topic == "livecgi/rt1/$meta" && strings.Contains(m.Payload, "helper_counter.fail")
+	})
+	const fallback = "livecgi/rt1/result/helper_counter.fail"
+	for i, tc := range []struct{ topic, want string }{
+		{"otherfleet/dev2/$state", fallback},
+		{"livecgi/dev2/$state", fallback},
+		{"livecgi/rt1/$state", fallback},
+		{"livecgi/rt1/helper_counter.count", fallback},
+		{"homeassistant/sensor/rt1/x/config", fallback},
+		{"replies-not/me", fallback},
+		{"replies/me", "replies/me"},
+		{"livecgi/rt1/result/mine", "livecgi/rt1/result/mine"},
+	} {
+		corr := "c-" + strconv.Itoa(i)
+		from := len(sub.Messages())
+		b.Publish(t, "livecgi/rt1/cmd/helper_counter.fail", []byte("{}"), "-D", "publish", "response-topic", tc.topic, "-D", "publish", "correlation-data", corr)
+		m, _ := sub.WaitFor(mqttWait, from, "the result for response topic "+tc.topic, func(m brokertest.Message) bool {
+			return m.Correlation == corr && !strings.Contains(m.Topic, "/cmd/") // the command carries it too
+		})
+		if m.Topic != tc.want {
+			t.Errorf("response topic %s: result published on %s, want %s", tc.topic, m.Topic, tc.want)
+		}
+		if r := resultOf(t, m); r["id"] != corr || r["error"] != "it failed, as asked" {
+			t.Errorf("response topic %s: result %s", tc.topic, m.Payload)
+		}
+	}
+	for _, m := range sub.Messages() {
+		if m.Topic == "otherfleet/dev2/$state" || m.Topic == "livecgi/dev2/$state" || strings.HasPrefix(m.Topic, "homeassistant/") ||
+			m.Topic == "livecgi/rt1/$state" && m.Payload != "online" || m.Topic == "livecgi/rt1/helper_counter.count" && strings.Contains(m.Payload, "{") {
+			t.Errorf("the bridge wrote %q on %s", m.Payload, m.Topic)
+		}
+	}
+	if !strings.Contains(ts.logs.String(), "response topic not used") {
+		t.Errorf("no log line for the refused response topics")
 	}
 }
 
