@@ -382,8 +382,9 @@ func (b *bridge) retained(ctx context.Context, cli *paho.Client, topic string, p
 	return b.publish(ctx, cli, &paho.Publish{Topic: topic, Payload: payload, QoS: 1, Retain: true})
 }
 
-// publishReading publishes r's value on its sensor's topic: a number or
-// a bool as JSON, text as it is. A reading that carries an error instead
+// publishReading publishes r's value on its sensor's topic: a number as
+// the WebSocket's frames write it (wire.AppendNumber), a bool as JSON,
+// text as it is. A reading that carries an error instead
 // of a value leaves the retained value as it was (the last good one), and
 // its error goes to <sensor>/$error, retained, until a reading without
 // one clears it: a subscriber can tell a current value from a stale one.
@@ -394,7 +395,7 @@ func (b *bridge) publishReading(ctx context.Context, cli *paho.Client, r wire.Re
 	var payload []byte
 	switch v := r.Value.(type) {
 	case float64:
-		payload = strconv.AppendFloat(nil, v, 'g', -1, 64)
+		payload = wire.AppendNumber(nil, v)
 	case bool:
 		payload = strconv.AppendBool(nil, v)
 	case string:

@@ -419,6 +419,20 @@ func TestMQTTResponseTopics(t *testing.T) {
 	}
 }
 
+// TestMQTTNumbers: a number reaches the broker as a browser's frame
+// writes it (wire.AppendNumber, whose test compares it with the frames):
+// livecgid's resident memory, megabytes, as an integer, no exponent.
+func TestMQTTNumbers(t *testing.T) {
+	b := brokertest.Start(t, brokertest.Options{})
+	startSup(t, withBridge(b, "n1", nil))
+	const topic = "livecgi/n1/livecgid.rss_bytes"
+	sub := b.Subscribe(t, []string{topic})
+	m, _ := sub.WaitFor(mqttWait, 0, "livecgid's memory", topicIs(topic))
+	if n, err := strconv.ParseInt(m.Payload, 10, 64); err != nil || n < 1<<20 {
+		t.Errorf("%s = %q, want an integer number of bytes", topic, m.Payload)
+	}
+}
+
 // TestMQTTRole refuses the broker's commands with the default role
 // (viewer) with a forbidden result.
 func TestMQTTRole(t *testing.T) {
