@@ -14,6 +14,7 @@ import (
 
 	"github.com/livecgi/livecgi/plugins/sdk/sdktest"
 	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/wire"
 	"github.com/livecgi/livecgi/supervisor/brokertest"
 )
 
@@ -301,11 +302,25 @@ func TestHomeAssistantDiscovery(t *testing.T) {
 	if dev, _ := count["device"].(map[string]any); fmt.Sprint(dev["identifiers"]) != "[livecgi_ha1]" || dev["name"] != "ha1" {
 		t.Errorf("count config device = %v", count["device"])
 	}
-	fail := cfg("homeassistant/button/ha1/helper_counter_fail/config")
-	sleep := cfg("homeassistant/number/ha1/helper_counter_sleep/config")
-	if sleep["command_template"] != `{"ms": {{ value }}}` {
-		t.Errorf("sleep config command_template = %v", sleep["command_template"])
+	// Device and state classes: Home Assistant converts B, keeps counters
+	// as totals, and runs a number without a state optimistic.
+	for topic, want := range map[string]map[string]any{
+		"homeassistant/sensor/ha1/livecgid_rss_bytes/config": {
+			"unit_of_measurement": "B", "device_class": "data_size", "state_class": "measurement"},
+		"homeassistant/sensor/ha1/livecgid_plugin_restarts_total/config": {
+			"unit_of_measurement": nil, "device_class": nil, "state_class": "total_increasing"},
+		"homeassistant/sensor/ha1/livecgid_clients/config": {"device_class": nil, "state_class": "measurement"},
+		"homeassistant/number/ha1/helper_counter_sleep/config": {
+			"command_template": `{"ms": {{ value }}}`, "optimistic": true, "state_topic": nil},
+	} {
+		c := cfg(topic)
+		for k, v := range want {
+			if c[k] != v {
+				t.Errorf("%s: %s = %v, want %v", topic, k, c[k], v)
+			}
+		}
 	}
+	fail := cfg("homeassistant/button/ha1/helper_counter_fail/config")
 	// What Home Assistant sends when the button is pressed.
 	b.Publish(t, fail["command_topic"].(string), []byte(fail["payload_press"].(string)))
 	m, _ := sub.WaitFor(mqttWait, 0, "the button's result", topicIs("livecgi/ha1/result/helper_counter.fail"))
@@ -522,4 +537,29 @@ func TestMQTTBrokerStalls(t *testing.T) {
 	}
 	sub := b.Subscribe(t, []string{"livecgi/st1/helper_counter.count"})
 	sub.WaitFor(mqttWait, 0, "a reading after the broker woke", func(m brokertest.Message) bool { return !m.Retain })
+}
+
+// TestHAClasses: the device and state class of each kind of sensor
+// livecgi ships.
+func TestHAClasses(t *testing.T) {
+	for _, tc := range []struct{ id, unit, device, state string }{
+		{"system.uptime_seconds", "s", "duration", ""},
+		{"system.mem_total_bytes", "B", "data_size", "measurement"},
+		{"system.net_eth0_rx_bytes_per_second", "B/s", "data_rate", "measurement"},
+		{"system.thermal_zone0_celsius", "°C", "temperature", "measurement"},
+		{"system.cpu_percent", "%", "", "measurement"},
+		{"system.load1", "", "", "measurement"},
+		{"livecgid.messages_per_second", "1/s", "", "measurement"},
+		{"livecgid.too_slow_total", "", "", "total_increasing"},
+		{"exec.sent_bytes_total", "B", "data_size", "total_increasing"},
+		{"exec.busy_seconds_total", "s", "duration", "total_increasing"},
+		{"exec.heat_celsius_total", "°C", "", "total_increasing"}, // temperature is a measurement only
+		{"bench.tick_us", "µs", "", "measurement"},
+	} {
+		plugin, _, _ := strings.Cut(tc.id, ".")
+		device, state := haClasses(wire.Sensor{ID: tc.id, Plugin: plugin, Unit: tc.unit, ValueType: wire.ValueNumber})
+		if device != tc.device || state != tc.state {
+			t.Errorf("%s (%s): device_class %q, state_class %q; want %q, %q", tc.id, tc.unit, device, state, tc.device, tc.state)
+		}
+	}
 }
