@@ -64,8 +64,15 @@ type bridge struct {
 	lim   limiter // commands from the broker, all together
 	cmdN  atomic.Uint64
 
-	// What the broker holds of ours (retained), for removals: owned by
-	// the session loop.
+	// Owned by the session loop.
+	//
+	// described: the plugins livecgid started with have described
+	// themselves (manager.described), or metaDeadline passed: until then
+	// $meta and discovery wait, so that the first retained $meta is not
+	// one without the plugins' sensors and commands.
+	described    bool
+	metaDeadline time.Time
+	// What the broker holds of ours (retained), for removals.
 	meta      string
 	published map[string]bool   // sensor ids with a retained value
 	errs      map[string]string // sensor id → the error its retained <id>/$error holds (staleError: unknown)
@@ -76,6 +83,9 @@ type bridge struct {
 const (
 	mqttConnectTimeout = 10 * time.Second
 	mqttMaxInFlight    = 16 // commands from the broker running at once
+	// How long $meta waits for the plugins to describe themselves at most
+	// (a plugin's first start ends within timing.handshake + describe).
+	mqttDescribeWait = 30 * time.Second
 )
 
 // newBridge returns the bridge mqtt_url asks for, nil without one. The
@@ -139,6 +149,7 @@ func (b *bridge) tlsConfig() (*tls.Config, error) {
 // (1 s doubling to 1 min, with jitter; back to 1 s after a connection
 // that lasted a minute).
 func (b *bridge) run(ctx context.Context) {
+	b.metaDeadline = time.Now().Add(mqttDescribeWait)
 	tm := b.s.plugins.timing
 	backoff := tm.mqttBackoffMin
 	short := 0 // connections in a row the broker closed soon after they were made
@@ -281,7 +292,14 @@ func (b *bridge) session(ctx context.Context) (connected bool, err error) {
 		cursor  uint64
 		rs      []wire.Reading
 		metaDue bool
+		settled <-chan struct{} // while $meta waits: the plugins' startup moved
 	)
+	var deadline <-chan time.Time // while $meta waits: the longest it waits
+	if !b.described {
+		t := time.NewTimer(time.Until(b.metaDeadline))
+		defer t.Stop()
+		deadline = t.C
+	}
 	for {
 		published := b.s.hub.Published()
 		select {
@@ -289,7 +307,17 @@ func (b *bridge) session(ctx context.Context) (connected bool, err error) {
 			metaDue = true
 		default:
 		}
-		if metaDue {
+		if metaDue && !b.described {
+			var ok bool
+			ok, settled = b.s.plugins.described()
+			if ok || !time.Now().Before(b.metaDeadline) {
+				if !ok {
+					b.log.Warn("mqtt: plugins still starting: publishing $meta without them", "waited", mqttDescribeWait)
+				}
+				b.described, settled, deadline = true, nil, nil
+			}
+		}
+		if metaDue && b.described {
 			if err := b.publishMeta(ctx, cli); err != nil {
 				return true, err
 			}
@@ -321,6 +349,10 @@ func (b *bridge) session(ctx context.Context) (connected bool, err error) {
 			return true, fmt.Errorf("connection lost: %w", err)
 		case <-published:
 		case <-dirty:
+			metaDue = true
+		case <-settled:
+			metaDue = true
+		case <-deadline:
 			metaDue = true
 		}
 	}
@@ -450,6 +482,9 @@ type meta struct {
 
 // publishMeta publishes $meta when it changed, clears the retained value
 // of sensors that are gone, and keeps Home Assistant's configs in step.
+// It is called once the plugins livecgid started with have described
+// themselves (bridge.described), and again at each change of their
+// descriptors.
 func (b *bridge) publishMeta(ctx context.Context, cli *paho.Client) error {
 	h := b.s.hub.Hello()
 	m := meta{Device: b.device, Server: h.Server, Sensors: h.Sensors, Commands: h.Commands, Plugins: h.Plugins}

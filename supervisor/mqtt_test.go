@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -340,6 +341,44 @@ func TestHomeAssistantDiscovery(t *testing.T) {
 	for _, topic := range []string{"homeassistant/sensor/ha1/helper_counter_count/config", "homeassistant/button/ha1/helper_counter_fail/config", "livecgi/ha1/helper_counter.count"} {
 		sub.WaitFor(mqttWait, from, topic+" cleared", func(m brokertest.Message) bool { return m.Topic == topic && m.Payload == "" })
 	}
+}
+
+// TestMQTTMetaAfterDescribe: the first retained $meta, and Home
+// Assistant's configs, come once the plugins livecgid started with have
+// described themselves (one with nothing to serve has its state), not with
+// livecgid's sensors alone; a new binary's descriptors are published
+// again.
+func TestMQTTMetaAfterDescribe(t *testing.T) {
+	b := brokertest.Start(t, brokertest.Options{})
+	sub := b.Subscribe(t, []string{"livecgi/d1/#", "homeassistant/#"})
+	// Subscribed before livecgid starts: it sees every $meta, not the
+	// last retained one.
+	b.Publish(t, "livecgi/d1/mark", []byte("x"))
+	sub.WaitFor(mqttWait, 0, "the subscription", topicIs("livecgi/d1/mark"))
+	ts := startSup(t, withBridge(b, "d1", func(m *control.MQTT) { m.HomeAssistant = true }), "counter", "nothing")
+	m, at := sub.WaitFor(mqttWait, 0, "the first $meta", topicIs("livecgi/d1/$meta"))
+	var first meta
+	if err := json.Unmarshal([]byte(m.Payload), &first); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(first.Commands, func(c wire.Command) bool { return c.ID == "helper_counter.add" }) ||
+		!slices.ContainsFunc(first.Sensors, func(s wire.Sensor) bool { return s.ID == "helper_counter.count" }) ||
+		!slices.ContainsFunc(first.Plugins, func(p wire.PluginInfo) bool { return p.ID == "helper_nothing" && p.State == wire.StateUnavailable }) {
+		t.Errorf("first $meta %s, want the counter's sensors and commands, and the unavailable plugin's state", m.Payload)
+	}
+	for _, m := range sub.Messages()[:at] {
+		if strings.HasPrefix(m.Topic, "homeassistant/") {
+			t.Errorf("discovery config %s before the first $meta", m.Topic)
+		}
+	}
+	sub.WaitFor(mqttWait, at, "the counter's discovery", topicIs("homeassistant/sensor/d1/helper_counter_count/config"))
+
+	from := len(sub.Messages())
+	deployMv(t, ts.dir, helperPrefix+"counter", 0o755, "counter", "2 extra=more")
+	sub.WaitFor(mqttWait, from, "$meta with the new binary's sensor", func(m brokertest.Message) bool {
+		return m.Topic == "livecgi/d1/$meta" && strings.Contains(m.Payload, `"id":"helper_counter.more"`)
+	})
+	sub.WaitFor(mqttWait, from, "the new sensor's discovery", topicIs("homeassistant/sensor/d1/helper_counter_more/config"))
 }
 
 // TestMQTTSensorErrors: a failed read sets the sensor's retained $error
