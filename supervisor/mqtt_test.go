@@ -352,8 +352,9 @@ func TestMQTTMetaAfterDescribe(t *testing.T) {
 	b := brokertest.Start(t, brokertest.Options{})
 	sub := b.Subscribe(t, []string{"livecgi/d1/#", "homeassistant/#"})
 	// Subscribed before livecgid starts: it sees every $meta, not the
-	// last retained one.
-	b.Publish(t, "livecgi/d1/mark", []byte("x"))
+	// last retained one. (A retained mark reaches it once it has
+	// subscribed, whichever of the two came first.)
+	b.Publish(t, "livecgi/d1/mark", []byte("x"), "-r")
 	sub.WaitFor(mqttWait, 0, "the subscription", topicIs("livecgi/d1/mark"))
 	ts := startSup(t, withBridge(b, "d1", func(m *control.MQTT) { m.HomeAssistant = true }), "counter", "nothing")
 	m, at := sub.WaitFor(mqttWait, 0, "the first $meta", topicIs("livecgi/d1/$meta"))
