@@ -37,6 +37,7 @@ import (
 //	base cmd/<command id>   commands in: the payload is the args object
 //	base result/<command id> their result or error frame, unless the
 //	                        command named an MQTT 5 response topic
+//	                        under mqtt_reply_prefix
 //
 // While connected the bridge is a client of the hub without a socket,
 // like a poll session: it holds demand (so plugins sample), wakes at each
@@ -63,8 +64,15 @@ type bridge struct {
 	lim   limiter // commands from the broker, all together
 	cmdN  atomic.Uint64
 
-	// What the broker holds of ours (retained), for removals: owned by
-	// the session loop.
+	// Owned by the session loop.
+	//
+	// described: the plugins livecgid started with have described
+	// themselves (manager.described), or metaDeadline passed: until then
+	// $meta and discovery wait, so that the first retained $meta is not
+	// one without the plugins' sensors and commands.
+	described    bool
+	metaDeadline time.Time
+	// What the broker holds of ours (retained), for removals.
 	meta      string
 	published map[string]bool   // sensor ids with a retained value
 	errs      map[string]string // sensor id → the error its retained <id>/$error holds (staleError: unknown)
@@ -75,6 +83,9 @@ type bridge struct {
 const (
 	mqttConnectTimeout = 10 * time.Second
 	mqttMaxInFlight    = 16 // commands from the broker running at once
+	// How long $meta waits for the plugins to describe themselves at most
+	// (a plugin's first start ends within timing.handshake + describe).
+	mqttDescribeWait = 30 * time.Second
 )
 
 // newBridge returns the bridge mqtt_url asks for, nil without one. The
@@ -138,6 +149,7 @@ func (b *bridge) tlsConfig() (*tls.Config, error) {
 // (1 s doubling to 1 min, with jitter; back to 1 s after a connection
 // that lasted a minute).
 func (b *bridge) run(ctx context.Context) {
+	b.metaDeadline = time.Now().Add(mqttDescribeWait)
 	tm := b.s.plugins.timing
 	backoff := tm.mqttBackoffMin
 	short := 0 // connections in a row the broker closed soon after they were made
@@ -280,7 +292,14 @@ func (b *bridge) session(ctx context.Context) (connected bool, err error) {
 		cursor  uint64
 		rs      []wire.Reading
 		metaDue bool
+		settled <-chan struct{} // while $meta waits: the plugins' startup moved
 	)
+	var deadline <-chan time.Time // while $meta waits: the longest it waits
+	if !b.described {
+		t := time.NewTimer(time.Until(b.metaDeadline))
+		defer t.Stop()
+		deadline = t.C
+	}
 	for {
 		published := b.s.hub.Published()
 		select {
@@ -288,7 +307,17 @@ func (b *bridge) session(ctx context.Context) (connected bool, err error) {
 			metaDue = true
 		default:
 		}
-		if metaDue {
+		if metaDue && !b.described {
+			var ok bool
+			ok, settled = b.s.plugins.described()
+			if ok || !time.Now().Before(b.metaDeadline) {
+				if !ok {
+					b.log.Warn("mqtt: plugins still starting: publishing $meta without them", "waited", mqttDescribeWait)
+				}
+				b.described, settled, deadline = true, nil, nil
+			}
+		}
+		if metaDue && b.described {
 			if err := b.publishMeta(ctx, cli); err != nil {
 				return true, err
 			}
@@ -320,6 +349,10 @@ func (b *bridge) session(ctx context.Context) (connected bool, err error) {
 			return true, fmt.Errorf("connection lost: %w", err)
 		case <-published:
 		case <-dirty:
+			metaDue = true
+		case <-settled:
+			metaDue = true
+		case <-deadline:
 			metaDue = true
 		}
 	}
@@ -381,8 +414,9 @@ func (b *bridge) retained(ctx context.Context, cli *paho.Client, topic string, p
 	return b.publish(ctx, cli, &paho.Publish{Topic: topic, Payload: payload, QoS: 1, Retain: true})
 }
 
-// publishReading publishes r's value on its sensor's topic: a number or
-// a bool as JSON, text as it is. A reading that carries an error instead
+// publishReading publishes r's value on its sensor's topic: a number as
+// the WebSocket's frames write it (wire.AppendNumber), a bool as JSON,
+// text as it is. A reading that carries an error instead
 // of a value leaves the retained value as it was (the last good one), and
 // its error goes to <sensor>/$error, retained, until a reading without
 // one clears it: a subscriber can tell a current value from a stale one.
@@ -393,7 +427,7 @@ func (b *bridge) publishReading(ctx context.Context, cli *paho.Client, r wire.Re
 	var payload []byte
 	switch v := r.Value.(type) {
 	case float64:
-		payload = strconv.AppendFloat(nil, v, 'g', -1, 64)
+		payload = wire.AppendNumber(nil, v)
 	case bool:
 		payload = strconv.AppendBool(nil, v)
 	case string:
@@ -448,6 +482,9 @@ type meta struct {
 
 // publishMeta publishes $meta when it changed, clears the retained value
 // of sensors that are gone, and keeps Home Assistant's configs in step.
+// It is called once the plugins livecgid started with have described
+// themselves (bridge.described), and again at each change of their
+// descriptors.
 func (b *bridge) publishMeta(ctx context.Context, cli *paho.Client) error {
 	h := b.s.hub.Hello()
 	m := meta{Device: b.device, Server: h.Server, Sensors: h.Sensors, Commands: h.Commands, Plugins: h.Plugins}
@@ -572,17 +609,19 @@ func (b *bridge) answer(ctx context.Context, cli *paho.Client, name string, p *p
 	b.reply(ctx, cli, name, p, res, qos)
 }
 
-// reply publishes a command's answer to its MQTT 5 response topic (with
-// its correlation data) or to base result/<name>. A response topic under
-// this device's topics other than result/, or with a wildcard, is not
-// used: a command may not make the bridge overwrite a reading or $state.
+// reply publishes a command's answer, with its correlation data, to its
+// MQTT 5 response topic when control.MQTT.ResponseTopic allows that one
+// (under mqtt_reply_prefix, or the device's own result/), else to base
+// result/<name>.
 func (b *bridge) reply(ctx context.Context, cli *paho.Client, name string, p *paho.Publish, res []byte, qos byte) {
 	out := &paho.Publish{Topic: b.base + "result/" + name, Payload: res, QoS: qos}
 	if pp := p.Properties; pp != nil {
-		if rt := pp.ResponseTopic; rt != "" && !strings.ContainsAny(rt, "+#") && utf8.ValidString(rt) &&
-			(!strings.HasPrefix(rt, b.m.Prefix+"/") || strings.HasPrefix(rt, b.base+"result/")) &&
-			!strings.HasPrefix(rt, haPrefix+"/") {
-			out.Topic = rt
+		if rt := pp.ResponseTopic; rt != "" {
+			if b.m.ResponseTopic(b.device, rt) {
+				out.Topic = rt
+			} else {
+				b.log.Info("mqtt: response topic not used: it is not under mqtt_reply_prefix; result sent to "+out.Topic, "command", name, "response_topic", rt)
+			}
 		}
 		if len(pp.CorrelationData) > 0 {
 			out.Properties = &paho.PublishProperties{CorrelationData: pp.CorrelationData}

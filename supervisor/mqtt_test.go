@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/livecgi/livecgi/plugins/sdk/sdktest"
 	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/wire"
 	"github.com/livecgi/livecgi/supervisor/brokertest"
 )
 
@@ -68,7 +70,7 @@ func TestMQTTDevice(t *testing.T) {
 	sysRoot := sdktest.CopyFixture(t, "../plugins/leds/testdata/sys")
 	conf := filepath.Join(root, "livecgi.conf")
 	err := os.WriteFile(conf, fmt.Appendf(nil, "listen = 127.0.0.1:0\nstate_dir = %s\nplugins_dir = %s\nsys_root = %s\n"+
-		"mqtt_url = %s\ndevice_id = board1\nmqtt_role = operator\n", state, plugins, sysRoot, b.URL), 0o600)
+		"mqtt_url = %s\ndevice_id = board1\nmqtt_role = operator\nmqtt_reply_prefix = reply\n", state, plugins, sysRoot, b.URL), 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,11 +303,25 @@ func TestHomeAssistantDiscovery(t *testing.T) {
 	if dev, _ := count["device"].(map[string]any); fmt.Sprint(dev["identifiers"]) != "[livecgi_ha1]" || dev["name"] != "ha1" {
 		t.Errorf("count config device = %v", count["device"])
 	}
-	fail := cfg("homeassistant/button/ha1/helper_counter_fail/config")
-	sleep := cfg("homeassistant/number/ha1/helper_counter_sleep/config")
-	if sleep["command_template"] != `{"ms": {{ value }}}` {
-		t.Errorf("sleep config command_template = %v", sleep["command_template"])
+	// Device and state classes: Home Assistant converts B, keeps counters
+	// as totals, and runs a number without a state optimistic.
+	for topic, want := range map[string]map[string]any{
+		"homeassistant/sensor/ha1/livecgid_rss_bytes/config": {
+			"unit_of_measurement": "B", "device_class": "data_size", "state_class": "measurement"},
+		"homeassistant/sensor/ha1/livecgid_plugin_restarts_total/config": {
+			"unit_of_measurement": nil, "device_class": nil, "state_class": "total_increasing"},
+		"homeassistant/sensor/ha1/livecgid_clients/config": {"device_class": nil, "state_class": "measurement"},
+		"homeassistant/number/ha1/helper_counter_sleep/config": {
+			"command_template": `{"ms": {{ value }}}`, "optimistic": true, "state_topic": nil},
+	} {
+		c := cfg(topic)
+		for k, v := range want {
+			if c[k] != v {
+				t.Errorf("%s: %s = %v, want %v", topic, k, c[k], v)
+			}
+		}
 	}
+	fail := cfg("homeassistant/button/ha1/helper_counter_fail/config")
 	// What Home Assistant sends when the button is pressed.
 	b.Publish(t, fail["command_topic"].(string), []byte(fail["payload_press"].(string)))
 	m, _ := sub.WaitFor(mqttWait, 0, "the button's result", topicIs("livecgi/ha1/result/helper_counter.fail"))
@@ -325,6 +341,45 @@ func TestHomeAssistantDiscovery(t *testing.T) {
 	for _, topic := range []string{"homeassistant/sensor/ha1/helper_counter_count/config", "homeassistant/button/ha1/helper_counter_fail/config", "livecgi/ha1/helper_counter.count"} {
 		sub.WaitFor(mqttWait, from, topic+" cleared", func(m brokertest.Message) bool { return m.Topic == topic && m.Payload == "" })
 	}
+}
+
+// TestMQTTMetaAfterDescribe: the first retained $meta, and Home
+// Assistant's configs, come once the plugins livecgid started with have
+// described themselves (one with nothing to serve has its state), not with
+// livecgid's sensors alone; a new binary's descriptors are published
+// again.
+func TestMQTTMetaAfterDescribe(t *testing.T) {
+	b := brokertest.Start(t, brokertest.Options{})
+	sub := b.Subscribe(t, []string{"livecgi/d1/#", "homeassistant/#"})
+	// Subscribed before livecgid starts: it sees every $meta, not the
+	// last retained one. (A retained mark reaches it once it has
+	// subscribed, whichever of the two came first.)
+	b.Publish(t, "livecgi/d1/mark", []byte("x"), "-r")
+	sub.WaitFor(mqttWait, 0, "the subscription", topicIs("livecgi/d1/mark"))
+	ts := startSup(t, withBridge(b, "d1", func(m *control.MQTT) { m.HomeAssistant = true }), "counter", "nothing")
+	m, at := sub.WaitFor(mqttWait, 0, "the first $meta", topicIs("livecgi/d1/$meta"))
+	var first meta
+	if err := json.Unmarshal([]byte(m.Payload), &first); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(first.Commands, func(c wire.Command) bool { return c.ID == "helper_counter.add" }) ||
+		!slices.ContainsFunc(first.Sensors, func(s wire.Sensor) bool { return s.ID == "helper_counter.count" }) ||
+		!slices.ContainsFunc(first.Plugins, func(p wire.PluginInfo) bool { return p.ID == "helper_nothing" && p.State == wire.StateUnavailable }) {
+		t.Errorf("first $meta %s, want the counter's sensors and commands, and the unavailable plugin's state", m.Payload)
+	}
+	for _, m := range sub.Messages()[:at] {
+		if strings.HasPrefix(m.Topic, "homeassistant/") {
+			t.Errorf("discovery config %s before the first $meta", m.Topic)
+		}
+	}
+	sub.WaitFor(mqttWait, at, "the counter's discovery", topicIs("homeassistant/sensor/d1/helper_counter_count/config"))
+
+	from := len(sub.Messages())
+	deployMv(t, ts.dir, helperPrefix+"counter", 0o755, "counter", "2 extra=more")
+	sub.WaitFor(mqttWait, from, "$meta with the new binary's sensor", func(m brokertest.Message) bool {
+		return m.Topic == "livecgi/d1/$meta" && strings.Contains(m.Payload, `"id":"helper_counter.more"`)
+	})
+	sub.WaitFor(mqttWait, from, "the new sensor's discovery", topicIs("homeassistant/sensor/d1/helper_counter_more/config"))
 }
 
 // TestMQTTSensorErrors: a failed read sets the sensor's retained $error
@@ -369,6 +424,67 @@ func TestMQTTSensorErrors(t *testing.T) {
 		if m.Payload == "" {
 			t.Errorf("the error of a sensor that never reads well was cleared: %+v", m)
 		}
+	}
+}
+
+// TestMQTTResponseTopics: a command's response topic is used only under
+// mqtt_reply_prefix or the device's own result/; any other (another
+// fleet's, another device's, Home Assistant's) gets the result on
+// result/<command id> instead, with the correlation data, and nothing is
+// written there.
+func TestMQTTResponseTopics(t *testing.T) {
+	b := brokertest.Start(t, brokertest.Options{})
+	ts := startSup(t, withBridge(b, "rt1", func(m *control.MQTT) { m.Role, m.ReplyPrefix = control.RoleOperator, "replies" }), "counter")
+	sub := b.Subscribe(t, []string{"#"})
+	sub.WaitFor(mqttWait, 0, "$meta with the commands", func(m brokertest.Message) bool {
+		return m.Topic == "livecgi/rt1/$meta" && strings.Contains(m.Payload, "helper_counter.fail")
+	})
+	const fallback = "livecgi/rt1/result/helper_counter.fail"
+	for i, tc := range []struct{ topic, want string }{
+		{"otherfleet/dev2/$state", fallback},
+		{"livecgi/dev2/$state", fallback},
+		{"livecgi/rt1/$state", fallback},
+		{"livecgi/rt1/helper_counter.count", fallback},
+		{"homeassistant/sensor/rt1/x/config", fallback},
+		{"replies-not/me", fallback},
+		{"replies/me", "replies/me"},
+		{"livecgi/rt1/result/mine", "livecgi/rt1/result/mine"},
+	} {
+		corr := "c-" + strconv.Itoa(i)
+		from := len(sub.Messages())
+		b.Publish(t, "livecgi/rt1/cmd/helper_counter.fail", []byte("{}"), "-D", "publish", "response-topic", tc.topic, "-D", "publish", "correlation-data", corr)
+		m, _ := sub.WaitFor(mqttWait, from, "the result for response topic "+tc.topic, func(m brokertest.Message) bool {
+			return m.Correlation == corr && !strings.Contains(m.Topic, "/cmd/") // the command carries it too
+		})
+		if m.Topic != tc.want {
+			t.Errorf("response topic %s: result published on %s, want %s", tc.topic, m.Topic, tc.want)
+		}
+		if r := resultOf(t, m); r["id"] != corr || r["error"] != "it failed, as asked" {
+			t.Errorf("response topic %s: result %s", tc.topic, m.Payload)
+		}
+	}
+	for _, m := range sub.Messages() {
+		if m.Topic == "otherfleet/dev2/$state" || m.Topic == "livecgi/dev2/$state" || strings.HasPrefix(m.Topic, "homeassistant/") ||
+			m.Topic == "livecgi/rt1/$state" && m.Payload != "online" || m.Topic == "livecgi/rt1/helper_counter.count" && strings.Contains(m.Payload, "{") {
+			t.Errorf("the bridge wrote %q on %s", m.Payload, m.Topic)
+		}
+	}
+	if !strings.Contains(ts.logs.String(), "response topic not used") {
+		t.Errorf("no log line for the refused response topics")
+	}
+}
+
+// TestMQTTNumbers: a number reaches the broker as a browser's frame
+// writes it (wire.AppendNumber, whose test compares it with the frames):
+// livecgid's resident memory, megabytes, as an integer, no exponent.
+func TestMQTTNumbers(t *testing.T) {
+	b := brokertest.Start(t, brokertest.Options{})
+	startSup(t, withBridge(b, "n1", nil))
+	const topic = "livecgi/n1/livecgid.rss_bytes"
+	sub := b.Subscribe(t, []string{topic})
+	m, _ := sub.WaitFor(mqttWait, 0, "livecgid's memory", topicIs(topic))
+	if n, err := strconv.ParseInt(m.Payload, 10, 64); err != nil || n < 1<<20 {
+		t.Errorf("%s = %q, want an integer number of bytes", topic, m.Payload)
 	}
 }
 
@@ -461,4 +577,29 @@ func TestMQTTBrokerStalls(t *testing.T) {
 	}
 	sub := b.Subscribe(t, []string{"livecgi/st1/helper_counter.count"})
 	sub.WaitFor(mqttWait, 0, "a reading after the broker woke", func(m brokertest.Message) bool { return !m.Retain })
+}
+
+// TestHAClasses: the device and state class of each kind of sensor
+// livecgi ships.
+func TestHAClasses(t *testing.T) {
+	for _, tc := range []struct{ id, unit, device, state string }{
+		{"system.uptime_seconds", "s", "duration", ""},
+		{"system.mem_total_bytes", "B", "data_size", "measurement"},
+		{"system.net_eth0_rx_bytes_per_second", "B/s", "data_rate", "measurement"},
+		{"system.thermal_zone0_celsius", "°C", "temperature", "measurement"},
+		{"system.cpu_percent", "%", "", "measurement"},
+		{"system.load1", "", "", "measurement"},
+		{"livecgid.messages_per_second", "1/s", "", "measurement"},
+		{"livecgid.too_slow_total", "", "", "total_increasing"},
+		{"exec.sent_bytes_total", "B", "data_size", "total_increasing"},
+		{"exec.busy_seconds_total", "s", "duration", "total_increasing"},
+		{"exec.heat_celsius_total", "°C", "", "total_increasing"}, // temperature is a measurement only
+		{"bench.tick_us", "µs", "", "measurement"},
+	} {
+		plugin, _, _ := strings.Cut(tc.id, ".")
+		device, state := haClasses(wire.Sensor{ID: tc.id, Plugin: plugin, Unit: tc.unit, ValueType: wire.ValueNumber})
+		if device != tc.device || state != tc.state {
+			t.Errorf("%s (%s): device_class %q, state_class %q; want %q, %q", tc.id, tc.unit, device, state, tc.device, tc.state)
+		}
+	}
 }

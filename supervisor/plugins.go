@@ -75,6 +75,7 @@ type manager struct {
 	timing    timing
 	demand    *demand // plugins stream only while it is held
 	links     *links  // where plugin links lead (see watch)
+	start     startup // the directory's first look (see described)
 
 	mu           sync.Mutex
 	slots        map[string]*slot

@@ -24,7 +24,7 @@ func (s *Supervisor) registerBuiltin() {
 		sensor("coalesced_total", "Readings coalesced for slow clients", ""),
 		sensor("too_slow_total", "Clients closed for being too slow", ""),
 		sensor("plugin_restarts_total", "Plugin restarts", ""),
-		sensor("rss_bytes", "Supervisor resident memory", "bytes"),
+		sensor("rss_bytes", "Supervisor resident memory", "B"),
 		sensor("goroutines", "Supervisor goroutines", ""),
 	}, nil, nil)
 }

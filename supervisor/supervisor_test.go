@@ -368,8 +368,8 @@ func TestBuiltinSensors(t *testing.T) {
 	ts := startSup(t, nil)
 	c := ts.dial(t)
 	m := c.next("rss reading", is("reading", "sensor", "livecgid.rss_bytes"))
-	if v, _ := m["value"].(float64); v < 1<<20 {
-		t.Errorf("rss = %v", m["value"])
+	if v, _ := m["value"].(float64); v < 1<<20 || m["unit"] != "B" {
+		t.Errorf("rss = %v %v, want megabytes in B (proto/README.md, units)", m["value"], m["unit"])
 	}
 	m = c.next("clients reading", is("reading", "sensor", "livecgid.clients"))
 	if m["value"] != 1.0 {

@@ -27,7 +27,7 @@ func (s *Supervisor) watch(ctx context.Context) error {
 		return err
 	}
 	defer w.Close()
-	d := &debouncer{timers: map[string]*debounce{}, fire: m.consider, settle: m.timing.settle}
+	d := &debouncer{timers: map[string]*debounce{}, fire: m.consider, settle: m.timing.settle, drained: m.start.changed}
 	defer d.stop()
 	dir := filepath.Clean(m.dir)
 	m.links = &links{add: w.Add, targets: map[string]string{}, dirs: map[string]bool{}}
@@ -79,6 +79,7 @@ func (s *Supervisor) watch(ctx context.Context) error {
 		retry.Reset(backoff)
 	}
 	arm()
+	m.start.scanned(d)
 	for {
 		select {
 		case <-ctx.Done():
@@ -291,8 +292,9 @@ func (m *manager) scan(d *debouncer) error {
 // debouncer calls fire(name) once a name has had no touch for settle, and
 // again after the delay fire returns, if any, until it returns 0.
 type debouncer struct {
-	fire   func(string) time.Duration
-	settle time.Duration
+	fire    func(string) time.Duration
+	settle  time.Duration
+	drained func() // called when a name's last fire has run; may be nil
 
 	mu      sync.Mutex
 	timers  map[string]*debounce
@@ -332,15 +334,93 @@ func (d *debouncer) run(name string, e *debounce) {
 	d.mu.Unlock()
 	again := d.fire(name)
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if e.gen != gen || d.stopped {
+		d.mu.Unlock()
 		return // touched meanwhile: armed again
 	}
 	if again > 0 {
 		e.t.Reset(again)
+		d.mu.Unlock()
 		return
 	}
 	delete(d.timers, name)
+	d.mu.Unlock()
+	if d.drained != nil { // not under mu: no lock order with the callee's
+		d.drained()
+	}
+}
+
+// pending returns how many names wait for a fire.
+func (d *debouncer) pending() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.timers)
+}
+
+// startup follows the plugins directory's first look, for a consumer
+// that must not publish the plugins' descriptions before they are there
+// (the broker bridge's retained $meta: see manager.described). The zero
+// value is ready to use; its methods may be called concurrently.
+type startup struct {
+	mu   sync.Mutex
+	deb  *debouncer    // set once the first scan is done
+	wake chan struct{} // closed and replaced at each change
+}
+
+// scanned records that the first scan is done; d judges the files it
+// put off.
+func (st *startup) scanned(d *debouncer) {
+	st.mu.Lock()
+	st.deb = d
+	st.mu.Unlock()
+	st.changed()
+}
+
+// changed wakes whoever waits on state's channel.
+func (st *startup) changed() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.wake != nil {
+		close(st.wake)
+		st.wake = nil
+	}
+}
+
+// state returns the debouncer of the first scan (nil before it is done)
+// and a channel closed at the next change.
+func (st *startup) state() (*debouncer, <-chan struct{}) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.wake == nil {
+		st.wake = make(chan struct{})
+	}
+	return st.deb, st.wake
+}
+
+// described reports whether the plugins livecgid started with have
+// described themselves: the first scan of the directory is done, no file
+// is still put off (being written, not executable yet), and every plugin
+// loaded has come to a state in the hub (online with its descriptors,
+// or refused, unavailable, restarting: each at its first start). The
+// channel is closed when that may have changed other than by the hub
+// (whose changes its consumers hear of anyway).
+func (m *manager) described() (bool, <-chan struct{}) {
+	d, wake := m.start.state()
+	if d == nil || d.pending() > 0 {
+		return false, wake
+	}
+	m.mu.Lock()
+	ids := make([]string, 0, len(m.slots))
+	for id := range m.slots {
+		ids = append(ids, id)
+	}
+	m.mu.Unlock()
+	for _, id := range ids {
+		if m.hub.Plugin(id).State == "" {
+			return false, wake
+		}
+	}
+	return true, wake
 }
 
 func (d *debouncer) stop() {

@@ -78,7 +78,9 @@ func Last(r Reading) Reading {
 }
 
 // Sensor is one value a plugin reads every Interval. ID is lower_snake and
-// should end in its unit (board_temp_celsius). Type defaults to Number.
+// should end in its unit (board_temp_celsius), in _total for a count that
+// only grows. Unit is the symbol livecgi spells it with (°C, %, B, B/s,
+// s; none for a count: proto/README.md, "Units"). Type defaults to Number.
 // Read is called from one goroutine per sensor, with a deadline of one
 // Interval.
 //

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // MQTT is the broker bridge's configuration (the mqtt_* keys and
@@ -16,6 +17,7 @@ type MQTT struct {
 	URL           string        // tcp://, mqtt://, tls://, mqtts://, ssl://, ws:// or wss:// broker address
 	DeviceID      string        // the topic level of this device; "" = DefaultDeviceID
 	Prefix        string        // first topic level
+	ReplyPrefix   string        // topics (levels joined by '/') under which a command's response topic is used; "" = none: results go to result/
 	Username      string        // broker user; "" = none
 	PasswordFile  string        // file whose first line is the broker password
 	CA            string        // PEM CAs that sign the broker's certificate; "" = the system's
@@ -38,7 +40,7 @@ func (c *Config) setMQTT(k, v string) (bool, error) {
 	str := map[string]*string{
 		"mqtt_url": &m.URL, "device_id": &m.DeviceID, "mqtt_prefix": &m.Prefix, "mqtt_username": &m.Username,
 		"mqtt_password_file": &m.PasswordFile, "mqtt_ca": &m.CA, "mqtt_cert": &m.Cert, "mqtt_key": &m.Key,
-		"mqtt_role": &m.Role,
+		"mqtt_role": &m.Role, "mqtt_reply_prefix": &m.ReplyPrefix,
 	}
 	if p, ok := str[k]; ok {
 		*p = v
@@ -94,6 +96,16 @@ func (c *Config) validateMQTT() error {
 	if !ValidTopicLevel(m.Prefix) {
 		return fmt.Errorf("mqtt_prefix %q: want 1-64 letters, digits, '-', '_' or '.'", m.Prefix)
 	}
+	if m.ReplyPrefix != "" {
+		for _, l := range strings.Split(m.ReplyPrefix, "/") {
+			if !ValidTopicLevel(l) {
+				return fmt.Errorf("mqtt_reply_prefix %q: want topic levels of 1-64 letters, digits, '-', '_' or '.', joined by '/', e.g. replies", m.ReplyPrefix)
+			}
+		}
+		if first, _, _ := strings.Cut(m.ReplyPrefix, "/"); first == m.Prefix || first == HomeAssistantPrefix {
+			return fmt.Errorf("mqtt_reply_prefix %q: not under %s/: a command could make the device write over the topics of devices or of Home Assistant", m.ReplyPrefix, first)
+		}
+	}
 	if !ValidRole(m.Role) {
 		return fmt.Errorf("mqtt_role %q: want viewer or operator", m.Role)
 	}
@@ -115,6 +127,31 @@ func (c *Config) validateMQTT() error {
 		return errors.New("mqtt_password_file needs mqtt_username")
 	}
 	return nil
+}
+
+// HomeAssistantPrefix is the first level of Home Assistant's discovery
+// topics (its default discovery prefix), where mqtt_homeassistant
+// publishes.
+const HomeAssistantPrefix = "homeassistant"
+
+// ResponseTopic reports whether the bridge of device may publish a
+// command's result to topic, a response topic its sender named: only
+// under mqtt_reply_prefix, or under the device's own result/ topics. Any
+// other topic, however the broker's ACLs would let the device write it,
+// is not used (the result goes to result/<command id>): whoever may
+// publish a command must not be able to make the device write, with its
+// own credentials, over another device's readings or state, or into Home
+// Assistant's configuration. Wildcards, NUL and topics over 64 KiB are
+// never used.
+func (m MQTT) ResponseTopic(device, topic string) bool {
+	if topic == "" || len(topic) > 65535 || strings.ContainsAny(topic, "+#\x00") || !utf8.ValidString(topic) {
+		return false
+	}
+	if rest, ok := strings.CutPrefix(topic, m.Prefix+"/"+device+"/result/"); ok && rest != "" {
+		return true
+	}
+	rest, ok := strings.CutPrefix(topic, m.ReplyPrefix+"/")
+	return m.ReplyPrefix != "" && ok && rest != ""
 }
 
 // Broker returns mqtt_url checked and split: its scheme (one the bridge

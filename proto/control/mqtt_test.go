@@ -19,9 +19,9 @@ func TestMQTTConfig(t *testing.T) {
 		}, ""},
 		{"every key", "mqtt_url = mqtts://broker.lan\ndevice_id = pump-3\nmqtt_prefix = plant.a\nmqtt_username = dev\n" +
 			"mqtt_password_file = /etc/livecgi/mqtt.pw\nmqtt_ca = /etc/ca.pem\nmqtt_cert = /etc/c.pem\nmqtt_key = /etc/k.pem\n" +
-			"mqtt_qos = 1\nmqtt_retain = off\nmqtt_keepalive = 1m\nmqtt_role = operator\nmqtt_homeassistant = on", func(m MQTT) bool {
+			"mqtt_qos = 1\nmqtt_retain = off\nmqtt_keepalive = 1m\nmqtt_role = operator\nmqtt_homeassistant = on\nmqtt_reply_prefix = plant.a-replies/x", func(m MQTT) bool {
 			_, host, _, err := m.Broker()
-			return err == nil && host == "broker.lan:8883" && m.TLS() && m.Device() == "pump-3" && m.Prefix == "plant.a" &&
+			return err == nil && host == "broker.lan:8883" && m.TLS() && m.Device() == "pump-3" && m.Prefix == "plant.a" && m.ReplyPrefix == "plant.a-replies/x" &&
 				m.QoS == 1 && !m.Retain && m.KeepAlive == time.Minute && m.Role == RoleOperator && m.HomeAssistant
 		}, ""},
 		{"keys unchecked without a url", "device_id = a/b", func(m MQTT) bool { return m.DeviceID == "a/b" }, ""},
@@ -37,6 +37,11 @@ func TestMQTTConfig(t *testing.T) {
 		{"query", "mqtt_url = ws://broker.lan/mqtt?x=1", nil, "without user (mqtt_username) or query"},
 		{"wildcard device", "mqtt_url = tcp://b\ndevice_id = +", nil, `device_id "+"`},
 		{"separator in prefix", "mqtt_url = tcp://b\nmqtt_prefix = a/b", nil, `mqtt_prefix "a/b"`},
+		{"reply prefix with a wildcard", "mqtt_url = tcp://b\nmqtt_reply_prefix = replies/+", nil, `mqtt_reply_prefix "replies/+": want topic levels`},
+		{"reply prefix with an empty level", "mqtt_url = tcp://b\nmqtt_reply_prefix = replies/", nil, `mqtt_reply_prefix "replies/": want topic levels`},
+		{"reply prefix over the devices", "mqtt_url = tcp://b\nmqtt_reply_prefix = livecgi/replies", nil, `mqtt_reply_prefix "livecgi/replies": not under livecgi/`},
+		{"reply prefix over another prefix", "mqtt_url = tcp://b\nmqtt_prefix = plant\nmqtt_reply_prefix = plant", nil, `not under plant/`},
+		{"reply prefix over Home Assistant", "mqtt_url = tcp://b\nmqtt_reply_prefix = homeassistant/r", nil, `not under homeassistant/`},
 		{"qos 2", "mqtt_qos = 2", nil, "want 0 or 1"},
 		{"bool", "mqtt_retain = maybe", nil, "want on or off"},
 		{"role", "mqtt_url = tcp://b\nmqtt_role = admin", nil, `mqtt_role "admin"`},
@@ -128,6 +133,46 @@ func TestMQTTBroker(t *testing.T) {
 		}
 		if got != want {
 			t.Errorf("Broker(%q) = %q (%v), want %q", in, got, err, want)
+		}
+	}
+}
+
+// TestMQTTResponseTopic: a command's response topic is used only under
+// mqtt_reply_prefix or the device's own result/; without a prefix, only
+// the latter.
+func TestMQTTResponseTopic(t *testing.T) {
+	m := DefaultMQTT()
+	m.ReplyPrefix = "fleet/replies"
+	for topic, want := range map[string]bool{
+		"fleet/replies/me":            true,
+		"fleet/replies/a/b/c":         true,
+		"livecgi/pump-3/result/x":     true,
+		"livecgi/pump-3/result/":      false,
+		"fleet/replies/":              false,
+		"fleet/replies":               false,
+		"fleet/repliesX/me":           false,
+		"fleet/other":                 false,
+		"otherfleet/dev2/$state":      false,
+		"livecgi/dev2/$state":         false,
+		"livecgi/pump-3/$state":       false,
+		"livecgi/pump-3/system.load1": false,
+		"livecgi/pump-3/cmd/x":        false,
+		"homeassistant/x/y/z/config":  false,
+		"fleet/replies/+":             false,
+		"fleet/replies/#":             false,
+		"fleet/replies/a\x00":         false,
+		"fleet/replies/\xff":          false,
+		"":                            false,
+		"fleet/replies/" + strings.Repeat("x", 65535): false,
+	} {
+		if got := m.ResponseTopic("pump-3", topic); got != want {
+			t.Errorf("ResponseTopic(%.40q) = %v, want %v", topic, got, want)
+		}
+	}
+	m.ReplyPrefix = ""
+	for topic, want := range map[string]bool{"livecgi/pump-3/result/x": true, "fleet/replies/me": false, "/me": false, "me": false} {
+		if got := m.ResponseTopic("pump-3", topic); got != want {
+			t.Errorf("without mqtt_reply_prefix: ResponseTopic(%q) = %v, want %v", topic, got, want)
 		}
 	}
 }

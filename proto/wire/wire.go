@@ -13,6 +13,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
+	"strconv"
 )
 
 // Subprotocol is the WebSocket subprotocol a client must offer.
@@ -144,6 +146,30 @@ type Reading struct {
 	Seq    uint64 `json:"seq"`
 	T      int64  `json:"t"`
 	Error  string `json:"error,omitempty"`
+}
+
+// AppendNumber appends v to dst as the protocol's JSON frames carry a
+// number (encoding/json's form, the one JavaScript prints too): an
+// integer as an integer (17489920, not 1.748992e+07), any other value in
+// the shortest decimal that reads back as v, with an exponent only below
+// 1e-6 or from 1e21 on (1e-7, 1e+21). Transports that carry a bare value
+// (the MQTT bridge) format it with this, so a subscriber reads the
+// number a browser does. v must be finite: a reading that is not (NaN,
+// ±Inf) carries an error instead.
+func AppendNumber(dst []byte, v float64) []byte {
+	format := byte('f')
+	if a := math.Abs(v); a != 0 && (a < 1e-6 || a >= 1e21) {
+		format = 'e'
+	}
+	dst = strconv.AppendFloat(dst, v, format, -1, 64)
+	if format == 'e' {
+		// e-07 → e-7, as encoding/json and JavaScript write it.
+		if n := len(dst); n >= 4 && dst[n-4] == 'e' && dst[n-3] == '-' && dst[n-2] == '0' {
+			dst[n-2] = dst[n-1]
+			dst = dst[:n-1]
+		}
+	}
+	return dst
 }
 
 // Snapshot modes.

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -106,4 +108,43 @@ func FuzzDecodeClient(f *testing.F) {
 			t.Fatalf("error %v is not a DecodeError", err)
 		}
 	})
+}
+
+// TestAppendNumber: a bare number is written exactly as a frame's JSON
+// writes it; integers never get an exponent.
+func TestAppendNumber(t *testing.T) {
+	for v, want := range map[float64]string{
+		17489920: "17489920", 0: "0", -3: "-3", 12.5: "12.5", 0.1: "0.1", 1e20: "100000000000000000000",
+		1e21: "1e+21", 1e-6: "0.000001", 1e-7: "1e-7", -2.5e-10: "-2.5e-10", 1 << 53: "9007199254740992",
+		4294967296: "4294967296", 123456789012: "123456789012", 1.5e300: "1.5e+300",
+	} {
+		if got := string(AppendNumber(nil, v)); got != want {
+			t.Errorf("AppendNumber(%v) = %s, want %s", v, got, want)
+		}
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range 100000 {
+		var v float64
+		switch i % 4 {
+		case 0:
+			v = math.Float64frombits(r.Uint64())
+		case 1:
+			v = float64(r.Int64N(1<<53)) * float64(1-2*(i/4%2))
+		case 2:
+			v = r.Float64() * math.Pow(10, float64(r.IntN(50)-25))
+		default:
+			v = float64(r.IntN(1e6)) / 100
+		}
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			continue
+		}
+		js, _ := json.Marshal(Reading{Value: v})
+		var frame struct {
+			Value json.RawMessage `json:"value"`
+		}
+		json.Unmarshal(js, &frame)
+		if got := string(AppendNumber([]byte("x"), v)); got != "x"+string(frame.Value) {
+			t.Fatalf("AppendNumber(%v) = %s, a frame carries %s", v, got[1:], frame.Value)
+		}
+	}
 }
