@@ -114,8 +114,12 @@ func (se *series) appendTo(b []byte, name string) []byte {
 	for i := range se.tiers {
 		t := &se.tiers[i]
 		b = binary.AppendUvarint(b, uint64(t.width))
-		b = binary.AppendUvarint(binary.AppendVarint(b, t.last), uint64(len(t.cnt)))
-		for k := t.last - int64(len(t.cnt)) + 1; k <= t.last; k++ {
+		k0 := t.last - int64(len(t.cnt)) + 1 // from the oldest bucket held
+		for k0 <= t.last && t.cnt[t.slot(k0)] == 0 {
+			k0++
+		}
+		b = binary.AppendUvarint(binary.AppendVarint(b, t.last), uint64(t.last-k0+1))
+		for k := k0; k <= t.last; k++ {
 			s := t.slot(k)
 			for _, v := range [3]float32{t.min[s], t.avg[s], t.max[s]} {
 				b = binary.LittleEndian.AppendUint32(b, math.Float32bits(v))

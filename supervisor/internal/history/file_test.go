@@ -173,9 +173,9 @@ func savedXY(tb testing.TB) []byte {
 	s := New(0)
 	s.Add("x", time.Second)
 	s.Add("y", 10*time.Second)
-	for i := range 1000 {
-		s.Record("x", t0.Add(time.Duration(i-1000)*time.Second), float64(i))
-		s.Record("y", t0.Add(time.Duration(i-1000)*time.Second), -float64(i))
+	for i := range 300 {
+		s.Record("x", t0.Add(time.Duration(i-300)*time.Second), float64(i))
+		s.Record("y", t0.Add(time.Duration(i-300)*time.Second), -float64(i))
 	}
 	dir := tb.TempDir()
 	if err := s.Save(dir); err != nil {
@@ -210,7 +210,7 @@ func gunzip(tb testing.TB, b []byte) []byte {
 
 func TestLoadCorrupt(t *testing.T) {
 	good := savedXY(t)
-	if s, err := loadBytes(t, good); err != nil || len(mustQuery(t, s, "x", t0.Add(-time.Hour), t0, 0)) != 1000 {
+	if s, err := loadBytes(t, good); err != nil || len(mustQuery(t, s, "x", t0.Add(-time.Hour), t0, 0)) != 300 {
 		t.Fatalf("good file: %v", err)
 	}
 	payload := gunzip(t, good)
@@ -267,9 +267,6 @@ func FuzzLoad(f *testing.F) {
 					t.Fatal(err)
 				}
 				s.Record(sensor, t0.Add(time.Hour), 1)
-			}
-			if err := s.Save(t.TempDir()); err != nil {
-				t.Fatal(err)
 			}
 		}
 	})

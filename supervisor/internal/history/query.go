@@ -61,15 +61,14 @@ func clampMs(t time.Time) int64 { return min(max(t.UnixMilli(), -msRange), msRan
 // The sensor's lock is held for the scan (about 8,000 stored points at
 // most), delaying its readings, not other sensors'.
 func (s *Store) Query(sensor string, from, to time.Time, points int) ([]Point, error) {
-	se := (*s.sensors.Load())[sensor]
-	if se == nil {
-		return nil, fmt.Errorf("history of %q: %w", sensor, ErrNotRecorded)
-	}
 	f, t := clampMs(from), clampMs(to)
 	if f > t {
 		return nil, fmt.Errorf("history of %q: from %v is after to %v", sensor, from, to)
 	}
-	se.mu.Lock()
+	se := s.lock(sensor)
+	if se == nil {
+		return nil, fmt.Errorf("history of %q: %w", sensor, ErrNotRecorded)
+	}
 	defer se.mu.Unlock()
 	n := 0
 	se.scan(f, t, func(int64, float32, float32, float32, uint16) { n++ })

@@ -117,13 +117,23 @@ type tier struct {
 	min, avg, max []float32
 	cnt           []uint16 // samples in the bucket, saturating; 0: empty
 
+	end         int64   // (last+1)*width: a sample before it needs no division
+	cur         int     // slot(last)
 	lo, hi, sum float64 // bucket last, in full precision
 	n           uint32
 }
 
 func newTier(width int64, slots int) tier {
-	return tier{width: width, min: make([]float32, slots), avg: make([]float32, slots),
+	r := tier{width: width, min: make([]float32, slots), avg: make([]float32, slots),
 		max: make([]float32, slots), cnt: make([]uint16, slots)}
+	r.reset()
+	return r
+}
+
+func (r *tier) reset() {
+	clear(r.cnt)
+	r.last = 0
+	r.advance(0)
 }
 
 func (r *tier) slot(k int64) int {
@@ -146,16 +156,15 @@ func (r *tier) advance(k int64) {
 			r.cnt[r.slot(j)] = 0
 		}
 	}
-	r.last, r.n, r.sum = k, 0, 0
+	r.last, r.end, r.cur, r.n, r.sum = k, (k+1)*r.width, r.slot(k), 0, 0
 }
 
 // add counts a sample at ms in its bucket; samples in buckets older than
 // the newest one are ignored.
 func (r *tier) add(ms int64, v float64) {
-	k := floorDiv(ms, r.width)
-	if k > r.last {
-		r.advance(k)
-	} else if k < r.last {
+	if ms >= r.end {
+		r.advance(floorDiv(ms, r.width))
+	} else if ms < r.end-r.width {
 		return
 	}
 	if r.n == 0 {
@@ -163,7 +172,7 @@ func (r *tier) add(ms int64, v float64) {
 	}
 	r.lo, r.hi, r.sum = min(r.lo, v), max(r.hi, v), r.sum+v
 	r.n++
-	s := r.slot(k)
+	s := r.cur
 	r.min[s], r.max[s], r.avg[s] = float32(r.lo), float32(r.hi), float32(r.sum/float64(r.n))
 	r.cnt[s] = uint16(min(r.n, math.MaxUint16))
 }

@@ -12,7 +12,7 @@ import (
 
 // The tiers. Their spans are what a chart of the last hour, day and month
 // needs; a sensor recorded at 10 s keeps 360 raw samples and 1440 + 2880
-// buckets (SensorBytes: 63,760 bytes and the id's length, on 64-bit).
+// buckets (SensorBytes: 63,792 bytes and the id's length, on 64-bit).
 const (
 	RawSpan      = time.Hour         // every sample, for an hour
 	MinuteWidth  = time.Minute       // then min/avg/max per minute…
@@ -56,12 +56,12 @@ func SensorBytes(sensor string, interval time.Duration) int {
 
 // series is the history of one sensor.
 type series struct {
-	interval time.Duration // declared record interval (immutable)
-	bytes    int           // SensorBytes, immutable
+	bytes int // SensorBytes, immutable
 
 	// mu guards everything below. It is held for one sample by Record and
 	// for one range by Query, WriteCSV and Save's copy.
 	mu     sync.Mutex
+	gone   bool  // removed, or replaced by a resized series sharing its tiers
 	first  int64 // ms of the first sample accepted (MaxInt64: none)
 	newest int64 // ms of the newest sample accepted (MinInt64: none)
 	raw    rawRing
@@ -71,7 +71,7 @@ type series struct {
 // newSeries returns an empty series; from, if set, lends it its tiers and
 // newest raw samples (a new interval).
 func newSeries(sensor string, interval time.Duration, from *series) *series {
-	se := &series{interval: interval, bytes: SensorBytes(sensor, interval), raw: newRawRing(rawSlots(interval))}
+	se := &series{bytes: SensorBytes(sensor, interval), raw: newRawRing(rawSlots(interval))}
 	if from != nil {
 		se.first, se.newest, se.tiers = from.first, from.newest, from.tiers
 		from.raw.copyTo(&se.raw)
@@ -87,10 +87,8 @@ func newSeries(sensor string, interval time.Duration, from *series) *series {
 func (se *series) reset() {
 	se.first, se.newest = math.MaxInt64, math.MinInt64
 	se.raw.n, se.raw.head = 0, 0
-	for i := range se.tiers {
-		clear(se.tiers[i].cnt)
-		se.tiers[i].last, se.tiers[i].n, se.tiers[i].sum = 0, 0, 0
-	}
+	se.tiers[0].reset()
+	se.tiers[1].reset()
 }
 
 // record adds a sample unless it is older than the newest one.
@@ -111,7 +109,9 @@ func (se *series) record(ms int64, v float64) bool {
 //
 // Concurrency contract:
 //   - sensors is a copy-on-write map: Record, Query and WriteCSV read it
-//     without a lock; Add, Remove and Load replace or change it under mu.
+//     without a lock; Add and Remove replace it under mu, marking the
+//     series they drop gone (under its mu) first, so that whoever finds a
+//     gone series looks it up again (lock).
 //   - Each series has its own mutex (series.mu), so a query of one sensor
 //     never delays the readings of another.
 //   - mu serialises Add, Remove, Save and Load and guards used.
@@ -146,15 +146,13 @@ func (s *Store) Add(sensor string, interval time.Duration) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := (*s.sensors.Load())[sensor]
-	if old != nil && rawSlots(old.interval) == rawSlots(interval) {
+	if old != nil && len(old.raw.off) == rawSlots(interval) {
 		return nil
 	}
 	need := SensorBytes(sensor, interval)
 	used := s.used + need
 	if old != nil {
 		used -= old.bytes
-		// Copy a still series; a reading racing with the swap may land
-		// in old and be lost, one reading at a reload.
 		old.mu.Lock()
 		defer old.mu.Unlock()
 	}
@@ -163,7 +161,11 @@ func (s *Store) Add(sensor string, interval time.Duration) error {
 			sensor, interval, need, s.used, s.limit, s.limit>>10, ErrMemory)
 	}
 	s.used = used
-	s.replace(sensor, newSeries(sensor, interval, old))
+	se := newSeries(sensor, interval, old)
+	if old != nil {
+		old.gone = true
+	}
+	s.replace(sensor, se)
 	return nil
 }
 
@@ -172,8 +174,11 @@ func (s *Store) Remove(sensor string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if se := (*s.sensors.Load())[sensor]; se != nil {
+		se.mu.Lock()
+		se.gone = true
 		s.used -= se.bytes
 		s.replace(sensor, nil)
+		se.mu.Unlock()
 		s.dirty.Store(true)
 	}
 }
@@ -194,6 +199,21 @@ func (s *Store) replace(sensor string, se *series) {
 	s.sensors.Store(&m)
 }
 
+// lock returns the series of sensor, locked, or nil if not recorded.
+func (s *Store) lock(sensor string) *series {
+	for {
+		se := (*s.sensors.Load())[sensor]
+		if se == nil {
+			return nil
+		}
+		se.mu.Lock()
+		if !se.gone {
+			return se
+		}
+		se.mu.Unlock()
+	}
+}
+
 // Memory returns the bytes the store accounts for its sensors and its bound.
 func (s *Store) Memory() (used, limit int) {
 	s.mu.Lock()
@@ -212,11 +232,13 @@ func (s *Store) Dirty() bool { return s.dirty.Load() }
 // readings older than the sensor's newest one (a clock stepped back) are
 // ignored. Booleans are recorded as 0 and 1 by the caller.
 func (s *Store) Record(sensor string, t time.Time, v float64) {
-	se := (*s.sensors.Load())[sensor]
-	if se == nil || math.IsNaN(v) || math.IsInf(float64(float32(v)), 0) {
+	if math.IsNaN(v) || math.IsInf(float64(float32(v)), 0) {
 		return
 	}
-	se.mu.Lock()
+	se := s.lock(sensor)
+	if se == nil {
+		return
+	}
 	ok := se.record(t.UnixMilli(), v)
 	se.mu.Unlock()
 	if ok && !s.dirty.Load() {

@@ -320,8 +320,8 @@ func TestWriteCSV(t *testing.T) {
 }
 
 func TestSensorBytes(t *testing.T) {
-	if got := seriesBytes; got != 400 && runtime.GOARCH == "amd64" {
-		t.Errorf("series header %d bytes, doc.go says 400", got)
+	if got := seriesBytes; got != 432 && runtime.GOARCH == "amd64" {
+		t.Errorf("series header %d bytes, doc.go says 432", got)
 	}
 	for _, c := range []struct {
 		d    time.Duration
@@ -474,6 +474,8 @@ func TestConcurrent(t *testing.T) {
 			}
 			s.Add("d", time.Second)
 			s.Remove("d")
+			s.Add("a", 2*time.Second) // resized while recorded
+			s.Add("a", time.Second)
 			if err := s.Save(dir); err != nil {
 				t.Error(err)
 			}
@@ -482,4 +484,63 @@ func TestConcurrent(t *testing.T) {
 	wg.Wait()
 	close(stop)
 	other.Wait()
+	// No reading was lost to a resize: the minutes count them all.
+	for _, n := range names {
+		se := s.lock(n)
+		total := 0
+		for _, c := range se.tiers[0].cnt {
+			total += int(c)
+		}
+		se.mu.Unlock()
+		if total != 5000 {
+			t.Errorf("%s: %d readings in the minutes, want 5000", n, total)
+		}
+	}
+	if pts := mustQuery(t, s, "a", t0, t0.Add(2*time.Hour), 0); len(pts) < 1800 {
+		t.Errorf("a: %d points", len(pts))
+	}
+}
+
+// TestResizeWhileRecording changes a sensor's interval over and over while
+// it is recorded and queried: no reading is lost nor written to the series
+// replaced (whose tiers the new one shares: the race detector would see it).
+func TestResizeWhileRecording(t *testing.T) {
+	s := MustStore(t, "a", time.Second)
+	const n = 100000
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		defer close(done)
+		for i := range n {
+			s.Record("a", t0.Add(time.Duration(i)*time.Second), float64(i))
+		}
+	})
+	for _, d := range []time.Duration{2 * time.Second, time.Second} {
+		wg.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				s.Add("a", d)
+				s.Query("a", t0, t0.Add(n*time.Second), 10)
+			}
+		})
+	}
+	wg.Wait()
+	se := s.lock("a")
+	defer se.mu.Unlock()
+	total := 0
+	for _, c := range se.tiers[1].cnt {
+		total += int(c)
+	}
+	if total != n {
+		t.Errorf("%d readings in the quarters, want %d", total, n)
+	}
+	for i := range se.raw.n {
+		if got, _ := se.raw.at(se.raw.n - 1 - i); got != ms(time.Duration(n-1-i)*time.Second) {
+			t.Fatalf("raw sample %d from the newest is at %d, want %d", i, got, ms(time.Duration(n-1-i)*time.Second))
+		}
+	}
 }
