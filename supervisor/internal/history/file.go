@@ -21,13 +21,13 @@ const FileName = "history.gz"
 // The file is gzip (whose CRC-32 and length catch a corrupt or truncated
 // file; empty buckets compress to almost nothing, sparing flash), holding:
 //
-//	"LCGH" version:u8 sensors:uvarint
-//	per sensor: name:uvarint-len+bytes first,newest:varint
-//	  raw:   base:varint n:uvarint n×(offset:u32 value:f32), oldest first
-//	  tiers: 2×(width:uvarint last:varint n:uvarint n×(min,avg,max:f32 count:u16)),
-//	         buckets last-n+1 … last
+//	"LCGH" version:u8 sensors
+//	per sensor: name-length name first newest
+//	  raw:   base n n×(offset:u32 value:f32), oldest first
+//	  tiers: 2×(width last n n×(min,avg,max:f32 count:u16)), buckets last-n+1 … last
 //
-// Fixed-size fields are little-endian. A new layout gets a new version.
+// Integers without a type are varints (encoding/binary's zig-zag), the
+// others little-endian. A new layout gets a new version.
 const (
 	magic      = "LCGH"
 	version    = 1
@@ -35,8 +35,8 @@ const (
 	maxSensors = 1 << 16
 )
 
-// Save writes the history to dir/FileName atomically: a temporary file in
-// dir, synced, renamed over the old one, then dir synced. If anything
+// Save writes the history to dir/FileName (dir must exist) atomically: a
+// temporary file in dir, synced, renamed over the old one, then dir synced. If anything
 // fails the old file is left as it was, the temporary one removed, and the
 // store stays Dirty. The caller owns the timer: save at most every
 // history_sync (default 15 minutes; flash wears) when Dirty, and on a clean
@@ -66,7 +66,7 @@ func (s *Store) Save(dir string) (err error) {
 		names = append(names, name)
 	}
 	slices.Sort(names)
-	b := binary.AppendUvarint(append([]byte(magic), version), uint64(len(names)))
+	b := binary.AppendVarint(append([]byte(magic), version), int64(len(names)))
 	for _, name := range names {
 		se := m[name]
 		se.mu.Lock()
@@ -102,10 +102,11 @@ func (s *Store) Save(dir string) (err error) {
 
 // appendTo encodes the series. Called with se.mu held.
 func (se *series) appendTo(b []byte, name string) []byte {
-	b = binary.AppendUvarint(b, uint64(len(name)))
-	b = binary.AppendVarint(binary.AppendVarint(append(b, name...), se.first), se.newest)
+	b = append(binary.AppendVarint(b, int64(len(name))), name...)
 	r := &se.raw
-	b = binary.AppendUvarint(binary.AppendVarint(b, r.base), uint64(r.n))
+	for _, v := range [...]int64{se.first, se.newest, r.base, int64(r.n)} {
+		b = binary.AppendVarint(b, v)
+	}
 	for i := range r.n {
 		j := r.slot(i)
 		b = binary.LittleEndian.AppendUint32(b, r.off[j])
@@ -113,12 +114,13 @@ func (se *series) appendTo(b []byte, name string) []byte {
 	}
 	for i := range se.tiers {
 		t := &se.tiers[i]
-		b = binary.AppendUvarint(b, uint64(t.width))
 		k0 := t.last - int64(len(t.cnt)) + 1 // from the oldest bucket held
 		for k0 <= t.last && t.cnt[t.slot(k0)] == 0 {
 			k0++
 		}
-		b = binary.AppendUvarint(binary.AppendVarint(b, t.last), uint64(t.last-k0+1))
+		for _, v := range [...]int64{t.width, t.last, t.last - k0 + 1} {
+			b = binary.AppendVarint(b, v)
+		}
 		for k := k0; k <= t.last; k++ {
 			s := t.slot(k)
 			for _, v := range [3]float32{t.min[s], t.avg[s], t.max[s]} {
@@ -186,8 +188,8 @@ func (s *Store) decode(f io.Reader, m map[string]*series, now int64) error {
 	}
 	var skip *series // reads the sensors not recorded any more
 	done := map[string]bool{}
-	for range d.uvarint(maxSensors) {
-		name := string(d.take(int(d.uvarint(maxName))))
+	for range d.int(0, maxSensors) {
+		name := string(d.take(int(d.int(0, maxName))))
 		se := m[name]
 		if se == nil {
 			if skip == nil {
@@ -202,6 +204,9 @@ func (s *Store) decode(f io.Reader, m map[string]*series, now int64) error {
 		se.mu.Lock()
 		d.series(se, now)
 		se.mu.Unlock()
+		if d.err != nil {
+			break
+		}
 	}
 	if d.err == nil && len(d.b) > 0 {
 		return fmt.Errorf("%d bytes after the last sensor: %w", len(d.b), errCorrupt)
@@ -212,8 +217,8 @@ func (s *Store) decode(f io.Reader, m map[string]*series, now int64) error {
 // series reads one sensor into se, dropping what is older than its span
 // at now.
 func (d *decoder) series(se *series, now int64) {
-	first, newest := d.varint(), d.varint()
-	base, n := d.varint(), d.uvarint(uint64(rawSlots(MinInterval)))
+	first, newest := d.int(math.MinInt64, math.MaxInt64), d.int(math.MinInt64, math.MaxInt64)
+	base, n := d.int(math.MinInt64, math.MaxInt64), d.int(0, int64(rawSlots(MinInterval)))
 	prev := int64(math.MinInt64)
 	for range n {
 		ms, v := base+int64(d.u32()), math.Float32frombits(d.u32())
@@ -227,10 +232,8 @@ func (d *decoder) series(se *series, now int64) {
 	}
 	for i := range se.tiers {
 		t := &se.tiers[i]
-		if d.uvarint(math.MaxInt64) != uint64(t.width) {
-			d.fail("bad tier width")
-		}
-		last, n := d.varint(), int64(d.uvarint(uint64(len(t.cnt))))
+		d.int(t.width, t.width)
+		last, n := d.int(math.MinInt64/2, math.MaxInt64/2), d.int(0, int64(len(t.cnt)))
 		t.advance(last)
 		for k := last - n + 1; k <= last && d.err == nil; k++ {
 			lo, avg, hi := math.Float32frombits(d.u32()), math.Float32frombits(d.u32()), math.Float32frombits(d.u32())
@@ -280,21 +283,10 @@ func (d *decoder) take(n int) []byte {
 func (d *decoder) u16() uint16 { return binary.LittleEndian.Uint16(d.take(2)) }
 func (d *decoder) u32() uint32 { return binary.LittleEndian.Uint32(d.take(4)) }
 
-func (d *decoder) uvarint(limit uint64) uint64 {
-	v, n := binary.Uvarint(d.b)
-	if d.err == nil && (n <= 0 || v > limit) {
-		d.fail("bad count")
-	}
-	if d.err != nil {
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) varint() int64 {
+// int reads a varint, which must be in [lo, hi].
+func (d *decoder) int(lo, hi int64) int64 {
 	v, n := binary.Varint(d.b)
-	if d.err == nil && n <= 0 {
+	if d.err == nil && (n <= 0 || v < lo || v > hi) {
 		d.fail("bad number")
 	}
 	if d.err != nil {

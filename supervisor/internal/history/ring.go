@@ -1,11 +1,14 @@
 package history
 
-import "math"
+import (
+	"math"
+	"sort"
+)
 
 // rawRing keeps the samples of one sensor in the hour before its newest
-// one, as many as fit, oldest overwritten first. A slot is 8 bytes: the time as a uint32 count of
-// milliseconds after base (49.7 days of range, rebased long before it runs
-// out) and the value as a float32.
+// one, as many as fit, oldest overwritten first. A slot is 8 bytes: the
+// time as a uint32 count of milliseconds after base (49.7 days of range:
+// base moves up when it runs out) and the value as a float32.
 type rawRing struct {
 	base int64 // ms since the Unix epoch that off counts from
 	off  []uint32
@@ -13,10 +16,6 @@ type rawRing struct {
 	head int // slot of the next sample
 	n    int // samples held, ≤ len(off)
 }
-
-// rebaseKeep is how far behind a new sample a rebase keeps older samples:
-// half the uint32 range, so after a rebase there is room for 24 more days.
-const rebaseKeep = math.MaxUint32 / 2
 
 func newRawRing(slots int) rawRing {
 	return rawRing{off: make([]uint32, slots), val: make([]float32, slots)}
@@ -37,12 +36,23 @@ func (r *rawRing) at(i int) (ms int64, v float32) {
 	return r.base + int64(r.off[j]), r.val[j]
 }
 
-// push appends a sample no older than the newest one held.
+// push appends a sample no older than the newest one held, forgetting
+// those more than RawSpan older.
 func (r *rawRing) push(ms int64, v float32) {
+	for r.n > 0 {
+		if t, _ := r.at(0); t >= ms-spanMs {
+			break
+		}
+		r.n--
+	}
 	if r.n == 0 {
 		r.base = ms
-	} else if ms-r.base > math.MaxUint32 {
-		r.rebase(ms)
+	} else if ms-r.base > math.MaxUint32 { // every sample is within an hour of ms
+		first, _ := r.at(0)
+		for i := range r.n {
+			r.off[r.slot(i)] -= uint32(first - r.base)
+		}
+		r.base = first
 	}
 	r.off[r.head], r.val[r.head] = uint32(ms-r.base), v
 	if r.head++; r.head == len(r.off) {
@@ -53,49 +63,9 @@ func (r *rawRing) push(ms int64, v float32) {
 	}
 }
 
-// rebase moves base up to the oldest sample within rebaseKeep of ms,
-// dropping older ones (far beyond the hour the ring is for).
-func (r *rawRing) rebase(ms int64) {
-	for r.n > 0 {
-		if t, _ := r.at(0); t >= ms-rebaseKeep {
-			break
-		}
-		r.n--
-	}
-	if r.n == 0 {
-		r.base = ms
-		return
-	}
-	first, _ := r.at(0)
-	d := uint32(first - r.base)
-	for i := range r.n {
-		r.off[r.slot(i)] -= d
-	}
-	r.base = first
-}
-
-// dropBefore forgets the samples older than ms.
-func (r *rawRing) dropBefore(ms int64) {
-	for r.n > 0 {
-		if t, _ := r.at(0); t >= ms {
-			return
-		}
-		r.n--
-	}
-}
-
 // search returns the index of the oldest sample at or after ms.
 func (r *rawRing) search(ms int64) int {
-	lo, hi := 0, r.n
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		if t, _ := r.at(m); t < ms {
-			lo = m + 1
-		} else {
-			hi = m
-		}
-	}
-	return lo
+	return sort.Search(r.n, func(i int) bool { t, _ := r.at(i); return t >= ms })
 }
 
 // copyTo pushes the newest samples that fit into d, oldest first.

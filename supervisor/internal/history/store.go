@@ -97,7 +97,6 @@ func (se *series) record(ms int64, v float64) bool {
 		return false
 	}
 	se.first, se.newest = min(se.first, ms), ms
-	se.raw.dropBefore(ms - spanMs)
 	se.raw.push(ms, float32(v))
 	se.tiers[0].add(ms, v)
 	se.tiers[1].add(ms, v)
@@ -143,6 +142,9 @@ func New(memoryKB int) *Store {
 // wrapping ErrMemory that names the bound and what the sensor needs: the
 // sensors added first are the ones recorded, so add them in a stable order.
 func (s *Store) Add(sensor string, interval time.Duration) error {
+	if len(sensor) > maxName {
+		return fmt.Errorf("record %.40s…: an id of %d bytes, over %d", sensor, len(sensor), maxName)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := (*s.sensors.Load())[sensor]

@@ -365,6 +365,9 @@ func TestMemoryBound(t *testing.T) {
 	if u, _ := s.Memory(); u != used+grow {
 		t.Fatalf("%d bytes, want %d", u, used+grow)
 	}
+	if err := s.Add(strings.Repeat("x", maxName+1), time.Minute); err == nil {
+		t.Fatal("an id longer than a file holds: no error")
+	}
 	s.Remove("s001")
 	s.Remove("never")
 	if err := s.Add("s999", 10*time.Second); err != nil {
