@@ -36,9 +36,9 @@ const (
 )
 
 // Save writes the history to dir/FileName (dir must exist) atomically: a
-// temporary file in dir, synced, renamed over the old one, then dir synced. If anything
-// fails the old file is left as it was, the temporary one removed, and the
-// store stays Dirty. The caller owns the timer: save at most every
+// temporary file in dir, synced, renamed over the old one, then dir
+// synced. If anything fails the old file is left as it was, the temporary
+// one removed, and the store stays Dirty. The caller owns the timer: save at most every
 // history_sync (default 15 minutes; flash wears) when Dirty, and on a clean
 // stop. Each sensor's lock is held only while its rings are copied.
 func (s *Store) Save(dir string) (err error) {
