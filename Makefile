@@ -24,7 +24,11 @@ build:
 	$(if $(PLUGINS),$(GOBUILD) -o $(BIN)/plugins/ $(addprefix ./,$(PLUGINS)))
 	for p in $(BUILTIN); do ln -sfn ../livecgid $(BIN)/plugins/$$p; done
 
+# test: the whole suite. As root it first lets the kernel run arm binaries
+# through qemu-user-static (binfmt.sh: the arm tests that exec arm
+# binaries need it); otherwise those tests say how, and skip.
 test:
+	@sh cmd/livecgi-bench/binfmt.sh || true
 	go test -race -timeout=20m ./...
 
 # demo: live.cgi under busybox httpd on 127.0.0.1:$(PORT) (PORT=0: a free

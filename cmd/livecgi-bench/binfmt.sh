@@ -7,7 +7,7 @@
 set -eu
 dir=/proc/sys/fs/binfmt_misc
 if [ "$(id -u)" != 0 ]; then
-  echo "binfmt: not root; arm binaries run only through qemu-*-static explicitly" >&2
+  echo "binfmt: not root; arm binaries run only through qemu-*-static explicitly (as root: sh $0)" >&2
   exit 0
 fi
 if [ ! -e "$dir/register" ]; then
