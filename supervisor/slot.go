@@ -179,7 +179,7 @@ func (sl *slot) activate(in *instance, st wire.Status) {
 	ctx, cancel := context.WithCancel(context.Background())
 	in.cancel = cancel
 	sl.cur.Store(in)
-	sl.m.hub.setPlugin(sl.id, &wire.PluginInfo{ID: sl.id, State: st.State, Version: in.desc.Version}, sensors, commands, &st)
+	sl.m.hub.setPlugin(sl.id, &wire.PluginInfo{ID: sl.id, State: st.State, Version: in.desc.Version, Title: in.desc.GetTitle()}, sensors, commands, &st)
 	go sl.run(ctx, in)
 }
 
@@ -306,6 +306,6 @@ func (sl *slot) redescribe(ctx context.Context, in *instance) error {
 	}
 	sensors, commands := describe(sl.id, desc)
 	sl.log.Info("plugin description changed", "sensors", len(sensors), "commands", len(commands))
-	sl.m.hub.setPlugin(sl.id, &wire.PluginInfo{ID: sl.id, State: wire.StateOnline, Version: in.desc.Version}, sensors, commands, nil)
+	sl.m.hub.setPlugin(sl.id, &wire.PluginInfo{ID: sl.id, State: wire.StateOnline, Version: in.desc.Version, Title: in.desc.GetTitle()}, sensors, commands, nil)
 	return nil
 }
