@@ -32,17 +32,21 @@ test:
 	go test -race -timeout=20m ./...
 
 # demo: live.cgi under busybox httpd on 127.0.0.1:$(PORT) (PORT=0: a free
-# port), everything under $(BIN)/demo; Ctrl-C (or kill -INT of make) stops
-# httpd and the supervisor.
+# port), everything under $(BIN)/demo: its livecgi.conf (kept once
+# edited) and exec.d/ (laid out once). Ctrl-C (or kill -INT of make) stops
+# httpd and the supervisor. TARGET=armv7 (any name in CROSS) runs that
+# target's binaries, the ones make install installs, under qemu-user
+# through binfmt_misc, registered here when run as root (binfmt.sh).
 PORT ?= 8080
 DEMO  = $(abspath $(BIN))/demo
 demo:
 	@echo "make demo: the first run compiles livecgid, live.cgi and the plugins (a few minutes)..."
+	$(if $(TARGET),@sh cmd/livecgi-bench/binfmt.sh || true)
 	@$(MAKE) --no-print-directory build
 	CGO_ENABLED=0 go build -trimpath -ldflags '-s -w -X main.version=$(VERSION) -X github.com/livecgi/livecgi/cgi.ConfigPath=$(DEMO)/livecgi.conf' \
 	  -o $(DEMO)/www/cgi-bin/live.cgi ./cmd/live.cgi
 	ln -sf live.cgi $(DEMO)/www/cgi-bin/nph-live.cgi
-	go build -o $(DEMO)/run ./cgi/testdata/demo
+	env -u GOARCH -u GOARM -u GOMIPS go build -o $(DEMO)/run ./cgi/testdata/demo
 	exec $(DEMO)/run -bin $(BIN) -dir $(DEMO) -port $(PORT)
 
 # install: make install TARGET=armv7 DESTDIR=/path/to/rootfs builds for a
