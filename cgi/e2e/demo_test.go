@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"debug/elf"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -129,15 +130,47 @@ func TestMakeDemo(t *testing.T) {
 		}
 	}
 
-	// A viewer (auth = none) sets the message; the sensor shows it.
-	c, err := connect(fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/live.cgi", d.port))
+	mustSetMessage(t, d.port, execDir)
+	d.stop()
+
+	// The person's edits stay.
+	b, err := os.ReadFile(conf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	edited := string(b) + "# mine\npoll_interval = 300ms\n"
+	if err := os.WriteFile(conf, []byte(edited), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(execDir, "message.conf")); err != nil {
+		t.Fatal(err)
+	}
+	d = mustDemo(t, bin)
+	if !strings.Contains(d.out, "Config: "+conf+"\n  yours: make demo keeps") {
+		t.Errorf("second make demo does not say it kept the config:\n%s", d.out)
+	}
+	if b, _ := os.ReadFile(conf); string(b) != edited {
+		t.Errorf("the edited config became:\n%s", b)
+	}
+	if _, err := os.Stat(filepath.Join(execDir, "message.conf")); err == nil {
+		t.Error("the removed message.conf is back")
+	}
+	d.stop()
+}
+
+// mustSetMessage runs the demo's exec.set_message as a viewer (auth =
+// none) through the stub on port and waits for exec.message to show the
+// text; the exec plugin's title in hello names execDir.
+func mustSetMessage(t *testing.T, port int, execDir string) {
+	t.Helper()
+	c, err := connect(fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/live.cgi", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	ws, _, err := websocket.Dial(ctx, c.URL, &websocket.DialOptions{
-		HTTPHeader:   http.Header{"Origin": {fmt.Sprintf("http://127.0.0.1:%d", d.port)}},
+		HTTPHeader:   http.Header{"Origin": {fmt.Sprintf("http://127.0.0.1:%d", port)}},
 		Subprotocols: []string{c.Protocol},
 	})
 	if err != nil {
@@ -178,29 +211,50 @@ func TestMakeDemo(t *testing.T) {
 		}
 	}
 	ws.Close(websocket.StatusNormalClosure, "")
-	d.stop()
+}
 
-	// The person's edits stay.
-	b, err := os.ReadFile(conf)
+// TestMakeDemoTarget: make demo TARGET=armv7 runs the armv7 build (the
+// binaries make install TARGET=armv7 installs) on this machine behind
+// busybox httpd, every arm process under qemu-arm through binfmt_misc,
+// which make demo registers as root: the supervisor is an ARM program and
+// the demo's command and sensor work through it.
+func TestMakeDemoTarget(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds everything for armv7 and runs it under qemu")
+	}
+	mustTool(t, "busybox")
+	mustTool(t, "qemu-arm-static")
+	if b, err := os.ReadFile("/proc/sys/fs/binfmt_misc/qemu-arm"); (err != nil || !bytes.HasPrefix(b, []byte("enabled"))) && os.Getuid() != 0 {
+		msg := "binfmt_misc has no qemu-arm and only root can register it: run `sudo sh cmd/livecgi-bench/binfmt.sh`"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	bin := t.TempDir()
+	d := mustDemo(t, bin, "TARGET=armv7")
+	t.Logf("make demo TARGET=armv7 printed:\n%s", d.out)
+	if !strings.Contains(d.out, "run by qemu-arm-static through binfmt_misc") {
+		t.Errorf("make demo TARGET=armv7 does not say how it runs the binaries")
+	}
+	mustSetMessage(t, d.port, filepath.Join(bin, "demo", "exec.d"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := control.Probe(ctx, filepath.Join(bin, "demo", "state"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	edited := string(b) + "# mine\npoll_interval = 300ms\n"
-	if err := os.WriteFile(conf, []byte(edited), 0o644); err != nil {
+	f, err := elf.Open(filepath.Join(bin, "livecgid"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Remove(filepath.Join(execDir, "message.conf")); err != nil {
-		t.Fatal(err)
-	}
-	d = mustDemo(t, bin)
-	if !strings.Contains(d.out, "Config: "+conf+"\n  yours: make demo keeps") {
-		t.Errorf("second make demo does not say it kept the config:\n%s", d.out)
-	}
-	if b, _ := os.ReadFile(conf); string(b) != edited {
-		t.Errorf("the edited config became:\n%s", b)
-	}
-	if _, err := os.Stat(filepath.Join(execDir, "message.conf")); err == nil {
-		t.Error("the removed message.conf is back")
+	defer f.Close()
+	// Through binfmt_misc the kernel runs qemu-arm-static, which runs
+	// the arm program.
+	exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", st.PID))
+	t.Logf("supervisor pid %d runs %s; livecgid is %v", st.PID, exe, f.Machine)
+	if f.Machine != elf.EM_ARM || !strings.Contains(filepath.Base(exe), "qemu-arm") {
+		t.Errorf("the supervisor runs %s, livecgid is %v: want the arm livecgid under qemu-arm", exe, f.Machine)
 	}
 	d.stop()
 }
