@@ -10,19 +10,38 @@ comma   := ,
 export GOFLAGS := $(strip $(GOFLAGS) -tags=grpcnotrace)
 # BUILTIN: the plugins built into livecgid (cmd/livecgid/plugin.go); the
 # plugins dir holds a link to livecgid for each. PLUGINS: the other plugin
-# directories, each built into a binary of its own.
+# directories (yours, dropped into plugins/), each built into a binary of
+# its own by make plugins.
 BUILTIN := system leds exec
 PLUGINS := $(patsubst %/,%,$(filter-out plugins/sdk/ plugins/bench/ $(patsubst %,plugins/%/,$(BUILTIN)),$(wildcard plugins/*/)))
 
-.PHONY: all build demo install check-arch test proto lint size clean bench bench-compare bench-fleet soak cross cross-test bench-deps
+.PHONY: all build plugins demo install check-arch test proto lint size clean bench bench-compare bench-fleet soak cross cross-test bench-deps
 all: build
 
-build:
+build: plugins
 	$(GOBUILD) -o $(BIN)/ ./cmd/livecgid
 	$(GOBUILD) -o $(BIN)/live.cgi ./cmd/live.cgi
-	mkdir -p $(BIN)/plugins
-	$(if $(PLUGINS),$(GOBUILD) -o $(BIN)/plugins/ $(addprefix ./,$(PLUGINS)))
 	for p in $(BUILTIN); do ln -sfn ../livecgid $(BIN)/plugins/$$p; done
+
+# plugins: each directory of PLUGINS into $(BIN)/plugins/<its name>, as
+# a package of this module, or as a module of its own when it has a
+# go.mod. Its version is its own, never this repository's: the first line
+# of its VERSION file, else git describe when it is a repository of its
+# own, else the version its source declares (nothing is stamped).
+plugins:
+	@mkdir -p $(BIN)/plugins
+	@set -e; for p in $(PLUGINS); do \
+	  v=$$(head -n 1 "$$p/VERSION" 2>/dev/null || { [ -e "$$p/.git" ] && git -C "$$p" describe --tags --always --dirty; } || true); \
+	  flags="-s -w$${v:+ -X main.version=$$v}"; \
+	  if [ -f "$$p/go.mod" ]; then \
+	    echo "(cd $$p && go build -ldflags '$$flags' -o $(abspath $(BIN))/plugins/$$(basename $$p) .)"; \
+	    (cd "$$p" && CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags "$$flags" -o "$(abspath $(BIN))/plugins/$$(basename $$p)" .); \
+	  else \
+	    case "$$p" in /*) pkg=$$p;; *) pkg=./$$p;; esac; \
+	    echo "go build -ldflags '$$flags' -o $(BIN)/plugins/$$(basename $$p) $$pkg"; \
+	    CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags "$$flags" -o "$(BIN)/plugins/$$(basename $$p)" "$$pkg"; \
+	  fi; \
+	done
 
 # test: the whole suite. As root it first lets the kernel run arm binaries
 # through qemu-user-static (binfmt.sh: the arm tests that exec arm
