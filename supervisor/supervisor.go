@@ -142,7 +142,7 @@ func New(opts Options) (*Supervisor, error) {
 		dir: s.cfg.PluginsDir, socketDir: socketDir, sums: s.cfg.PluginSHA256, hub: s.hub,
 		log: log, cmdTO: s.cfg.CommandTimeout, slots: map[string]*slot{}, timing: defaultTiming(), demand: s.demand,
 		env: append(os.Environ(), proto.EnvProcRoot+"="+s.cfg.ProcRoot, proto.EnvSysRoot+"="+s.cfg.SysRoot,
-			proto.EnvExecDir+"="+s.cfg.ExecDir),
+			proto.EnvExecDir+"="+s.cfg.ExecDir, proto.EnvNetInterfaces+"="+s.cfg.NetInterfaces),
 	}
 	if opts.timing != nil {
 		s.plugins.timing = *opts.timing

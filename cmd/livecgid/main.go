@@ -58,6 +58,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	printConfig := fs.Bool("print-config", false, "print a commented sample configuration and exit")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	checkMode := fs.Bool("check", false, "check config, state dir, supervisor, plugins and port, as the web server's user; exit 1 on a FAIL")
+	// Listed for -help; isAddUser has sent a run with -adduser to addUser.
+	fs.String("adduser", "", addUserUsage)
+	role := fs.String("role", control.RoleOperator, roleUsage)
+	users := fs.String("users", "", usersUsage)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			_, err := usage.WriteTo(stdout)
@@ -68,6 +72,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if *role != control.RoleOperator || *users != "" {
+		return errors.New("-role and -users go with -adduser NAME")
 	}
 	switch {
 	case *printConfig:

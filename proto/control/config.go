@@ -50,6 +50,7 @@ type Config struct {
 	ProcRoot       string            // root of procfs for plugins
 	SysRoot        string            // root of sysfs for plugins
 	ExecDir        string            // programs the exec plugin runs (NAME.conf files)
+	NetInterfaces  string            // the system plugin's interfaces: up, all, or names
 	PluginSHA256   map[string]string // plugin file name → allowed SHA-256 (hex); empty = any
 	GOGC           int               // supervisor's GC target percent (GOGC); 0 = Go's default
 	MemoryLimitMB  int               // supervisor's soft memory limit (GOMEMLIMIT) in MiB; 0 = none
@@ -92,6 +93,7 @@ func Default() Config {
 		ProcRoot:       "/proc",
 		SysRoot:        "/sys",
 		ExecDir:        "/etc/livecgi/exec.d",
+		NetInterfaces:  "up",
 		GOGC:           50,
 		MemoryLimitMB:  64,
 		Auth:           AuthNone,
@@ -161,7 +163,7 @@ func (c *Config) set(k, v string) error {
 		"listen": &c.Listen, "state_dir": &c.StateDir, "plugins_dir": &c.PluginsDir,
 		"supervisor": &c.Supervisor, "log_level": &c.LogLevel, "proc_root": &c.ProcRoot, "sys_root": &c.SysRoot,
 		"tls_cert": &c.TLSCert, "tls_key": &c.TLSKey, "public_url": &c.PublicURL,
-		"exec_dir": &c.ExecDir,
+		"exec_dir": &c.ExecDir, "net_interfaces": &c.NetInterfaces,
 	}
 	dur := map[string]*time.Duration{
 		"ping_interval": &c.PingInterval, "write_timeout": &c.WriteTimeout, "command_timeout": &c.CommandTimeout,

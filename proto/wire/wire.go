@@ -117,6 +117,7 @@ type PluginInfo struct {
 	State   string `json:"state"`
 	Version string `json:"version,omitempty"`
 	Reason  string `json:"reason,omitempty"`
+	Title   string `json:"title,omitempty"` // the plugin's line about itself
 }
 
 // Plugin states, as in PluginInfo.State and Status.State.
