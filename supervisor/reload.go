@@ -151,7 +151,8 @@ func (s *Supervisor) follow(ctx context.Context) {
 	usersTimer.Stop()
 	defer cfgTimer.Stop()
 	defer usersTimer.Stop()
-	retry := time.NewTicker(2 * time.Second)
+	retry := time.NewTimer(time.Hour) // armed while a directory is not watched
+	retry.Stop()
 	defer retry.Stop()
 
 	// The files that matter, by the name an event gives: the config file
@@ -184,6 +185,9 @@ func (s *Supervisor) follow(ctx context.Context) {
 				delete(watched, d)
 			}
 		}
+		if missing {
+			retry.Reset(2 * time.Second)
+		}
 	}
 	rewatch()
 	reload := func(why string, force bool) error {
@@ -205,9 +209,6 @@ func (s *Supervisor) follow(ctx context.Context) {
 		case <-usersTimer.C:
 			s.recheckClients(s.config())
 		case <-retry.C:
-			if !missing {
-				continue
-			}
 			rewatch()
 			if st := fileStamp(s.rl.path); st != stamp {
 				reload("file changed", false)
@@ -222,6 +223,7 @@ func (s *Supervisor) follow(ctx context.Context) {
 				// The directory itself went: watch it again once back.
 				delete(watched, name)
 				missing = true
+				retry.Reset(2 * time.Second)
 			}
 			if slices.Contains(cfgNames, name) {
 				cfgTimer.Reset(configSettle)

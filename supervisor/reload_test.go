@@ -1,7 +1,9 @@
 package supervisor
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -396,5 +398,43 @@ func TestReloadMQTT(t *testing.T) {
 	sub.WaitFor(mqttWait, at, "two offline", state("two", "offline"))
 	if !strings.Contains(cs.logs.String(), "changed=mqtt_url,device_id") {
 		t.Errorf("log:\n%s", cs.logs.String())
+	}
+}
+
+// TestReloadTLS: tls_cert and tls_key set in the file turn wss:// on for
+// new connections; a certificate that does not load keeps the last good
+// one; Reload (SIGHUP) takes a certificate renewed at the same path.
+func TestReloadTLS(t *testing.T) {
+	cs := startConf(t, "")
+	dir := t.TempDir()
+	certFile, keyFile, cert := mustCert(t, dir)
+	cs.write("tls_cert = " + certFile + "\ntls_key = " + keyFile + "\n")
+	waitFor(t, "tls in Status", func() bool { return cs.Status().TLS })
+	served := func() []byte {
+		t.Helper()
+		// Not verified: the test looks at which certificate is served.
+		c, err := tls.Dial("tcp", cs.addr, &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatalf("TLS dial: %v", err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].Raw
+	}
+	if !bytes.Equal(served(), cert.Raw) {
+		t.Fatal("the port does not serve the certificate")
+	}
+	cs.write("tls_cert = " + certFile + "\ntls_key = " + filepath.Join(dir, "nokey.pem") + "\n")
+	waitFor(t, "the bad key in Status", func() bool { return strings.Contains(cs.Status().ConfigError, "tls_cert, tls_key") })
+	if !cs.Status().TLS || !bytes.Equal(served(), cert.Raw) {
+		t.Error("a key that does not load took the certificate away")
+	}
+	cs.write("tls_cert = " + certFile + "\ntls_key = " + keyFile + "\n")
+	waitFor(t, "the good file again", func() bool { return cs.Status().ConfigError == "" })
+	_, _, renewed := mustCert(t, dir)
+	if err := cs.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(served(), renewed.Raw) {
+		t.Error("Reload did not take the renewed certificate")
 	}
 }
