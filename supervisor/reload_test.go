@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -436,5 +437,67 @@ func TestReloadTLS(t *testing.T) {
 	}
 	if !bytes.Equal(served(), renewed.Raw) {
 		t.Error("Reload did not take the renewed certificate")
+	}
+}
+
+// TestChangedKeys: the log names each changed key as the file spells it
+// (every field of Config has its key in the sample configuration).
+func TestChangedKeys(t *testing.T) {
+	a := control.Default()
+	var all []string
+	b := a
+	b.CommandRoles = map[string]string{"x.y": control.RoleViewer}
+	b.MQTT.DeviceID, b.MQTT.KeepAlive, b.TLSCert, b.PluginSHA256 = "d", time.Minute, "/c", map[string]string{"p": "0"}
+	b.MemoryLimitMB, b.TokenTTL, b.Sum = 1, time.Hour, "ignored"
+	got := strings.Join(changedKeys(&a, &b), ",")
+	if want := "token_ttl,plugin_sha256,memory_limit_mb,tls_cert,command_role,device_id,mqtt_keepalive"; got != want {
+		t.Errorf("changedKeys = %s, want %s", got, want)
+	}
+	// Every key of Config, by changing each field in turn.
+	v := reflect.ValueOf(&b).Elem()
+	var fields func(v reflect.Value)
+	fields = func(v reflect.Value) {
+		for i := range v.NumField() {
+			f := v.Field(i)
+			if f.Kind() == reflect.Struct && f.Type() != reflect.TypeFor[time.Duration]() {
+				fields(f)
+				continue
+			}
+			old := reflect.New(f.Type()).Elem()
+			old.Set(f)
+			switch f.Kind() {
+			case reflect.String:
+				f.SetString(f.String() + "x")
+			case reflect.Bool:
+				f.SetBool(!f.Bool())
+			case reflect.Int, reflect.Int64:
+				f.SetInt(f.Int() + 1)
+			case reflect.Uint8:
+				f.SetUint(f.Uint() + 1)
+			case reflect.Float64:
+				f.SetFloat(f.Float() + 1)
+			case reflect.Map:
+				f.Set(reflect.ValueOf(map[string]string{"k": "v"}))
+			case reflect.Slice:
+				f.Set(reflect.ValueOf([]string{"h"}))
+			default:
+				t.Fatalf("field kind %v", f.Kind())
+			}
+			c := a
+			keys := changedKeys(&c, &b)
+			f.Set(old)
+			if len(keys) == 1 {
+				all = append(all, keys[0])
+			} else if v.Type().Field(i).Name != "Sum" {
+				t.Errorf("field %s: changed keys %v", v.Type().Field(i).Name, keys)
+			}
+		}
+	}
+	b = a
+	fields(v)
+	for _, k := range all {
+		if !strings.Contains(control.SampleConfig, "\n"+k+" =") && !strings.Contains(control.SampleConfig, "# "+k+" =") {
+			t.Errorf("key %s is not in the sample configuration", k)
+		}
 	}
 }
