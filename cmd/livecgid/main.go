@@ -84,14 +84,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		_, err := fmt.Fprintln(stdout, "livecgid", version)
 		return err
 	}
-	cfg, err := control.Load(*configPath)
-	if err != nil && !*checkMode {
-		return err
-	}
-	for flagVal, field := range map[*string]*string{listen: &cfg.Listen, pluginsDir: &cfg.PluginsDir, stateDir: &cfg.StateDir, logLevel: &cfg.LogLevel} {
-		if *flagVal != "" {
-			*field = *flagVal
+	// The file with the command line's overrides; state_dir as the file
+	// says (the stub passes -state-dir: where it found the file's).
+	loadFile := func() (control.Config, error) {
+		cfg, err := control.Load(*configPath)
+		for flagVal, field := range map[*string]*string{listen: &cfg.Listen, pluginsDir: &cfg.PluginsDir, logLevel: &cfg.LogLevel} {
+			if *flagVal != "" {
+				*field = *flagVal
+			}
 		}
+		return cfg, err
+	}
+	load := func() (control.Config, error) {
+		cfg, err := loadFile()
+		if err == nil {
+			err = cfg.Validate()
+		}
+		return cfg, err
+	}
+	cfg, err := loadFile()
+	if *stateDir != "" {
+		cfg.StateDir = *stateDir
 	}
 	if *checkMode {
 		if !check(stdout, *configPath, cfg, err) {
@@ -99,9 +112,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return nil
 	}
-	if err := cfg.Validate(); err != nil {
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
 		return err
 	}
+	// SIGHUP reloads the configuration (serve); until then it must not
+	// end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	dir, fallback, err := control.StateDir(cfg.StateDir)
 	if err != nil {
 		return err
@@ -121,8 +142,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer lf.Close()
 		out = lf
 	}
-	var level slog.Level
-	level.UnmarshalText([]byte(cfg.LogLevel))
+	var l slog.Level
+	l.UnmarshalText([]byte(cfg.LogLevel))
+	level := new(slog.LevelVar)
+	level.Set(l)
 	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
 	if fallback != nil {
 		log.Warn("state dir not usable, using fallback", "wanted", cfg.StateDir, "using", dir, "reason", fallback)
@@ -148,7 +171,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log.Error("cannot listen", "addr", cfg.Listen, "err", err)
 		return err
 	}
-	sup, err := supervisor.New(supervisor.Options{Config: cfg, Secret: secret, Logger: log, Version: version})
+	sup, err := supervisor.New(supervisor.Options{
+		Config: cfg, ConfigPath: *configPath, Load: load, Level: level,
+		Reloaded: func(cfg control.Config) { smallBoardDefaults(cfg, log) },
+		Secret:   secret, Logger: log, Version: version,
+	})
 	if err != nil {
 		return err
 	}
@@ -159,20 +186,31 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("control socket: %w", err)
 	}
 	defer os.Remove(sock)
-	err = serve(ctx, sup, ln, cln)
+	err = serve(ctx, sup, ln, cln, hup)
 	if err != nil {
 		log.Error("livecgid failed", "err", err)
 	}
 	return err
 }
 
-// serve runs sup on ln and the control socket on cln until ctx ends. A
+// serve runs sup on ln and the control socket on cln until ctx ends,
+// reloading the configuration at each signal on hup (may be nil). A
 // listener that fails for good (a passing shortage is waited out) stops
 // both and is returned: the process exits non-zero, its lock goes with
 // it, and the stub's next request starts a fresh supervisor.
-func serve(ctx context.Context, sup *supervisor.Supervisor, ln, cln net.Listener) error {
+func serve(ctx context.Context, sup *supervisor.Supervisor, ln, cln net.Listener, hup <-chan os.Signal) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				sup.Reload(ctx) // logs what it did
+			}
+		}
+	}()
 	ctlErr := make(chan error, 1)
 	go func() {
 		err := control.Control{Status: sup.Status, HandOver: sup.HandOver, Handlers: sup.ControlHandlers()}.Serve(ctx, cln)
@@ -191,7 +229,7 @@ func serve(ctx context.Context, sup *supervisor.Supervisor, ln, cln net.Listener
 }
 
 // smallBoardDefaults applies the configured GC settings unless the
-// environment already chose (GOGC, GOMEMLIMIT).
+// environment already chose (GOGC, GOMEMLIMIT); again at each reload.
 func smallBoardDefaults(cfg control.Config, log *slog.Logger) {
 	if os.Getenv("GOMEMLIMIT") == "" && cfg.MemoryLimitMB > 0 {
 		debug.SetMemoryLimit(int64(cfg.MemoryLimitMB) << 20)

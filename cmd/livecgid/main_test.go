@@ -127,7 +127,7 @@ func TestServeStopsOnControlFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- serve(context.Background(), sup, ln, brokenListener{cln}) }()
+	go func() { done <- serve(context.Background(), sup, ln, brokenListener{cln}, nil) }()
 	select {
 	case err := <-done:
 		if err == nil || !strings.Contains(err.Error(), "control socket") || !errors.Is(err, syscall.EINVAL) {

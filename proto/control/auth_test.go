@@ -175,3 +175,57 @@ func TestUsersFileTrust(t *testing.T) {
 		}
 	}
 }
+
+// TestRecheck: an identity is held to the rules in force: a users file
+// lowers or removes a role, an anonymous visitor has none where sign-in
+// is needed, a changed setup caps or clears what cannot be checked, and
+// a role is never raised.
+func TestRecheck(t *testing.T) {
+	users := []User{{Name: "otto", Role: RoleOperator, Hash: "x"}, {Name: "vera", Role: RoleViewer, Hash: "x"}, {Name: "nopw", Role: RoleOperator}}
+	read := func() ([]User, error) { return users, nil }
+	broken := func() ([]User, error) { return nil, errors.New("users file refused") }
+	conf := func(auth, usersFile string) Config {
+		c := Default()
+		c.Auth, c.AuthUsers = auth, usersFile
+		if auth == AuthCommand {
+			c.AuthCommand = "/usr/bin/check"
+		}
+		return c
+	}
+	none, basic, web, webUsers, cmd := conf(AuthNone, ""), conf(AuthBasic, "/u"), conf(AuthWebserver, ""), conf(AuthWebserver, "/u"), conf(AuthCommand, "")
+	op := func(u string) Identity { return Identity{User: u, Role: RoleOperator} }
+	for _, tt := range []struct {
+		name  string
+		c     Config
+		id    Identity
+		setup string // "" = the config's own
+		want  string // the role held to
+	}{
+		{"none, same setup", none, op("otto"), "", RoleOperator},
+		{"none after basic", none, op("otto"), basic.AuthSetup(), RoleViewer},
+		{"basic, operator in file", basic, op("otto"), "", RoleOperator},
+		{"basic, lowered in file", basic, op("vera"), "", RoleViewer},
+		{"basic, not in file", basic, op("gone"), "", ""},
+		{"basic, no password", basic, op("nopw"), "", ""},
+		{"basic, anonymous", basic, Identity{Role: RoleViewer}, none.AuthSetup(), ""},
+		{"basic, never raised", basic, Identity{User: "otto", Role: RoleViewer}, "", RoleViewer},
+		{"webserver, no users file", web, op("anyone"), "", RoleOperator},
+		{"webserver, anonymous", web, Identity{Role: RoleViewer}, none.AuthSetup(), ""},
+		{"webserver users file, unlisted", webUsers, op("anyone"), "", RoleViewer},
+		{"webserver users file, listed", webUsers, op("vera"), "", RoleViewer},
+		{"command, same setup", cmd, op("otto"), "", RoleOperator},
+		{"command after basic", cmd, op("otto"), basic.AuthSetup(), ""},
+	} {
+		setup := tt.setup
+		if setup == "" {
+			setup = tt.c.AuthSetup()
+		}
+		got, err := tt.c.Recheck(tt.id, setup, read)
+		if err != nil || got.Role != tt.want || got.User != tt.id.User {
+			t.Errorf("%s: %+v, %v; want role %q", tt.name, got, err, tt.want)
+		}
+	}
+	if got, err := basic.Recheck(op("otto"), basic.AuthSetup(), broken); err == nil || got.Role != "" {
+		t.Errorf("unreadable users file: %+v, %v", got, err)
+	}
+}

@@ -3,7 +3,9 @@ package control
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	_ "embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -69,6 +71,11 @@ type Config struct {
 	CommandRoles map[string]string // command id → role it needs (default operator)
 	// The broker bridge (mqtt.go); none without mqtt_url.
 	MQTT MQTT
+
+	// Sum is the SHA-256 (hex) of the file Load read, "" without one:
+	// which version of the file a configuration came from (livecgid
+	// reports the one it runs in Status.ConfigSum).
+	Sum string
 }
 
 // Default returns the configuration used when there is no file.
@@ -106,7 +113,8 @@ func Default() Config {
 // Load reads the configuration file at path over Default. A missing file is
 // not an error: it yields the defaults. A file that others could have
 // written (CheckTrust) is refused. Unknown keys, bad values and repeated
-// keys are errors naming the file, line and key.
+// keys are errors naming the file, line and key. Sum is set whenever the
+// file could be read, errors included.
 func Load(path string) (Config, error) {
 	c := Default()
 	b, err := os.ReadFile(path)
@@ -116,6 +124,8 @@ func Load(path string) (Config, error) {
 	if err != nil {
 		return c, fmt.Errorf("read config: %w", err)
 	}
+	sum := sha256.Sum256(b)
+	c.Sum = hex.EncodeToString(sum[:])
 	if err := CheckTrust(path); err != nil {
 		return c, fmt.Errorf("config file not trusted: %w", err)
 	}
