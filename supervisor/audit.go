@@ -2,15 +2,12 @@ package supervisor
 
 import (
 	"encoding/json"
-	"errors"
-	"fmt"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
-	"github.com/livecgi/livecgi/supervisor/internal/fanout"
 )
 
 // AuditFile is the audit trail in the state directory: one JSON line per
@@ -68,28 +65,6 @@ func (s *Supervisor) auditCommand(who control.Identity, remote string, m *wire.C
 	if _, err := s.audit.Write(append(line, '\n')); err != nil {
 		s.log.Error("audit trail write failed", "err", err, "record", string(line))
 	}
-}
-
-// authorize checks c's role under cfg, the configuration in force, for
-// command m before anything else is done with it, and returns who c is
-// held to (see hold); a refused command is answered with a "forbidden"
-// error and audited. Every transport's commands go through it and
-// control.Config.Authorize.
-func (s *Supervisor) authorize(cfg *control.Config, c *fanout.Client, m *wire.CommandMsg) (control.Identity, bool) {
-	who, err := s.hold(cfg, c)
-	if err == nil {
-		err = cfg.Authorize(who, m.Name)
-	}
-	if err == nil {
-		return who, true
-	}
-	if !errors.Is(err, control.ErrForbidden) {
-		err = fmt.Errorf("%w: %v", control.ErrForbidden, err)
-	}
-	c.Log().Info("command refused", "command", m.Name, "id", m.ID, "err", err)
-	c.QueueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrForbidden, ID: m.ID, Message: err.Error()})
-	s.auditCommand(who, c.Remote(), m, err.Error())
-	return who, false
 }
 
 // closeAudit closes the audit trail once every command that got in has

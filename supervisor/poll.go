@@ -409,3 +409,23 @@ func (s *Supervisor) sweepPolls(ctx context.Context) {
 		}
 	}
 }
+
+// endPoll ends the poll session of client c: its waiting poll answers
+// at once, and the next one is told to fetch a new connect document.
+func (s *Supervisor) endPoll(c *fanout.Client) {
+	s.polls.mu.Lock()
+	defer s.polls.mu.Unlock()
+	for id, ps := range s.polls.sessions {
+		if ps.c != c {
+			continue
+		}
+		delete(s.polls.sessions, id)
+		s.hub.Detach(c)
+		ps.mu.Lock()
+		if ps.waiter != nil {
+			close(ps.waiter)
+			ps.waiter = nil
+		}
+		ps.mu.Unlock()
+	}
+}

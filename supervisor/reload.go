@@ -417,34 +417,6 @@ func keyName(field string) string {
 	return prefix + b.String()
 }
 
-// hold returns the identity c is held to under cfg: its token's, judged
-// again by control.Config.Recheck, so that a role revoked since c
-// connected is gone at its next command; the bridge's (no token) as it
-// is. The role is "" when c may do nothing at all.
-func (s *Supervisor) hold(cfg *control.Config, c *fanout.Client) (control.Identity, error) {
-	if c.Setup() == "" {
-		return c.Who(), nil
-	}
-	id, err := cfg.Recheck(c.Who(), c.Setup(), func() ([]control.User, error) { return s.users.read(cfg.AuthUsers) })
-	if err == nil && id.Role == "" {
-		err = errSignedOut
-	}
-	return id, err
-}
-
-// errSignedOut: the configuration gives a token's user no role now.
-var errSignedOut = errors.New("signed out: the configuration no longer lets this user in; load the page again to sign in")
-
-// admit holds a token's identity, just verified, to cfg (see hold): a
-// token minted under rules that changed since is judged by the new ones.
-func (s *Supervisor) admit(cfg *control.Config, id control.Identity) (control.Identity, error) {
-	who, err := cfg.Recheck(id, cfg.AuthSetup(), func() ([]control.User, error) { return s.users.read(cfg.AuthUsers) })
-	if err == nil && who.Role == "" {
-		err = errSignedOut
-	}
-	return who, err
-}
-
 // recheckClients holds every signed-in client to cfg after a change of
 // who may do what: one left with no role is closed (a WebSocket with
 // wire.CloseSignedOut, a poll session ended), and every other one gets a
@@ -469,26 +441,6 @@ func (s *Supervisor) recheckClients(cfg *control.Config) {
 		go c.Conn().Close(wire.CloseSignedOut, "signed out: the configuration changed")
 	}
 	s.hub.Rehello(who)
-}
-
-// endPoll ends the poll session of client c: its waiting poll answers
-// at once, and the next one is told to fetch a new connect document.
-func (s *Supervisor) endPoll(c *fanout.Client) {
-	s.polls.mu.Lock()
-	defer s.polls.mu.Unlock()
-	for id, ps := range s.polls.sessions {
-		if ps.c != c {
-			continue
-		}
-		delete(s.polls.sessions, id)
-		s.hub.Detach(c)
-		ps.mu.Lock()
-		if ps.waiter != nil {
-			close(ps.waiter)
-			ps.waiter = nil
-		}
-		ps.mu.Unlock()
-	}
 }
 
 // usersFile is auth_users as Recheck reads it: parsed again only when
@@ -608,52 +560,4 @@ func (l *tlsListener) Accept() (net.Conn, error) {
 		return c, err
 	}
 	return tls.Server(c, l.s.tlsConf), nil
-}
-
-// keepalive pings c's WebSocket one ping_interval after it connected and
-// then every ping_interval (as the configuration says at each ping), and
-// closes it when a pong does not come within that interval. stop ends it.
-func (s *Supervisor) keepalive(c *fanout.Client) (stop func()) {
-	var mu sync.Mutex
-	var t *time.Timer
-	stopped := false
-	var arm func()
-	ping := func() {
-		every := s.config().PingInterval
-		if every > 0 {
-			ctx, cancel := context.WithTimeout(context.Background(), every)
-			err := c.Conn().Ping(ctx)
-			cancel()
-			if err != nil {
-				mu.Lock()
-				gone := stopped
-				mu.Unlock()
-				if !gone {
-					c.Log().Info("client dropped: no pong", "err", err)
-					c.Conn().CloseNow()
-				}
-				return
-			}
-		}
-		arm()
-	}
-	arm = func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if stopped {
-			return
-		}
-		every := s.config().PingInterval
-		if every <= 0 {
-			every = time.Minute // off: look at the configuration again then
-		}
-		t = time.AfterFunc(every, ping)
-	}
-	arm()
-	return func() {
-		mu.Lock()
-		defer mu.Unlock()
-		stopped = true
-		t.Stop()
-	}
 }
