@@ -30,16 +30,12 @@ func (s *Supervisor) registerBuiltin() {
 }
 
 // publishStats publishes the built-in sensors every s.stats while someone
-// consumes readings, at once when the first one arrives, and ends the
-// supervisor (through stop) once no one has for IdleTimeout. With no
+// consumes readings, and at once when the first one arrives. With no
 // consumer it sleeps.
-func (s *Supervisor) publishStats(ctx context.Context, stop context.CancelFunc) {
+func (s *Supervisor) publishStats(ctx context.Context) {
 	tick := time.NewTicker(s.stats)
 	tick.Stop()
 	defer tick.Stop()
-	idle := time.NewTimer(time.Hour)
-	idle.Stop()
-	defer idle.Stop()
 	last, lastT := s.hub.delivered.Load(), time.Now()
 	publish := func(now time.Time) {
 		d := s.hub.delivered.Load()
@@ -60,14 +56,10 @@ func (s *Supervisor) publishStats(ctx context.Context, stop context.CancelFunc) 
 	for {
 		active, changed := s.demand.state()
 		if active {
-			idle.Stop()
 			publish(time.Now())
 			tick.Reset(s.stats)
 		} else {
 			tick.Stop()
-			if cfg := s.config(); cfg.IdleTimeout > 0 && cfg.MQTT.URL == "" { // the bridge is a consumer that must not go
-				idle.Reset(cfg.IdleTimeout)
-			}
 		}
 	wait:
 		for {
@@ -76,14 +68,8 @@ func (s *Supervisor) publishStats(ctx context.Context, stop context.CancelFunc) 
 				return
 			case <-changed:
 				break wait
-			case <-s.reloaded(): // idle_timeout or mqtt_url may have changed
-				break wait
 			case now := <-tick.C:
 				publish(now)
-			case <-idle.C:
-				s.log.Info("no client for the idle timeout: stopping", "idle_timeout", s.config().IdleTimeout)
-				stop()
-				return
 			}
 		}
 	}

@@ -238,7 +238,8 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 
 	s.hub.Start()
 	var bg sync.WaitGroup
-	bg.Go(func() { s.publishStats(ctx, cancel) })
+	bg.Go(func() { s.publishStats(ctx) })
+	bg.Go(func() { s.idleExit(ctx, cancel) })
 	bg.Go(func() { s.sweepPolls(ctx) })
 	s.startBridge(ctx, &bg)
 	watchErr := make(chan error, 1)
