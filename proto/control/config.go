@@ -38,7 +38,7 @@ type Config struct {
 	PluginsDir     string            // plugin binaries
 	Supervisor     string            // path of livecgid, for the stub
 	LogLevel       string            // debug, info, warn, error
-	MaxClients     int               // concurrent WebSocket clients
+	MaxClients     int               // concurrent clients: WebSockets and poll sessions
 	MaxFrame       int64             // bytes per client frame
 	Rate           float64           // client messages per second
 	Burst          int               // client messages in a burst
@@ -57,6 +57,10 @@ type Config struct {
 	GOGC           int               // supervisor's GC target percent (GOGC); 0 = Go's default
 	MemoryLimitMB  int               // supervisor's soft memory limit (GOMEMLIMIT) in MiB; 0 = none
 	AllowedHosts   []string          // host names pages may be loaded from; nil = the defaults (see HostAllowed)
+	// MaxClientsPerAddr bounds the clients of one address and user, so
+	// that one address cannot take every place; above MaxClients it is
+	// MaxClients.
+	MaxClientsPerAddr int
 	// How browsers reach the supervisor (see PublicBase).
 	TLSCert      string        // PEM certificate (chain) of the WebSocket port; with TLSKey, it serves wss://
 	TLSKey       string        // PEM private key of TLSCert
@@ -107,6 +111,9 @@ func Default() Config {
 		PollTimeout:    25 * time.Second,
 		PollInterval:   250 * time.Millisecond,
 		MQTT:           DefaultMQTT(),
+		// A person's tabs and phone, or a household or small office
+		// behind one NAT; 64 addresses are needed to fill max_clients.
+		MaxClientsPerAddr: 16,
 	}
 }
 
@@ -180,7 +187,7 @@ func (c *Config) set(k, v string) error {
 		"token_ttl": &c.TokenTTL, "idle_timeout": &c.IdleTimeout, "start_timeout": &c.StartTimeout,
 		"poll_timeout": &c.PollTimeout, "poll_interval": &c.PollInterval,
 	}
-	num := map[string]*int{"max_clients": &c.MaxClients, "burst": &c.Burst, "history": &c.History,
+	num := map[string]*int{"max_clients": &c.MaxClients, "max_clients_per_addr": &c.MaxClientsPerAddr, "burst": &c.Burst, "history": &c.History,
 		"gogc": &c.GOGC, "memory_limit_mb": &c.MemoryLimitMB, "public_port": &c.PublicPort}
 	if p, ok := str[k]; ok {
 		*p = v
@@ -287,6 +294,8 @@ func (c *Config) Validate() error {
 	switch {
 	case c.MaxClients < 1:
 		return errors.New("max_clients must be at least 1")
+	case c.MaxClientsPerAddr < 1:
+		return errors.New("max_clients_per_addr must be at least 1 (max_clients: no limit per address)")
 	case c.MaxFrame < 256:
 		return errors.New("max_frame must be at least 256")
 	case c.Rate <= 0 || c.Burst < 1:

@@ -32,13 +32,15 @@ func TestParseConfig(t *testing.T) {
 			}, ""},
 		{"the sample is the defaults", SampleConfig, func(c Config) bool {
 			d := Default()
-			return c.Listen == d.Listen && c.StateDir == d.StateDir && c.History == d.History && c.IdleTimeout == d.IdleTimeout
+			return c.Listen == d.Listen && c.StateDir == d.StateDir && c.History == d.History && c.IdleTimeout == d.IdleTimeout && c.MaxClientsPerAddr == d.MaxClientsPerAddr
 		}, ""},
 		{"unknown key", "listen = :1\nlisten_addr = :2", nil, `2: listen_addr: unknown key`},
 		{"no equals", "listen :1", nil, `1: want key = value`},
 		{"twice", "listen = :1\nlisten = :2", nil, `2: "listen" set twice`},
 		{"bad sum", "plugin_sha256 = system abc", nil, "want \"<file name> <64 hex digits>\""},
 		{"invalid value", "max_clients = 0", nil, "max_clients must be at least 1"},
+		{"per address", "max_clients_per_addr = 4", func(c Config) bool { return c.MaxClientsPerAddr == 4 && Default().MaxClientsPerAddr == 16 }, ""},
+		{"per address zero", "max_clients_per_addr = 0", nil, "max_clients_per_addr must be at least 1"},
 		{"bad level", "log_level = loud", nil, `log_level "loud"`},
 		{"allowed hosts", "allowed_hosts = Device.LAN., other.local  localhost,*", func(c Config) bool {
 			return strings.Join(c.AllowedHosts, " ") == "device.lan other.local localhost *"

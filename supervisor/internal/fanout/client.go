@@ -47,6 +47,7 @@ type Client struct {
 	who      control.Identity
 	setup    string
 	remote   string
+	key      string // counted against Options.MaxPerKey; "": not
 	userJSON []byte
 
 	sink func(b []byte) // a socketless client's: its control frames go there; conn is nil
@@ -93,6 +94,8 @@ type ClientOptions struct {
 	// with a token (the broker bridge).
 	Setup  string
 	Remote string
+	// Key is what Attach counts against Options.MaxPerKey ("": nothing).
+	Key string
 	// Control, for a client without a socket (Conn and Net nil), takes
 	// its control frames (hello, snapshot, status, result) as they are
 	// queued, under the client's lock: it must not block nor call the
@@ -102,7 +105,7 @@ type ClientOptions struct {
 
 // NewClient returns a client of h for o; Attach makes it receive.
 func (h *Hub) NewClient(o ClientOptions) *Client {
-	c := &Client{hub: h, conn: o.Conn, nc: o.Net, cork: o.Cork, log: o.Log, who: o.Who, setup: o.Setup, remote: o.Remote, sink: o.Control,
+	c := &Client{hub: h, conn: o.Conn, nc: o.Net, cork: o.Cork, log: o.Log, who: o.Who, setup: o.Setup, remote: o.Remote, key: o.Key, sink: o.Control,
 		pingAt: maxUnread/4 + rand.Int64N(maxUnread/4+1)}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)

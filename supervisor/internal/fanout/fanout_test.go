@@ -187,6 +187,74 @@ func TestAttachCapacity(t *testing.T) {
 	}
 }
 
+// TestAttachPerKey attaches clients of one key from many goroutines at
+// once: exactly MaxPerKey of them get in, and clients of another key or
+// of none still do; a detached client frees its key's place, and a
+// lowered bound keeps those attached but refuses new ones.
+func TestAttachPerKey(t *testing.T) {
+	const perKey, tries = 4, 100
+	h := newTestHub(t, Options{MaxClients: 20, MaxPerKey: perKey})
+	var ok, full atomic.Int64
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for range tries {
+		wg.Go(func() {
+			<-start
+			switch err := h.Attach(h.NewClient(ClientOptions{Key: "a"})); {
+			case err == nil:
+				ok.Add(1)
+			case errors.Is(err, ErrTooManyPerKey):
+				full.Add(1)
+			default:
+				t.Error(err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	if ok.Load() != perKey || full.Load() != tries-perKey {
+		t.Fatalf("key a: attached %d, refused %d; want %d, %d", ok.Load(), full.Load(), perKey, tries-perKey)
+	}
+	b := h.NewClient(ClientOptions{Key: "b"})
+	if err := h.Attach(b); err != nil {
+		t.Fatalf("another key: %v", err)
+	}
+	for range perKey + 1 {
+		if err := h.Attach(h.NewClient(ClientOptions{})); err != nil {
+			t.Fatalf("no key: %v", err)
+		}
+	}
+	var a *Client
+	for _, c := range h.Clients() {
+		if c.key == "a" {
+			a = c
+		}
+	}
+	h.Detach(a)
+	h.Detach(a) // twice: counted once
+	if err := h.Attach(h.NewClient(ClientOptions{Key: "a"})); err != nil {
+		t.Fatalf("key a after one left: %v", err)
+	}
+	if err := h.Attach(h.NewClient(ClientOptions{Key: "a"})); !errors.Is(err, ErrTooManyPerKey) {
+		t.Fatalf("key a full again: %v", err)
+	}
+	h.SetMaxPerKey(1)
+	if err := h.Attach(h.NewClient(ClientOptions{Key: "b"})); !errors.Is(err, ErrTooManyPerKey) {
+		t.Fatalf("key b past a lowered bound: %v", err)
+	}
+	if n := h.ClientCount(); n != perKey+1+perKey+1 {
+		t.Fatalf("%d clients after lowering the bound, want those attached to stay", n)
+	}
+	for _, c := range h.Clients() {
+		h.Detach(c)
+	}
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if len(h.perKey) != 0 {
+		t.Fatalf("counts left after every client left: %v", h.perKey)
+	}
+}
+
 func TestSubscribeResumeReplay(t *testing.T) {
 	h := newTestHub(t, Options{Epoch: "e1", History: 8})
 	for i := range 5 {

@@ -37,6 +37,10 @@ type Options struct {
 	// MaxClients bounds the attached clients: Attach refuses past it, and
 	// the work queue is sized from it.
 	MaxClients int
+	// MaxPerKey bounds the attached clients of one ClientOptions.Key
+	// (the supervisor's: an address and user), so that one of them cannot
+	// take every place; 0: no bound. Clients with no key are not counted.
+	MaxPerKey int
 	// Writers is the number of goroutines writing to clients (default 4).
 	Writers int
 	// WriteTimeout is how long a client may take nothing before it is
@@ -66,8 +70,9 @@ type Counters struct {
 // simply skips the readings it had no time for.
 //
 // Concurrency contract:
-//   - mu guards seq, sensors, commands, plugins, maxClients, clients and
-//     closed, the ring's writes and the attached clients' userJSON;
+//   - mu guards seq, sensors, commands, plugins, maxClients, maxPerKey,
+//     clients, perKey and closed, the ring's writes and the attached
+//     clients' userJSON;
 //     publish, SetPlugin, SetState, Attach, Detach, Subscribe, Resume,
 //     Rehello and SetLimits take it.
 //   - The ring and head are read by writers without mu (see after).
@@ -97,8 +102,10 @@ type Hub struct {
 	commands   map[string]wire.Command
 	plugins    map[string]wire.PluginInfo
 	maxClients int
+	maxPerKey  int
 	clients    map[*Client]struct{}
-	closed     bool // shutting down: attach refuses
+	perKey     map[string]int // attached clients by key, for those with one
+	closed     bool           // shutting down: attach refuses
 
 	// The ring is read by writers without mu: reading seq s is in
 	// ring[s%len(ring)] (check its seq: the slot may have moved on), and
@@ -137,12 +144,14 @@ func New(o Options) *Hub {
 		commandRole: o.CommandRole,
 		onConsumers: o.OnConsumers,
 		maxClients:  o.MaxClients,
+		maxPerKey:   o.MaxPerKey,
 		writers:     o.Writers,
 		sensors:     map[string]*sensorState{},
 		commands:    map[string]wire.Command{},
 		plugins:     map[string]wire.PluginInfo{},
 		ring:        make([]atomic.Pointer[frame], max(o.History, minRing)),
 		clients:     map[*Client]struct{}{},
+		perKey:      map[string]int{},
 		work:        make(chan *Client, o.MaxClients+16),
 		chunks:      make(chan []*Client, o.MaxClients+16),
 	}
@@ -169,6 +178,14 @@ func (h *Hub) SetLimits(maxClients, history int, writeTimeout time.Duration) (cl
 	h.history.Store(int64(hist))
 	h.writeTimeout.Store(int64(writeTimeout))
 	return clients, hist
+}
+
+// SetMaxPerKey changes MaxPerKey of a running hub. Clients attached past
+// a lowered bound stay; Attach refuses until they are fewer.
+func (h *Hub) SetMaxPerKey(n int) {
+	h.mu.Lock()
+	h.maxPerKey = n
+	h.mu.Unlock()
 }
 
 // Epoch returns the hub's epoch.
@@ -469,15 +486,16 @@ func (h *Hub) replayLocked(wants func(sensor string) bool, seq uint64) (wire.Sna
 
 // Errors of Attach.
 var (
-	ErrTooMany = errors.New("too many clients")
-	ErrClosed  = errors.New("hub shutting down")
+	ErrTooMany       = errors.New("too many clients")
+	ErrTooManyPerKey = errors.New("too many clients of one key")
+	ErrClosed        = errors.New("hub shutting down")
 )
 
 // Attach registers c and queues hello and a full snapshot for it,
 // atomically with respect to publish so that no reading slips in before
-// them, and with the client count: past MaxClients it returns ErrTooMany
-// (the work queue's capacity rests on this), once the hub is shutting
-// down ErrClosed.
+// them, and with the client counts: past MaxClients it returns ErrTooMany
+// (the work queue's capacity rests on this), past MaxPerKey clients of
+// c's key ErrTooManyPerKey, once the hub is shutting down ErrClosed.
 func (h *Hub) Attach(c *Client) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -487,12 +505,18 @@ func (h *Hub) Attach(c *Client) error {
 	if len(h.clients) >= h.maxClients {
 		return ErrTooMany
 	}
+	if c.key != "" && h.maxPerKey > 0 && h.perKey[c.key] >= h.maxPerKey {
+		return ErrTooManyPerKey
+	}
 	hello, _ := json.Marshal(h.helloLocked())
 	snap, _ := json.Marshal(h.snapshotLocked(c.wants, ""))
 	c.cursor = h.seq // the snapshot covers everything up to here
 	c.QueueControl(c.hello(hello))
 	c.QueueControl(snap)
 	h.clients[c] = struct{}{}
+	if c.key != "" {
+		h.perKey[c.key]++
+	}
 	h.consumersLocked()
 	return nil
 }
@@ -530,6 +554,11 @@ func (h *Hub) Detach(c *Client) {
 	defer h.mu.Unlock()
 	if _, ok := h.clients[c]; ok {
 		delete(h.clients, c)
+		if c.key != "" {
+			if h.perKey[c.key]--; h.perKey[c.key] == 0 {
+				delete(h.perKey, c.key)
+			}
+		}
 		h.consumersLocked()
 	}
 }
