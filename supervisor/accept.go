@@ -119,14 +119,15 @@ func (s *Supervisor) serveConn(ctx context.Context, nc net.Conn, hs *list.Elemen
 	}
 	lr.n = -1
 	nc.SetReadDeadline(time.Time{})
-	s.answer(ctx, nc, br, req)
+	s.answer(ctx, nc, br, req, false)
 }
 
 // answer hands req, read from nc through br, to upgrade: a WebSocket
 // upgrade keeps nc as a client's; anything else is answered and closed.
-func (s *Supervisor) answer(ctx context.Context, nc net.Conn, br *bufio.Reader, req *http.Request) {
+// handedOver: nc came from nph-live.cgi (HandOver).
+func (s *Supervisor) answer(ctx context.Context, nc net.Conn, br *bufio.Reader, req *http.Request, handedOver bool) {
 	req.RemoteAddr = nc.RemoteAddr().String()
-	w := &connWriter{nc: nc, br: br, header: http.Header{}}
+	w := &connWriter{nc: nc, br: br, header: http.Header{}, handedOver: handedOver}
 	// Not ctx itself: a cancelled read would drop the connection without a
 	// close frame; shutdown closes each client with "going away" instead.
 	s.upgrade(w, req.WithContext(context.WithoutCancel(ctx)))
@@ -153,7 +154,7 @@ func (s *Supervisor) HandOver(nc net.Conn, request []byte) error {
 // serveHandedOver answers a handed-over connection's request with the
 // same checks as a direct upgrade (Host, token, Origin, roles, limits).
 func (s *Supervisor) serveHandedOver(nc net.Conn, req *http.Request) {
-	s.answer(context.Background(), nc, bufio.NewReaderSize(nc, connReadBuf), req)
+	s.answer(context.Background(), nc, bufio.NewReaderSize(nc, connReadBuf), req, true)
 }
 
 // connWriter is the http.ResponseWriter of serveConn: enough of one for
@@ -167,6 +168,8 @@ type connWriter struct {
 	body     bytes.Buffer
 	hijacked bool
 	cork     *fanout.Cork // under the WebSocket's writes, once hijacked
+
+	handedOver bool // nc came from nph-live.cgi
 }
 
 var _ http.Hijacker = (*connWriter)(nil)

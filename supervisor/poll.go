@@ -5,11 +5,9 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -156,37 +154,27 @@ func (s *Supervisor) pollSession(id, origin string) (*pollSession, *control.Answ
 	return ps, nil
 }
 
-// openPoll checks a first poll's token, as upgrade does a WebSocket's,
-// and opens a session.
+// openPoll lets a first poll in through admission (check: token, origin,
+// role; the stub checked Host; enter: the client caps) and opens a
+// session.
 func (s *Supervisor) openPoll(req control.PollRequest) (*pollSession, control.Answer) {
 	cfg := s.config()
-	claims, err := control.VerifyToken(s.secret, req.Token, req.Origin, s.hub.Epoch(), time.Now())
-	if err == nil && !s.useNonce(claims.Nonce) {
-		err = errors.New("token already used")
-	}
-	var who control.Identity
-	if err == nil {
-		who, err = s.admit(cfg, claims.Identity)
-	}
+	e, err := s.check(cfg, ticket{via: viaPoll, stub: true, token: req.Token, origin: req.Origin, remote: req.Remote})
 	if err != nil {
-		s.log.Info("poll refused", "remote", req.Remote, "origin", req.Origin, "err", err)
 		return nil, control.ErrorAnswer(403, control.ErrCodeForbidden, err.Error())
-	}
-	if u, err := url.Parse(req.Origin); err != nil || u.Host == "" || !cfg.HostAllowed(u.Host) {
-		return nil, control.ErrorAnswer(403, control.ErrCodeForbidden, "bad origin or origin host not in allowed_hosts")
 	}
 	var b [16]byte
 	rand.Read(b[:])
 	ps := &pollSession{id: base64.RawURLEncoding.EncodeToString(b[:]), origin: req.Origin, q: newPollQueue(), lastUse: time.Now()}
 	ps.c = s.hub.NewClient(fanout.ClientOptions{
-		Who: who, Setup: cfg.AuthSetup(), Remote: req.Remote, Control: ps.q.push,
-		Log: s.log.With("remote", req.Remote, "user", claims.User, "transport", "poll"),
+		Who: e.who, Setup: e.setup, Remote: req.Remote, Key: e.key, Control: ps.q.push, Log: e.log,
 	})
-	switch err := s.hub.Attach(ps.c); err {
+	switch err := s.enter(cfg, ps.c); err {
 	case nil:
 	case fanout.ErrTooMany:
-		s.log.Warn("poll refused: too many clients", "max_clients", cfg.MaxClients)
 		return nil, control.ErrorAnswer(503, control.ErrCodeTooMany, "too many clients")
+	case fanout.ErrTooManyPerKey:
+		return nil, control.ErrorAnswer(503, control.ErrCodeTooMany, "too many clients from your address")
 	default:
 		return nil, control.ErrorAnswer(503, control.ErrCodeStopping, "supervisor stopping")
 	}

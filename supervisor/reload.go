@@ -318,6 +318,7 @@ func (s *Supervisor) reload(why string, force bool) error {
 		return nil
 	}
 	clients, history := s.hub.SetLimits(run.MaxClients, run.History, run.WriteTimeout)
+	s.hub.SetMaxPerKey(run.MaxClientsPerAddr)
 	if clients < run.MaxClients {
 		restart = append(restart, "max_clients")
 		run.MaxClients = clients

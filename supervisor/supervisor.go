@@ -131,7 +131,7 @@ func New(opts Options) (*Supervisor, error) {
 	consumers := 0 // guarded by the hub's lock (OnConsumers)
 	s.hub = newHub(fanout.Options{
 		Epoch: hex.EncodeToString(epoch), Version: s.version, History: cfg.History,
-		MaxClients: cfg.MaxClients, Writers: s.writers, WriteTimeout: cfg.WriteTimeout,
+		MaxClients: cfg.MaxClients, MaxPerKey: cfg.MaxClientsPerAddr, Writers: s.writers, WriteTimeout: cfg.WriteTimeout,
 		CommandRole: func(command string) string { return s.config().CommandRole(command) },
 		// Each attached client, a poll session's too, holds demand.
 		OnConsumers: func(n int) {

@@ -2,19 +2,16 @@ package supervisor
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"sync"
 	"time"
 	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
-	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
 	"github.com/livecgi/livecgi/supervisor/internal/fanout"
 )
@@ -22,42 +19,27 @@ import (
 // The WebSocket transport: the upgrade of a connection accept.go read
 // (or one handed over by nph-live.cgi), its reader and its pings.
 
-// upgrade turns a request for /live into a WebSocket client after checking
-// its Host (allowed_hosts) and its token; anything else gets an error
-// answer.
+// upgrade turns a request for /live into a WebSocket client once
+// admission lets it in (check: Host, token, origin, role; enter: the
+// client caps); anything else gets an error answer.
 func (s *Supervisor) upgrade(w *connWriter, r *http.Request) {
-	cfg := s.config()
-	if !cfg.HostAllowed(r.Host) {
-		s.log.Info("upgrade refused: host not allowed", "remote", r.RemoteAddr, "host", r.Host)
-		http.Error(w, fmt.Sprintf("forbidden: host %q is not in allowed_hosts (see the config file)", r.Host), http.StatusForbidden)
-		return
-	}
 	if r.URL.Path != "/live" {
 		http.Error(w, "not found: the live endpoint is /live", http.StatusNotFound)
 		return
 	}
-	origin := r.Header.Get("Origin")
-	claims, err := control.VerifyToken(s.secret, r.URL.Query().Get("token"), origin, s.hub.Epoch(), time.Now())
-	if err == nil && !s.useNonce(claims.Nonce) {
-		err = errors.New("token already used")
+	cfg := s.config()
+	via := viaWebSocket
+	if w.handedOver {
+		via = viaHandOver
 	}
-	var who control.Identity
-	if err == nil {
-		who, err = s.admit(cfg, claims.Identity)
-	}
+	e, err := s.check(cfg, ticket{via: via, host: r.Host, token: r.URL.Query().Get("token"), origin: r.Header.Get("Origin"), remote: r.RemoteAddr})
 	if err != nil {
-		s.log.Info("upgrade refused", "remote", r.RemoteAddr, "origin", origin, "err", err)
 		http.Error(w, "forbidden: "+err.Error(), http.StatusForbidden)
-		return
-	}
-	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" || !cfg.HostAllowed(u.Host) {
-		http.Error(w, "forbidden: bad origin or origin host not in allowed_hosts", http.StatusForbidden)
 		return
 	}
 	conn, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		Subprotocols:    []string{wire.Subprotocol},
-		OriginPatterns:  []string{u.Host}, // the token vouches for this origin
+		OriginPatterns:  []string{e.originHost}, // the token vouches for this origin
 		CompressionMode: websocket.CompressionDisabled,
 	})
 	if err != nil {
@@ -69,14 +51,15 @@ func (s *Supervisor) upgrade(w *connWriter, r *http.Request) {
 		return
 	}
 	c := s.hub.NewClient(fanout.ClientOptions{
-		Conn: conn, Net: w.nc, Cork: w.cork, Who: who, Setup: cfg.AuthSetup(), Remote: r.RemoteAddr,
-		Log: s.log.With("remote", r.RemoteAddr, "user", claims.User),
+		Conn: conn, Net: w.nc, Cork: w.cork, Who: e.who, Setup: e.setup, Remote: r.RemoteAddr, Key: e.key, Log: e.log,
 	})
-	switch err := s.hub.Attach(c); err {
+	switch err := s.enter(cfg, c); err {
 	case nil:
 	case fanout.ErrTooMany:
-		s.log.Warn("client refused: too many clients", "max_clients", cfg.MaxClients)
 		conn.Close(wire.CloseTooMany, "too many clients")
+		return
+	case fanout.ErrTooManyPerKey:
+		conn.Close(wire.CloseTooMany, "too many clients from your address")
 		return
 	default:
 		conn.Close(websocket.StatusGoingAway, "supervisor stopping")
