@@ -166,11 +166,24 @@ func (ts *testSup) dial(t testing.TB) *tclient {
 }
 
 func (ts *testSup) tryDial(url, origin string) (*tclient, error) {
+	return ts.tryDialFrom("", url, origin)
+}
+
+// tryDialFrom is tryDial from the local address local (another loopback
+// address, 127.0.0.2 …: another client address); "" lets the kernel
+// choose.
+func (ts *testSup) tryDialFrom(local, url, origin string) (*tclient, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	var hc *http.Client
+	if local != "" {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}
+		hc = &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+	}
 	conn, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{
 		Subprotocols: []string{wire.Subprotocol},
 		HTTPHeader:   http.Header{"Origin": {origin}},
+		HTTPClient:   hc,
 	})
 	if err != nil {
 		if resp != nil {

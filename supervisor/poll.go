@@ -43,6 +43,7 @@ type pollSession struct {
 	mu         sync.Mutex // guards the fields below
 	lastAnswer time.Time
 	lastUse    time.Time
+	polled     bool          // a poll came after the one that opened it
 	waiter     chan struct{} // the waiting poll's; closed when another poll takes over
 	lim        limiter       // commands
 }
@@ -95,6 +96,12 @@ type polls struct {
 func (s *Supervisor) pollIdle() time.Duration {
 	return max(time.Minute, 2*s.config().PollTimeout)
 }
+
+// pollUnused is how long a session lives after the poll that opened it
+// when no other poll comes: a page polls again as soon as that answer is
+// in, so a session that was opened and never polled is no page's; it
+// ends long before pollIdle, and gives its place back.
+const pollUnused = 10 * time.Second
 
 // ControlHandlers are the control socket's request kinds besides status:
 // long polls and their commands. cmd/livecgid passes them to
@@ -198,6 +205,7 @@ func (s *Supervisor) answerPoll(ctx context.Context, ps *pollSession, since *uin
 	ps.waiter = mine
 	now := time.Now()
 	ps.lastUse = now
+	ps.polled = ps.polled || !opened
 	hold := ps.lastAnswer.Add(cfg.PollInterval).Sub(now)
 	ps.mu.Unlock()
 	defer func() {
@@ -365,10 +373,11 @@ func (s *Supervisor) runCommand(ctx context.Context, who control.Identity, setup
 	}
 }
 
-// sweepPolls ends the poll sessions nobody polled for pollIdle, and those
-// whose queue overflowed, until ctx ends; then every session.
+// sweepPolls ends the poll sessions nobody polled for pollIdle, those
+// opened and not polled again for pollUnused, and those whose queue
+// overflowed, until ctx ends; then every session.
 func (s *Supervisor) sweepPolls(ctx context.Context) {
-	t := time.NewTicker(5 * time.Second)
+	t := time.NewTicker(min(5*time.Second, s.pollUnused/2))
 	defer t.Stop()
 	for {
 		var now time.Time
@@ -377,21 +386,27 @@ func (s *Supervisor) sweepPolls(ctx context.Context) {
 			now = time.Now().Add(100 * 365 * 24 * time.Hour)
 		case now = <-t.C:
 		}
+		var ended []*pollSession
+		idleFor := s.pollIdle()
 		s.polls.mu.Lock()
 		for id, ps := range s.polls.sessions {
 			ps.mu.Lock()
-			idle := ps.waiter == nil && now.Sub(ps.lastUse) > s.pollIdle()
+			unused := now.Sub(ps.lastUse)
+			end := ps.waiter == nil && (unused > idleFor || !ps.polled && unused > s.pollUnused)
 			ps.mu.Unlock()
 			ps.q.mu.Lock()
-			idle = idle || ps.q.overflow
+			end = end || ps.q.overflow
 			ps.q.mu.Unlock()
-			if idle {
+			if end {
 				delete(s.polls.sessions, id)
-				s.hub.Detach(ps.c)
-				ps.c.Log().Debug("poll session ended")
+				ended = append(ended, ps)
 			}
 		}
 		s.polls.mu.Unlock()
+		for _, ps := range ended {
+			s.hub.Detach(ps.c)
+			ps.c.Log().Debug("poll session ended")
+		}
 		if ctx.Err() != nil {
 			return
 		}
@@ -401,19 +416,24 @@ func (s *Supervisor) sweepPolls(ctx context.Context) {
 // endPoll ends the poll session of client c: its waiting poll answers
 // at once, and the next one is told to fetch a new connect document.
 func (s *Supervisor) endPoll(c *fanout.Client) {
+	var ended *pollSession
 	s.polls.mu.Lock()
-	defer s.polls.mu.Unlock()
 	for id, ps := range s.polls.sessions {
-		if ps.c != c {
-			continue
+		if ps.c == c {
+			delete(s.polls.sessions, id)
+			ended = ps
+			break
 		}
-		delete(s.polls.sessions, id)
-		s.hub.Detach(c)
-		ps.mu.Lock()
-		if ps.waiter != nil {
-			close(ps.waiter)
-			ps.waiter = nil
-		}
-		ps.mu.Unlock()
 	}
+	s.polls.mu.Unlock()
+	if ended == nil {
+		return
+	}
+	s.hub.Detach(c)
+	ended.mu.Lock()
+	if ended.waiter != nil {
+		close(ended.waiter)
+		ended.waiter = nil
+	}
+	ended.mu.Unlock()
 }

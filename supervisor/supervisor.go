@@ -57,6 +57,9 @@ type Options struct {
 	Stats time.Duration
 
 	timing *timing // tests' delays; nil: defaultTiming
+	// pollUnused is how long a poll session lives with no poll after
+	// the one that opened it; 0: the constant pollUnused.
+	pollUnused time.Duration
 }
 
 // Supervisor serves browsers and runs plugins. Create it with New and start
@@ -87,6 +90,8 @@ type Supervisor struct {
 	audit *LogFile // the audit trail; nil: the log
 	cmds  commands // commands in hand, for closeAudit
 	polls polls    // long-poll sessions (poll.go)
+	// pollUnused: see the constant.
+	pollUnused time.Duration
 
 	nonceMu sync.Mutex
 	nonces  map[string]time.Time // used tokens until they expire
@@ -124,6 +129,10 @@ func New(opts Options) (*Supervisor, error) {
 	}
 	if s.stats <= 0 {
 		s.stats = 2 * time.Second
+	}
+	s.pollUnused = opts.pollUnused
+	if s.pollUnused <= 0 {
+		s.pollUnused = pollUnused
 	}
 	epoch := make([]byte, 6)
 	rand.Read(epoch)
