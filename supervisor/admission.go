@@ -159,15 +159,16 @@ func (s *Supervisor) useNonce(n string) bool {
 	return true
 }
 
-// hold returns the identity c is held to under cfg: its token's, judged
-// again by control.Config.Recheck, so that a role revoked since c
-// connected is gone at its next command; the bridge's (no token) as it
-// is. The role is "" when c may do nothing at all.
-func (s *Supervisor) hold(cfg *control.Config, c *fanout.Client) (control.Identity, error) {
-	if c.Setup() == "" {
-		return c.Who(), nil
+// hold returns the identity a client admitted as who under the auth
+// setup setup is held to under cfg: its token's, judged again by
+// control.Config.Recheck, so that a role revoked since the client
+// connected is gone at its next command; the bridge's (no token, setup
+// "") as it is. The role is "" when the client may do nothing at all.
+func (s *Supervisor) hold(cfg *control.Config, who control.Identity, setup string) (control.Identity, error) {
+	if setup == "" {
+		return who, nil
 	}
-	id, err := cfg.Recheck(c.Who(), c.Setup(), func() ([]control.User, error) { return s.users.read(cfg.AuthUsers) })
+	id, err := cfg.Recheck(who, setup, func() ([]control.User, error) { return s.users.read(cfg.AuthUsers) })
 	if err == nil && id.Role == "" {
 		err = errSignedOut
 	}

@@ -4,14 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"strconv"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
@@ -28,8 +26,8 @@ import (
 // pollQueue (fanout.ClientOptions.Control), and its readings are taken
 // from the hub when a poll comes, newest per sensor after the poll's since
 // (fanout.Hub.Collect). Its
-// commands go through Supervisor.command, as a WebSocket client's do:
-// role check, schema check, audit.
+// commands take the frame path (frames.go, ask), as a WebSocket client's
+// do: rate, decoding, role, schema, run, audit.
 
 // pollSession is one page polling. Its id, unguessable, is the session's
 // only secret; it is bound to the origin and identity of the token that
@@ -45,11 +43,12 @@ type pollSession struct {
 	lastUse    time.Time
 	polled     bool          // a poll came after the one that opened it
 	waiter     chan struct{} // the waiting poll's; closed when another poll takes over
-	lim        limiter       // commands
+
+	gate gate // the rate limit of its commands
 }
 
-// pollQueue collects the control frames of a poll client (or the answer
-// to one command) until a poll takes them.
+// pollQueue collects the control frames of a poll client until a poll
+// takes them.
 type pollQueue struct {
 	mu       sync.Mutex
 	frames   [][]byte
@@ -293,9 +292,9 @@ func pollAnswer(id string, seq uint64, frames [][]byte) control.Answer {
 	return control.Answer{Status: 200, Body: append(b, "]}\n"...)}
 }
 
-// servePollCommand runs a session's command frame as a WebSocket
-// client's is run (Supervisor.command: role, schema, audit) and answers
-// its result or error frame.
+// servePollCommand takes a session's command frame through the frame
+// path (ask: rate, size, UTF-8, decoding, role, schema, run, audit), as
+// a WebSocket's, and answers its result or error frame.
 func (s *Supervisor) servePollCommand(ctx context.Context, arg []byte, rest io.Reader) control.Answer {
 	cfg := s.config()
 	var req control.CommandRequest
@@ -313,64 +312,21 @@ func (s *Supervisor) servePollCommand(ctx context.Context, arg []byte, rest io.R
 	if ans != nil {
 		return *ans
 	}
-	now := time.Now()
 	ps.mu.Lock()
-	ps.lastUse = now
-	ps.lim.set(cfg.Rate, cfg.Burst)
-	allowed := ps.lim.allow(now)
-	if allowed {
-		ps.lim.charge(len(data))
-	}
+	ps.lastUse = time.Now()
 	ps.mu.Unlock()
-	frame := func(e wire.Error) control.Answer {
-		e.Type = wire.TypeError
-		b, _ := json.Marshal(e)
-		return control.Answer{Status: 200, Body: append(b, '\n')}
-	}
-	if !allowed {
-		return frame(wire.Error{Code: wire.ErrRateLimited, Message: fmt.Sprintf("more than %g messages per second: command dropped", cfg.Rate)})
-	}
-	if !utf8.Valid(data) {
-		return frame(wire.Error{Code: wire.ErrBadMessage, Message: "command frame is not UTF-8"})
-	}
-	msg, err := wire.DecodeClient(data)
-	if err != nil {
-		return frame(decodeError(err))
-	}
-	m, isCmd := msg.(*wire.CommandMsg)
-	if !isCmd {
-		return frame(wire.Error{Code: wire.ErrBadMessage, Message: "only command frames are taken here; a poll gets every sensor"})
-	}
-	b, err := s.runCommand(ctx, ps.c.Who(), ps.c.Setup(), req.Remote, ps.c.Log(), m)
-	if err != nil {
-		return control.ErrorAnswer(503, control.ErrCodeStopping, "supervisor stopping")
-	}
+	b := s.ask(ctx, sender{who: ps.c.Who(), setup: ps.c.Setup(), remote: req.Remote, log: ps.c.Log()}, &ps.gate, data)
 	return control.Answer{Status: 200, Body: append(b, '\n')}
 }
 
-// runCommand runs m for a client without a connection of its own (a
-// poll, the broker bridge) as a WebSocket client's command is run
-// (Supervisor.command: role, schema, audit), and returns its answer: the
-// result or error frame. who was admitted under the auth setup setup
-// ("" for the bridge, whose role is the configuration's). It fails only
-// when ctx ends first.
+// runCommand runs m for the broker bridge as the frame path runs a
+// decoded command (Supervisor.command: role, schema, run, audit) and
+// returns its answer: the result or error frame. The bridge's role is
+// who, the configuration's (no token: setup "").
 func (s *Supervisor) runCommand(ctx context.Context, who control.Identity, setup, remote string, log *slog.Logger, m *wire.CommandMsg) ([]byte, error) {
-	// A client of its own for this one answer, with the caller's identity
-	// and address (for the audit trail).
-	q := newPollQueue()
-	cc := s.hub.NewClient(fanout.ClientOptions{Who: who, Setup: setup, Remote: remote, Control: q.push, Log: log})
-	s.command(ctx, cc, m)
-	t := time.NewTimer(s.config().CommandTimeout + time.Second)
-	defer t.Stop()
-	select {
-	case <-q.notify:
-		return q.take()[0], nil
-	case <-t.C:
-		b, _ := json.Marshal(wire.Error{Type: wire.TypeError, Code: wire.ErrBadMessage, ID: m.ID, Message: "no result in time"})
-		return b, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	var r reply
+	s.command(ctx, s.config(), &sender{who: who, setup: setup, remote: remote, log: log, answer: r.put, wait: true}, m)
+	return r.frame, nil
 }
 
 // sweepPolls ends the poll sessions nobody polled for pollIdle, those

@@ -428,7 +428,7 @@ func (s *Supervisor) recheckClients(cfg *control.Config) {
 		if c.Setup() == "" {
 			continue // the bridge: its role is mqtt_role
 		}
-		id, err := s.hold(cfg, c)
+		id, err := s.hold(cfg, c.Who(), c.Setup())
 		if err == nil {
 			who[c] = id
 			continue

@@ -2,13 +2,11 @@ package supervisor
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
@@ -90,6 +88,7 @@ func (s *Supervisor) read(ctx context.Context, c *fanout.Client) {
 	defer c.Conn().CloseNow()
 	var lim limiter
 	var maxFrame int64
+	snd := wsSender(c)
 	for {
 		cfg := s.config()
 		if cfg.MaxFrame != maxFrame {
@@ -119,8 +118,7 @@ func (s *Supervisor) read(ctx context.Context, c *fanout.Client) {
 			}
 			if now.Sub(lim.lastWarn) > time.Second {
 				lim.lastWarn = now
-				c.QueueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrRateLimited,
-					Message: fmt.Sprintf("more than %g messages per second: messages dropped", lim.rate)})
+				c.QueueJSON(overRate(lim.rate))
 			}
 			continue
 		}
@@ -135,27 +133,12 @@ func (s *Supervisor) read(ctx context.Context, c *fanout.Client) {
 			c.QueueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrBadMessage, Message: "binary frames are not accepted"})
 			continue
 		}
-		if !utf8.Valid(data) {
+		// The configuration in force now, not when the read began: a
+		// reload while it waited holds this frame already.
+		if s.frame(ctx, s.config(), snd, data) == errNotUTF8 {
 			c.Log().Info("client closed: text frame is not UTF-8")
 			c.Conn().Close(websocket.StatusInvalidFramePayloadData, "text frame is not UTF-8")
 			return
-		}
-		msg, err := wire.DecodeClient(data)
-		if err != nil {
-			c.QueueJSON(decodeError(err))
-			continue
-		}
-		switch m := msg.(type) {
-		case *wire.CommandMsg:
-			s.command(ctx, c, m)
-		case *wire.Subscribe:
-			snap, unknown := s.hub.Subscribe(c, m.Sensors)
-			if len(unknown) > 0 {
-				c.QueueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrUnknownSensor, Message: fmt.Sprintf("unknown sensors: %q", unknown)})
-			}
-			c.QueueControl(snap)
-		case *wire.Resume:
-			c.QueueControl(s.hub.Resume(c, m.Epoch, m.Seq))
 		}
 	}
 }
