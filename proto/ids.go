@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/livecgi/livecgi/proto/wire"
 )
 
 // MinInterval is the shortest sensor interval livecgid accepts.
@@ -11,18 +13,9 @@ const MinInterval = 10 * time.Millisecond
 
 // ValidID reports whether id is lower_snake (a letter or _ first, then
 // letters, digits and _; at most 64 bytes): the form of plugin, sensor
-// and command ids.
-func ValidID(id string) bool {
-	if id == "" || len(id) > 64 {
-		return false
-	}
-	for i, r := range id {
-		if !(r >= 'a' && r <= 'z' || r == '_' || i > 0 && r >= '0' && r <= '9') {
-			return false
-		}
-	}
-	return true
-}
+// and command ids. It is wire.ValidID, the rule's one home, which the
+// supervisor also holds client frames to.
+func ValidID(id string) bool { return wire.ValidID(id) }
 
 // CheckDescription validates a plugin's self-description: at least one
 // sensor or command (none is fine for a dynamic plugin, whose set may

@@ -272,7 +272,9 @@ func (e *DecodeError) Error() string { return e.Err.Error() }
 func (e *DecodeError) Unwrap() error { return e.Err }
 
 // DecodeClient decodes one client frame into *CommandMsg, *Subscribe or
-// *Resume. Unknown fields are rejected so typos show up at once. A
+// *Resume. Unknown fields are rejected so typos show up at once; a
+// command's id is 1 to 64 bytes and its name ValidName, so that nothing
+// long reaches a log or the audit trail from a command. A
 // command that fails with its id readable gets it in the DecodeError, so
 // that the client waiting for that id gets its answer.
 func DecodeClient(frame []byte) (any, error) {
@@ -313,6 +315,9 @@ func DecodeClient(frame []byte) (any, error) {
 		if len(c.ID) > 64 {
 			return nil, &DecodeError{Code: ErrBadMessage, Err: errors.New("command id longer than 64 bytes")}
 		}
+		if !ValidName(c.Name) {
+			return nil, &DecodeError{Code: ErrBadMessage, ID: id, Err: fmt.Errorf("command name %s: want <plugin>.<command>, lower_snake ids of at most %d bytes each", quoteShort(c.Name), MaxID)}
+		}
 	}
 	if _, ok := msg.(*Resume); ok {
 		// Without seq, resume would mean "from 0": the whole history.
@@ -323,6 +328,15 @@ func DecodeClient(frame []byte) (any, error) {
 		}
 	}
 	return msg, nil
+}
+
+// quoteShort quotes s, or its start when s is longer than a name can be:
+// an error frame never echoes a long string back.
+func quoteShort(s string) string {
+	if len(s) <= 2*MaxID+1 {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(s[:2*MaxID+1]) + fmt.Sprintf("… (%d bytes)", len(s))
 }
 
 // isNull reports whether a member was absent or null.

@@ -82,6 +82,15 @@ func TestDecodeClient(t *testing.T) {
 		{"resume without epoch", `{"type":"resume","seq":3}`, ErrBadMessage, nil},
 		{"resume from 0", `{"type":"resume","epoch":"e","seq":0}`, "", func(m any) bool { r, ok := m.(*Resume); return ok && r.Seq == 0 }},
 		{"too long id", `{"type":"command","id":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","name":"x"}`, ErrBadMessage, nil},
+		{"longest name", `{"type":"command","id":"1","name":"` + strings.Repeat("p", 64) + "." + strings.Repeat("c", 64) + `"}`, "", func(m any) bool {
+			c, ok := m.(*CommandMsg)
+			return ok && len(c.Name) == 129
+		}},
+		{"name too long", `{"type":"command","id":"1","name":"` + strings.Repeat("p", 64) + "." + strings.Repeat("c", 65) + `"}`, ErrBadMessage, nil},
+		{"name of 60 KB", `{"type":"command","id":"1","name":"p.` + strings.Repeat("c", 60<<10) + `"}`, ErrBadMessage, nil},
+		{"name without plugin", `{"type":"command","id":"1","name":"set"}`, ErrBadMessage, nil},
+		{"name not lower_snake", `{"type":"command","id":"1","name":"Leds.set"}`, ErrBadMessage, nil},
+		{"name with two dots", `{"type":"command","id":"1","name":"a.b.c"}`, ErrBadMessage, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -110,6 +119,7 @@ func TestDecodeErrorID(t *testing.T) {
 		{`{"type":"command","id":"c2","name":"a.b","args":5}`, "c2"},
 		{`{"type":"command","id":"c3"}`, "c3"},
 		{`{"type":"command","id":"c4","name":""}`, "c4"},
+		{`{"type":"command","id":"c6","name":"p.` + strings.Repeat("x", 1000) + `"}`, "c6"},
 		{`{"type":"command","id":7,"name":"a.b"}`, ""},
 		{`{"type":"command","id":"","name":"a.b"}`, ""},
 		{`{"type":"command","id":"` + strings.Repeat("a", 65) + `","name":"a.b"}`, ""},
@@ -121,8 +131,22 @@ func TestDecodeErrorID(t *testing.T) {
 		if !errors.As(err, &de) {
 			t.Fatalf("%s: err = %v, want a DecodeError", tt.in, err)
 		}
-		if de.ID != tt.id || de.Frame().ID != tt.id || de.Frame().Code != de.Code || de.Frame().Type != TypeError {
+		if de.ID != tt.id || de.Frame().ID != tt.id || de.Frame().Code != de.Code || de.Frame().Type != TypeError || len(de.Frame().Message) > 300 {
 			t.Errorf("%s: id %q, frame %+v; want id %q", tt.in, de.ID, de.Frame(), tt.id)
+		}
+	}
+}
+
+// TestValidName: sensor and command names are <plugin>.<id>, both
+// lower_snake ids of at most MaxID bytes.
+func TestValidName(t *testing.T) {
+	for name, want := range map[string]bool{
+		"leds.set": true, "a.b": true, "_x.y_1": true, strings.Repeat("a", 64) + "." + strings.Repeat("b", 64): true,
+		"": false, "leds": false, ".set": false, "leds.": false, "a.b.c": false, "Leds.set": false, "1a.b": false,
+		strings.Repeat("a", 65) + ".b": false, "a." + strings.Repeat("b", 65): false, "a b.c": false,
+	} {
+		if ValidName(name) != want {
+			t.Errorf("ValidName(%q) = %v, want %v", name, !want, want)
 		}
 	}
 }
