@@ -80,12 +80,13 @@ func TestRoles(t *testing.T) {
 		t.Errorf("operator's command: %v", m)
 	}
 
-	// The audit trail: one line per command, in order of their answers.
+	// The audit trail: one line per command, in order of their answers;
+	// viewers' in a file of their own.
 	path := filepath.Join(state, AuditFile)
 	var recs []auditRecord
 	deadline := time.Now().Add(10 * time.Second)
 	for len(recs) < 4 && time.Now().Before(deadline) {
-		recs = readAudit(t, path)
+		recs = readTrail(t, state)
 		time.Sleep(20 * time.Millisecond) // the operator's record is written after its result is queued
 	}
 	byID := map[string]auditRecord{}
@@ -103,8 +104,15 @@ func TestRoles(t *testing.T) {
 	if r := byID["o1"]; string(r.Args) != `{"a":1}` {
 		t.Errorf("audit of o1: args %s", r.Args)
 	}
-	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Errorf("audit trail: %v, mode %v", err, fi.Mode())
+	for _, p := range []string{path, filepath.Join(state, ViewerAuditFile)} {
+		if fi, err := os.Stat(p); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("audit trail %s: %v, mode %v", p, err, fi.Mode())
+		}
+	}
+	for _, r := range readAudit(t, path) {
+		if r.Role != control.RoleOperator {
+			t.Errorf("a viewer's record in %s: %+v", AuditFile, r)
+		}
 	}
 
 	// A token in the URL is never logged, neither on success nor on a
@@ -115,7 +123,8 @@ func TestRoles(t *testing.T) {
 	tok := viewerURL[strings.Index(viewerURL, "token=")+len("token="):]
 	ts.stop()
 	audit, _ := os.ReadFile(path)
-	for name, text := range map[string]string{"log": ts.logs.String(), "audit": string(audit)} {
+	viewers, _ := os.ReadFile(filepath.Join(state, ViewerAuditFile))
+	for name, text := range map[string]string{"log": ts.logs.String(), "audit": string(audit) + string(viewers)} {
 		if strings.Contains(text, tok) || strings.Contains(text, tok[:20]) {
 			t.Errorf("the %s holds a token", name)
 		}
@@ -139,6 +148,17 @@ func TestTamperedTokenRole(t *testing.T) {
 	if !strings.Contains(ts.logs.String(), control.ErrTokenInvalid.Error()) {
 		t.Errorf("log has no refusal:\n%s", ts.logs.String())
 	}
+}
+
+// readTrail returns the records of both files of the audit trail in
+// state, each file's older one first.
+func readTrail(t *testing.T, state string) []auditRecord {
+	t.Helper()
+	var out []auditRecord
+	for _, name := range []string{AuditFile + ".1", AuditFile, ViewerAuditFile + ".1", ViewerAuditFile} {
+		out = append(out, readAudit(t, filepath.Join(state, name))...)
+	}
+	return out
 }
 
 func readAudit(t *testing.T, path string) []auditRecord {

@@ -169,13 +169,13 @@ func (s *Supervisor) command(ctx context.Context, cfg *control.Config, snd *send
 	cmd, ok := s.hub.Command(m.Name)
 	if !ok {
 		snd.send(wire.Error{Type: wire.TypeError, Code: wire.ErrUnknownCommand, ID: m.ID, Message: fmt.Sprintf("unknown command %q", m.Name)})
-		s.auditCommand(who, snd.remote, m, wire.ErrUnknownCommand)
+		s.audit.record(who, snd.remote, m, wire.ErrUnknownCommand, true)
 		return
 	}
 	args, err := validateArgs(cmd.Args, m.Args)
 	if err != nil {
 		snd.send(wire.Error{Type: wire.TypeError, Code: wire.ErrBadArgs, ID: m.ID, Message: fmt.Sprintf("%s: %v", m.Name, err)})
-		s.auditCommand(who, snd.remote, m, wire.ErrBadArgs+": "+err.Error())
+		s.audit.record(who, snd.remote, m, wire.ErrBadArgs+": "+err.Error(), true)
 		return
 	}
 	run := func() {
@@ -190,12 +190,12 @@ func (s *Supervisor) command(ctx context.Context, cfg *control.Config, snd *send
 		if err != nil {
 			res.Error = err.Error()
 			snd.log.Info("command failed", "command", m.Name, "id", m.ID, "err", err)
-			s.auditCommand(who, snd.remote, m, "failed: "+err.Error())
+			s.audit.record(who, snd.remote, m, "failed: "+err.Error(), false)
 		} else {
 			if len(v) > 0 {
 				res.Value = json.RawMessage(v)
 			}
-			s.auditCommand(who, snd.remote, m, "ok")
+			s.audit.record(who, snd.remote, m, "ok", false)
 		}
 		snd.send(res)
 	}
@@ -228,7 +228,7 @@ func (s *Supervisor) authorize(cfg *control.Config, snd *sender, m *wire.Command
 	}
 	snd.log.Info("command refused", "command", m.Name, "id", m.ID, "err", err)
 	snd.send(wire.Error{Type: wire.TypeError, Code: wire.ErrForbidden, ID: m.ID, Message: err.Error()})
-	s.auditCommand(who, snd.remote, m, err.Error())
+	s.audit.record(who, snd.remote, m, err.Error(), true)
 	return who, false
 }
 

@@ -193,6 +193,8 @@ func TestPollCommand(t *testing.T) {
 		t.Errorf("unknown session: %d %s", st, body)
 	}
 	audit, _ := os.ReadFile(filepath.Join(ts.config().StateDir, AuditFile))
+	viewers, _ := os.ReadFile(filepath.Join(ts.config().StateDir, ViewerAuditFile))
+	audit = append(audit, viewers...)
 	for _, want := range []string{`"user":"op","role":"operator","remote":"192.0.2.7","command":"helper_counter.add","id":"k1"`, `"user":"v","role":"viewer","remote":"192.0.2.7","command":"helper_counter.add","id":"k1"`} {
 		if !strings.Contains(string(audit), want) {
 			t.Errorf("audit trail lacks %s:\n%s", want, audit)

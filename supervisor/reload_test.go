@@ -115,7 +115,7 @@ func TestReloadRevokesRole(t *testing.T) {
 		t.Fatalf("viewer's command after the line went: %v", r)
 	}
 	var last auditRecord
-	for _, r := range readAudit(t, filepath.Join(cs.config().StateDir, AuditFile)) {
+	for _, r := range readAudit(t, filepath.Join(cs.config().StateDir, ViewerAuditFile)) {
 		last = r
 	}
 	if last.ID != "a2" || last.Role != control.RoleViewer || !strings.HasPrefix(last.Result, "forbidden") {

@@ -87,7 +87,7 @@ type Supervisor struct {
 	rl    reloader  // following the configuration file (reload.go)
 	users usersFile // auth_users, as Recheck reads it (reload.go)
 
-	audit *LogFile // the audit trail; nil: the log
+	audit trail    // the audit trail (audit.go)
 	cmds  commands // commands in hand, for closeAudit
 	polls polls    // long-poll sessions (poll.go)
 	// pollUnused: see the constant.
@@ -120,6 +120,7 @@ func New(opts Options) (*Supervisor, error) {
 		secret: opts.Secret, log: log, version: opts.Version,
 		writers: opts.Writers, stats: opts.Stats, nonces: map[string]time.Time{},
 	}
+	s.audit.log = log
 	s.cfg.Store(&cfg)
 	if s.version == "" {
 		s.version = "dev"
@@ -237,7 +238,7 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("plugin socket dir: %w", err)
 	}
 	cleanSockets(s.plugins.socketDir, s.log)
-	s.openAudit()
+	s.audit.open(s.config().StateDir)
 	defer s.closeAudit()
 
 	pctx, stopPlugins := context.WithCancel(context.Background())

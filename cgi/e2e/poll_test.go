@@ -232,7 +232,7 @@ func TestPoll(t *testing.T) {
 	if got, _ := os.ReadFile(brightness); strings.TrimSpace(string(got)) != "42" {
 		t.Errorf("%s holds %q after the command, want 42", brightness, got)
 	}
-	audit, _ := os.ReadFile(filepath.Join(e.state, "audit.log"))
+	audit, _ := os.ReadFile(filepath.Join(e.state, "audit-viewer.log")) // a viewer's command (command_role)
 	if !bytes.Contains(audit, []byte(`"command":"leds.set_brightness","id":"c1"`)) || !bytes.Contains(audit, []byte(`"result":"ok"`)) {
 		t.Errorf("audit trail lacks the poll's command:\n%s", audit)
 	}

@@ -460,7 +460,19 @@ func (s *Sub) WaitFor(limit time.Duration, from int, what string, match func(Mes
 // mosquitto_pub arguments (-D publish correlation-data …, -r, …).
 func (b *Broker) Publish(t testing.TB, topic string, payload []byte, args ...string) {
 	t.Helper()
-	a := []string{"-h", "127.0.0.1", "-p", strconv.Itoa(b.Port), "-V", "mqttv5", "-t", topic, "-s"}
+	b.publish(t, topic, payload, append([]string{"-s"}, args...))
+}
+
+// PublishMany sends n messages of payload (one line: no newline) on
+// topic with one mosquitto_pub, as fast as it goes.
+func (b *Broker) PublishMany(t testing.TB, topic string, payload []byte, n int) {
+	t.Helper()
+	b.publish(t, topic, bytes.Repeat(append(payload, '\n'), n), []string{"-l"})
+}
+
+func (b *Broker) publish(t testing.TB, topic string, stdin []byte, args []string) {
+	t.Helper()
+	a := []string{"-h", "127.0.0.1", "-p", strconv.Itoa(b.Port), "-V", "mqttv5", "-t", topic}
 	if b.CA != "" {
 		a = append(a, "-h", "localhost", "--cafile", b.CA)
 		if b.Cert != "" {
@@ -468,8 +480,8 @@ func (b *Broker) Publish(t testing.TB, topic string, payload []byte, args ...str
 		}
 	}
 	cmd := exec.Command(Need(t, "mosquitto_pub"), append(a, args...)...)
-	cmd.Stdin = bytes.NewReader(payload)
+	cmd.Stdin = bytes.NewReader(stdin)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("mosquitto_pub %s: %v\n%s", topic, err, out)
+		t.Fatalf("mosquitto_pub %.80s: %v\n%s", topic, err, out)
 	}
 }
