@@ -52,11 +52,8 @@ func handOverServer(t *testing.T, ts *testSup) string {
 // user signed in there has places of their own; a client that leaves
 // gives its place back.
 func TestOneAddressCannotLockOut(t *testing.T) {
-	ts := startSup(t, func(c *control.Config) { c.MaxClients = 50; c.PollInterval = 0 })
-	per := ts.config().MaxClientsPerAddr
-	if per != 16 {
-		t.Fatalf("max_clients_per_addr = %d by default, want 16", per)
-	}
+	per := control.Default().MaxClientsPerAddr
+	ts := startSup(t, func(c *control.Config) { c.MaxClients, c.MaxClientsPerAddr = 50, per; c.PollInterval = 0 })
 	o := ts.origin()
 	ctx := context.Background()
 	open := func(remote string, id control.Identity) pollAns {

@@ -82,6 +82,9 @@ func startSupWith(t testing.TB, wrap func(net.Listener) net.Listener, edit func(
 	cfg := control.Default()
 	cfg.PluginsDir, cfg.StateDir, cfg.Listen = dir, state, "127.0.0.1:0"
 	cfg.CommandTimeout = 2 * time.Second
+	// Every test client comes from loopback: one address for all of
+	// them, as many as a test opens (tests of the limit set it).
+	cfg.MaxClientsPerAddr = cfg.MaxClients
 	if edit != nil {
 		edit(&cfg)
 	}

@@ -257,7 +257,7 @@ func newRig(ctx context.Context, work string, pollInterval time.Duration, log io
 	}
 	conf := filepath.Join(work, "livecgi.conf")
 	if err := os.WriteFile(conf, []byte(fmt.Sprintf(
-		"listen = 127.0.0.1:0\nstate_dir = %s\nplugins_dir = %s\nexec_dir = %s\nsupervisor = %s\nlog_level = warn\nmax_clients = 1100\npoll_interval = %s\n",
+		"listen = 127.0.0.1:0\nstate_dir = %s\nplugins_dir = %s\nexec_dir = %s\nsupervisor = %s\nlog_level = warn\nmax_clients = 1100\nmax_clients_per_addr = 1100\npoll_interval = %s\n",
 		r.state, r.plugins, r.execDir, filepath.Join(r.bin, "livecgid"), pollInterval)), 0o600); err != nil {
 		return nil, err
 	}
