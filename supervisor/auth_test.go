@@ -168,13 +168,8 @@ func TestAuditAtShutdown(t *testing.T) {
 	online(c, "helper_counter")
 	c.send(wire.CommandMsg{Type: "command", ID: "b1", Name: "helper_counter.block"})
 	waitFor(t, "the command in the plugin", func() bool {
-		in := ts.plugins.slot("helper_counter").cur.Load()
-		if in == nil {
-			return false
-		}
-		in.mu.Lock()
-		defer in.mu.Unlock()
-		return in.inflight > 0
+		_, _, inFlight := ts.plugins.Slot("helper_counter")
+		return inFlight > 0
 	})
 	ts.stop()
 	for _, r := range readAudit(t, filepath.Join(ts.config().StateDir, AuditFile)) {

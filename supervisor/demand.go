@@ -41,9 +41,9 @@ func (d *demand) add(k int) {
 	}
 }
 
-// state reports whether anyone consumes readings now, and a channel that
+// Demand reports whether anyone consumes readings now, and a channel that
 // is closed at the next change (0→1 or 1→0).
-func (d *demand) state() (active bool, changed <-chan struct{}) {
+func (d *demand) Demand() (active bool, changed <-chan struct{}) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.n > 0, d.changed

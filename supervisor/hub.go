@@ -27,6 +27,4 @@ func (h *hub) setPlugin(id string, info *wire.PluginInfo, sensors []wire.Sensor,
 	h.SetPlugin(id, info, sensors, commands, st)
 }
 
-func (h *hub) setState(st wire.Status) { h.SetState(st) }
-
 func (h *hub) clientCount() int { return h.ClientCount() }

@@ -148,7 +148,7 @@ func (b *bridge) tlsConfig() (*tls.Config, error) {
 // that lasted a minute).
 func (b *bridge) run(ctx context.Context) {
 	b.metaDeadline = time.Now().Add(mqttDescribeWait)
-	tm := b.s.plugins.timing
+	tm := b.s.timing
 	backoff := tm.mqttBackoffMin
 	short := 0 // connections in a row the broker closed soon after they were made
 	for {
@@ -307,7 +307,7 @@ func (b *bridge) session(ctx context.Context) (connected bool, err error) {
 		}
 		if metaDue && !b.described {
 			var ok bool
-			ok, settled = b.s.plugins.described()
+			ok, settled = b.s.plugins.Described()
 			if ok || !time.Now().Before(b.metaDeadline) {
 				if !ok {
 					b.log.Warn("mqtt: plugins still starting: publishing $meta without them", "waited", mqttDescribeWait)

@@ -352,7 +352,7 @@ func (s *Supervisor) reload(why string, force bool) error {
 	}
 	if !slices.Equal(pluginEnv(*cur), pluginEnv(run)) || !reflect.DeepEqual(cur.PluginSHA256, run.PluginSHA256) {
 		s.log.Info("config: restarting the plugins with the new proc_root, sys_root, exec_dir, net_interfaces or plugin_sha256")
-		s.plugins.reconfigure(pluginEnv(run), run.PluginSHA256)
+		s.plugins.Reconfigure(pluginEnv(run), run.PluginSHA256)
 	}
 	if force || cur.AuthSetup() != run.AuthSetup() || !reflect.DeepEqual(cur.CommandRoles, run.CommandRoles) {
 		s.recheckClients(&run)
@@ -566,33 +566,6 @@ func (s *Supervisor) swapBridge(b *bridge) {
 		b.log.Info("mqtt: bridge restarted for the new configuration")
 	}
 	s.runBridgeLocked()
-}
-
-// settings returns the environment and the checksums plugins start with.
-func (m *manager) settings() ([]string, map[string]string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.env, m.sums
-}
-
-// reconfigure makes plugins start with env and sums from now on, and
-// restarts every running one with them: one no longer allowed is
-// refused.
-func (m *manager) reconfigure(env []string, sums map[string]string) {
-	m.mu.Lock()
-	m.env, m.sums = env, sums
-	names := make([]string, 0, len(m.slots))
-	for n := range m.slots {
-		names = append(names, n)
-	}
-	m.mu.Unlock()
-	slices.Sort(names)
-	for _, n := range names {
-		m.unload(n)
-		if fi, err := os.Stat(filepath.Join(m.dir, n)); err == nil {
-			m.load(n, identify(fi))
-		}
-	}
 }
 
 // tlsListener serves TLS on the connections it accepts while tls_cert

@@ -53,12 +53,12 @@ func (s *Supervisor) publishStats(ctx context.Context, stop context.CancelFunc) 
 		pub("messages_per_second", rate)
 		pub("coalesced_total", float64(s.hub.coalesced.Load()))
 		pub("too_slow_total", float64(s.hub.tooSlow.Load()))
-		pub("plugin_restarts_total", float64(s.plugins.restarts.Load()))
+		pub("plugin_restarts_total", float64(s.plugins.Restarts()))
 		pub("rss_bytes", float64(rss()))
 		pub("goroutines", float64(runtime.NumGoroutine()))
 	}
 	for {
-		active, changed := s.demand.state()
+		active, changed := s.demand.Demand()
 		if active {
 			idle.Stop()
 			publish(time.Now())

@@ -28,6 +28,7 @@ import (
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
 	"github.com/livecgi/livecgi/supervisor/internal/fanout"
+	"github.com/livecgi/livecgi/supervisor/internal/pluginhost"
 )
 
 // builtinPlugin is the plugin id of the supervisor's own figures.
@@ -65,6 +66,21 @@ type Options struct {
 	timing *timing // tests' delays; nil: defaultTiming
 }
 
+// timing holds the delays of the plugin host and of the broker bridge.
+// Tests shorten them per supervisor (Options.timing), so they can run in
+// parallel.
+type timing struct {
+	host pluginhost.Timing
+	// The broker bridge's reconnect backoff (mqtt.go): doubles from min to
+	// max, and resets after a connection that lasted a minute.
+	mqttBackoffMin, mqttBackoffMax time.Duration
+}
+
+// defaultTiming is the timing of a real supervisor.
+func defaultTiming() timing {
+	return timing{host: pluginhost.DefaultTiming(), mqttBackoffMin: time.Second, mqttBackoffMax: time.Minute}
+}
+
 // Supervisor serves browsers and runs plugins. Create it with New and start
 // it with Run; it is done when Run returns. Its methods may be called
 // concurrently.
@@ -77,8 +93,9 @@ type Supervisor struct {
 	version string
 	writers int
 	stats   time.Duration
+	timing  timing
 	hub     *hub
-	plugins *manager
+	plugins *pluginhost.Host
 	demand  *demand // consumers of readings (see demand)
 
 	// tls_cert and tls_key: cert is nil for plain ws://; tlsConf serves
@@ -122,6 +139,10 @@ func New(opts Options) (*Supervisor, error) {
 		writers: opts.Writers, stats: opts.Stats, nonces: map[string]time.Time{},
 	}
 	s.cfg.Store(&cfg)
+	s.timing = defaultTiming()
+	if opts.timing != nil {
+		s.timing = *opts.timing
+	}
 	if s.version == "" {
 		s.version = "dev"
 	}
@@ -172,14 +193,10 @@ func New(opts Options) (*Supervisor, error) {
 	if socketDir == "" {
 		socketDir = filepath.Join(cfg.StateDir, control.SocketDir)
 	}
-	s.plugins = &manager{
-		dir: cfg.PluginsDir, socketDir: socketDir, sums: cfg.PluginSHA256, hub: s.hub,
-		log: log, cmdTO: cfg.CommandTimeout, slots: map[string]*slot{}, timing: defaultTiming(), demand: s.demand,
-		env: pluginEnv(cfg),
-	}
-	if opts.timing != nil {
-		s.plugins.timing = *opts.timing
-	}
+	s.plugins = pluginhost.New(pluginhost.Options{
+		Dir: cfg.PluginsDir, SocketDir: socketDir, Env: pluginEnv(cfg), Sums: cfg.PluginSHA256, Reserved: builtinPlugin,
+		CommandTimeout: cfg.CommandTimeout, Hub: s.hub, Demand: s.demand, Log: log, Timing: &s.timing.host,
+	})
 	s.initReload(opts)
 	return s, nil
 }
@@ -230,16 +247,14 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 	ln = &tlsListener{Listener: ln, s: s}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if err := os.MkdirAll(s.plugins.socketDir, 0o700); err != nil {
-		return fmt.Errorf("plugin socket dir: %w", err)
+	pctx, stopPlugins := context.WithCancel(context.Background())
+	defer stopPlugins()
+	if err := s.plugins.Start(pctx); err != nil {
+		return err
 	}
-	cleanSockets(s.plugins.socketDir, s.log)
 	s.openAudit()
 	defer s.closeAudit()
 
-	pctx, stopPlugins := context.WithCancel(context.Background())
-	defer stopPlugins()
-	s.plugins.ctx = pctx
 	s.registerBuiltin()
 
 	s.hub.Start()
@@ -248,7 +263,7 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 	bg.Go(func() { s.sweepPolls(ctx) })
 	s.startBridge(ctx, &bg)
 	watchErr := make(chan error, 1)
-	bg.Go(func() { watchErr <- s.watch(ctx) })
+	bg.Go(func() { watchErr <- s.plugins.Watch(ctx) })
 	bg.Go(func() { s.follow(ctx) })
 
 	serveErr := make(chan error, 1)
@@ -281,22 +296,12 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 	cw.Wait()
 	// 3. Stop every plugin.
 	stopPlugins()
-	s.plugins.wait()
+	s.plugins.Wait()
 	// 4. The watcher and the rest.
 	bg.Wait()
 	s.hub.Stop()
 	s.log.Info("livecgid stopped")
 	return err
-}
-
-// cleanSockets removes go-plugin socket dirs left by a killed supervisor.
-func cleanSockets(dir string, log *slog.Logger) {
-	ents, _ := os.ReadDir(dir)
-	for _, e := range ents {
-		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err == nil {
-			log.Info("removed stale plugin socket", "path", e.Name())
-		}
-	}
 }
 
 // upgrade turns a request for /live into a WebSocket client after checking
@@ -504,7 +509,7 @@ func (s *Supervisor) command(ctx context.Context, c *fanout.Client, m *wire.Comm
 		s.auditCommand(who, c.Remote(), m, wire.ErrUnknownCommand)
 		return
 	}
-	args, err := validateArgs(cmd.Args, m.Args)
+	args, err := pluginhost.ValidateArgs(cmd.Args, m.Args)
 	if err != nil {
 		c.QueueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrBadArgs, ID: m.ID, Message: fmt.Sprintf("%s: %v", m.Name, err)})
 		s.auditCommand(who, c.Remote(), m, wire.ErrBadArgs+": "+err.Error())
@@ -516,8 +521,8 @@ func (s *Supervisor) command(ctx context.Context, c *fanout.Client, m *wire.Comm
 		cctx, cancel := context.WithTimeout(context.Background(), cfg.CommandTimeout)
 		defer cancel()
 		local := m.Name[len(cmd.Plugin)+1:]
-		v, err := s.plugins.do(cctx, cmd.Plugin, local, m.ID, args)
-		if errors.Is(err, errNoAnswer) {
+		v, err := s.plugins.Do(cctx, cmd.Plugin, local, m.ID, args)
+		if errors.Is(err, pluginhost.ErrNoAnswer) {
 			err = fmt.Errorf("plugin %s did not answer within %v", cmd.Plugin, cfg.CommandTimeout)
 		}
 		res := wire.Result{Type: wire.TypeResult, ID: m.ID, OK: err == nil}

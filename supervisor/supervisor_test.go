@@ -314,7 +314,7 @@ func TestSubscribe(t *testing.T) {
 }
 
 func TestBadPlugins(t *testing.T) {
-	setTiming(t, func(tm *timing) { tm.describe = 500 * time.Millisecond })
+	setTiming(t, func(tm *timing) { tm.host.Describe = 500 * time.Millisecond })
 	ts := startSup(t, nil, "counter", "crash", "garbage", "nodescribe", "baddesc", "wrongtype", "undeclared")
 	c := ts.dial(t)
 	state := func(plugin, st, reason string) {

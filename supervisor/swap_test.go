@@ -249,7 +249,7 @@ type timedReading struct {
 // client sees each swap as exactly one "swapped" status, and readings
 // resume after each. It logs the gap in readings around the swaps.
 func TestSwapUnderLoad(t *testing.T) {
-	setTiming(t, func(tm *timing) { tm.settle = 150 * time.Millisecond })
+	setTiming(t, func(tm *timing) { tm.host.Settle = 150 * time.Millisecond })
 	const name, swaps, clients = "helper_counter", 20, 200
 	ts := startSup(t, func(c *control.Config) {
 		writeHelper(t, filepath.Join(c.PluginsDir, name), 0o755, "counter", "0")
@@ -384,7 +384,7 @@ func TestSwapUnderLoad(t *testing.T) {
 
 // TestArrivals covers each way a binary arrives in the plugins directory.
 func TestArrivals(t *testing.T) {
-	setTiming(t, func(tm *timing) { tm.settle = 150 * time.Millisecond })
+	setTiming(t, func(tm *timing) { tm.host.Settle = 150 * time.Millisecond })
 	ts := startSup(t, nil)
 	c := ts.dial(t)
 	c.next("hello", is("hello"))
@@ -533,8 +533,8 @@ func processGone(pid int) bool {
 // TestBrokenSwapKeepsOld swaps in binaries that cannot take over: the old
 // process keeps serving and clients are told why.
 func TestBrokenSwapKeepsOld(t *testing.T) {
-	setTiming(t, func(tm *timing) { tm.settle = 150 * time.Millisecond })
-	setTiming(t, func(tm *timing) { tm.describe = 500 * time.Millisecond })
+	setTiming(t, func(tm *timing) { tm.host.Settle = 150 * time.Millisecond })
+	setTiming(t, func(tm *timing) { tm.host.Describe = 500 * time.Millisecond })
 	const name = "helper_counter"
 	ts := startSup(t, func(c *control.Config) {
 		writeHelper(t, filepath.Join(c.PluginsDir, name), 0o755, "counter", "good")
@@ -591,7 +591,7 @@ func TestBrokenSwapKeepsOld(t *testing.T) {
 // TestCommandsDuringSwap keeps commands in flight across a swap: each ends
 // on the old process or the new one, or fails with a clear error.
 func TestCommandsDuringSwap(t *testing.T) {
-	setTiming(t, func(tm *timing) { tm.settle = 150 * time.Millisecond })
+	setTiming(t, func(tm *timing) { tm.host.Settle = 150 * time.Millisecond })
 	const name = "helper_counter"
 	ts := startSup(t, func(c *control.Config) {
 		writeHelper(t, filepath.Join(c.PluginsDir, name), 0o755, "counter", "old")
@@ -710,7 +710,7 @@ func TestKilledPluginRestarts(t *testing.T) {
 		socks, _ := filepath.Glob(filepath.Join(ts.config().StateDir, control.SocketDir, "plugin*"))
 		return len(socks) == 1
 	})
-	if got := ts.plugins.restarts.Load(); got != 3 {
+	if got := ts.plugins.Restarts(); got != 3 {
 		t.Errorf("restarts = %d, want 3", got)
 	}
 }
@@ -729,7 +729,7 @@ func sha256Hex(b []byte) string {
 // binaries of other owners and binaries off the SHA-256 allowlist, and
 // loads them once fixed.
 func TestTrust(t *testing.T) {
-	setTiming(t, func(tm *timing) { tm.settle = 150 * time.Millisecond })
+	setTiming(t, func(tm *timing) { tm.host.Settle = 150 * time.Millisecond })
 	t.Run("modes and owner", func(t *testing.T) {
 		ts := startSup(t, nil)
 		c := ts.dial(t)
@@ -877,7 +877,7 @@ func TestIdleTimeout(t *testing.T) {
 // the command, clients see "removed" and then the new process online, and
 // its readings flow.
 func TestRemovedThenBack(t *testing.T) {
-	setTiming(t, func(tm *timing) { tm.settle = 150 * time.Millisecond })
+	setTiming(t, func(tm *timing) { tm.host.Settle = 150 * time.Millisecond })
 	const name = "helper_counter"
 	ts := startSup(t, func(c *control.Config) {
 		writeHelper(t, filepath.Join(c.PluginsDir, name), 0o755, "counter", "1")
@@ -886,17 +886,15 @@ func TestRemovedThenBack(t *testing.T) {
 	online(c, name)
 	c.send(wire.CommandMsg{Type: "command", ID: "slow", Name: name + ".sleep", Args: map[string]any{"ms": 1500}})
 	waitFor(t, "the command in flight", func() bool {
-		in := ts.plugins.slot(name).cur.Load()
-		in.mu.Lock()
-		defer in.mu.Unlock()
-		return in.inflight > 0
+		_, _, inFlight := ts.plugins.Slot(name)
+		return inFlight > 0
 	})
 	if err := os.Remove(filepath.Join(ts.dir, name)); err != nil {
 		t.Fatal(err)
 	}
 	// The removal is acted on (the slot is gone; its process finishes the
 	// command first), then the binary comes back.
-	waitFor(t, "the removal acted on", func() bool { return ts.plugins.slot(name) == nil })
+	waitFor(t, "the removal acted on", func() bool { loaded, _, _ := ts.plugins.Slot(name); return !loaded })
 	deployMv(t, ts.dir, name, 0o755, "counter", "2")
 
 	var seen []string
@@ -932,8 +930,8 @@ func TestRemovedThenBack(t *testing.T) {
 // file (the test waits until it has), then chmod 0755. Browsers see one
 // "swapped" and never "swap_failed".
 func TestSlowInstall(t *testing.T) {
-	setTiming(t, func(tm *timing) { tm.settle = 150 * time.Millisecond })
-	setTiming(t, func(tm *timing) { tm.patience = time.Minute }) // the test's own pauses never reach it
+	setTiming(t, func(tm *timing) { tm.host.Settle = 150 * time.Millisecond })
+	setTiming(t, func(tm *timing) { tm.host.Patience = time.Minute }) // the test's own pauses never reach it
 	const name = "helper_counter"
 	ts := startSup(t, func(c *control.Config) {
 		writeHelper(t, filepath.Join(c.PluginsDir, name), 0o755, "counter", "1")
@@ -996,7 +994,7 @@ func TestSlowInstall(t *testing.T) {
 // plugins dir, as the built-in ones are to livecgid, are swapped when that
 // binary is replaced by rename in its own directory.
 func TestLinkTargetReplaced(t *testing.T) {
-	setTiming(t, func(tm *timing) { tm.settle = 150 * time.Millisecond })
+	setTiming(t, func(tm *timing) { tm.host.Settle = 150 * time.Millisecond })
 	sbin := filepath.Join(t.TempDir(), "sbin")
 	if err := os.Mkdir(sbin, 0o700); err != nil {
 		t.Fatal(err)

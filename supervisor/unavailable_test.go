@@ -67,7 +67,7 @@ func restartsReadings(c *tclient, n int, seen func(map[string]any)) []float64 {
 // another plugin, ten ticks of the built-in figures), and comes online
 // when LEDs appear and its binary changes.
 func TestLEDsWithoutLEDs(t *testing.T) {
-	setTiming(t, func(tm *timing) { tm.settle = 150 * time.Millisecond })
+	setTiming(t, func(tm *timing) { tm.host.Settle = 150 * time.Millisecond })
 	for _, tt := range []struct {
 		name, reason string
 		prepare      func(sysRoot string)

@@ -1,4 +1,4 @@
-package supervisor
+package pluginhost
 
 import (
 	"context"
@@ -14,20 +14,19 @@ import (
 	"github.com/fsnotify/fsnotify"
 )
 
-// watch loads every plugin in the directory, then follows it with fsnotify
+// Watch loads every plugin in the directory, then follows it with fsnotify
 // until ctx ends: a new or replaced binary is loaded (or swapped in), a
 // removed one is stopped. Events are debounced per file name. A plugins
 // directory that does not exist (yet), or goes away, is waited for: its
 // nearest existing ancestor is watched for its creation, and the watch is
 // retried with backoff.
-func (s *Supervisor) watch(ctx context.Context) error {
-	m := s.plugins
+func (m *Host) Watch(ctx context.Context) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return err
 	}
 	defer w.Close()
-	d := &debouncer{timers: map[string]*debounce{}, fire: m.consider, settle: m.timing.settle, drained: m.start.changed}
+	d := &debouncer{timers: map[string]*debounce{}, fire: m.consider, settle: m.timing.Settle, drained: m.start.changed}
 	defer d.stop()
 	dir := filepath.Clean(m.dir)
 	m.links = &links{add: w.Add, targets: map[string]string{}, dirs: map[string]bool{}}
@@ -48,16 +47,16 @@ func (s *Supervisor) watch(ctx context.Context) error {
 				if ancestor != "" {
 					w.Remove(ancestor)
 					ancestor = ""
-					s.log.Info("plugins dir watched: hot-swap on", "dir", dir)
+					m.log.Info("plugins dir watched: hot-swap on", "dir", dir)
 				}
 				if err := m.scan(d); err != nil {
-					s.log.Error("no plugins", "err", err)
+					m.log.Error("no plugins", "err", err)
 				}
 				return
 			}
 			if err.Error() != lastErr {
 				lastErr = err.Error()
-				s.log.Error("cannot watch plugins dir: hot-swap waits for it", "dir", dir, "err", err)
+				m.log.Error("cannot watch plugins dir: hot-swap waits for it", "dir", dir, "err", err)
 				// What is there runs; what is gone stops.
 				m.rescan(d)
 			}
@@ -75,7 +74,7 @@ func (s *Supervisor) watch(ctx context.Context) error {
 			ancestor = a
 			// Look again: the directory may have appeared before this watch.
 		}
-		backoff = min(max(2*backoff, m.timing.dirRetryMin), m.timing.dirRetryMax)
+		backoff = min(max(2*backoff, m.timing.DirRetryMin), m.timing.DirRetryMax)
 		retry.Reset(backoff)
 	}
 	arm()
@@ -128,11 +127,11 @@ func (s *Supervisor) watch(ctx context.Context) error {
 				return nil
 			}
 			if errors.Is(err, fsnotify.ErrEventOverflow) {
-				s.log.Warn("plugins dir events overflowed: rescanning")
+				m.log.Warn("plugins dir events overflowed: rescanning")
 				m.rescan(d)
 				continue
 			}
-			s.log.Error("watch plugins dir", "err", err)
+			m.log.Error("watch plugins dir", "err", err)
 		}
 	}
 }
@@ -156,7 +155,7 @@ func existingAncestor(dir string) string {
 // (incomplete, not executable) is left alone, the old process, if any,
 // serving on; clients are told only if it stays unusable and unchanged for
 // patience. consider returns when to look at the file again, or 0.
-func (m *manager) consider(name string) time.Duration {
+func (m *Host) consider(name string) time.Duration {
 	if !candidate(name) {
 		return 0
 	}
@@ -173,8 +172,8 @@ func (m *manager) consider(name string) time.Duration {
 		return 0
 	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		if age := time.Since(time.Unix(st.Ctim.Unix())); age >= 0 && age < m.timing.settle {
-			return m.timing.settle - age
+		if age := time.Since(time.Unix(st.Ctim.Unix())); age >= 0 && age < m.timing.Settle {
+			return m.timing.Settle - age
 		}
 	}
 	ident := identify(fi)
@@ -183,8 +182,8 @@ func (m *manager) consider(name string) time.Duration {
 			m.unusable(name, ident, err)
 			return 0
 		}
-		m.log.Info("plugin file not loaded", "file", name, "reason", err, "judged_again_in", m.timing.patience)
-		return m.timing.patience
+		m.log.Info("plugin file not loaded", "file", name, "reason", err, "judged_again_in", m.timing.Patience)
+		return m.timing.Patience
 	}
 	m.judged(name, "")
 	m.load(name, ident)
@@ -194,7 +193,7 @@ func (m *manager) consider(name string) time.Duration {
 // judged records that the version v of file name was found unusable and
 // reports whether it was already, last time: then it has stayed so for
 // patience. An empty v forgets name.
-func (m *manager) judged(name, v string) bool {
+func (m *Host) judged(name, v string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if v == "" || m.unusableSeen[name] == v {
@@ -259,7 +258,7 @@ func usableBinary(path string, fi os.FileInfo) error {
 }
 
 // rescan loads every plugin file and unloads slots whose file is gone.
-func (m *manager) rescan(d *debouncer) {
+func (m *Host) rescan(d *debouncer) {
 	m.mu.Lock()
 	names := make([]string, 0, len(m.slots))
 	for n := range m.slots {
@@ -276,7 +275,7 @@ func (m *manager) rescan(d *debouncer) {
 
 // scan considers every file in the directory; d looks again at those
 // that are not quiet or not usable yet.
-func (m *manager) scan(d *debouncer) error {
+func (m *Host) scan(d *debouncer) error {
 	ents, err := os.ReadDir(m.dir)
 	if err != nil {
 		return fmt.Errorf("read plugins dir: %w", err)
@@ -359,7 +358,7 @@ func (d *debouncer) pending() int {
 
 // startup follows the plugins directory's first look, for a consumer
 // that must not publish the plugins' descriptions before they are there
-// (the broker bridge's retained $meta: see manager.described). The zero
+// (the broker bridge's retained $meta: see Host.Described). The zero
 // value is ready to use; its methods may be called concurrently.
 type startup struct {
 	mu   sync.Mutex
@@ -397,14 +396,14 @@ func (st *startup) state() (*debouncer, <-chan struct{}) {
 	return st.deb, st.wake
 }
 
-// described reports whether the plugins livecgid started with have
+// Described reports whether the plugins livecgid started with have
 // described themselves: the first scan of the directory is done, no file
 // is still put off (being written, not executable yet), and every plugin
 // loaded has come to a state in the hub (online with its descriptors,
 // or refused, unavailable, restarting: each at its first start). The
 // channel is closed when that may have changed other than by the hub
 // (whose changes its consumers hear of anyway).
-func (m *manager) described() (bool, <-chan struct{}) {
+func (m *Host) Described() (bool, <-chan struct{}) {
 	d, wake := m.start.state()
 	if d == nil || d.pending() > 0 {
 		return false, wake

@@ -1,4 +1,4 @@
-package supervisor
+package pluginhost
 
 import (
 	"encoding/json"
@@ -10,11 +10,11 @@ import (
 	"github.com/livecgi/livecgi/proto/wire"
 )
 
-// validateArgs checks a command's arguments (as decoded with UseNumber)
+// ValidateArgs checks a command's arguments (as decoded with UseNumber)
 // against its declared schema and returns them as a JSON object for the
 // plugin. Unknown arguments, missing required ones, wrong types, numbers
 // out of range and text outside the enum are errors naming the argument.
-func validateArgs(schema []wire.Arg, args map[string]any) ([]byte, error) {
+func ValidateArgs(schema []wire.Arg, args map[string]any) ([]byte, error) {
 	out := make(map[string]any, len(args))
 	for name := range args {
 		if !slices.ContainsFunc(schema, func(a wire.Arg) bool { return a.Name == name }) {

@@ -1,4 +1,4 @@
-package supervisor
+package pluginhost
 
 import (
 	"context"
@@ -31,7 +31,7 @@ type instance struct {
 	known    atomic.Pointer[described]
 	minEvery atomic.Int64 // shortest sensor interval (a time.Duration); 0 without sensors
 	started  time.Time
-	socket   string // its unix socket in the manager's socket dir, if any
+	socket   string // its unix socket in the host's socket dir, if any
 
 	// A dynamic plugin is described again (redescribe) by its Stream's
 	// reader and by the follower of its Changes; descMu makes one wait
@@ -128,7 +128,7 @@ func (sl *slot) start(ctx context.Context) (*instance, error) {
 		Cmd:              cmd,
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		Logger:           newHCLog(sl.log),
-		StartTimeout:     m.timing.handshake,
+		StartTimeout:     m.timing.Handshake,
 		Stderr:           tail,
 	}
 	if pinned {
@@ -165,7 +165,7 @@ func (sl *slot) start(ctx context.Context) (*instance, error) {
 	if !ok {
 		return fail(fmt.Errorf("dispense: unexpected %T", raw))
 	}
-	dctx, cancel := context.WithTimeout(ctx, m.timing.describe)
+	dctx, cancel := context.WithTimeout(ctx, m.timing.Describe)
 	desc, err := pc.Describe(dctx, &proto.DescribeRequest{})
 	cancel()
 	if err != nil {
@@ -176,7 +176,7 @@ func (sl *slot) start(ctx context.Context) (*instance, error) {
 			}
 		}
 		if dctx.Err() != nil {
-			return fail(fmt.Errorf("describe: no answer within %v", m.timing.describe))
+			return fail(fmt.Errorf("describe: no answer within %v", m.timing.Describe))
 		}
 		return fail(fmt.Errorf("describe: %w", err))
 	}

@@ -1,4 +1,4 @@
-package supervisor
+package pluginhost
 
 import (
 	"context"
@@ -42,7 +42,7 @@ func (sl *slot) loop(ctx context.Context) {
 		if cur != nil {
 			done = cur.done
 		}
-		active, changed := m.demand.state()
+		active, changed := m.demand.Demand()
 		if want := active && cur != nil && cur.minEvery.Load() > 0; want != watching {
 			watching = want
 			if want {
@@ -66,7 +66,7 @@ func (sl *slot) loop(ctx context.Context) {
 				in.stop(m.cmdTO)
 			}
 			sl.log.Info("plugin removed")
-			m.hub.setPlugin(sl.id, nil, nil, nil, &wire.Status{Plugin: sl.id, State: wire.StateRemoved, Reason: "binary removed"})
+			m.hub.SetPlugin(sl.id, nil, nil, nil, &wire.Status{Plugin: sl.id, State: wire.StateRemoved, Reason: "binary removed"})
 			return
 
 		case <-retry.C:
@@ -83,7 +83,7 @@ func (sl *slot) loop(ctx context.Context) {
 					// (chmod, chown, a new binary) or to the directory
 					// starts it again.
 					sl.log.Error("plugin refused", "reason", err)
-					m.hub.setState(wire.Status{Plugin: sl.id, State: wire.StateRefused, Reason: err.Error()})
+					m.hub.SetState(wire.Status{Plugin: sl.id, State: wire.StateRefused, Reason: err.Error()})
 					unavailable = ""
 					continue
 				}
@@ -94,21 +94,21 @@ func (sl *slot) loop(ctx context.Context) {
 					backoff = 0
 					if un.reason != unavailable {
 						unavailable = un.reason
-						sl.log.Info("plugin has nothing to serve here", "reason", un.reason, "retry_in", m.timing.unavailableRetry)
+						sl.log.Info("plugin has nothing to serve here", "reason", un.reason, "retry_in", m.timing.UnavailableRetry)
 						// Sensors a former run declared are gone, not stale.
-						m.hub.setPlugin(sl.id, &wire.PluginInfo{ID: sl.id, State: wire.StateUnavailable, Reason: un.reason}, nil, nil,
+						m.hub.SetPlugin(sl.id, &wire.PluginInfo{ID: sl.id, State: wire.StateUnavailable, Reason: un.reason}, nil, nil,
 							&wire.Status{Plugin: sl.id, State: wire.StateUnavailable, Reason: un.reason})
 					} else {
 						sl.log.Debug("plugin still has nothing to serve here", "reason", un.reason)
 					}
-					retry.Reset(m.timing.unavailableRetry)
+					retry.Reset(m.timing.UnavailableRetry)
 					continue
 				}
 				unavailable = ""
 				m.restarts.Add(1)
 				backoff = m.timing.nextBackoff(backoff)
 				sl.log.Error("plugin failed to start", "err", err, "retry_in", backoff)
-				m.hub.setState(wire.Status{Plugin: sl.id, State: wire.StateRestarting, Reason: err.Error()})
+				m.hub.SetState(wire.Status{Plugin: sl.id, State: wire.StateRestarting, Reason: err.Error()})
 				retry.Reset(backoff)
 				continue
 			}
@@ -146,7 +146,7 @@ func (sl *slot) loop(ctx context.Context) {
 			in, err := sl.start(ctx)
 			if err != nil {
 				sl.log.Error("new binary refused, old one keeps serving", "err", err)
-				m.hub.setState(wire.Status{Plugin: sl.id, State: wire.StateSwapFailed, Reason: err.Error(), Version: cur.desc.Version})
+				m.hub.SetState(wire.Status{Plugin: sl.id, State: wire.StateSwapFailed, Reason: err.Error(), Version: cur.desc.Version})
 				continue
 			}
 			sl.log.Info("plugin swapped", "old_version", cur.desc.Version, "new_version", in.desc.Version)
@@ -165,21 +165,21 @@ func (sl *slot) crashed(cur *instance, reason string, backoff *time.Duration, re
 	sl.pub.Unlock()
 	m.wg.Go(func() { cur.stop(0) })
 	m.restarts.Add(1)
-	if time.Since(cur.started) > m.timing.backoffReset {
+	if time.Since(cur.started) > m.timing.BackoffReset {
 		*backoff = 0
 	}
 	*backoff = m.timing.nextBackoff(*backoff)
 	sl.log.Warn("plugin down, restarting", "reason", reason, "retry_in", *backoff)
-	m.hub.setState(wire.Status{Plugin: sl.id, State: wire.StateOffline, Reason: reason, Version: cur.desc.Version})
-	m.hub.setState(wire.Status{Plugin: sl.id, State: wire.StateRestarting, Reason: fmt.Sprintf("restart in %v", *backoff)})
+	m.hub.SetState(wire.Status{Plugin: sl.id, State: wire.StateOffline, Reason: reason, Version: cur.desc.Version})
+	m.hub.SetState(wire.Status{Plugin: sl.id, State: wire.StateRestarting, Reason: fmt.Sprintf("restart in %v", *backoff)})
 	retry.Reset(*backoff)
 }
 
-func (t *timing) nextBackoff(b time.Duration) time.Duration {
+func (t *Timing) nextBackoff(b time.Duration) time.Duration {
 	if b == 0 {
-		return t.backoffMin
+		return t.BackoffMin
 	}
-	return min(2*b, t.backoffMax)
+	return min(2*b, t.BackoffMax)
 }
 
 // activate makes in the slot's current instance, publishes its
@@ -190,7 +190,7 @@ func (sl *slot) activate(in *instance, st wire.Status) {
 	in.cancel = cancel
 	sl.pub.Lock()
 	sl.cur.Store(in)
-	sl.m.hub.setPlugin(sl.id, &wire.PluginInfo{ID: sl.id, State: st.State, Version: in.desc.Version, Title: in.desc.GetTitle()}, sensors, commands, &st)
+	sl.m.hub.SetPlugin(sl.id, &wire.PluginInfo{ID: sl.id, State: st.State, Version: in.desc.Version, Title: in.desc.GetTitle()}, sensors, commands, &st)
 	sl.pub.Unlock()
 	go sl.run(ctx, in)
 }
@@ -225,7 +225,7 @@ func (sl *slot) run(ctx context.Context, in *instance) {
 // not, until ctx ends (nil) or the plugin fails.
 func (sl *slot) serve(ctx context.Context, in *instance) error {
 	for ctx.Err() == nil {
-		active, changed := sl.m.demand.state()
+		active, changed := sl.m.demand.Demand()
 		reshaped := in.reshapes()
 		want := wantStream(in, active)
 		sctx, cancel := context.WithCancel(ctx)
@@ -359,7 +359,7 @@ func (sl *slot) stream(ctx context.Context, in *instance) error {
 			sl.log.Warn("bad reading", "err", err)
 		}
 		if wr.Sensor != "" {
-			sl.m.hub.publish(wr)
+			sl.m.hub.Publish(wr)
 		}
 	}
 }
@@ -414,7 +414,7 @@ func (sl *slot) follow(ctx context.Context, in *instance) error {
 func (sl *slot) redescribe(ctx context.Context, in *instance) error {
 	in.descMu.Lock()
 	defer in.descMu.Unlock()
-	dctx, cancel := context.WithTimeout(ctx, sl.m.timing.describe)
+	dctx, cancel := context.WithTimeout(ctx, sl.m.timing.Describe)
 	desc, err := in.rpc.Describe(dctx, &proto.DescribeRequest{})
 	cancel()
 	if err != nil {
@@ -435,7 +435,7 @@ func (sl *slot) redescribe(ctx context.Context, in *instance) error {
 	if sl.cur.Load() == in {
 		sl.log.Info("plugin description changed", "sensors", len(sensors), "commands", len(commands))
 		// Its Version is the first description's: a redescription keeps it.
-		sl.m.hub.setPlugin(sl.id, &wire.PluginInfo{ID: sl.id, State: wire.StateOnline, Version: in.desc.Version, Title: desc.GetTitle()}, sensors, commands, nil)
+		sl.m.hub.SetPlugin(sl.id, &wire.PluginInfo{ID: sl.id, State: wire.StateOnline, Version: in.desc.Version, Title: desc.GetTitle()}, sensors, commands, nil)
 	}
 	sl.pub.Unlock()
 	// Then the instance: a reading of a new sensor that comes before
