@@ -68,7 +68,6 @@ type Publisher interface {
 	Publish(r wire.Reading) bool
 	SetPlugin(id string, info *wire.PluginInfo, sensors []wire.Sensor, commands []wire.Command, st *wire.Status)
 	SetState(st wire.Status)
-	Plugin(id string) wire.PluginInfo
 }
 
 // Demand tells the host whether anyone consumes readings now: plugins
@@ -188,6 +187,7 @@ type slot struct {
 	m        *Host
 	log      *slog.Logger
 	cur      atomic.Pointer[instance]
+	spoke    atomic.Bool // it has published a state (see said)
 	// pub is held while the loop changes cur together with the hub's
 	// descriptors, and while a redescription checks cur and publishes:
 	// an instance that is no longer current never overwrites its

@@ -84,6 +84,7 @@ func (sl *slot) loop(ctx context.Context) {
 					// starts it again.
 					sl.log.Error("plugin refused", "reason", err)
 					m.hub.SetState(wire.Status{Plugin: sl.id, State: wire.StateRefused, Reason: err.Error()})
+					sl.said()
 					unavailable = ""
 					continue
 				}
@@ -98,6 +99,7 @@ func (sl *slot) loop(ctx context.Context) {
 						// Sensors a former run declared are gone, not stale.
 						m.hub.SetPlugin(sl.id, &wire.PluginInfo{ID: sl.id, State: wire.StateUnavailable, Reason: un.reason}, nil, nil,
 							&wire.Status{Plugin: sl.id, State: wire.StateUnavailable, Reason: un.reason})
+						sl.said()
 					} else {
 						sl.log.Debug("plugin still has nothing to serve here", "reason", un.reason)
 					}
@@ -109,11 +111,13 @@ func (sl *slot) loop(ctx context.Context) {
 				backoff = m.timing.nextBackoff(backoff)
 				sl.log.Error("plugin failed to start", "err", err, "retry_in", backoff)
 				m.hub.SetState(wire.Status{Plugin: sl.id, State: wire.StateRestarting, Reason: err.Error()})
+				sl.said()
 				retry.Reset(backoff)
 				continue
 			}
 			unavailable = ""
 			sl.activate(in, wire.Status{Plugin: sl.id, State: wire.StateOnline, Version: in.desc.Version})
+			sl.said()
 
 		case <-done:
 			reason := "plugin exited"
@@ -153,6 +157,15 @@ func (sl *slot) loop(ctx context.Context) {
 			sl.activate(in, wire.Status{Plugin: sl.id, State: wire.StateSwapped, Version: in.desc.Version, PreviousVersion: cur.desc.Version})
 			m.wg.Go(func() { cur.stop(m.cmdTO) }) // Run waits for it before stopping the hub
 		}
+	}
+}
+
+// said records that the slot has published a state (online with its
+// descriptors, refused, unavailable, restarting), which its first start
+// always does, and the first time wakes those waiting on Described.
+func (sl *slot) said() {
+	if !sl.spoke.Swap(true) {
+		sl.m.start.changed()
 	}
 }
 

@@ -399,23 +399,19 @@ func (st *startup) state() (*debouncer, <-chan struct{}) {
 // Described reports whether the plugins livecgid started with have
 // described themselves: the first scan of the directory is done, no file
 // is still put off (being written, not executable yet), and every plugin
-// loaded has come to a state in the hub (online with its descriptors,
-// or refused, unavailable, restarting: each at its first start). The
-// channel is closed when that may have changed other than by the hub
-// (whose changes its consumers hear of anyway).
+// loaded has published a state (online with its descriptors, or
+// refused, unavailable, restarting: each at its first start; see
+// slot.said), after which the publisher holds it. The channel is closed
+// when that may have changed.
 func (m *Host) Described() (bool, <-chan struct{}) {
 	d, wake := m.start.state()
 	if d == nil || d.pending() > 0 {
 		return false, wake
 	}
 	m.mu.Lock()
-	ids := make([]string, 0, len(m.slots))
-	for id := range m.slots {
-		ids = append(ids, id)
-	}
-	m.mu.Unlock()
-	for _, id := range ids {
-		if m.hub.Plugin(id).State == "" {
+	defer m.mu.Unlock()
+	for _, sl := range m.slots {
+		if !sl.spoke.Load() {
 			return false, wake
 		}
 	}
