@@ -58,7 +58,7 @@ func (s *Supervisor) publishStats(ctx context.Context, stop context.CancelFunc) 
 		pub("goroutines", float64(runtime.NumGoroutine()))
 	}
 	for {
-		active, changed := s.demand.Demand()
+		active, changed := s.hub.Demand()
 		if active {
 			idle.Stop()
 			publish(time.Now())

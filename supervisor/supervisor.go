@@ -96,7 +96,6 @@ type Supervisor struct {
 	timing  timing
 	hub     *hub
 	plugins *pluginhost.Host
-	demand  *demand // consumers of readings (see demand)
 
 	// tls_cert and tls_key: cert is nil for plain ws://; tlsConf serves
 	// the current one (Reload swaps it).
@@ -154,21 +153,10 @@ func New(opts Options) (*Supervisor, error) {
 	}
 	epoch := make([]byte, 6)
 	rand.Read(epoch)
-	s.demand = newDemand()
-	consumers := 0 // guarded by the hub's lock (OnConsumers)
 	s.hub = newHub(fanout.Options{
 		Epoch: hex.EncodeToString(epoch), Version: s.version, History: cfg.History,
 		MaxClients: cfg.MaxClients, Writers: s.writers, WriteTimeout: cfg.WriteTimeout,
 		CommandRole: func(command string) string { return s.config().CommandRole(command) },
-		// Each attached client, a poll session's too, holds demand.
-		OnConsumers: func(n int) {
-			for ; consumers < n; consumers++ {
-				s.demand.hold()
-			}
-			for ; consumers > n; consumers-- {
-				s.demand.release()
-			}
-		},
 	})
 	cert, err := loadCert(cfg)
 	if err != nil {
@@ -195,7 +183,7 @@ func New(opts Options) (*Supervisor, error) {
 	}
 	s.plugins = pluginhost.New(pluginhost.Options{
 		Dir: cfg.PluginsDir, SocketDir: socketDir, Env: pluginEnv(cfg), Sums: cfg.PluginSHA256, Reserved: builtinPlugin,
-		CommandTimeout: cfg.CommandTimeout, Hub: s.hub, Demand: s.demand, Log: log, Timing: &s.timing.host,
+		CommandTimeout: cfg.CommandTimeout, Hub: s.hub, Demand: s.hub, Log: log, Timing: &s.timing.host,
 	})
 	s.initReload(opts)
 	return s, nil

@@ -144,11 +144,15 @@ func TestRequeue(t *testing.T) {
 }
 
 // TestAttachCapacity attaches from many goroutines at once: exactly
-// MaxClients get in, and OnConsumers sees every count in order.
+// MaxClients get in; Demand changes with the first client attached and
+// the last one detached, and only then.
 func TestAttachCapacity(t *testing.T) {
 	const maxClients, tries = 10, 200
-	var counts []int
-	h := newTestHub(t, Options{MaxClients: maxClients, OnConsumers: func(n int) { counts = append(counts, n) }})
+	h := newTestHub(t, Options{MaxClients: maxClients})
+	active, idle := h.Demand()
+	if active {
+		t.Fatal("demand with no client")
+	}
 	var ok, full atomic.Int64
 	var wg sync.WaitGroup
 	start := make(chan struct{})
@@ -174,12 +178,31 @@ func TestAttachCapacity(t *testing.T) {
 	if len(h.work) > cap(h.work) || cap(h.work) <= maxClients {
 		t.Fatalf("work queue %d of %d", len(h.work), cap(h.work))
 	}
-	for _, c := range h.Clients() {
+	select {
+	case <-idle:
+	default:
+		t.Fatal("Demand's channel not closed by the first client")
+	}
+	active, busy := h.Demand()
+	if !active {
+		t.Fatal("no demand with clients attached")
+	}
+	cs := h.Clients()
+	for _, c := range cs[1:] {
 		h.Detach(c)
 		h.Detach(c) // twice: counted once
 	}
-	if fmt.Sprint(counts) != "[1 2 3 4 5 6 7 8 9 10 9 8 7 6 5 4 3 2 1 0]" {
-		t.Fatalf("OnConsumers saw %v", counts)
+	if active, ch := h.Demand(); !active || ch != busy {
+		t.Fatal("demand changed with a client left")
+	}
+	h.Detach(cs[0])
+	select {
+	case <-busy:
+	default:
+		t.Fatal("Demand's channel not closed by the last client leaving")
+	}
+	if active, _ := h.Demand(); active || h.ClientCount() != 0 {
+		t.Fatalf("demand %v with %d clients after all left", active, h.ClientCount())
 	}
 	h.Shutdown()
 	if err := h.Attach(h.NewClient(ClientOptions{})); !errors.Is(err, ErrClosed) {
