@@ -90,7 +90,7 @@ func TestDemandDrivenSampling(t *testing.T) {
 	c2 := ts.dial(t)
 	c2.next("a reading", func(m map[string]any) bool { return m["type"] == "reading" && m["sensor"] == p+".count" })
 	c.conn.Close(websocket.StatusNormalClosure, "")
-	waitFor(t, "one client left", func() bool { return ts.hub.clientCount() == 1 })
+	waitFor(t, "one client left", func() bool { return ts.hub.ClientCount() == 1 })
 	c2.next("a reading", func(m map[string]any) bool { return m["type"] == "reading" && m["sensor"] == p+".count" })
 	if s := ts.streams(t, p); s.Opened != 1 || s.Open != 1 {
 		t.Errorf("after one of two left: %d streams opened, %d open; want 1, 1", s.Opened, s.Open)

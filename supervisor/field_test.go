@@ -163,7 +163,7 @@ func TestVanishedClientsReleaseDescriptors(t *testing.T) {
 	first := ts.dial(t)
 	first.next("hello", is("hello"))
 	first.conn.Close(websocket.StatusNormalClosure, "")
-	waitFor(t, "the first client to be detached", func() bool { return ts.hub.clientCount() == 0 })
+	waitFor(t, "the first client to be detached", func() bool { return ts.hub.ClientCount() == 0 })
 	_, port, _ := net.SplitHostPort(ts.addr)
 	base := serverConns(t, port)
 
@@ -172,7 +172,7 @@ func TestVanishedClientsReleaseDescriptors(t *testing.T) {
 	for range n {
 		conns = append(conns, ts.rawUpgrade(t))
 	}
-	waitFor(t, "the clients to be attached", func() bool { return ts.hub.clientCount() == n })
+	waitFor(t, "the clients to be attached", func() bool { return ts.hub.ClientCount() == n })
 	if got := serverConns(t, port); got < base+n {
 		t.Fatalf("%d connections of the supervisor open with %d clients attached: the count misses them", got, n)
 	}
@@ -180,7 +180,7 @@ func TestVanishedClientsReleaseDescriptors(t *testing.T) {
 		c.SetLinger(0) // a reset, no close frame
 		c.Close()
 	}
-	waitFor(t, "the clients to be detached", func() bool { return ts.hub.clientCount() == 0 })
+	waitFor(t, "the clients to be detached", func() bool { return ts.hub.ClientCount() == 0 })
 	var now int
 	for end := time.Now().Add(15 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
 		if now = serverConns(t, port); now <= base {

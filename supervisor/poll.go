@@ -248,7 +248,7 @@ func (s *Supervisor) answerPoll(ctx context.Context, ps *pollSession, since *uin
 	for {
 		published := s.hub.Published()
 		if frames, seq, ok := s.collect(ps, since); ok {
-			s.hub.delivered.Add(uint64(len(frames)))
+			s.hub.Counters().Delivered.Add(uint64(len(frames)))
 			return pollAnswer(ps.id, seq, frames)
 		}
 		select {

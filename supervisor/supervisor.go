@@ -94,7 +94,7 @@ type Supervisor struct {
 	writers int
 	stats   time.Duration
 	timing  timing
-	hub     *hub
+	hub     *fanout.Hub
 	plugins *pluginhost.Host
 
 	// tls_cert and tls_key: cert is nil for plain ws://; tlsConf serves
@@ -153,7 +153,7 @@ func New(opts Options) (*Supervisor, error) {
 	}
 	epoch := make([]byte, 6)
 	rand.Read(epoch)
-	s.hub = newHub(fanout.Options{
+	s.hub = fanout.New(fanout.Options{
 		Epoch: hex.EncodeToString(epoch), Version: s.version, History: cfg.History,
 		MaxClients: cfg.MaxClients, Writers: s.writers, WriteTimeout: cfg.WriteTimeout,
 		CommandRole: func(command string) string { return s.config().CommandRole(command) },
@@ -216,7 +216,7 @@ func (s *Supervisor) Status() control.Status {
 	s.mu.Lock()
 	port := s.port
 	s.mu.Unlock()
-	st := control.Status{PID: os.Getpid(), Port: port, Version: s.version, Epoch: s.hub.Epoch(), Clients: s.hub.clientCount(),
+	st := control.Status{PID: os.Getpid(), Port: port, Version: s.version, Epoch: s.hub.Epoch(), Clients: s.hub.ClientCount(),
 		TLS: s.cert.Load() != nil, ConfigSum: s.config().Sum}
 	st.ConfigError, st.Restart = s.rl.state()
 	return st

@@ -182,8 +182,8 @@ func TestSlowClientIsClosedOthersCarryOn(t *testing.T) {
 	}
 	defer stuck.CloseNow()
 	healthy := ts.dial(t)
-	waitFor(t, "the stuck client to be closed as too slow", func() bool { return ts.hub.tooSlow.Load() > 0 })
-	waitFor(t, "the stuck client to be detached", func() bool { return ts.hub.clientCount() == 1 })
+	waitFor(t, "the stuck client to be closed as too slow", func() bool { return ts.hub.Counters().TooSlow.Load() > 0 })
+	waitFor(t, "the stuck client to be detached", func() bool { return ts.hub.ClientCount() == 1 })
 	// The healthy client reads on, getting the newest values.
 	healthy.next("reading after the stuck client went", is("reading", "sensor", "helper_big.label"))
 	if !strings.Contains(ts.logs.String(), "client too slow") {
@@ -195,9 +195,9 @@ func TestVanishedClientIsDropped(t *testing.T) {
 	ts := startSup(t, nil, "counter")
 	c := ts.dial(t)
 	c.next("hello", is("hello"))
-	waitFor(t, "client attached", func() bool { return ts.hub.clientCount() == 1 })
+	waitFor(t, "client attached", func() bool { return ts.hub.ClientCount() == 1 })
 	c.conn.CloseNow() // no close frame: the TCP connection just goes
-	waitFor(t, "client detached", func() bool { return ts.hub.clientCount() == 0 })
+	waitFor(t, "client detached", func() bool { return ts.hub.ClientCount() == 0 })
 }
 
 func TestDeadClientDroppedByPing(t *testing.T) {
@@ -213,8 +213,8 @@ func TestDeadClientDroppedByPing(t *testing.T) {
 	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nOrigin: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: livecgi.v1\r\n\r\n",
 		u[len("ws://")+len(ts.addr):], ts.addr, ts.origin())
-	waitFor(t, "raw client attached", func() bool { return ts.hub.clientCount() == 1 })
-	waitFor(t, "dead client dropped", func() bool { return ts.hub.clientCount() == 0 })
+	waitFor(t, "raw client attached", func() bool { return ts.hub.ClientCount() == 1 })
+	waitFor(t, "dead client dropped", func() bool { return ts.hub.ClientCount() == 0 })
 }
 
 func TestTokens(t *testing.T) {

@@ -348,7 +348,7 @@ func TestSwapUnderLoad(t *testing.T) {
 		}
 		lc.mu.Unlock()
 	}
-	if n := ts.hub.clientCount(); n != clients+2 {
+	if n := ts.hub.ClientCount(); n != clients+2 {
 		t.Errorf("%d clients connected, want %d", n, clients+2)
 	}
 	waitFor(t, "replaced processes to exit", func() bool { return len(pluginPids(filepath.Join(ts.dir, name))) == 1 })
