@@ -24,6 +24,7 @@ import (
 
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
+	"github.com/livecgi/livecgi/supervisor/internal/ratelimit"
 )
 
 // What the field does to a supervisor that runs for months: descriptor
@@ -366,7 +367,7 @@ func (c *tclient) closedCounting(code string) (websocket.StatusCode, int) {
 }
 
 // TestFloodOfMessages sends ~500 messages a second against a rate of 20:
-// they are dropped, and the client is closed after floodGrace.
+// they are dropped, and the client is closed after ratelimit.FloodGrace.
 func TestFloodOfMessages(t *testing.T) {
 	ts := startSup(t, nil, "counter")
 	bystander, flooder := ts.dial(t), ts.dial(t)
@@ -410,8 +411,8 @@ func TestBurstThenCalm(t *testing.T) {
 		c.send(wire.Resume{Type: "resume", Epoch: "x", Seq: 1})
 	}
 	c.next("rate_limited error", is("error", "code", wire.ErrRateLimited))
-	// Well under the rate, for longer than floodGrace: each answered.
-	for i := range int(2 * floodGrace / (250 * time.Millisecond)) {
+	// Well under the rate, for longer than ratelimit.FloodGrace: each answered.
+	for i := range int(2 * ratelimit.FloodGrace / (250 * time.Millisecond)) {
 		time.Sleep(250 * time.Millisecond)
 		id := fmt.Sprint("calm-", i)
 		c.send(wire.CommandMsg{Type: "command", ID: id, Name: "helper_counter.add", Args: map[string]any{"a": 1}})

@@ -25,6 +25,7 @@ import (
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
 	"github.com/livecgi/livecgi/supervisor/internal/fanout"
+	"github.com/livecgi/livecgi/supervisor/internal/ratelimit"
 	"github.com/livecgi/livecgi/supervisor/internal/wsconn"
 )
 
@@ -61,7 +62,7 @@ type bridge struct {
 	sem    chan struct{} // commands in flight
 
 	limMu sync.Mutex
-	lim   limiter // commands from the broker, all together
+	lim   ratelimit.Limiter // commands from the broker, all together
 	cmdN  atomic.Uint64
 
 	// Owned by the session loop.
@@ -558,10 +559,10 @@ func (b *bridge) command(ctx context.Context, cli *paho.Client, name string, p *
 	cfg := b.s.config()
 	now := time.Now()
 	b.limMu.Lock()
-	b.lim.set(cfg.Rate, cfg.Burst)
-	allowed := b.lim.allow(now)
+	b.lim.Set(cfg.Rate, cfg.Burst)
+	allowed := b.lim.Allow(now)
 	if allowed {
-		b.lim.charge(len(p.Payload))
+		b.lim.Charge(len(p.Payload))
 	}
 	b.limMu.Unlock()
 	switch {

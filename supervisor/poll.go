@@ -18,6 +18,7 @@ import (
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
 	"github.com/livecgi/livecgi/supervisor/internal/fanout"
+	"github.com/livecgi/livecgi/supervisor/internal/ratelimit"
 )
 
 // Long polling through the stub (live.cgi?poll, proto/README.md,
@@ -45,8 +46,8 @@ type pollSession struct {
 	mu         sync.Mutex // guards the fields below
 	lastAnswer time.Time
 	lastUse    time.Time
-	waiter     chan struct{} // the waiting poll's; closed when another poll takes over
-	lim        limiter       // commands
+	waiter     chan struct{}     // the waiting poll's; closed when another poll takes over
+	lim        ratelimit.Limiter // commands
 }
 
 // pollQueue collects the control frames of a poll client (or the answer
@@ -320,10 +321,10 @@ func (s *Supervisor) servePollCommand(ctx context.Context, arg []byte, rest io.R
 	now := time.Now()
 	ps.mu.Lock()
 	ps.lastUse = now
-	ps.lim.set(cfg.Rate, cfg.Burst)
-	allowed := ps.lim.allow(now)
+	ps.lim.Set(cfg.Rate, cfg.Burst)
+	allowed := ps.lim.Allow(now)
 	if allowed {
-		ps.lim.charge(len(data))
+		ps.lim.Charge(len(data))
 	}
 	ps.mu.Unlock()
 	frame := func(e wire.Error) control.Answer {

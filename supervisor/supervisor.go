@@ -29,6 +29,7 @@ import (
 	"github.com/livecgi/livecgi/proto/wire"
 	"github.com/livecgi/livecgi/supervisor/internal/fanout"
 	"github.com/livecgi/livecgi/supervisor/internal/pluginhost"
+	"github.com/livecgi/livecgi/supervisor/internal/ratelimit"
 )
 
 // builtinPlugin is the plugin id of the supervisor's own figures.
@@ -390,11 +391,12 @@ func (s *Supervisor) useNonce(n string) bool {
 //
 // The rate limit is checked before a frame is read: a frame over it is
 // discarded unread, never decoded. A client that keeps sending over its
-// rate for floodGrace is closed with wire.CloseRateLimits. The limits
+// rate for ratelimit.FloodGrace is closed with wire.CloseRateLimits. The limits
 // (max_frame, rate, burst) are the configuration's as each frame comes.
 func (s *Supervisor) read(ctx context.Context, c *fanout.Client) {
 	defer c.Conn().CloseNow()
-	var lim limiter
+	var lim ratelimit.Limiter
+	var lastWarn time.Time
 	var maxFrame int64
 	for {
 		cfg := s.config()
@@ -402,7 +404,7 @@ func (s *Supervisor) read(ctx context.Context, c *fanout.Client) {
 			maxFrame = cfg.MaxFrame
 			c.Conn().SetReadLimit(maxFrame)
 		}
-		lim.set(cfg.Rate, cfg.Burst)
+		lim.Set(cfg.Rate, cfg.Burst)
 		typ, r, err := c.Conn().Reader(ctx)
 		if err != nil {
 			if st := websocket.CloseStatus(err); st != -1 {
@@ -413,20 +415,20 @@ func (s *Supervisor) read(ctx context.Context, c *fanout.Client) {
 			return
 		}
 		now := time.Now()
-		if !lim.allow(now) {
+		if !lim.Allow(now) {
 			if _, err := io.Copy(io.Discard, r); err != nil {
 				c.Log().Debug("read ended", "err", err)
 				return
 			}
-			if lim.drop(now) {
-				c.Log().Warn("client closed: kept sending over its rate limit", "rate", lim.rate, "for", floodGrace)
+			if lim.Drop(now) {
+				c.Log().Warn("client closed: kept sending over its rate limit", "rate", lim.Rate(), "for", ratelimit.FloodGrace)
 				c.Conn().Close(wire.CloseRateLimits, "rate limit exceeded")
 				return
 			}
-			if now.Sub(lim.lastWarn) > time.Second {
-				lim.lastWarn = now
+			if now.Sub(lastWarn) > time.Second {
+				lastWarn = now
 				c.QueueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrRateLimited,
-					Message: fmt.Sprintf("more than %g messages per second: messages dropped", lim.rate)})
+					Message: fmt.Sprintf("more than %g messages per second: messages dropped", lim.Rate())})
 			}
 			continue
 		}
@@ -436,7 +438,7 @@ func (s *Supervisor) read(ctx context.Context, c *fanout.Client) {
 			linger(c.Net())
 			return
 		}
-		lim.charge(len(data))
+		lim.Charge(len(data))
 		if typ != websocket.MessageText {
 			c.QueueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrBadMessage, Message: "binary frames are not accepted"})
 			continue
@@ -538,57 +540,4 @@ func linger(nc net.Conn) {
 		return
 	}
 	io.CopyN(io.Discard, nc, 1<<20)
-}
-
-// floodGrace is how long a client may keep sending over its rate limit
-// (frames dropped with no pause of a second) before it is closed with
-// wire.CloseRateLimits. A burst that calms down is only dropped from.
-const floodGrace = 3 * time.Second
-
-// frameCost is the frame size that costs one more message in the limiter:
-// the rate limits bytes too (rate × frameCost per second), so large frames
-// cannot flood at the message rate.
-const frameCost = 4 << 10
-
-// limiter is a token bucket for one client's messages; used by the
-// client's reader only.
-type limiter struct {
-	rate, burst, tokens float64
-	last                time.Time
-	overSince, lastDrop time.Time // the current run of dropped frames
-	lastWarn            time.Time
-}
-
-// set makes the bucket rate messages a second with bursts of burst (the
-// configuration's rate and burst, which a reload may change).
-func (l *limiter) set(rate float64, burst int) {
-	l.rate, l.burst = rate, float64(burst)
-}
-
-// allow reports whether a frame arriving now may be read; charge then
-// takes its cost.
-func (l *limiter) allow(now time.Time) bool {
-	if l.last.IsZero() {
-		l.tokens = l.burst
-	} else {
-		l.tokens = min(l.burst, l.tokens+now.Sub(l.last).Seconds()*l.rate)
-	}
-	l.last = now
-	return l.tokens >= 1
-}
-
-// charge takes the cost of a frame of n bytes: one message, and one more
-// per frameCost bytes (the bucket may go below zero).
-func (l *limiter) charge(n int) {
-	l.tokens -= 1 + float64(n/frameCost)
-}
-
-// drop counts a frame dropped now and reports whether the client has been
-// over its rate for floodGrace.
-func (l *limiter) drop(now time.Time) (flooding bool) {
-	if now.Sub(l.lastDrop) > time.Second {
-		l.overSince = now
-	}
-	l.lastDrop = now
-	return now.Sub(l.overSince) >= floodGrace
 }
