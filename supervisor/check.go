@@ -1,6 +1,12 @@
 package supervisor
 
-import "github.com/livecgi/livecgi/supervisor/internal/pluginhost"
+import (
+	"context"
+
+	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/supervisor/internal/mqttbridge"
+	"github.com/livecgi/livecgi/supervisor/internal/pluginhost"
+)
 
 // What livecgid -check asks of the parts it cannot reach itself (they
 // are internal to the supervisor).
@@ -15,4 +21,11 @@ var ErrRefused = pluginhost.ErrRefused
 // any). ok is false for names livecgid ignores (".x", "x~", "x.tmp", …).
 func CheckPluginFile(dir, name string, sums map[string]string) (ok bool, err error) {
 	return pluginhost.CheckPluginFile(dir, name, sums)
+}
+
+// CheckBroker connects to the broker cfg names, as the bridge would but
+// under a client id of its own (the running bridge keeps its session),
+// and disconnects. It says where it connected.
+func CheckBroker(ctx context.Context, cfg control.Config) (string, error) {
+	return mqttbridge.Check(ctx, cfg.MQTT, cfg.MaxFrame)
 }

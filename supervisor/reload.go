@@ -22,6 +22,7 @@ import (
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
 	"github.com/livecgi/livecgi/supervisor/internal/fanout"
+	"github.com/livecgi/livecgi/supervisor/internal/mqttbridge"
 )
 
 // Following the configuration file (README.md, "Configuration
@@ -275,7 +276,7 @@ func (s *Supervisor) reload(why string, force bool) error {
 	run := next
 	var restart []string
 	var cert *tls.Certificate
-	var b *bridge
+	var b *mqttbridge.Bridge
 	mqttChanged := false
 	if err == nil {
 		// What a running process cannot change keeps its value.
@@ -296,7 +297,7 @@ func (s *Supervisor) reload(why string, force bool) error {
 	}
 	if err == nil && !reflect.DeepEqual(run.MQTT, cur.MQTT) {
 		mqttChanged = true
-		b, err = newBridge(s, run.MQTT)
+		b, err = s.newBridge(run.MQTT)
 	}
 	rl.mu.Lock()
 	if err != nil {
@@ -522,11 +523,28 @@ func (u *usersFile) read(path string) ([]control.User, error) {
 // mqttRun is the broker bridge of the configuration in force.
 type mqttRun struct {
 	mu   sync.Mutex
-	cur  *bridge         // nil without mqtt_url
-	ctx  context.Context // Run's; nil before Run
-	wg   *sync.WaitGroup // Run's background goroutines
+	cur  *mqttbridge.Bridge // nil without mqtt_url
+	ctx  context.Context    // Run's; nil before Run
+	wg   *sync.WaitGroup    // Run's background goroutines
 	stop context.CancelFunc
 	done chan struct{} // closed when the running bridge's run returned
+}
+
+// newBridge returns the broker bridge m asks for, nil without mqtt_url:
+// a client of the hub, whose commands run as every transport's do
+// (runCommand), held to the limits in force.
+func (s *Supervisor) newBridge(m control.MQTT) (*mqttbridge.Bridge, error) {
+	return mqttbridge.New(mqttbridge.Options{
+		MQTT: m, Hub: s.hub, Described: s.plugins.Described, Log: s.log,
+		Limits: func() mqttbridge.Limits {
+			cfg := s.config()
+			return mqttbridge.Limits{Rate: cfg.Rate, Burst: cfg.Burst, MaxFrame: cfg.MaxFrame}
+		},
+		Commands: func(ctx context.Context, who control.Identity, remote string, log *slog.Logger, m *wire.CommandMsg) ([]byte, error) {
+			return s.runCommand(ctx, who, "", remote, log, m)
+		},
+		Backoff: s.timing.mqttBackoffMin, MaxBackoff: s.timing.mqttBackoffMax,
+	})
 }
 
 // startBridge runs the bridge, if any, among Run's goroutines bg.
@@ -547,13 +565,13 @@ func (s *Supervisor) runBridgeLocked() {
 	s.mqtt.stop, s.mqtt.done = cancel, done
 	s.mqtt.wg.Go(func() {
 		defer close(done)
-		b.run(ctx)
+		b.Run(ctx)
 	})
 }
 
 // swapBridge stops the running bridge (it says offline and disconnects)
 // and starts b (nil: none). Only follow calls it, while Run runs.
-func (s *Supervisor) swapBridge(b *bridge) {
+func (s *Supervisor) swapBridge(b *mqttbridge.Bridge) {
 	s.mqtt.mu.Lock()
 	defer s.mqtt.mu.Unlock()
 	if s.mqtt.stop != nil {
@@ -563,7 +581,7 @@ func (s *Supervisor) swapBridge(b *bridge) {
 	}
 	s.mqtt.cur = b
 	if b != nil {
-		b.log.Info("mqtt: bridge restarted for the new configuration")
+		s.log.Info("mqtt: bridge restarted for the new configuration", "mqtt", b.Broker())
 	}
 	s.runBridgeLocked()
 }

@@ -72,8 +72,7 @@ type Options struct {
 // parallel.
 type timing struct {
 	host pluginhost.Timing
-	// The broker bridge's reconnect backoff (mqtt.go): doubles from min to
-	// max, and resets after a connection that lasted a minute.
+	// The broker bridge's reconnect backoff (mqttbridge.Options).
 	mqttBackoffMin, mqttBackoffMax time.Duration
 }
 
@@ -103,7 +102,7 @@ type Supervisor struct {
 	cert    atomic.Pointer[tls.Certificate]
 	tlsConf *tls.Config
 
-	mqtt  mqttRun   // the broker bridge (mqtt.go), none without mqtt_url
+	mqtt  mqttRun   // the broker bridge (internal/mqttbridge), none without mqtt_url
 	rl    reloader  // following the configuration file (reload.go)
 	users usersFile // auth_users, as Recheck reads it (reload.go)
 
@@ -173,11 +172,6 @@ func New(opts Options) (*Supervisor, error) {
 		},
 		MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"},
 	}
-	b, err := newBridge(s, cfg.MQTT)
-	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
-	}
-	s.mqtt.cur = b
 	socketDir := opts.SocketDir
 	if socketDir == "" {
 		socketDir = filepath.Join(cfg.StateDir, control.SocketDir)
@@ -186,6 +180,11 @@ func New(opts Options) (*Supervisor, error) {
 		Dir: cfg.PluginsDir, SocketDir: socketDir, Env: pluginEnv(cfg), Sums: cfg.PluginSHA256, Reserved: builtinPlugin,
 		CommandTimeout: cfg.CommandTimeout, Hub: s.hub, Demand: s.hub, Log: log, Timing: &s.timing.host,
 	})
+	b, err := s.newBridge(cfg.MQTT)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	s.mqtt.cur = b
 	s.initReload(opts)
 	return s, nil
 }

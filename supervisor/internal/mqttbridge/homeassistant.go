@@ -1,4 +1,4 @@
-package supervisor
+package mqttbridge
 
 import (
 	"context"
@@ -32,7 +32,7 @@ const haPrefix = control.HomeAssistantPrefix
 
 // publishDiscovery publishes the configs that changed since the last call
 // and clears those of sensors and commands that are gone.
-func (b *bridge) publishDiscovery(ctx context.Context, cli *paho.Client, h wire.Hello) error {
+func (b *Bridge) publishDiscovery(ctx context.Context, cli *paho.Client, h wire.Hello) error {
 	node := haObject(b.device)
 	dev := map[string]any{"identifiers": []string{"livecgi_" + node}, "name": b.device, "manufacturer": "livecgi", "sw_version": h.Server}
 	want := map[string][]byte{}

@@ -1,4 +1,4 @@
-package supervisor
+package mqttbridge
 
 import (
 	"context"
@@ -47,12 +47,44 @@ import (
 // never queue them, and never slows the hub's writers. While the broker
 // is unreachable it is detached and retries with backoff; the hub keeps
 // the last value of each sensor, which the next connection publishes
-// first. Commands go through Supervisor.runCommand: role (mqtt_role),
-// schema, audit, as every other transport's.
+// first. Commands go through Options.Commands (the supervisor's: role
+// (mqtt_role), schema, audit, as every other transport's).
 
-// bridge is one broker bridge; newBridge makes it, run runs it.
-type bridge struct {
-	s      *Supervisor
+// Options configures a Bridge.
+type Options struct {
+	MQTT control.MQTT // mqtt_url and the other mqtt_ keys
+	// Limits returns the limits in force (a reload may change them),
+	// which commands from the broker are held to.
+	Limits func() Limits
+	// Hub is where the readings and descriptors come from: the bridge is
+	// a client of it while connected.
+	Hub *fanout.Hub
+	// Commands runs a command from the broker for who and returns its
+	// answer, the result or error frame; it fails only when ctx ends
+	// first.
+	Commands func(ctx context.Context, who control.Identity, remote string, log *slog.Logger, m *wire.CommandMsg) ([]byte, error)
+	// Described reports whether the plugins have described themselves,
+	// and a channel closed when that may have changed (see
+	// pluginhost.Host.Described): the first $meta waits for it. Nil:
+	// at once.
+	Described func() (bool, <-chan struct{})
+	Log       *slog.Logger // default: discard
+	// The reconnect backoff: doubles from Backoff (default 1 s) to
+	// MaxBackoff (default 1 min), and resets after a connection that
+	// lasted a minute.
+	Backoff, MaxBackoff time.Duration
+}
+
+// Limits are the configuration's limits on what clients send.
+type Limits struct {
+	Rate     float64 // messages a second
+	Burst    int
+	MaxFrame int64 // bytes
+}
+
+// Bridge is one broker bridge; New makes it, Run runs it.
+type Bridge struct {
+	o      Options
 	m      control.MQTT
 	url    *url.URL
 	device string
@@ -68,7 +100,7 @@ type bridge struct {
 	// Owned by the session loop.
 	//
 	// described: the plugins livecgid started with have described
-	// themselves (manager.described), or metaDeadline passed: until then
+	// themselves (Options.Described), or metaDeadline passed: until then
 	// $meta and discovery wait, so that the first retained $meta is not
 	// one without the plugins' sensors and commands.
 	described    bool
@@ -85,15 +117,17 @@ const (
 	mqttConnectTimeout = 10 * time.Second
 	mqttMaxInFlight    = 16 // commands from the broker running at once
 	// How long $meta waits for the plugins to describe themselves at most
-	// (a plugin's first start ends within timing.handshake + describe).
+	// (a plugin's first start ends within the plugin host's handshake and
+	// describe timeouts).
 	mqttDescribeWait = 30 * time.Second
 )
 
-// newBridge returns the bridge m's mqtt_url asks for, nil without one.
+// New returns the bridge o.MQTT's mqtt_url asks for, nil without one.
 // The files it names (CA, client certificate, password) are read at each
 // connection: a missing one is logged and retried, and never stops
 // livecgid, whose browsers do not need the broker.
-func newBridge(s *Supervisor, m control.MQTT) (*bridge, error) {
+func New(o Options) (*Bridge, error) {
+	m := o.MQTT
 	if m.URL == "" {
 		return nil, nil
 	}
@@ -101,9 +135,18 @@ func newBridge(s *Supervisor, m control.MQTT) (*bridge, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Backoff <= 0 {
+		o.Backoff = time.Second
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = time.Minute
+	}
 	u := &url.URL{Scheme: scheme, Host: host, Path: path}
-	b := &bridge{
-		s: s, m: m, url: u, device: m.Device(), log: s.log.With("mqtt", u.Redacted()),
+	b := &Bridge{
+		o: o, m: m, url: u, device: m.Device(), log: o.Log.With("mqtt", u.Redacted()),
 		who: control.Identity{User: "mqtt", Role: m.Role}, sem: make(chan struct{}, mqttMaxInFlight),
 	}
 	b.base = m.Prefix + "/" + b.device + "/"
@@ -115,7 +158,7 @@ func newBridge(s *Supervisor, m control.MQTT) (*bridge, error) {
 
 // tlsConfig returns the TLS configuration of a tls:// or wss:// broker:
 // mqtt_ca's CAs (else the system's) and mqtt_cert; nil for the others.
-func (b *bridge) tlsConfig() (*tls.Config, error) {
+func (b *Bridge) tlsConfig() (*tls.Config, error) {
 	m := b.m
 	if !m.TLS() {
 		return nil, nil
@@ -144,13 +187,16 @@ func (b *bridge) tlsConfig() (*tls.Config, error) {
 	return c, nil
 }
 
-// run keeps the bridge connected until ctx ends, retrying with backoff
+// Broker is the broker's URL, without its password: the bridge's log
+// lines carry it as "mqtt".
+func (b *Bridge) Broker() string { return b.url.Redacted() }
+
+// Run keeps the bridge connected until ctx ends, retrying with backoff
 // (1 s doubling to 1 min, with jitter; back to 1 s after a connection
 // that lasted a minute).
-func (b *bridge) run(ctx context.Context) {
+func (b *Bridge) Run(ctx context.Context) {
 	b.metaDeadline = time.Now().Add(mqttDescribeWait)
-	tm := b.s.timing
-	backoff := tm.mqttBackoffMin
+	backoff := b.o.Backoff
 	short := 0 // connections in a row the broker closed soon after they were made
 	for {
 		start := time.Now()
@@ -160,7 +206,7 @@ func (b *bridge) run(ctx context.Context) {
 		}
 		lasted := time.Since(start)
 		if lasted > time.Minute {
-			backoff = tm.mqttBackoffMin
+			backoff = b.o.Backoff
 		}
 		if connected && lasted < 10*time.Second {
 			short++
@@ -182,14 +228,14 @@ func (b *bridge) run(ctx context.Context) {
 			return
 		case <-time.After(wait):
 		}
-		backoff = min(2*backoff, tm.mqttBackoffMax)
+		backoff = min(2*backoff, b.o.MaxBackoff)
 	}
 }
 
 // connect dials the broker and connects as clientID, with the bridge's
 // credentials and, for the bridge itself, its last will; received gets
 // the messages that arrive, ended why the connection ended.
-func (b *bridge) connect(ctx context.Context, clientID string, will bool, received func(paho.PublishReceived) (bool, error), ended, disconnected func(error)) (*paho.Client, error) {
+func (b *Bridge) connect(ctx context.Context, clientID string, will bool, received func(paho.PublishReceived) (bool, error), ended, disconnected func(error)) (*paho.Client, error) {
 	password, err := b.m.Password() // read each time: it may have been changed
 	if err != nil {
 		return nil, err
@@ -233,7 +279,7 @@ func (b *bridge) connect(ctx context.Context, clientID string, will bool, receiv
 
 // session connects once and bridges until the connection or ctx ends;
 // connected says whether it got that far.
-func (b *bridge) session(ctx context.Context) (connected bool, err error) {
+func (b *Bridge) session(ctx context.Context) (connected bool, err error) {
 	// Why the connection ended: the broker's DISCONNECT reason, else the
 	// client's first error.
 	why, broker := make(chan error, 1), make(chan error, 1)
@@ -269,16 +315,16 @@ func (b *bridge) session(ctx context.Context) (connected bool, err error) {
 	// Attach as a consumer; hello, snapshot, status and new hellos only
 	// mark the metadata to be looked at again.
 	dirty := make(chan struct{}, 1)
-	c := b.s.hub.NewClient(fanout.ClientOptions{Who: b.who, Remote: b.url.Host, Log: b.log, Control: func([]byte) {
+	c := b.o.Hub.NewClient(fanout.ClientOptions{Who: b.who, Remote: b.url.Host, Log: b.log, Control: func([]byte) {
 		select {
 		case dirty <- struct{}{}:
 		default:
 		}
 	}})
-	if err := b.s.hub.Attach(c); err != nil {
+	if err := b.o.Hub.Attach(c); err != nil {
 		return true, fmt.Errorf("attach to the hub: %w", err)
 	}
-	defer b.s.hub.Detach(c)
+	defer b.o.Hub.Detach(c)
 	b.log.Info("mqtt: connected", "device", b.device, "topics", b.base)
 	b.meta = "" // the broker may have lost what it held: send it all again
 	for t := range b.discovery {
@@ -300,7 +346,7 @@ func (b *bridge) session(ctx context.Context) (connected bool, err error) {
 		deadline = t.C
 	}
 	for {
-		published := b.s.hub.Published()
+		published := b.o.Hub.Published()
 		select {
 		case <-dirty:
 			metaDue = true
@@ -308,7 +354,10 @@ func (b *bridge) session(ctx context.Context) (connected bool, err error) {
 		}
 		if metaDue && !b.described {
 			var ok bool
-			ok, settled = b.s.plugins.Described()
+			ok, settled = true, nil
+			if b.o.Described != nil {
+				ok, settled = b.o.Described()
+			}
 			if ok || !time.Now().Before(b.metaDeadline) {
 				if !ok {
 					b.log.Warn("mqtt: plugins still starting: publishing $meta without them", "waited", mqttDescribeWait)
@@ -322,7 +371,7 @@ func (b *bridge) session(ctx context.Context) (connected bool, err error) {
 			}
 			metaDue = false
 		}
-		rs, cursor = b.s.hub.Readings(c, cursor, rs[:0])
+		rs, cursor = b.o.Hub.Readings(c, cursor, rs[:0])
 		for _, r := range rs {
 			if err := b.publishReading(ctx, cli, r); err != nil {
 				return true, err
@@ -357,15 +406,17 @@ func (b *bridge) session(ctx context.Context) (connected bool, err error) {
 	}
 }
 
-// CheckBroker connects to the broker cfg names, as the bridge would but
-// under a client id of its own (the running bridge keeps its session),
-// and disconnects. It says where it connected.
-func CheckBroker(ctx context.Context, cfg control.Config) (string, error) {
-	s := &Supervisor{log: slog.New(slog.DiscardHandler)}
-	s.cfg.Store(&cfg)
-	b, err := newBridge(s, cfg.MQTT)
+// Check connects to the broker m names, as the bridge would but under a
+// client id of its own (the running bridge keeps its session), and
+// disconnects. It says where it connected. maxFrame is max_frame (a
+// WebSocket broker's messages may be that large).
+func Check(ctx context.Context, m control.MQTT, maxFrame int64) (string, error) {
+	b, err := New(Options{MQTT: m, Limits: func() Limits { return Limits{MaxFrame: maxFrame} }})
 	if err != nil {
 		return "", err
+	}
+	if b == nil {
+		return "", errors.New("no mqtt_url")
 	}
 	cli, err := b.connect(ctx, "livecgi-"+b.device+"-check", false, nil, func(error) {}, func(error) {})
 	if err != nil {
@@ -376,14 +427,14 @@ func CheckBroker(ctx context.Context, cfg control.Config) (string, error) {
 }
 
 // dial opens the connection mqtt_url names.
-func (b *bridge) dial(ctx context.Context) (net.Conn, error) {
+func (b *Bridge) dial(ctx context.Context) (net.Conn, error) {
 	tc, err := b.tlsConfig()
 	if err != nil {
 		return nil, err
 	}
 	switch b.url.Scheme {
 	case "ws", "wss":
-		return wsconn.Dial(ctx, b.url, wsconn.Options{TLS: tc, Subprotocol: "mqtt", MaxPayload: b.s.config().MaxFrame + 64<<10})
+		return wsconn.Dial(ctx, b.url, wsconn.Options{TLS: tc, Subprotocol: "mqtt", MaxPayload: b.o.Limits().MaxFrame + 64<<10})
 	}
 	var d net.Dialer
 	if tc != nil {
@@ -397,7 +448,7 @@ func (b *bridge) dial(ctx context.Context) (net.Conn, error) {
 // id (the broker's receive maximum), not for the ack: a broker far away
 // costs the bridge no round trip per message, and a stalled one is found
 // by the keep-alive.
-func (b *bridge) publish(ctx context.Context, cli *paho.Client, p *paho.Publish) error {
+func (b *Bridge) publish(ctx context.Context, cli *paho.Client, p *paho.Publish) error {
 	var err error
 	if p.QoS == 0 {
 		_, err = cli.Publish(ctx, p)
@@ -411,7 +462,7 @@ func (b *bridge) publish(ctx context.Context, cli *paho.Client, p *paho.Publish)
 }
 
 // retained publishes payload on topic at QoS 1, retained.
-func (b *bridge) retained(ctx context.Context, cli *paho.Client, topic string, payload []byte) error {
+func (b *Bridge) retained(ctx context.Context, cli *paho.Client, topic string, payload []byte) error {
 	return b.publish(ctx, cli, &paho.Publish{Topic: topic, Payload: payload, QoS: 1, Retain: true})
 }
 
@@ -421,7 +472,7 @@ func (b *bridge) retained(ctx context.Context, cli *paho.Client, topic string, p
 // of a value leaves the retained value as it was (the last good one), and
 // its error goes to <sensor>/$error, retained, until a reading without
 // one clears it: a subscriber can tell a current value from a stale one.
-func (b *bridge) publishReading(ctx context.Context, cli *paho.Client, r wire.Reading) error {
+func (b *Bridge) publishReading(ctx context.Context, cli *paho.Client, r wire.Reading) error {
 	if err := b.publishError(ctx, cli, r.Sensor, r.Error); err != nil {
 		return err
 	}
@@ -448,13 +499,13 @@ func (b *bridge) publishReading(ctx context.Context, cli *paho.Client, r wire.Re
 	return nil
 }
 
-// staleError stands, in bridge.errs, for a $error the broker may or may
+// staleError stands, in Bridge.errs, for a $error the broker may or may
 // not hold (after a reconnect): no error text equals it.
 const staleError = "\x00"
 
 // publishError sets sensor's retained $error to msg, or clears it when
 // msg is empty, if that changes what the broker holds.
-func (b *bridge) publishError(ctx context.Context, cli *paho.Client, sensor, msg string) error {
+func (b *Bridge) publishError(ctx context.Context, cli *paho.Client, sensor, msg string) error {
 	if b.errs[sensor] == msg {
 		return nil
 	}
@@ -484,10 +535,10 @@ type meta struct {
 // publishMeta publishes $meta when it changed, clears the retained value
 // of sensors that are gone, and keeps Home Assistant's configs in step.
 // It is called once the plugins livecgid started with have described
-// themselves (bridge.described), and again at each change of their
+// themselves (Bridge.described), and again at each change of their
 // descriptors.
-func (b *bridge) publishMeta(ctx context.Context, cli *paho.Client) error {
-	h := b.s.hub.Hello()
+func (b *Bridge) publishMeta(ctx context.Context, cli *paho.Client) error {
+	h := b.o.Hub.Hello()
 	m := meta{Device: b.device, Server: h.Server, Sensors: h.Sensors, Commands: h.Commands, Plugins: h.Plugins}
 	js, _ := json.Marshal(m)
 	if string(js) == b.meta {
@@ -525,7 +576,7 @@ func (b *bridge) publishMeta(ctx context.Context, cli *paho.Client) error {
 // received returns the handler of messages from the broker: commands on
 // base cmd/<id>. Each runs in a goroutine of its own, at most
 // mqttMaxInFlight at once.
-func (b *bridge) received(ctx context.Context) func(paho.PublishReceived) (bool, error) {
+func (b *Bridge) received(ctx context.Context) func(paho.PublishReceived) (bool, error) {
 	return func(pr paho.PublishReceived) (bool, error) {
 		p := pr.Packet
 		name, ok := strings.CutPrefix(p.Topic, b.base+"cmd/")
@@ -548,7 +599,7 @@ func (b *bridge) received(ctx context.Context) func(paho.PublishReceived) (bool,
 
 // command checks one command message as the WebSocket reader checks a
 // frame (rate, size, UTF-8, JSON, the command's schema) and runs it.
-func (b *bridge) command(ctx context.Context, cli *paho.Client, name string, p *paho.Publish) {
+func (b *Bridge) command(ctx context.Context, cli *paho.Client, name string, p *paho.Publish) {
 	id := "mqtt-" + strconv.FormatUint(b.cmdN.Add(1), 10)
 	if p.Properties != nil {
 		if cd := p.Properties.CorrelationData; len(cd) > 0 && len(cd) <= 64 && utf8.Valid(cd) {
@@ -556,7 +607,7 @@ func (b *bridge) command(ctx context.Context, cli *paho.Client, name string, p *
 		}
 	}
 	fail := func(code, msg string) { b.answer(ctx, cli, name, p, id, wire.Error{Code: code, Message: msg}, 1) }
-	cfg := b.s.config()
+	cfg := b.o.Limits()
 	now := time.Now()
 	b.limMu.Lock()
 	b.lim.Set(cfg.Rate, cfg.Burst)
@@ -597,7 +648,7 @@ func (b *bridge) command(ctx context.Context, cli *paho.Client, name string, p *
 		fail(de.Code, err.Error())
 		return
 	}
-	res, err := b.s.runCommand(ctx, b.who, "", b.url.Host, b.log, msg.(*wire.CommandMsg))
+	res, err := b.o.Commands(ctx, b.who, b.url.Host, b.log, msg.(*wire.CommandMsg))
 	if err != nil {
 		return // stopping
 	}
@@ -605,7 +656,7 @@ func (b *bridge) command(ctx context.Context, cli *paho.Client, name string, p *
 }
 
 // answer publishes an error frame for a command that was not run.
-func (b *bridge) answer(ctx context.Context, cli *paho.Client, name string, p *paho.Publish, id string, e wire.Error, qos byte) {
+func (b *Bridge) answer(ctx context.Context, cli *paho.Client, name string, p *paho.Publish, id string, e wire.Error, qos byte) {
 	e.Type, e.ID = wire.TypeError, id
 	res, _ := json.Marshal(e)
 	b.log.Info("mqtt: command refused", "command", name, "code", e.Code, "err", e.Message)
@@ -616,7 +667,7 @@ func (b *bridge) answer(ctx context.Context, cli *paho.Client, name string, p *p
 // MQTT 5 response topic when control.MQTT.ResponseTopic allows that one
 // (under mqtt_reply_prefix, or the device's own result/), else to base
 // result/<name>.
-func (b *bridge) reply(ctx context.Context, cli *paho.Client, name string, p *paho.Publish, res []byte, qos byte) {
+func (b *Bridge) reply(ctx context.Context, cli *paho.Client, name string, p *paho.Publish, res []byte, qos byte) {
 	out := &paho.Publish{Topic: b.base + "result/" + name, Payload: res, QoS: qos}
 	if pp := p.Properties; pp != nil {
 		if rt := pp.ResponseTopic; rt != "" {
