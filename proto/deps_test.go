@@ -7,7 +7,8 @@ import (
 )
 
 // TestDependenciesFlowOneWay keeps the package boundaries: the supervisor
-// knows plugins only through proto, plugins never see the supervisor, and
+// knows plugins only through proto, plugins never see the supervisor, its
+// plugin host and broker bridge see neither it nor each other, and
 // the contracts the stub shares (wire, control) stay standard-library only.
 // cmd/livecgid is wiring: it links the built-in plugins (system, leds, exec) to
 // serve them as processes of their own, and nothing else of plugins/.
@@ -23,6 +24,18 @@ func TestDependenciesFlowOneWay(t *testing.T) {
 		{[]string{mod + "cmd/livecgid"}, func(d string) bool {
 			builtin := d == mod+"plugins/sdk" || d == mod+"plugins/system" || d == mod+"plugins/leds" || d == mod+"plugins/exec"
 			return strings.HasPrefix(d, mod+"plugins") && !builtin || strings.HasPrefix(d, mod+"cgi")
+		}},
+		// The plugin host and the broker bridge are parts of their own: they
+		// never reach back into the supervisor that wires them, nor into
+		// each other; the host publishes through its own interfaces, not
+		// the fan-out.
+		{[]string{mod + "supervisor/internal/pluginhost"}, func(d string) bool {
+			return d == mod+"supervisor" || d == mod+"supervisor/internal/mqttbridge" || d == mod+"supervisor/internal/fanout" ||
+				strings.HasPrefix(d, mod+"plugins") || strings.HasPrefix(d, mod+"cgi")
+		}},
+		{[]string{mod + "supervisor/internal/mqttbridge"}, func(d string) bool {
+			return d == mod+"supervisor" || d == mod+"supervisor/internal/pluginhost" ||
+				strings.HasPrefix(d, mod+"plugins") || strings.HasPrefix(d, mod+"cgi")
 		}},
 		{[]string{mod + "plugins/..."}, func(d string) bool {
 			return strings.HasPrefix(d, mod+"supervisor") || strings.HasPrefix(d, mod+"cgi")
