@@ -155,7 +155,7 @@ func (sl *slot) loop(ctx context.Context) {
 			}
 			sl.log.Info("plugin swapped", "old_version", cur.desc.Version, "new_version", in.desc.Version)
 			sl.activate(in, wire.Status{Plugin: sl.id, State: wire.StateSwapped, Version: in.desc.Version, PreviousVersion: cur.desc.Version})
-			m.wg.Go(func() { cur.stop(m.cmdTO) }) // Run waits for it before stopping the hub
+			m.wg.Go(func() { cur.stop(m.cmdTO) }) // Wait waits for it: the publisher may stop after Wait
 		}
 	}
 }
