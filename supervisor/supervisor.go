@@ -236,12 +236,13 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	pctx, stopPlugins := context.WithCancel(context.Background())
-	defer stopPlugins()
 	if err := s.plugins.Start(pctx); err != nil {
+		stopPlugins()
 		return err
 	}
 	s.openAudit()
 	defer s.closeAudit()
+	defer stopPlugins() // before the audit trail closes, as step 3 below
 
 	s.registerBuiltin()
 
