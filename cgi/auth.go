@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/trust"
 )
 
 // Error codes of authentication failures.
@@ -343,7 +344,7 @@ func parseFails(b []byte) []failEntry {
 // stdout signs USER in as ROLE; a non-zero exit refuses (status 403);
 // anything else is the administrator's to fix (500).
 func runAuthCommand(ctx context.Context, path string, env []string, timeout time.Duration) (control.Identity, int, error) {
-	if err := control.CheckTrusted(path, false); err != nil {
+	if err := trust.CheckTrusted(path, false); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return control.Identity{}, 500, fmt.Errorf("auth_command %s does not exist", path)
 		}

@@ -18,7 +18,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/livecgi/livecgi/proto"
-	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/trust"
 )
 
 // instance is one running plugin process.
@@ -198,10 +198,10 @@ func (sl *slot) start(ctx context.Context) (*instance, error) {
 }
 
 // checkTrust refuses a plugin binary that others could have replaced
-// (control.CheckTrust).
+// (trust.CheckTrust).
 func checkTrust(path string) error {
-	err := control.CheckTrust(path)
-	var te *control.TrustError
+	err := trust.CheckTrust(path)
+	var te *trust.TrustError
 	if errors.As(err, &te) {
 		err = fmt.Errorf("%w: %v", ErrRefused, err)
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/trust"
 	"github.com/livecgi/livecgi/proto/wire"
 	"github.com/livecgi/livecgi/supervisor/internal/fanout"
 	"github.com/livecgi/livecgi/supervisor/internal/wsconn"
@@ -133,7 +134,7 @@ func (b *bridge) tlsConfig() (*tls.Config, error) {
 		}
 	}
 	if m.Cert != "" {
-		if err := control.CheckTrusted(m.Key, true); err != nil {
+		if err := trust.CheckTrusted(m.Key, true); err != nil {
 			return nil, fmt.Errorf("mqtt_key: %w", err)
 		}
 		cert, err := tls.LoadX509KeyPair(m.Cert, m.Key)

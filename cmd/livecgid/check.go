@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/trust"
 	"github.com/livecgi/livecgi/supervisor"
 )
 
@@ -32,9 +33,9 @@ func check(w io.Writer, configPath string, cfg control.Config, cfgErr error) boo
 		fmt.Fprintf(w, "FAIL  %-10s %s\n      %-10s fix: %s\n", what, msg, "", fix)
 	}
 	// trustLine reports a file that others could replace, with
-	// control.CheckTrust's own fix.
+	// trust.CheckTrust's own fix.
 	trustLine := func(what string, err error, why string) {
-		var te *control.TrustError
+		var te *trust.TrustError
 		if errors.As(err, &te) {
 			line(false, what, te.Path+" "+te.Problem, te.Fix+" ("+why+")")
 		} else {
@@ -53,7 +54,7 @@ func check(w io.Writer, configPath string, cfg control.Config, cfgErr error) boo
 	default:
 		if err := cfg.Validate(); err != nil {
 			line(false, "config", configPath+": "+err.Error(), "correct the value")
-		} else if err := control.CheckTrust(configPath); err != nil {
+		} else if err := trust.CheckTrust(configPath); err != nil {
 			trustLine("config", err, "it names the program the stub runs")
 		} else {
 			line(true, "config", configPath, "")
@@ -81,7 +82,7 @@ func check(w io.Writer, configPath string, cfg control.Config, cfgErr error) boo
 		line(false, "supervisor", err.Error(), "install livecgid there, or set supervisor in the config")
 	} else if !fi.Mode().IsRegular() || syscall.Access(bin, 1) != nil {
 		line(false, "supervisor", bin+" is not an executable file for uid "+strconv.Itoa(os.Getuid()), "chmod 0755 "+bin)
-	} else if err := control.CheckTrust(bin); err != nil {
+	} else if err := trust.CheckTrust(bin); err != nil {
 		trustLine("supervisor", err, "the stub runs it")
 	} else {
 		line(true, "supervisor", bin, "")

@@ -15,8 +15,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"unicode/utf8"
+
+	"github.com/livecgi/livecgi/proto/trust"
 )
 
 // Authentication modes (the auth key): how the stub learns who asks for a
@@ -175,37 +176,10 @@ type User struct {
 	Hash       string // empty for a webserver-mode entry without a password ("-")
 }
 
-// CheckTrusted refuses a file others could have written, as the supervisor
-// refuses plugins: it and its directory must not be writable by group or
-// others and must be owned by this user or root. A users file must also
-// not be readable by others (it holds password hashes).
-func CheckTrusted(path string, secret bool) error {
-	uid := uint32(os.Getuid())
-	for i, p := range []string{path, filepath.Dir(path)} {
-		fi, err := os.Stat(p)
-		if err != nil {
-			return err
-		}
-		if i == 0 && !fi.Mode().IsRegular() {
-			return fmt.Errorf("%s is not a regular file", p)
-		}
-		if fi.Mode().Perm()&0o022 != 0 && !(i == 1 && fi.Mode()&fs.ModeSticky != 0) {
-			return fmt.Errorf("%s is writable by group or others (mode %v)", p, fi.Mode().Perm())
-		}
-		if i == 0 && secret && fi.Mode().Perm()&0o004 != 0 {
-			return fmt.Errorf("%s is readable by others (mode %v); chmod o-r it", p, fi.Mode().Perm())
-		}
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != uid && st.Uid != 0 {
-			return fmt.Errorf("%s is owned by uid %d, not %d or root", p, st.Uid, uid)
-		}
-	}
-	return nil
-}
-
 // ReadUsers reads the users file at path after CheckTrusted. Errors name
 // the line.
 func ReadUsers(path string) ([]User, error) {
-	if err := CheckTrusted(path, true); err != nil {
+	if err := trust.CheckTrusted(path, true); err != nil {
 		return nil, fmt.Errorf("users file refused: %w", err)
 	}
 	b, err := os.ReadFile(path)
@@ -332,7 +306,7 @@ func SetUser(path string, u User) (replaced bool, err error) {
 		return false, err
 	}
 	if len(old) > 0 {
-		if err := CheckTrusted(path, true); err != nil {
+		if err := trust.CheckTrusted(path, true); err != nil {
 			return false, fmt.Errorf("users file refused: %w", err)
 		}
 		if _, err := ParseUsers(old); err != nil {

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/livecgi/livecgi/proto/trust"
 )
 
 // Build-time defaults, settable with -ldflags -X.
@@ -114,7 +116,7 @@ func Load(path string) (Config, error) {
 	if err != nil {
 		return c, fmt.Errorf("read config: %w", err)
 	}
-	if err := CheckTrust(path); err != nil {
+	if err := trust.CheckTrust(path); err != nil {
 		return c, fmt.Errorf("config file not trusted: %w", err)
 	}
 	if err := c.Parse(b); err != nil {

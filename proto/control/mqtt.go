@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/livecgi/livecgi/proto/trust"
 )
 
 // MQTT is the broker bridge's configuration (the mqtt_* keys and
@@ -243,7 +245,7 @@ func (m MQTT) Password() (string, error) {
 	if m.PasswordFile == "" {
 		return "", nil
 	}
-	if err := CheckTrusted(m.PasswordFile, true); err != nil {
+	if err := trust.CheckTrusted(m.PasswordFile, true); err != nil {
 		return "", fmt.Errorf("mqtt_password_file: %w", err)
 	}
 	b, err := os.ReadFile(m.PasswordFile)

@@ -1,7 +1,8 @@
-package control
+package trust
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -41,6 +42,33 @@ func CheckTrust(path string) error {
 		}
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != uid && st.Uid != 0 {
 			return &TrustError{p, "is owned by uid " + strconv.Itoa(int(st.Uid)) + ", not " + strconv.Itoa(int(uid)) + " or root", "chown root " + p}
+		}
+	}
+	return nil
+}
+
+// CheckTrusted refuses a file others could have written, as the supervisor
+// refuses plugins: it and its directory must not be writable by group or
+// others and must be owned by this user or root. A users file must also
+// not be readable by others (it holds password hashes).
+func CheckTrusted(path string, secret bool) error {
+	uid := uint32(os.Getuid())
+	for i, p := range []string{path, filepath.Dir(path)} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		if i == 0 && !fi.Mode().IsRegular() {
+			return fmt.Errorf("%s is not a regular file", p)
+		}
+		if fi.Mode().Perm()&0o022 != 0 && !(i == 1 && fi.Mode()&fs.ModeSticky != 0) {
+			return fmt.Errorf("%s is writable by group or others (mode %v)", p, fi.Mode().Perm())
+		}
+		if i == 0 && secret && fi.Mode().Perm()&0o004 != 0 {
+			return fmt.Errorf("%s is readable by others (mode %v); chmod o-r it", p, fi.Mode().Perm())
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != uid && st.Uid != 0 {
+			return fmt.Errorf("%s is owned by uid %d, not %d or root", p, st.Uid, uid)
 		}
 	}
 	return nil
