@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livecgi/livecgi/proto/auth"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
 )
@@ -22,19 +23,19 @@ import (
 // token in any log.
 func TestRoles(t *testing.T) {
 	ts := startSup(t, func(c *control.Config) {
-		c.CommandRoles = map[string]string{"helper_counter.fail": control.RoleViewer}
+		c.CommandRoles = map[string]string{"helper_counter.fail": auth.RoleViewer}
 	}, "counter")
 	state := filepath.Join(filepath.Dir(ts.dir), "state")
-	viewerURL := ts.urlFor(ts.origin(), control.Identity{User: "vera", Role: control.RoleViewer})
+	viewerURL := ts.urlFor(ts.origin(), auth.Identity{User: "vera", Role: auth.RoleViewer})
 	viewer, err := ts.tryDial(viewerURL, ts.origin())
 	if err != nil {
 		t.Fatal(err)
 	}
-	anon, err := ts.tryDial(ts.urlFor(ts.origin(), control.Identity{}), ts.origin())
+	anon, err := ts.tryDial(ts.urlFor(ts.origin(), auth.Identity{}), ts.origin())
 	if err != nil {
 		t.Fatal(err)
 	}
-	op, err := ts.tryDial(ts.urlFor(ts.origin(), control.Identity{User: "otto", Role: control.RoleOperator}), ts.origin())
+	op, err := ts.tryDial(ts.urlFor(ts.origin(), auth.Identity{User: "otto", Role: auth.RoleOperator}), ts.origin())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +127,7 @@ func TestRoles(t *testing.T) {
 // it fail verification; the upgrade is refused.
 func TestTamperedTokenRole(t *testing.T) {
 	ts := startSup(t, nil)
-	u := ts.urlFor(ts.origin(), control.Identity{User: "vera", Role: control.RoleViewer})
+	u := ts.urlFor(ts.origin(), auth.Identity{User: "vera", Role: auth.RoleViewer})
 	i := strings.Index(u, "token=") + len("token=")
 	raw, err := base64.RawURLEncoding.DecodeString(u[i:])
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/coder/websocket"
 	"golang.org/x/sys/unix"
 
+	"github.com/livecgi/livecgi/proto/auth"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
 )
@@ -48,7 +49,7 @@ func upgradeRequest(t testing.TB, addr string, secret []byte, epoch string) net.
 		t.Fatal(err)
 	}
 	origin := "http://" + addr
-	tok, _ := control.MintToken(secret, origin, epoch, time.Now(), time.Minute, control.Identity{})
+	tok, _ := control.MintToken(secret, origin, epoch, time.Now(), time.Minute, auth.Identity{})
 	fmt.Fprintf(nc, "GET /live?token=%s HTTP/1.1\r\nHost: %s\r\nOrigin: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: livecgi.v1\r\n\r\n",
 		tok, addr, origin)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/livecgi/livecgi/proto/auth"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
 )
@@ -129,11 +130,11 @@ func (ts *testSup) origin() string { return "http://" + ts.addr }
 
 // url returns a ws URL with a fresh token for origin, for an operator.
 func (ts *testSup) url(origin string) string {
-	return ts.urlFor(origin, control.Identity{User: "test", Role: control.RoleOperator})
+	return ts.urlFor(origin, auth.Identity{User: "test", Role: auth.RoleOperator})
 }
 
 // urlFor returns a ws URL with a fresh token for origin and id.
-func (ts *testSup) urlFor(origin string, id control.Identity) string {
+func (ts *testSup) urlFor(origin string, id auth.Identity) string {
 	tok, _ := control.MintToken(ts.secret, origin, ts.Status().Epoch, time.Now(), time.Minute, id)
 	return "ws://" + ts.addr + "/live?token=" + tok
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
+	"github.com/livecgi/livecgi/proto/auth"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/trust"
 	"github.com/livecgi/livecgi/proto/wire"
@@ -58,7 +59,7 @@ type bridge struct {
 	device string
 	base   string // "<prefix>/<device>/"
 	log    *slog.Logger
-	who    control.Identity
+	who    auth.Identity
 	sem    chan struct{} // commands in flight
 
 	limMu sync.Mutex
@@ -105,7 +106,7 @@ func newBridge(s *Supervisor) (*bridge, error) {
 	u := &url.URL{Scheme: scheme, Host: host, Path: path}
 	b := &bridge{
 		s: s, m: m, url: u, device: m.Device(), log: s.log.With("mqtt", u.Redacted()),
-		who: control.Identity{User: "mqtt", Role: m.Role}, sem: make(chan struct{}, mqttMaxInFlight),
+		who: auth.Identity{User: "mqtt", Role: m.Role}, sem: make(chan struct{}, mqttMaxInFlight),
 		lim: limiter{rate: s.cfg.Rate, burst: float64(s.cfg.Burst)},
 	}
 	b.base = m.Prefix + "/" + b.device + "/"

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/livecgi/livecgi/plugins/sdk/sdktest"
+	"github.com/livecgi/livecgi/proto/auth"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
 	"github.com/livecgi/livecgi/supervisor/brokertest"
@@ -280,7 +281,7 @@ func TestMQTTBrokerRestart(t *testing.T) {
 // values with it.
 func TestHomeAssistantDiscovery(t *testing.T) {
 	b := brokertest.Start(t, brokertest.Options{})
-	ts := startSup(t, withBridge(b, "ha1", func(m *control.MQTT) { m.HomeAssistant, m.Role = true, control.RoleOperator }), "counter")
+	ts := startSup(t, withBridge(b, "ha1", func(m *control.MQTT) { m.HomeAssistant, m.Role = true, auth.RoleOperator }), "counter")
 	sub := b.Subscribe(t, []string{"homeassistant/#", "livecgi/ha1/#"})
 	cfg := func(topic string) map[string]any {
 		m, _ := sub.WaitFor(mqttWait, 0, topic, topicIs(topic))
@@ -434,7 +435,7 @@ func TestMQTTSensorErrors(t *testing.T) {
 // written there.
 func TestMQTTResponseTopics(t *testing.T) {
 	b := brokertest.Start(t, brokertest.Options{})
-	ts := startSup(t, withBridge(b, "rt1", func(m *control.MQTT) { m.Role, m.ReplyPrefix = control.RoleOperator, "replies" }), "counter")
+	ts := startSup(t, withBridge(b, "rt1", func(m *control.MQTT) { m.Role, m.ReplyPrefix = auth.RoleOperator, "replies" }), "counter")
 	sub := b.Subscribe(t, []string{"#"})
 	sub.WaitFor(mqttWait, 0, "$meta with the commands", func(m brokertest.Message) bool {
 		return m.Topic == "livecgi/rt1/$meta" && strings.Contains(m.Payload, "helper_counter.fail")

@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/livecgi/livecgi/proto/auth"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
 	"github.com/livecgi/livecgi/supervisor/internal/fanout"
@@ -346,7 +347,7 @@ func (s *Supervisor) servePollCommand(ctx context.Context, arg []byte, rest io.R
 // poll, the broker bridge) as a WebSocket client's command is run
 // (Supervisor.command: role, schema, audit), and returns its answer: the
 // result or error frame. It fails only when ctx ends first.
-func (s *Supervisor) runCommand(ctx context.Context, who control.Identity, remote string, log *slog.Logger, m *wire.CommandMsg) ([]byte, error) {
+func (s *Supervisor) runCommand(ctx context.Context, who auth.Identity, remote string, log *slog.Logger, m *wire.CommandMsg) ([]byte, error) {
 	// A client of its own for this one answer, with the caller's identity
 	// and address (for the audit trail).
 	q := newPollQueue()

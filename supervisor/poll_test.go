@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livecgi/livecgi/proto/auth"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
 )
@@ -49,7 +50,7 @@ func (ts *testSup) poll(ctx context.Context, req control.PollRequest) pollAns {
 	return p
 }
 
-func (ts *testSup) token(origin string, id control.Identity) string {
+func (ts *testSup) token(origin string, id auth.Identity) string {
 	tok, _ := control.MintToken(ts.secret, origin, ts.Status().Epoch, time.Now(), time.Minute, id)
 	return tok
 }
@@ -62,7 +63,7 @@ func TestPollSession(t *testing.T) {
 	ts := startSup(t, func(c *control.Config) { c.MaxClients = 1; c.PollInterval = 0 }, "counter")
 	ctx := context.Background()
 	o := ts.origin()
-	tok := ts.token(o, control.Identity{})
+	tok := ts.token(o, auth.Identity{})
 	a := ts.poll(ctx, control.PollRequest{Token: tok, Origin: o})
 	if a.status != 200 || a.Session == "" || strings.Join(a.types()[:2], ",") != "hello,snapshot" {
 		t.Fatalf("open: %+v", a)
@@ -70,7 +71,7 @@ func TestPollSession(t *testing.T) {
 	if b := ts.poll(ctx, control.PollRequest{Token: tok, Origin: o}); b.status != 403 || !strings.Contains(b.Reason, "already used") {
 		t.Errorf("token used twice: %+v", b)
 	}
-	if b := ts.poll(ctx, control.PollRequest{Token: ts.token(o, control.Identity{}), Origin: o}); b.status != 503 || b.Error != control.ErrCodeTooMany {
+	if b := ts.poll(ctx, control.PollRequest{Token: ts.token(o, auth.Identity{}), Origin: o}); b.status != 503 || b.Error != control.ErrCodeTooMany {
 		t.Errorf("a second session with max_clients = 1: %+v", b)
 	}
 	if b := ts.poll(ctx, control.PollRequest{Session: a.Session, Origin: "http://127.0.0.1:1"}); b.status != 403 || b.Error != control.ErrCodeForbidden {
@@ -116,7 +117,7 @@ func TestPollSession(t *testing.T) {
 func TestPollTakeover(t *testing.T) {
 	ts := startSup(t, func(c *control.Config) { c.PollInterval = 40 * time.Second; c.PollTimeout = 50 * time.Second })
 	o := ts.origin()
-	a := ts.poll(context.Background(), control.PollRequest{Token: ts.token(o, control.Identity{}), Origin: o})
+	a := ts.poll(context.Background(), control.PollRequest{Token: ts.token(o, auth.Identity{}), Origin: o})
 	// The next poll is held for poll_interval after that answer.
 	first := make(chan pollAns, 1)
 	go func() {
@@ -150,8 +151,8 @@ func TestPollCommand(t *testing.T) {
 	ts := startSup(t, func(c *control.Config) { c.MaxFrame = 300 }, "counter")
 	o := ts.origin()
 	waitFor(t, "the counter plugin.s commands", func() bool { _, ok := ts.hub.Command("helper_counter.add"); return ok })
-	viewer := ts.poll(context.Background(), control.PollRequest{Token: ts.token(o, control.Identity{User: "v"}), Origin: o})
-	operator := ts.poll(context.Background(), control.PollRequest{Token: ts.token(o, control.Identity{User: "op", Role: control.RoleOperator}), Origin: o})
+	viewer := ts.poll(context.Background(), control.PollRequest{Token: ts.token(o, auth.Identity{User: "v"}), Origin: o})
+	operator := ts.poll(context.Background(), control.PollRequest{Token: ts.token(o, auth.Identity{User: "op", Role: auth.RoleOperator}), Origin: o})
 
 	sock := filepath.Join(t.TempDir(), "control.sock")
 	ln, err := net.Listen("unix", sock)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/livecgi/livecgi/proto/auth"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
 )
@@ -64,7 +65,7 @@ func TestTLS(t *testing.T) {
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
-	tok, _ := control.MintToken(ts.secret, ts.origin(), ts.Status().Epoch, time.Now(), time.Minute, control.Identity{})
+	tok, _ := control.MintToken(ts.secret, ts.origin(), ts.Status().Epoch, time.Now(), time.Minute, auth.Identity{})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, _, err := websocket.Dial(ctx, "wss://"+ts.addr+"/live?token="+tok, &websocket.DialOptions{
@@ -140,7 +141,7 @@ func TestHandOverServed(t *testing.T) {
 		}
 	}()
 	origin := "http://" + web.Addr().String()
-	tok, _ := control.MintToken(ts.secret, origin, ts.Status().Epoch, time.Now(), time.Minute, control.Identity{User: "u", Role: control.RoleOperator})
+	tok, _ := control.MintToken(ts.secret, origin, ts.Status().Epoch, time.Now(), time.Minute, auth.Identity{User: "u", Role: auth.RoleOperator})
 	// The stub rewrites nph-live.cgi?ws&token=T to /live?token=T; this
 	// web server passes the request as it came.
 	u := "ws://" + web.Addr().String() + "/live?token=" + tok
@@ -161,13 +162,13 @@ func TestHandOverServed(t *testing.T) {
 		t.Errorf("token replayed through the hand-over: %v, want 403", err)
 	}
 	<-handErr
-	tok2, _ := control.MintToken(ts.secret, origin, ts.Status().Epoch, time.Now(), time.Minute, control.Identity{})
+	tok2, _ := control.MintToken(ts.secret, origin, ts.Status().Epoch, time.Now(), time.Minute, auth.Identity{})
 	if _, err := ts.tryDial("ws://"+web.Addr().String()+"/live?token="+tok2, "http://evil.example"); err == nil || !strings.Contains(err.Error(), "status 403") {
 		t.Errorf("another origin through the hand-over: %v, want 403", err)
 	}
 	<-handErr
 	// A socket passed with a request that asks for no upgrade.
-	tok3, _ := control.MintToken(ts.secret, origin, ts.Status().Epoch, time.Now(), time.Minute, control.Identity{})
+	tok3, _ := control.MintToken(ts.secret, origin, ts.Status().Epoch, time.Now(), time.Minute, auth.Identity{})
 	plain, err := net.Dial("tcp", web.Addr().String())
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/livecgi/livecgi/proto/auth"
 	"github.com/livecgi/livecgi/proto/control"
 )
 
@@ -33,7 +34,7 @@ func addUser(args []string, stdin *os.File, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("livecgid -adduser", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	name := fs.String("adduser", "", "add or change the user `name` in the users file; the password is read from stdin")
-	role := fs.String("role", control.RoleOperator, "the user's role: operator or viewer")
+	role := fs.String("role", auth.RoleOperator, "the user's role: operator or viewer")
 	configPath := fs.String("config", "/etc/livecgi/livecgi.conf", "configuration `file`, for auth_users")
 	users := fs.String("users", "", "users `file` (overrides auth_users)")
 	if err := fs.Parse(args); err != nil {
@@ -52,21 +53,21 @@ func addUser(args []string, stdin *os.File, stdout, stderr io.Writer) error {
 			return fmt.Errorf("%s sets no auth_users: set it, or pass -users", *configPath)
 		}
 	}
-	if !control.ValidUser(*name) {
-		return fmt.Errorf("bad user name %q: 1 to %d bytes, no spaces, colons or control characters", *name, control.MaxUser)
+	if !auth.ValidUser(*name) {
+		return fmt.Errorf("bad user name %q: 1 to %d bytes, no spaces, colons or control characters", *name, auth.MaxUser)
 	}
-	if !control.ValidRole(*role) {
+	if !auth.ValidRole(*role) {
 		return fmt.Errorf("role %q: want operator or viewer", *role)
 	}
 	pass, err := readPassword(stdin, stderr)
 	if err != nil {
 		return err
 	}
-	hash, err := control.HashPassword(pass)
+	hash, err := auth.HashPassword(pass)
 	if err != nil {
 		return err
 	}
-	replaced, err := control.SetUser(path, control.User{Name: *name, Role: *role, Hash: hash})
+	replaced, err := auth.SetUser(path, auth.User{Name: *name, Role: *role, Hash: hash})
 	if err != nil {
 		return err
 	}

@@ -3,11 +3,11 @@ package control
 import (
 	"encoding/base64"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/livecgi/livecgi/proto/auth"
 )
 
 func TestAuthConfig(t *testing.T) {
@@ -18,7 +18,7 @@ func TestAuthConfig(t *testing.T) {
 	if err := c.Parse([]byte("auth = basic\nauth_users = /etc/livecgi/users\ncommand_role = leds.blink viewer\ncommand_role = leds.set_brightness operator\n")); err != nil {
 		t.Fatal(err)
 	}
-	if c.Auth != AuthBasic || c.CommandRole("leds.blink") != RoleViewer || c.CommandRole("leds.set_brightness") != RoleOperator || c.CommandRole("other.x") != RoleOperator {
+	if c.Auth != AuthBasic || c.CommandRole("leds.blink") != auth.RoleViewer || c.CommandRole("leds.set_brightness") != auth.RoleOperator || c.CommandRole("other.x") != auth.RoleOperator {
 		t.Errorf("parsed: %+v", c)
 	}
 	for in, want := range map[string]string{
@@ -38,19 +38,19 @@ func TestAuthConfig(t *testing.T) {
 
 func TestAuthorize(t *testing.T) {
 	c := Default()
-	c.CommandRoles = map[string]string{"leds.blink": RoleViewer}
+	c.CommandRoles = map[string]string{"leds.blink": auth.RoleViewer}
 	for _, tt := range []struct {
-		id      Identity
+		id      auth.Identity
 		command string
 		want    string // "" allowed
 	}{
-		{Identity{"otto", RoleOperator}, "leds.set", ""},
-		{Identity{"otto", RoleOperator}, "leds.blink", ""},
-		{Identity{"vera", RoleViewer}, "leds.blink", ""},
-		{Identity{"vera", RoleViewer}, "leds.set", `forbidden: leds.set needs role operator; "vera" is viewer`},
-		{Identity{"", RoleViewer}, "leds.set", "an anonymous visitor is viewer"},
-		{Identity{"x", ""}, "leds.blink", "needs role viewer; \"x\" is no role"},
-		{Identity{"x", "admin"}, "leds.blink", "forbidden"},
+		{auth.Identity{User: "otto", Role: auth.RoleOperator}, "leds.set", ""},
+		{auth.Identity{User: "otto", Role: auth.RoleOperator}, "leds.blink", ""},
+		{auth.Identity{User: "vera", Role: auth.RoleViewer}, "leds.blink", ""},
+		{auth.Identity{User: "vera", Role: auth.RoleViewer}, "leds.set", `forbidden: leds.set needs role operator; "vera" is viewer`},
+		{auth.Identity{User: "", Role: auth.RoleViewer}, "leds.set", "an anonymous visitor is viewer"},
+		{auth.Identity{User: "x", Role: ""}, "leds.blink", "needs role viewer; \"x\" is no role"},
+		{auth.Identity{User: "x", Role: "admin"}, "leds.blink", "forbidden"},
 	} {
 		err := c.Authorize(tt.id, tt.command)
 		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), tt.want)) {
@@ -65,18 +65,18 @@ func TestTokenIdentity(t *testing.T) {
 	secret := []byte("0123456789abcdef0123456789abcdef")
 	now := time.Unix(1_800_000_000, 0)
 	const origin = "http://device.local"
-	long := strings.Repeat("ü", MaxUser/2)
-	for _, id := range []Identity{{"vera", RoleViewer}, {"otto", RoleOperator}, {long, RoleOperator}, {"", RoleViewer}} {
+	long := strings.Repeat("ü", auth.MaxUser/2)
+	for _, id := range []auth.Identity{{User: "vera", Role: auth.RoleViewer}, {User: "otto", Role: auth.RoleOperator}, {User: long, Role: auth.RoleOperator}, {User: "", Role: auth.RoleViewer}} {
 		tok, _ := MintToken(secret, origin, "run1", now, time.Minute, id)
 		c, err := VerifyToken(secret, tok, origin, "run1", now)
 		if err != nil || c.Identity != id || len(c.Nonce) != nonceLen {
 			t.Errorf("%+v: %+v %v", id, c, err)
 		}
 	}
-	if c, _ := VerifyToken(secret, mustMint(secret, origin, now, Identity{}), origin, "run1", now); c.Role != RoleViewer {
+	if c, _ := VerifyToken(secret, mustMint(secret, origin, now, auth.Identity{}), origin, "run1", now); c.Role != auth.RoleViewer {
 		t.Errorf("empty identity minted as %+v, want an anonymous viewer", c.Identity)
 	}
-	tok := mustMint(secret, origin, now, Identity{"vera", RoleViewer})
+	tok := mustMint(secret, origin, now, auth.Identity{User: "vera", Role: auth.RoleViewer})
 	raw, _ := base64.RawURLEncoding.DecodeString(tok)
 	for name, edit := range map[string]func(b []byte) []byte{
 		"role":        func(b []byte) []byte { b[8+nonceLen] = 2; return b },
@@ -91,87 +91,7 @@ func TestTokenIdentity(t *testing.T) {
 	}
 }
 
-func mustMint(secret []byte, origin string, now time.Time, id Identity) string {
+func mustMint(secret []byte, origin string, now time.Time, id auth.Identity) string {
 	tok, _ := MintToken(secret, origin, "run1", now, time.Minute, id)
 	return tok
-}
-
-func TestParseBasic(t *testing.T) {
-	b64 := func(s string) string { return "Basic " + base64.StdEncoding.EncodeToString([]byte(s)) }
-	for _, tt := range []struct {
-		h, user, pass string
-		err           string
-	}{
-		{b64("alice:pa:ss"), "alice", "pa:ss", ""},
-		{b64("alice:"), "alice", "", ""},
-		{b64("alice:\xff\x00é"), "alice", "\xff\x00é", ""},
-		{"basic " + base64.StdEncoding.EncodeToString([]byte("a:b")), "a", "b", ""},
-		{"", "", "", "no credentials"},
-		{"Bearer xyz", "", "", "want Basic"},
-		{"Basic %%%", "", "", "bad base64"},
-		{b64("alice"), "", "", "no colon"},
-		{"Basic " + strings.Repeat("A", 1<<20), "", "", "over 1024 bytes"},
-	} {
-		u, p, err := ParseBasic(tt.h)
-		if tt.err != "" {
-			if err == nil || !strings.Contains(err.Error(), tt.err) {
-				t.Errorf("%.40q: err %v, want %q", tt.h, err, tt.err)
-			}
-			continue
-		}
-		if err != nil || u != tt.user || p != tt.pass {
-			t.Errorf("%.40q: %q %q %v", tt.h, u, p, err)
-		}
-	}
-}
-
-// TestUsersFileTrust: a users file others could write or read is refused,
-// as plugins are.
-func TestUsersFileTrust(t *testing.T) {
-	dir := t.TempDir()
-	os.Chmod(dir, 0o755)
-	path := filepath.Join(dir, "users")
-	hash, _ := HashPassword("pw")
-	os.WriteFile(path, []byte("# users\nalice operator "+hash+"\nbob viewer -\n"), 0o600)
-	users, err := ReadUsers(path)
-	if err != nil || len(users) != 2 {
-		t.Fatalf("ReadUsers: %v %v", users, err)
-	}
-	if _, ok := CheckPassword(users, "bob", ""); ok {
-		t.Error("bob (no password) signed in with an empty one")
-	}
-	if _, ok := CheckPassword(users, "nobody", "pw"); ok {
-		t.Error("unknown user signed in")
-	}
-	for mode, want := range map[os.FileMode]string{
-		0o640: "",
-		0o644: "readable by others",
-		0o620: "writable by group or others",
-		0o606: "writable by group or others",
-	} {
-		os.Chmod(path, mode)
-		_, err := ReadUsers(path)
-		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
-			t.Errorf("mode %v: %v, want %q", mode, err, want)
-		}
-	}
-	os.Chmod(path, 0o600)
-	os.Chmod(dir, 0o777)
-	if _, err := ReadUsers(path); err == nil || !strings.Contains(err.Error(), "writable by group or others") {
-		t.Errorf("dir 0777: %v", err)
-	}
-	os.Chmod(dir, 0o700)
-	for text, want := range map[string]string{
-		"alice operator":                   "want \"name role hash\"",
-		"alice admin -":                    `role "admin"`,
-		"al:ce viewer -":                   "bad user name",
-		"alice viewer md5$x":               "hash: want pbkdf2-sha256",
-		"alice viewer pbkdf2-sha256$0$a$b": "bad iteration count",
-		"a viewer -\na operator -":         `user "a" listed twice`,
-	} {
-		os.WriteFile(path, []byte(text), 0o600)
-		if _, err := ReadUsers(path); err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%q: %v, want %q", text, err, want)
-		}
-	}
 }

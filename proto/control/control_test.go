@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/livecgi/livecgi/proto/auth"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -106,7 +108,7 @@ func TestTokens(t *testing.T) {
 	secret := []byte("0123456789abcdef0123456789abcdef")
 	now := time.Unix(1_800_000_000, 0)
 	const origin = "http://device.local"
-	tok, exp := MintToken(secret, origin, "run1", now, time.Minute, Identity{})
+	tok, exp := MintToken(secret, origin, "run1", now, time.Minute, auth.Identity{})
 	if exp.Sub(now) != time.Minute {
 		t.Errorf("expires %v", exp)
 	}
@@ -114,7 +116,7 @@ func TestTokens(t *testing.T) {
 	if err != nil || c1.Nonce == "" {
 		t.Fatalf("valid token: %v", err)
 	}
-	tok2, _ := MintToken(secret, origin, "run1", now, time.Minute, Identity{})
+	tok2, _ := MintToken(secret, origin, "run1", now, time.Minute, auth.Identity{})
 	if c2, _ := VerifyToken(secret, tok2, origin, "run1", now); c2.Nonce == c1.Nonce {
 		t.Error("two tokens share a nonce")
 	}

@@ -18,7 +18,7 @@ import (
 	"github.com/coder/websocket"
 	"golang.org/x/sys/unix"
 
-	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/auth"
 	"github.com/livecgi/livecgi/proto/wire"
 )
 
@@ -42,7 +42,7 @@ type Client struct {
 	raw  syscall.RawConn // nc's fd, to ask how full its send buffer is; may be nil
 	log  *slog.Logger
 	// Who the token was minted for and from where.
-	who      control.Identity
+	who      auth.Identity
 	remote   string
 	userJSON []byte
 
@@ -84,7 +84,7 @@ type ClientOptions struct {
 	Net    net.Conn // the connection under Conn
 	Cork   *Cork    // under Conn's writes, on Net; nil: none
 	Log    *slog.Logger
-	Who    control.Identity // who the token was minted for
+	Who    auth.Identity // who the token was minted for
 	Remote string
 	// Control, for a client without a socket (Conn and Net nil), takes
 	// its control frames (hello, snapshot, status, result) as they are
@@ -125,7 +125,7 @@ func (c *Client) Net() net.Conn { return c.nc }
 func (c *Client) Log() *slog.Logger { return c.log }
 
 // Who returns who c's token was minted for.
-func (c *Client) Who() control.Identity { return c.who }
+func (c *Client) Who() auth.Identity { return c.who }
 
 // Remote returns c's remote address.
 func (c *Client) Remote() string { return c.remote }

@@ -17,7 +17,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/auth"
 	"github.com/livecgi/livecgi/proto/wire"
 )
 
@@ -477,7 +477,7 @@ func TestControlSink(t *testing.T) {
 	h := newTestHub(t, Options{History: 4, MaxClients: 1})
 	pub(t, h, "p.a", 1)
 	var got [][]byte
-	c := h.NewClient(ClientOptions{Who: control.Identity{User: "ann", Role: "admin"}, Control: func(b []byte) { got = append(got, b) }})
+	c := h.NewClient(ClientOptions{Who: auth.Identity{User: "ann", Role: "admin"}, Control: func(b []byte) { got = append(got, b) }})
 	if err := h.Attach(c); err != nil {
 		t.Fatal(err)
 	}
