@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/livecgi/livecgi/proto/auth"
-	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/trust"
 )
 
@@ -90,7 +90,7 @@ func contains(list []string, s string) bool {
 func (s *Stub) authenticate(ctx context.Context, r Request, st *starter) (auth.Identity, *Response) {
 	cfg := s.Config
 	switch cfg.Auth {
-	case control.AuthWebserver:
+	case config.AuthWebserver:
 		if r.RemoteUser == "" {
 			return refuse(403, ErrUnauthorized, "not signed in: auth = webserver, but the web server passed no REMOTE_USER; protect this CGI with the server's own authentication")
 		}
@@ -110,9 +110,9 @@ func (s *Stub) authenticate(ctx context.Context, r Request, st *starter) (auth.I
 			}
 		}
 		return id, nil
-	case control.AuthBasic:
+	case config.AuthBasic:
 		return s.basic(r, st)
-	case control.AuthCommand:
+	case config.AuthCommand:
 		id, status, err := runAuthCommand(ctx, cfg.AuthCommand, r.Env, AuthCommandTimeout)
 		if err != nil {
 			st.log("auth_command %s: %v (remote %s)", cfg.AuthCommand, err, r.RemoteAddr)
@@ -410,7 +410,7 @@ func (c *capped) Write(p []byte) (int, error) {
 // basic, so that the browser prompts and then sends them with the page's
 // ?connect; the other modes check at ?connect only.
 func (s *Stub) pageAuth(ctx context.Context, r Request) *Response {
-	if s.ConfigErr != nil || s.Config.Auth != control.AuthBasic {
+	if s.ConfigErr != nil || s.Config.Auth != config.AuthBasic {
 		return nil
 	}
 	st, err := s.starter()

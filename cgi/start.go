@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/trust"
 )
@@ -37,7 +38,7 @@ func (e *StartError) Error() string { return e.Reason }
 
 // starter starts livecgid for one stub run.
 type starter struct {
-	cfg        control.Config
+	cfg        config.Config
 	configPath string // absolute; passed as -config
 	stateDir   string // absolute; passed as -state-dir
 	log        func(format string, args ...any)

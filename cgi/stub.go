@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
 )
@@ -35,9 +36,9 @@ type Assets struct {
 // goroutines (tests do) as long as the fields are not changed.
 type Stub struct {
 	Assets     Assets
-	ConfigPath string         // passed to the supervisor as -config
-	Config     control.Config // loaded from ConfigPath
-	ConfigErr  error          // why ConfigPath could not be used; ?connect fails with it
+	ConfigPath string        // passed to the supervisor as -config
+	Config     config.Config // loaded from ConfigPath
+	ConfigErr  error         // why ConfigPath could not be used; ?connect fails with it
 	Now        func() time.Time
 }
 
@@ -47,7 +48,7 @@ func New(path string, assets Assets) *Stub {
 	if abs, err := filepath.Abs(path); err == nil {
 		path = abs
 	}
-	cfg, err := control.Load(path)
+	cfg, err := config.Load(path)
 	return &Stub{Assets: assets, ConfigPath: path, Config: cfg, ConfigErr: err, Now: time.Now}
 }
 

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/wire"
 	"github.com/livecgi/livecgi/supervisor/internal/fanout"
 )
@@ -71,14 +71,14 @@ func (s *Supervisor) auditCommand(c *fanout.Client, m *wire.CommandMsg, result s
 
 // authorize checks c's role for command m before anything else is done
 // with it; a refused command is answered with a "forbidden" error and
-// audited. Every transport's commands go through control.Config.Authorize.
+// audited. Every transport's commands go through config.Config.Authorize.
 func (s *Supervisor) authorize(c *fanout.Client, m *wire.CommandMsg) bool {
 	err := s.cfg.Authorize(c.Who(), m.Name)
 	if err == nil {
 		return true
 	}
-	if !errors.Is(err, control.ErrForbidden) {
-		err = fmt.Errorf("%w: %v", control.ErrForbidden, err)
+	if !errors.Is(err, config.ErrForbidden) {
+		err = fmt.Errorf("%w: %v", config.ErrForbidden, err)
 	}
 	c.Log().Info("command refused", "command", m.Name, "id", m.ID, "err", err)
 	c.QueueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrForbidden, ID: m.ID, Message: err.Error()})

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/livecgi/livecgi/proto/auth"
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
 )
@@ -22,7 +23,7 @@ import (
 // one command; every command lands in the audit trail (mode 0600) and no
 // token in any log.
 func TestRoles(t *testing.T) {
-	ts := startSup(t, func(c *control.Config) {
+	ts := startSup(t, func(c *config.Config) {
 		c.CommandRoles = map[string]string{"helper_counter.fail": auth.RoleViewer}
 	}, "counter")
 	state := filepath.Join(filepath.Dir(ts.dir), "state")
@@ -164,7 +165,7 @@ func readAudit(t *testing.T, path string) []auditRecord {
 // TestAuditAtShutdown: a command still running when livecgid stops has
 // its record in the audit trail, written before the trail is closed.
 func TestAuditAtShutdown(t *testing.T) {
-	ts := startSup(t, func(c *control.Config) { c.CommandTimeout = 300 * time.Millisecond }, "counter")
+	ts := startSup(t, func(c *config.Config) { c.CommandTimeout = 300 * time.Millisecond }, "counter")
 	c := ts.dial(t)
 	online(c, "helper_counter")
 	c.send(wire.CommandMsg{Type: "command", ID: "b1", Name: "helper_counter.block"})

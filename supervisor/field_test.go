@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/livecgi/livecgi/proto/auth"
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
 )
@@ -407,7 +408,7 @@ func TestBurstThenCalm(t *testing.T) {
 	ts := startSup(t, nil, "counter")
 	c := ts.dial(t)
 	online(c, "helper_counter")
-	for range 3 * control.Default().Burst {
+	for range 3 * config.Default().Burst {
 		c.send(wire.Resume{Type: "resume", Epoch: "x", Seq: 1})
 	}
 	c.next("rate_limited error", is("error", "code", wire.ErrRateLimited))

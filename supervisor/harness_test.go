@@ -18,6 +18,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/livecgi/livecgi/proto/auth"
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
 )
@@ -54,13 +55,13 @@ func (s *syncBuf) String() string {
 
 // startSup runs a supervisor over a fresh plugins dir holding the helper
 // plugins named by modes. edit may change the config first.
-func startSup(t testing.TB, edit func(*control.Config), modes ...string) *testSup {
+func startSup(t testing.TB, edit func(*config.Config), modes ...string) *testSup {
 	t.Helper()
 	return startSupOn(t, nil, edit, modes...)
 }
 
 // startSupOn is startSup with the listener passed through wrap (if not nil).
-func startSupOn(t testing.TB, wrap func(net.Listener) net.Listener, edit func(*control.Config), modes ...string) *testSup {
+func startSupOn(t testing.TB, wrap func(net.Listener) net.Listener, edit func(*config.Config), modes ...string) *testSup {
 	t.Helper()
 	root := t.TempDir()
 	dir := filepath.Join(root, "plugins")
@@ -73,7 +74,7 @@ func startSupOn(t testing.TB, wrap func(net.Listener) net.Listener, edit func(*c
 	for _, m := range modes {
 		installHelper(t, dir, m)
 	}
-	cfg := control.Default()
+	cfg := config.Default()
 	cfg.PluginsDir, cfg.StateDir, cfg.Listen = dir, state, "127.0.0.1:0"
 	cfg.CommandTimeout = 2 * time.Second
 	if edit != nil {

@@ -23,7 +23,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/livecgi/livecgi/proto/auth"
-	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/trust"
 	"github.com/livecgi/livecgi/proto/wire"
 	"github.com/livecgi/livecgi/supervisor/internal/fanout"
@@ -54,7 +54,7 @@ import (
 // bridge is one broker bridge; newBridge makes it, run runs it.
 type bridge struct {
 	s      *Supervisor
-	m      control.MQTT
+	m      config.MQTT
 	url    *url.URL
 	device string
 	base   string // "<prefix>/<device>/"
@@ -363,7 +363,7 @@ func (b *bridge) session(ctx context.Context) (connected bool, err error) {
 // CheckBroker connects to the broker cfg names, as the bridge would but
 // under a client id of its own (the running bridge keeps its session),
 // and disconnects. It says where it connected.
-func CheckBroker(ctx context.Context, cfg control.Config) (string, error) {
+func CheckBroker(ctx context.Context, cfg config.Config) (string, error) {
 	b, err := newBridge(&Supervisor{cfg: cfg, log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return "", err
@@ -612,7 +612,7 @@ func (b *bridge) answer(ctx context.Context, cli *paho.Client, name string, p *p
 }
 
 // reply publishes a command's answer, with its correlation data, to its
-// MQTT 5 response topic when control.MQTT.ResponseTopic allows that one
+// MQTT 5 response topic when config.MQTT.ResponseTopic allows that one
 // (under mqtt_reply_prefix, or the device's own result/), else to base
 // result/<name>.
 func (b *bridge) reply(ctx context.Context, cli *paho.Client, name string, p *paho.Publish, res []byte, qos byte) {

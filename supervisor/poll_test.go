@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/livecgi/livecgi/proto/auth"
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
 )
@@ -60,7 +61,7 @@ func (ts *testSup) token(origin string, id auth.Identity) string {
 // the server gets a snapshot; tokens are single-use and sessions bound to
 // their origin; poll sessions count against max_clients.
 func TestPollSession(t *testing.T) {
-	ts := startSup(t, func(c *control.Config) { c.MaxClients = 1; c.PollInterval = 0 }, "counter")
+	ts := startSup(t, func(c *config.Config) { c.MaxClients = 1; c.PollInterval = 0 }, "counter")
 	ctx := context.Background()
 	o := ts.origin()
 	tok := ts.token(o, auth.Identity{})
@@ -115,7 +116,7 @@ func TestPollSession(t *testing.T) {
 // TestPollTakeover: a page needs one poll at a time; a new poll of a
 // session answers the one still waiting at once, with no frames.
 func TestPollTakeover(t *testing.T) {
-	ts := startSup(t, func(c *control.Config) { c.PollInterval = 40 * time.Second; c.PollTimeout = 50 * time.Second })
+	ts := startSup(t, func(c *config.Config) { c.PollInterval = 40 * time.Second; c.PollTimeout = 50 * time.Second })
 	o := ts.origin()
 	a := ts.poll(context.Background(), control.PollRequest{Token: ts.token(o, auth.Identity{}), Origin: o})
 	// The next poll is held for poll_interval after that answer.
@@ -148,7 +149,7 @@ func TestPollTakeover(t *testing.T) {
 // the schema and the audit trail as a WebSocket's does, over the control
 // socket's framing.
 func TestPollCommand(t *testing.T) {
-	ts := startSup(t, func(c *control.Config) { c.MaxFrame = 300 }, "counter")
+	ts := startSup(t, func(c *config.Config) { c.MaxFrame = 300 }, "counter")
 	o := ts.origin()
 	waitFor(t, "the counter plugin.s commands", func() bool { _, ok := ts.hub.Command("helper_counter.add"); return ok })
 	viewer := ts.poll(context.Background(), control.PollRequest{Token: ts.token(o, auth.Identity{User: "v"}), Origin: o})

@@ -24,6 +24,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/livecgi/livecgi/proto/auth"
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
 )
@@ -59,7 +60,7 @@ func mustCert(t *testing.T, dir string) (certFile, keyFile string, cert *x509.Ce
 // buffer measured (the TCP socket under the TLS connection).
 func TestTLS(t *testing.T) {
 	certFile, keyFile, cert := mustCert(t, t.TempDir())
-	ts := startSup(t, func(c *control.Config) { c.TLSCert, c.TLSKey = certFile, keyFile }, "counter")
+	ts := startSup(t, func(c *config.Config) { c.TLSCert, c.TLSKey = certFile, keyFile }, "counter")
 	if !ts.Status().TLS {
 		t.Error("status does not say tls")
 	}
@@ -89,7 +90,7 @@ func TestTLS(t *testing.T) {
 
 // TestTLSBadCert: a missing certificate fails New with the keys' names.
 func TestTLSBadCert(t *testing.T) {
-	cfg := control.Default()
+	cfg := config.Default()
 	cfg.TLSCert, cfg.TLSKey = "/nonexistent/cert.pem", "/nonexistent/key.pem"
 	_, err := New(Options{Config: cfg, Secret: []byte("0123456789abcdef")})
 	if err == nil || !strings.Contains(err.Error(), "tls_cert, tls_key") {

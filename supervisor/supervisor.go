@@ -24,6 +24,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/livecgi/livecgi/proto"
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
 	"github.com/livecgi/livecgi/supervisor/internal/fanout"
@@ -34,7 +35,7 @@ const builtinPlugin = "livecgid"
 
 // Options configures a Supervisor.
 type Options struct {
-	Config  control.Config
+	Config  config.Config
 	Secret  []byte       // HMAC secret of the tokens; required
 	Logger  *slog.Logger // default: discard
 	Version string       // reported in hello and the control socket
@@ -53,7 +54,7 @@ type Options struct {
 // Supervisor serves browsers and runs plugins. Create it with New and start
 // it with Run; it is done when Run returns.
 type Supervisor struct {
-	cfg     control.Config
+	cfg     config.Config
 	secret  []byte
 	log     *slog.Logger
 	version string

@@ -17,6 +17,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/livecgi/livecgi/proto/auth"
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
 )
@@ -72,7 +73,7 @@ func online(c *tclient, plugin string) {
 }
 
 func TestCommands(t *testing.T) {
-	ts := startSup(t, func(c *control.Config) { c.CommandTimeout = 300 * time.Millisecond }, "counter")
+	ts := startSup(t, func(c *config.Config) { c.CommandTimeout = 300 * time.Millisecond }, "counter")
 	c, other := ts.dial(t), ts.dial(t)
 	online(c, "helper_counter")
 
@@ -167,7 +168,7 @@ func TestBadFrames(t *testing.T) {
 }
 
 func TestSlowClientIsClosedOthersCarryOn(t *testing.T) {
-	ts := startSup(t, func(c *control.Config) { c.WriteTimeout = 500 * time.Millisecond }, "big")
+	ts := startSup(t, func(c *config.Config) { c.WriteTimeout = 500 * time.Millisecond }, "big")
 	// A client that never reads, with a tiny receive buffer.
 	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
 		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
@@ -202,7 +203,7 @@ func TestVanishedClientIsDropped(t *testing.T) {
 }
 
 func TestDeadClientDroppedByPing(t *testing.T) {
-	ts := startSup(t, func(c *control.Config) { c.PingInterval = 200 * time.Millisecond }, "counter")
+	ts := startSup(t, func(c *config.Config) { c.PingInterval = 200 * time.Millisecond }, "counter")
 	// A raw TCP client that completes the upgrade and then never answers
 	// anything, pings included.
 	u := ts.url(ts.origin())
@@ -249,7 +250,7 @@ func TestTokens(t *testing.T) {
 }
 
 func TestMaxClients(t *testing.T) {
-	ts := startSup(t, func(c *control.Config) { c.MaxClients = 2 })
+	ts := startSup(t, func(c *config.Config) { c.MaxClients = 2 })
 	ts.dial(t).next("hello", is("hello"))
 	ts.dial(t).next("hello", is("hello"))
 	third := ts.dial(t)
@@ -259,7 +260,7 @@ func TestMaxClients(t *testing.T) {
 }
 
 func TestResume(t *testing.T) {
-	ts := startSup(t, func(c *control.Config) { c.History = 50 }, "counter")
+	ts := startSup(t, func(c *config.Config) { c.History = 50 }, "counter")
 	c := ts.dial(t)
 	hello := c.next("hello", is("hello"))
 	epoch := hello["epoch"].(string)
@@ -450,7 +451,7 @@ func TestHostAllowed(t *testing.T) {
 	ts.stop()
 
 	// allowed_hosts = evil.example lets it in.
-	ts = startSup(t, func(c *control.Config) { c.AllowedHosts = []string{"evil.example"} })
+	ts = startSup(t, func(c *config.Config) { c.AllowedHosts = []string{"evil.example"} })
 	_, port, _ = net.SplitHostPort(ts.addr)
 	tok, _ = control.MintToken(ts.secret, "http://evil.example:"+port, ts.Status().Epoch, time.Now(), time.Minute, auth.Identity{})
 	if status, body := rawUpgrade(t, ts.addr, "/live?token="+tok, "evil.example:"+port, "http://evil.example:"+port); !strings.HasPrefix(status, "101") {

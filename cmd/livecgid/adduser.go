@@ -12,7 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/livecgi/livecgi/proto/auth"
-	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/config"
 )
 
 // isAddUser reports whether args ask for -adduser.
@@ -45,7 +45,7 @@ func addUser(args []string, stdin *os.File, stdout, stderr io.Writer) error {
 	}
 	path := *users
 	if path == "" {
-		cfg, err := control.Load(*configPath)
+		cfg, err := config.Load(*configPath)
 		if err != nil {
 			return err
 		}

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/trust"
 	"github.com/livecgi/livecgi/supervisor"
@@ -22,7 +23,7 @@ import (
 // as the web server's user: the stub and the supervisor it starts run as
 // that user): one line per part, "ok" or "FAIL" with the fix. It may
 // create the state dir, as the stub would. It reports whether all is ok.
-func check(w io.Writer, configPath string, cfg control.Config, cfgErr error) bool {
+func check(w io.Writer, configPath string, cfg config.Config, cfgErr error) bool {
 	good := true
 	line := func(ok bool, what, msg, fix string) {
 		if ok {

@@ -20,6 +20,7 @@ import (
 	"runtime/debug"
 	"syscall"
 
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/supervisor"
 )
@@ -71,13 +72,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	switch {
 	case *printConfig:
-		_, err := io.WriteString(stdout, control.SampleConfig)
+		_, err := io.WriteString(stdout, config.SampleConfig)
 		return err
 	case *showVersion:
 		_, err := fmt.Fprintln(stdout, "livecgid", version)
 		return err
 	}
-	cfg, err := control.Load(*configPath)
+	cfg, err := config.Load(*configPath)
 	if err != nil && !*checkMode {
 		return err
 	}
@@ -185,7 +186,7 @@ func serve(ctx context.Context, sup *supervisor.Supervisor, ln, cln net.Listener
 
 // smallBoardDefaults applies the configured GC settings unless the
 // environment already chose (GOGC, GOMEMLIMIT).
-func smallBoardDefaults(cfg control.Config, log *slog.Logger) {
+func smallBoardDefaults(cfg config.Config, log *slog.Logger) {
 	if os.Getenv("GOMEMLIMIT") == "" && cfg.MemoryLimitMB > 0 {
 		debug.SetMemoryLimit(int64(cfg.MemoryLimitMB) << 20)
 	}

@@ -218,37 +218,3 @@ func TestHandOverHelper(t *testing.T) {
 		t.Fatal("hand-over accepted")
 	}
 }
-
-// TestReachConfig: tls_cert/tls_key, public_port and public_url parse,
-// and what makes no sense is refused with the key's name.
-func TestReachConfig(t *testing.T) {
-	var c Config
-	c = Default()
-	if err := c.Parse([]byte("tls_cert = /etc/c.pem\ntls_key = /etc/k.pem\npublic_port = 443\n")); err != nil || c.TLSCert != "/etc/c.pem" || c.PublicPort != 443 {
-		t.Errorf("good keys: %+v %v", c, err)
-	}
-	c = Default()
-	if err := c.Parse([]byte("public_url = wss://device.example.net:8443/livecgi/\n")); err != nil {
-		t.Errorf("public_url: %v", err)
-	}
-	if scheme, rest, _ := c.PublicBase(); scheme != "wss" || rest != "device.example.net:8443/livecgi" {
-		t.Errorf("PublicBase = %q %q", scheme, rest)
-	}
-	for conf, want := range map[string]string{
-		"tls_cert = /c.pem\n":                    "tls_cert and tls_key go together",
-		"tls_key = /k.pem\n":                     "tls_cert and tls_key go together",
-		"public_port = 70000\n":                  "public_port must be a port number",
-		"public_port = -1\n":                     "public_port must be a port number",
-		"public_port = 1\npublic_url = ws://h\n": "exclude each other",
-		"public_url = http://h\n":                "want ws:// or wss://",
-		"public_url = wss://\n":                  "want scheme://host",
-		"public_url = wss://h/x?token=1\n":       "no query",
-		"public_url = wss://user@h\n":            "no query, user",
-		"public_url = wss://h\"onerror=\"x\n":    "want scheme://host",
-	} {
-		c := Default()
-		if err := c.Parse([]byte(conf)); err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%q: %v, want %q", conf, err, want)
-		}
-	}
-}
