@@ -61,7 +61,7 @@ func TestJSONMatches(t *testing.T) {
 }
 
 // TestParseStatus holds the hand-written status reader to what
-// control.ServeControl sends (encoding/json of control.Status).
+// ctlserver.Serve sends (encoding/json of control.Status).
 func TestParseStatus(t *testing.T) {
 	for _, st := range []control.Status{
 		{},

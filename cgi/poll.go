@@ -121,7 +121,7 @@ var errNotRunning = errors.New("supervisor not running")
 
 // controlRequest sends msg on the control socket in stateDir and reads
 // the answer: a decimal status, a newline, the body up to EOF (see
-// control.Handler). Raw syscalls, as probe.
+// ctlserver.Handler). Raw syscalls, as probe.
 func controlRequest(stateDir string, msg []byte, timeout time.Duration) (int, []byte, error) {
 	fd, err := dialControl(filepath.Join(stateDir, control.ControlFile), timeout)
 	if err != nil {

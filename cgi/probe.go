@@ -16,7 +16,7 @@ import (
 // protocol ("status\n", one JSON line back) over raw syscalls and reads
 // only the pid and port of the answer: package net and encoding/json would
 // add 0.7 MiB to a stub that must stay under 3 MiB on linux/arm.
-// TestProbeMatchesControl holds it to control.ServeControl.
+// TestProbeMatchesControl holds it to ctlserver.Serve.
 func probe(stateDir string, timeout time.Duration) (control.Status, error) {
 	var st control.Status
 	fd, err := dialControl(filepath.Join(stateDir, control.ControlFile), timeout)

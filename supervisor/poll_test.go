@@ -16,6 +16,7 @@ import (
 	"github.com/livecgi/livecgi/proto/auth"
 	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/control/ctlserver"
 	"github.com/livecgi/livecgi/proto/wire"
 )
 
@@ -162,7 +163,7 @@ func TestPollCommand(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go control.ServeControl(ctx, ln, ts.Status, ts.ControlHandlers()...)
+	go ctlserver.Serve(ctx, ln, ts.Status, ts.ControlHandlers()...)
 	ask := func(session, frame string) (int, string) {
 		t.Helper()
 		c, err := net.Dial("unix", sock)

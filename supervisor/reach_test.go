@@ -26,6 +26,7 @@ import (
 	"github.com/livecgi/livecgi/proto/auth"
 	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/control/ctlserver"
 	"github.com/livecgi/livecgi/proto/wire"
 )
 
@@ -112,7 +113,7 @@ func TestHandOverServed(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go control.Control{Status: ts.Status, HandOver: ts.HandOver}.Serve(ctx, cln)
+	go ctlserver.Control{Status: ts.Status, HandOver: ts.HandOver}.Serve(ctx, cln)
 
 	// The web server: reads each request's head and hands the socket over.
 	web, err := net.Listen("tcp", "127.0.0.1:0")

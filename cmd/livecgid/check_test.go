@@ -12,6 +12,7 @@ import (
 
 	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/control/ctlserver"
 	"github.com/livecgi/livecgi/supervisor/brokertest"
 )
 
@@ -140,7 +141,7 @@ func TestCheckPortHeldBySupervisor(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	port := ws.Addr().(*net.TCPAddr).Port
-	go control.ServeControl(ctx, cln, func() control.Status {
+	go ctlserver.Serve(ctx, cln, func() control.Status {
 		return control.Status{PID: 4242, Port: port, Version: "v9"}
 	})
 	var out bytes.Buffer

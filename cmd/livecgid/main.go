@@ -22,6 +22,7 @@ import (
 
 	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/control/ctlserver"
 	"github.com/livecgi/livecgi/supervisor"
 )
 
@@ -169,7 +170,7 @@ func serve(ctx context.Context, sup *supervisor.Supervisor, ln, cln net.Listener
 	defer cancel()
 	ctlErr := make(chan error, 1)
 	go func() {
-		err := control.Control{Status: sup.Status, HandOver: sup.HandOver, Handlers: sup.ControlHandlers()}.Serve(ctx, cln)
+		err := ctlserver.Control{Status: sup.Status, HandOver: sup.HandOver, Handlers: sup.ControlHandlers()}.Serve(ctx, cln)
 		if err != nil {
 			err = fmt.Errorf("control socket: %w", err)
 			cancel()

@@ -1,7 +1,6 @@
 package control
 
 import (
-	"context"
 	"encoding/base64"
 	"errors"
 	"net"
@@ -115,24 +114,6 @@ func TestSecretConcurrentFirstUse(t *testing.T) {
 	}
 }
 
-func TestProbe(t *testing.T) {
-	dir := t.TempDir()
-	if _, err := Probe(context.Background(), dir); err == nil {
-		t.Fatal("probe with nobody listening succeeded")
-	}
-	ln, err := net.Listen("unix", filepath.Join(dir, ControlFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go ServeControl(ctx, ln, func() Status { return Status{PID: 42, Port: 8081, Version: "v"} })
-	st, err := Probe(context.Background(), dir)
-	if err != nil || st.PID != 42 || st.Port != 8081 {
-		t.Fatalf("probe = %+v, %v", st, err)
-	}
-}
-
 // TestStateDirSquatted: another user owning the fallback name does not
 // stop us: a private dir of ours is used, the same one each time.
 func TestStateDirSquatted(t *testing.T) {
@@ -185,63 +166,5 @@ func TestStateDirSquatted(t *testing.T) {
 	defer ln.Close()
 	if d, _, err := StateDir(want); err != nil || d != younger {
 		t.Fatalf("StateDir = %q, %v, want the one with a live control socket %s", d, err, younger)
-	}
-}
-
-// failingListener fails its first accepts with errs, then accepts from
-// the listener under it.
-type failingListener struct {
-	net.Listener
-	mu   sync.Mutex
-	errs []error
-}
-
-func (l *failingListener) Accept() (net.Conn, error) {
-	l.mu.Lock()
-	if len(l.errs) > 0 {
-		err := l.errs[0]
-		l.errs = l.errs[1:]
-		l.mu.Unlock()
-		return nil, err
-	}
-	l.mu.Unlock()
-	return l.Listener.Accept()
-}
-
-func acceptErr(errno syscall.Errno) error {
-	return &net.OpError{Op: "accept", Net: "unix", Err: os.NewSyscallError("accept4", errno)}
-}
-
-// TestServeControlShortage: a shortage of descriptors, buffers or memory
-// is waited out; any other accept error ends ServeControl.
-func TestServeControlShortage(t *testing.T) {
-	dir := t.TempDir()
-	ln, err := net.Listen("unix", filepath.Join(dir, ControlFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fl := &failingListener{Listener: ln, errs: []error{
-		acceptErr(syscall.EMFILE), acceptErr(syscall.ENFILE), acceptErr(syscall.ENOBUFS),
-		acceptErr(syscall.ENOMEM), acceptErr(syscall.ECONNABORTED),
-	}}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- ServeControl(ctx, fl, func() Status { return Status{PID: 42, Port: 8081} }) }()
-	if st, err := Probe(context.Background(), dir); err != nil || st.PID != 42 {
-		t.Fatalf("probe after a shortage = %+v, %v", st, err)
-	}
-
-	fl.mu.Lock()
-	fl.errs = []error{acceptErr(syscall.EINVAL)}
-	fl.mu.Unlock()
-	Probe(context.Background(), dir) // wakes the accept, which fails
-	select {
-	case err := <-done:
-		if !errors.Is(err, syscall.EINVAL) {
-			t.Errorf("ServeControl = %v, want the listener's error", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("ServeControl still running after its listener failed for good")
 	}
 }
