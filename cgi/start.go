@@ -88,10 +88,9 @@ func (s *starter) startOnce(ctx context.Context) (control.Status, error) {
 
 // probe asks the control socket for the status, with a short deadline.
 func (s *starter) probe(ctx context.Context) (control.Status, error) {
-	if err := ctx.Err(); err != nil {
-		return control.Status{}, err
-	}
-	return probe(s.stateDir, time.Second)
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	return control.Probe(ctx, s.stateDir)
 }
 
 // checkBinary says in words what is wrong with the supervisor binary, if

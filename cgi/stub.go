@@ -15,7 +15,6 @@ import (
 
 	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
-	"github.com/livecgi/livecgi/proto/wire"
 )
 
 // ConfigPath is the configuration file the stub reads, fixed at build
@@ -263,7 +262,7 @@ func (s *Stub) connect(ctx context.Context, r Request) Response {
 		URL:      direct + "/live?token=" + token,
 		Token:    token,
 		Expires:  expires.UnixMilli(),
-		Protocol: wire.Subprotocol,
+		Protocol: control.Subprotocol,
 	}
 	// Each WebSocket transport has its own token: trying one must not
 	// spend another's.
@@ -276,7 +275,7 @@ func (s *Stub) connect(ctx context.Context, r Request) Response {
 	}
 	t, _ := mint()
 	doc.AddTransport(control.TransportPoll, pollURL(r.ScriptName, t))
-	return jsonResponse(200, connectJSON(doc))
+	return jsonResponse(200, doc.JSON())
 }
 
 // originRefused answers a request whose Host or Origin TokenOrigin refused.

@@ -33,27 +33,11 @@ func SendHandOver(stateDir string, fd int, request []byte, timeout time.Duration
 	if len(request) > MaxHandOver {
 		return fmt.Errorf("hand-over: request of %d bytes, over %d", len(request), MaxHandOver)
 	}
-	path := filepath.Join(stateDir, ControlFile)
-	if len(path) >= 108 {
-		return fmt.Errorf("control socket path %s is too long for a unix socket", path)
-	}
-	s, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	s, err := dial(filepath.Join(stateDir, ControlFile), timeout)
 	if err != nil {
-		return fmt.Errorf("hand-over: socket: %w", err)
+		return fmt.Errorf("hand-over: %w", err)
 	}
 	defer syscall.Close(s)
-	tv := syscall.NsecToTimeval(timeout.Nanoseconds())
-	syscall.SetsockoptTimeval(s, syscall.SOL_SOCKET, syscall.SO_SNDTIMEO, &tv)
-	syscall.SetsockoptTimeval(s, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv)
-	for {
-		err = syscall.Connect(s, &syscall.SockaddrUnix{Name: path})
-		if err != syscall.EINTR {
-			break
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("hand-over: dial %s: %w", path, err)
-	}
 	msg := append([]byte(HandOverVerb), request...)
 	if err := syscall.Sendmsg(s, msg, syscall.UnixRights(fd), nil, 0); err != nil {
 		return fmt.Errorf("hand-over: send: %w", err)

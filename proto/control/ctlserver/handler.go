@@ -10,6 +10,8 @@ import (
 	"net"
 	"strconv"
 	"time"
+
+	"github.com/livecgi/livecgi/proto/control"
 )
 
 // Answer is a control request's answer: an HTTP status and a JSON body.
@@ -18,13 +20,10 @@ type Answer struct {
 	Body   []byte
 }
 
-// ErrorAnswer is status with {"error": code, "reason": reason}.
+// ErrorAnswer is status with {"error": code, "reason": reason}
+// (control.ErrorJSON, as the stub's own errors).
 func ErrorAnswer(status int, code, reason string) Answer {
-	b, _ := json.Marshal(struct {
-		Error  string `json:"error"`
-		Reason string `json:"reason"`
-	}{code, reason})
-	return Answer{Status: status, Body: append(b, '\n')}
+	return Answer{Status: status, Body: control.ErrorJSON(code, reason)}
 }
 
 // Handler serves one request kind on the control socket. Serve gets the

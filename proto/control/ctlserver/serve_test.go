@@ -1,8 +1,11 @@
 package ctlserver
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -14,6 +17,8 @@ import (
 	"github.com/livecgi/livecgi/proto/control"
 )
 
+// TestProbe: control.Probe, the stub's client, reads every field of the
+// status that Serve writes.
 func TestProbe(t *testing.T) {
 	dir := t.TempDir()
 	if _, err := control.Probe(context.Background(), dir); err == nil {
@@ -25,10 +30,62 @@ func TestProbe(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go Serve(ctx, ln, func() control.Status { return control.Status{PID: 42, Port: 8081, Version: "v"} })
+	want := control.Status{PID: 42, Port: 8081, Version: `v1.2 "x" é`, Epoch: "0a1b", Clients: 3, TLS: true}
+	go Serve(ctx, ln, func() control.Status { return want })
 	st, err := control.Probe(context.Background(), dir)
-	if err != nil || st.PID != 42 || st.Port != 8081 {
-		t.Fatalf("probe = %+v, %v", st, err)
+	if err != nil || st != want {
+		t.Fatalf("probe = %+v, %v; want %+v", st, err, want)
+	}
+}
+
+// TestRequests: control.Poll and control.Command, the stub's client,
+// against Serve's handlers: the requests decode strictly (DecodeRequest),
+// a command's frame follows its line, and answers come back whole.
+func TestRequests(t *testing.T) {
+	dir := t.TempDir()
+	since := uint64(7)
+	poll := control.PollRequest{Session: "s1", Since: &since, Origin: "http://h", Remote: "10.0.0.1"}
+	cmd := control.CommandRequest{Session: "s1", Origin: "http://h", Len: 5}
+	if _, _, err := control.Poll(dir, poll, time.Second); !errors.Is(err, control.ErrNotRunning) {
+		t.Fatalf("poll with nobody listening: %v, want ErrNotRunning", err)
+	}
+	ln, err := net.Listen("unix", filepath.Join(dir, control.ControlFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	big := bytes.Repeat([]byte("x"), 1<<20)
+	go Serve(ctx, ln, func() control.Status { return control.Status{} },
+		Handler{Kind: control.KindPoll, Timeout: 5 * time.Second, Serve: func(_ context.Context, arg []byte, _ io.Reader) Answer {
+			var got control.PollRequest
+			if err := DecodeRequest(arg, &got); err != nil {
+				return ErrorAnswer(400, control.ErrCodeBad, err.Error())
+			}
+			if got.Session != poll.Session || got.Since == nil || *got.Since != since || got.Origin != poll.Origin || got.Remote != poll.Remote {
+				return ErrorAnswer(400, control.ErrCodeBad, fmt.Sprintf("got %+v", got))
+			}
+			return Answer{Status: 200, Body: big}
+		}},
+		Handler{Kind: control.KindCommand, Timeout: 5 * time.Second, Serve: func(_ context.Context, arg []byte, rest io.Reader) Answer {
+			var got control.CommandRequest
+			if err := DecodeRequest(arg, &got); err != nil {
+				return ErrorAnswer(400, control.ErrCodeBad, err.Error())
+			}
+			frame := make([]byte, got.Len)
+			if _, err := io.ReadFull(rest, frame); err != nil || got != cmd {
+				return ErrorAnswer(400, control.ErrCodeBad, fmt.Sprintf("got %+v %v", got, err))
+			}
+			return ErrorAnswer(410, control.ErrCodeSession, string(frame))
+		}},
+	)
+	status, body, err := control.Poll(dir, poll, 5*time.Second)
+	if err != nil || status != 200 || !bytes.Equal(body, big) {
+		t.Errorf("poll: %d, %d bytes %.80q, %v", status, len(body), body, err)
+	}
+	status, body, err = control.Command(dir, cmd, []byte("hello"), 5*time.Second)
+	if err != nil || status != 410 || string(body) != `{"error":"session_expired","reason":"hello"}`+"\n" {
+		t.Errorf("command: %d %q %v", status, body, err)
 	}
 }
 
