@@ -345,7 +345,7 @@ func parseFails(b []byte) []failEntry {
 // stdout signs USER in as ROLE; a non-zero exit refuses (status 403);
 // anything else is the administrator's to fix (500).
 func runAuthCommand(ctx context.Context, path string, env []string, timeout time.Duration) (auth.Identity, int, error) {
-	if err := trust.CheckTrusted(path, false); err != nil {
+	if err := trust.Check(path, trust.Options{}); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return auth.Identity{}, 500, fmt.Errorf("auth_command %s does not exist", path)
 		}

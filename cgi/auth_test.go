@@ -280,6 +280,28 @@ esac
 			t.Errorf("reason %q", reason)
 		}
 	})
+	// auth_command is a program run with the stub's rights: trusted as
+	// plugins are (trust.Check), its symlinks followed, never from a
+	// directory others may write to, sticky or not.
+	t.Run("link into a directory others may write", func(t *testing.T) {
+		script := mustScript(t, "echo alice operator")
+		os.Chmod(filepath.Dir(script), 0o777)
+		link := filepath.Join(t.TempDir(), "check-session")
+		if err := os.Symlink(script, link); err != nil {
+			t.Fatal(err)
+		}
+		s.Config.AuthCommand = link
+		if reason := wantError(t, serve(t, s, Request{Host: "localhost", Query: "connect"}), 500, ErrConfig); !strings.Contains(reason, filepath.Dir(script)+" is writable by group or others") {
+			t.Errorf("reason %q", reason)
+		}
+	})
+	t.Run("in a sticky directory", func(t *testing.T) {
+		s.Config.AuthCommand = mustScript(t, "echo alice operator")
+		os.Chmod(filepath.Dir(s.Config.AuthCommand), 0o777|os.ModeSticky)
+		if reason := wantError(t, serve(t, s, Request{Host: "localhost", Query: "connect"}), 500, ErrConfig); !strings.Contains(reason, "writable by group or others") {
+			t.Errorf("reason %q", reason)
+		}
+	})
 }
 
 // alive reports whether pid runs (a zombie waiting for this reaper does

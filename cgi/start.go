@@ -95,7 +95,7 @@ func (s *starter) probe(ctx context.Context) (control.Status, error) {
 
 // checkBinary says in words what is wrong with the supervisor binary, if
 // anything, before an attempt to run it: missing, not executable, or open
-// to others (trust.CheckTrust: whoever can replace it runs as the web
+// to others (trust.Check: whoever can replace it runs as the web
 // server's user).
 func checkBinary(path string) error {
 	fi, err := os.Stat(path)
@@ -109,7 +109,7 @@ func checkBinary(path string) error {
 	case syscall.Access(path, 1) != nil:
 		return &StartError{500, fmt.Sprintf("supervisor binary %s is not executable by uid %d", path, os.Getuid())}
 	}
-	if err := trust.CheckTrust(path); err != nil {
+	if err := trust.Check(path, trust.Options{}); err != nil {
 		return &StartError{500, fmt.Sprintf("supervisor binary not trusted, not started: %v", err)}
 	}
 	return nil

@@ -198,10 +198,10 @@ func (sl *slot) start(ctx context.Context) (*instance, error) {
 }
 
 // checkTrust refuses a plugin binary that others could have replaced
-// (trust.CheckTrust).
+// (trust.Check).
 func checkTrust(path string) error {
-	err := trust.CheckTrust(path)
-	var te *trust.TrustError
+	err := trust.Check(path, trust.Options{})
+	var te *trust.Error
 	if errors.As(err, &te) {
 		err = fmt.Errorf("%w: %v", ErrRefused, err)
 	}

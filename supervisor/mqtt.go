@@ -135,7 +135,7 @@ func (b *bridge) tlsConfig() (*tls.Config, error) {
 		}
 	}
 	if m.Cert != "" {
-		if err := trust.CheckTrusted(m.Key, true); err != nil {
+		if err := trust.Check(m.Key, trust.Options{Secret: true, StickyDirs: true}); err != nil {
 			return nil, fmt.Errorf("mqtt_key: %w", err)
 		}
 		cert, err := tls.LoadX509KeyPair(m.Cert, m.Key)

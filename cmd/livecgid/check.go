@@ -34,9 +34,9 @@ func check(w io.Writer, configPath string, cfg config.Config, cfgErr error) bool
 		fmt.Fprintf(w, "FAIL  %-10s %s\n      %-10s fix: %s\n", what, msg, "", fix)
 	}
 	// trustLine reports a file that others could replace, with
-	// trust.CheckTrust's own fix.
+	// trust.Check's own fix.
 	trustLine := func(what string, err error, why string) {
-		var te *trust.TrustError
+		var te *trust.Error
 		if errors.As(err, &te) {
 			line(false, what, te.Path+" "+te.Problem, te.Fix+" ("+why+")")
 		} else {
@@ -55,7 +55,7 @@ func check(w io.Writer, configPath string, cfg config.Config, cfgErr error) bool
 	default:
 		if err := cfg.Validate(); err != nil {
 			line(false, "config", configPath+": "+err.Error(), "correct the value")
-		} else if err := trust.CheckTrust(configPath); err != nil {
+		} else if err := trust.Check(configPath, trust.Options{}); err != nil {
 			trustLine("config", err, "it names the program the stub runs")
 		} else {
 			line(true, "config", configPath, "")
@@ -83,7 +83,7 @@ func check(w io.Writer, configPath string, cfg config.Config, cfgErr error) bool
 		line(false, "supervisor", err.Error(), "install livecgid there, or set supervisor in the config")
 	} else if !fi.Mode().IsRegular() || syscall.Access(bin, 1) != nil {
 		line(false, "supervisor", bin+" is not an executable file for uid "+strconv.Itoa(os.Getuid()), "chmod 0755 "+bin)
-	} else if err := trust.CheckTrust(bin); err != nil {
+	} else if err := trust.Check(bin, trust.Options{}); err != nil {
 		trustLine("supervisor", err, "the stub runs it")
 	} else {
 		line(true, "supervisor", bin, "")

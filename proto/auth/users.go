@@ -44,7 +44,7 @@ type User struct {
 // ReadUsers reads the users file at path after CheckTrusted. Errors name
 // the line.
 func ReadUsers(path string) ([]User, error) {
-	if err := trust.CheckTrusted(path, true); err != nil {
+	if err := trust.Check(path, trust.Options{Secret: true, StickyDirs: true}); err != nil {
 		return nil, fmt.Errorf("users file refused: %w", err)
 	}
 	b, err := os.ReadFile(path)
@@ -171,7 +171,7 @@ func SetUser(path string, u User) (replaced bool, err error) {
 		return false, err
 	}
 	if len(old) > 0 {
-		if err := trust.CheckTrusted(path, true); err != nil {
+		if err := trust.Check(path, trust.Options{Secret: true, StickyDirs: true}); err != nil {
 			return false, fmt.Errorf("users file refused: %w", err)
 		}
 		if _, err := ParseUsers(old); err != nil {

@@ -116,7 +116,7 @@ func Load(path string) (Config, error) {
 	if err != nil {
 		return c, fmt.Errorf("read config: %w", err)
 	}
-	if err := trust.CheckTrust(path); err != nil {
+	if err := trust.Check(path, trust.Options{}); err != nil {
 		return c, fmt.Errorf("config file not trusted: %w", err)
 	}
 	if err := c.Parse(b); err != nil {

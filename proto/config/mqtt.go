@@ -246,7 +246,7 @@ func (m MQTT) Password() (string, error) {
 	if m.PasswordFile == "" {
 		return "", nil
 	}
-	if err := trust.CheckTrusted(m.PasswordFile, true); err != nil {
+	if err := trust.Check(m.PasswordFile, trust.Options{Secret: true, StickyDirs: true}); err != nil {
 		return "", fmt.Errorf("mqtt_password_file: %w", err)
 	}
 	b, err := os.ReadFile(m.PasswordFile)
