@@ -10,7 +10,7 @@ import (
 
 // CheckPluginFile reports why livecgid would not run the file name in the
 // plugins directory dir: not a complete executable, not trusted (see
-// control.CheckTrust), or not allowed by sums (cfg plugin_sha256; empty allows
+// trust.Check), or not allowed by sums (cfg plugin_sha256; empty allows
 // any). ok is false for names livecgid ignores (".x", "x~", "x.tmp", …).
 func CheckPluginFile(dir, name string, sums map[string]string) (ok bool, err error) {
 	if !candidate(name) {

@@ -318,7 +318,7 @@ func (p *plugin) retype() {
 	}
 }
 
-// trustIdent is what CheckTrust looks at in a directory: its mode and
+// trustIdent is what trust.Check looks at in a directory: its mode and
 // owner (not its time, which every file added changes).
 func trustIdent(dir string) string {
 	fi, err := os.Stat(dir)

@@ -41,8 +41,8 @@ type User struct {
 	Hash       string // empty for a webserver-mode entry without a password ("-")
 }
 
-// ReadUsers reads the users file at path after CheckTrusted. Errors name
-// the line.
+// ReadUsers reads the users file at path after trust.Check (a secret, in
+// a sticky directory if need be). Errors name the line.
 func ReadUsers(path string) ([]User, error) {
 	if err := trust.Check(path, trust.Options{Secret: true, StickyDirs: true}); err != nil {
 		return nil, fmt.Errorf("users file refused: %w", err)

@@ -105,7 +105,7 @@ func Default() Config {
 
 // Load reads the configuration file at path over Default. A missing file is
 // not an error: it yields the defaults. A file that others could have
-// written (CheckTrust) is refused. Unknown keys, bad values and repeated
+// written (trust.Check) is refused. Unknown keys, bad values and repeated
 // keys are errors naming the file, line and key.
 func Load(path string) (Config, error) {
 	c := Default()
