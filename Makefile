@@ -10,35 +10,62 @@ comma   := ,
 export GOFLAGS := $(strip $(GOFLAGS) -tags=grpcnotrace)
 # BUILTIN: the plugins built into livecgid (cmd/livecgid/plugin.go); the
 # plugins dir holds a link to livecgid for each. PLUGINS: the other plugin
-# directories, each built into a binary of its own.
+# directories (yours, dropped into plugins/), each built into a binary of
+# its own by make plugins.
 BUILTIN := system leds exec
 PLUGINS := $(patsubst %/,%,$(filter-out plugins/sdk/ plugins/bench/ $(patsubst %,plugins/%/,$(BUILTIN)),$(wildcard plugins/*/)))
 
-.PHONY: all build demo install check-arch test proto lint size clean bench bench-compare bench-fleet soak cross cross-test bench-deps
+.PHONY: all build plugins demo install check-arch test proto lint size clean bench bench-compare bench-fleet soak cross cross-test bench-deps
 all: build
 
-build:
+build: plugins
 	$(GOBUILD) -o $(BIN)/ ./cmd/livecgid
 	$(GOBUILD) -o $(BIN)/live.cgi ./cmd/live.cgi
-	mkdir -p $(BIN)/plugins
-	$(if $(PLUGINS),$(GOBUILD) -o $(BIN)/plugins/ $(addprefix ./,$(PLUGINS)))
 	for p in $(BUILTIN); do ln -sfn ../livecgid $(BIN)/plugins/$$p; done
 
+# plugins: each directory of PLUGINS into $(BIN)/plugins/<its name>, as
+# a package of this module, or as a module of its own when it has a
+# go.mod. Its version is its own, never this repository's: the first line
+# of its VERSION file, else git describe when it is a repository of its
+# own, else the version its source declares (nothing is stamped).
+plugins:
+	@mkdir -p $(BIN)/plugins
+	@set -e; for p in $(PLUGINS); do \
+	  v=$$(head -n 1 "$$p/VERSION" 2>/dev/null || { [ -e "$$p/.git" ] && git -C "$$p" describe --tags --always --dirty; } || true); \
+	  flags="-s -w$${v:+ -X main.version=$$v}"; \
+	  if [ -f "$$p/go.mod" ]; then \
+	    echo "(cd $$p && go build -ldflags '$$flags' -o $(abspath $(BIN))/plugins/$$(basename $$p) .)"; \
+	    (cd "$$p" && CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags "$$flags" -o "$(abspath $(BIN))/plugins/$$(basename $$p)" .); \
+	  else \
+	    case "$$p" in /*) pkg=$$p;; *) pkg=./$$p;; esac; \
+	    echo "go build -ldflags '$$flags' -o $(BIN)/plugins/$$(basename $$p) $$pkg"; \
+	    CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags "$$flags" -o "$(BIN)/plugins/$$(basename $$p)" "$$pkg"; \
+	  fi; \
+	done
+
+# test: the whole suite. As root it first lets the kernel run arm binaries
+# through qemu-user-static (binfmt.sh: the arm tests that exec arm
+# binaries need it); otherwise those tests say how, and skip.
 test:
+	@sh cmd/livecgi-bench/binfmt.sh || true
 	go test -race -timeout=20m ./...
 
 # demo: live.cgi under busybox httpd on 127.0.0.1:$(PORT) (PORT=0: a free
-# port), everything under $(BIN)/demo; Ctrl-C (or kill -INT of make) stops
-# httpd and the supervisor.
+# port), everything under $(BIN)/demo: its livecgi.conf (kept once
+# edited) and exec.d/ (laid out once). Ctrl-C (or kill -INT of make) stops
+# httpd and the supervisor. TARGET=armv7 (any name in CROSS) runs that
+# target's binaries, the ones make install installs, under qemu-user
+# through binfmt_misc, registered here when run as root (binfmt.sh).
 PORT ?= 8080
 DEMO  = $(abspath $(BIN))/demo
 demo:
 	@echo "make demo: the first run compiles livecgid, live.cgi and the plugins (a few minutes)..."
+	$(if $(TARGET),@sh cmd/livecgi-bench/binfmt.sh || true)
 	@$(MAKE) --no-print-directory build
 	CGO_ENABLED=0 go build -trimpath -ldflags '-s -w -X main.version=$(VERSION) -X github.com/livecgi/livecgi/cgi.ConfigPath=$(DEMO)/livecgi.conf' \
 	  -o $(DEMO)/www/cgi-bin/live.cgi ./cmd/live.cgi
 	ln -sf live.cgi $(DEMO)/www/cgi-bin/nph-live.cgi
-	go build -o $(DEMO)/run ./cgi/testdata/demo
+	env -u GOARCH -u GOARM -u GOMIPS go build -o $(DEMO)/run ./cgi/testdata/demo
 	exec $(DEMO)/run -bin $(BIN) -dir $(DEMO) -port $(PORT)
 
 # install: make install TARGET=armv7 DESTDIR=/path/to/rootfs builds for a

@@ -28,12 +28,14 @@ var Handshake = plugin.HandshakeConfig{
 }
 
 // Environment variables the supervisor sets for plugins: the roots of the
-// proc and sys file systems, so tests can point plugins at fixtures, and
-// the exec plugin's directory (exec_dir).
+// proc and sys file systems, so tests can point plugins at fixtures, the
+// exec plugin's directory (exec_dir) and the system plugin's interfaces
+// (net_interfaces).
 const (
-	EnvProcRoot = "LIVECGI_PROC_ROOT"
-	EnvSysRoot  = "LIVECGI_SYS_ROOT"
-	EnvExecDir  = "LIVECGI_EXEC_DIR"
+	EnvProcRoot      = "LIVECGI_PROC_ROOT"
+	EnvSysRoot       = "LIVECGI_SYS_ROOT"
+	EnvExecDir       = "LIVECGI_EXEC_DIR"
+	EnvNetInterfaces = "LIVECGI_NET_INTERFACES"
 )
 
 // ExitUnavailable is the exit status of a plugin that has nothing to serve

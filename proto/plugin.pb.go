@@ -122,7 +122,10 @@ type Description struct {
 	// dynamic: the sensors and commands may change while the plugin runs
 	// (it says so on Changes, and with a Reading with changed set on an
 	// open Stream); it may then describe none.
-	Dynamic       bool `protobuf:"varint,5,opt,name=dynamic,proto3" json:"dynamic,omitempty"`
+	Dynamic bool `protobuf:"varint,5,opt,name=dynamic,proto3" json:"dynamic,omitempty"`
+	// title is a short line about the plugin as a whole, shown beside its
+	// name (the exec plugin: where its confs go); optional.
+	Title         string `protobuf:"bytes,6,opt,name=title,proto3" json:"title,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -190,6 +193,13 @@ func (x *Description) GetDynamic() bool {
 		return x.Dynamic
 	}
 	return false
+}
+
+func (x *Description) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
 }
 
 type SensorDesc struct {
@@ -796,13 +806,14 @@ var File_proto_plugin_proto protoreflect.FileDescriptor
 const file_proto_plugin_proto_rawDesc = "" +
 	"\n" +
 	"\x12proto/plugin.proto\x12\x11livecgi.plugin.v1\"\x11\n" +
-	"\x0fDescribeRequest\"\xca\x01\n" +
+	"\x0fDescribeRequest\"\xe0\x01\n" +
 	"\vDescription\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x127\n" +
 	"\asensors\x18\x03 \x03(\v2\x1d.livecgi.plugin.v1.SensorDescR\asensors\x12:\n" +
 	"\bcommands\x18\x04 \x03(\v2\x1e.livecgi.plugin.v1.CommandDescR\bcommands\x12\x18\n" +
-	"\adynamic\x18\x05 \x01(\bR\adynamic\"\x99\x01\n" +
+	"\adynamic\x18\x05 \x01(\bR\adynamic\x12\x14\n" +
+	"\x05title\x18\x06 \x01(\tR\x05title\"\x99\x01\n" +
 	"\n" +
 	"SensorDesc\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +

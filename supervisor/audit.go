@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/livecgi/livecgi/proto/auth"
 	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/wire"
 	"github.com/livecgi/livecgi/supervisor/internal/fanout"
@@ -39,7 +40,7 @@ type auditRecord struct {
 // openAudit opens the audit trail in stateDir; if it cannot, the records
 // go to the supervisor's log instead.
 func (s *Supervisor) openAudit() {
-	lf, err := OpenLog(filepath.Join(s.cfg.StateDir, AuditFile), maxAudit)
+	lf, err := OpenLog(filepath.Join(s.config().StateDir, AuditFile), maxAudit)
 	if err != nil {
 		s.log.Error("audit trail not writable: commands are audited in this log instead", "err", err)
 		return
@@ -47,12 +48,13 @@ func (s *Supervisor) openAudit() {
 	s.audit = lf
 }
 
-// auditCommand records one command of c and what became of it: "ok", or
-// an error ("forbidden: ...", "failed: ...").
-func (s *Supervisor) auditCommand(c *fanout.Client, m *wire.CommandMsg, result string) {
+// auditCommand records one command of who (with the role it was held
+// to) from remote and what became of it: "ok", or an error ("forbidden:
+// ...", "failed: ...").
+func (s *Supervisor) auditCommand(who auth.Identity, remote string, m *wire.CommandMsg, result string) {
 	r := auditRecord{
-		Time: time.Now().UTC().Format("2006-01-02T15:04:05.000Z07:00"), User: c.Who().User, Role: c.Who().Role,
-		Remote: c.Remote(), Command: m.Name, ID: m.ID, Result: result,
+		Time: time.Now().UTC().Format("2006-01-02T15:04:05.000Z07:00"), User: who.User, Role: who.Role,
+		Remote: remote, Command: m.Name, ID: m.ID, Result: result,
 	}
 	if b, err := json.Marshal(m.Args); err == nil && len(b) <= maxArgs {
 		r.Args = b
@@ -69,21 +71,26 @@ func (s *Supervisor) auditCommand(c *fanout.Client, m *wire.CommandMsg, result s
 	}
 }
 
-// authorize checks c's role for command m before anything else is done
-// with it; a refused command is answered with a "forbidden" error and
-// audited. Every transport's commands go through config.Config.Authorize.
-func (s *Supervisor) authorize(c *fanout.Client, m *wire.CommandMsg) bool {
-	err := s.cfg.Authorize(c.Who(), m.Name)
+// authorize checks c's role under cfg, the configuration in force, for
+// command m before anything else is done with it, and returns who c is
+// held to (see hold); a refused command is answered with a "forbidden"
+// error and audited. Every transport's commands go through it and
+// config.Config.Authorize.
+func (s *Supervisor) authorize(cfg *config.Config, c *fanout.Client, m *wire.CommandMsg) (auth.Identity, bool) {
+	who, err := s.hold(cfg, c)
 	if err == nil {
-		return true
+		err = cfg.Authorize(who, m.Name)
+	}
+	if err == nil {
+		return who, true
 	}
 	if !errors.Is(err, config.ErrForbidden) {
 		err = fmt.Errorf("%w: %v", config.ErrForbidden, err)
 	}
 	c.Log().Info("command refused", "command", m.Name, "id", m.ID, "err", err)
 	c.QueueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrForbidden, ID: m.ID, Message: err.Error()})
-	s.auditCommand(c, m, err.Error())
-	return false
+	s.auditCommand(who, c.Remote(), m, err.Error())
+	return who, false
 }
 
 // closeAudit closes the audit trail once every command that got in has

@@ -179,7 +179,7 @@ func TestAuditAtShutdown(t *testing.T) {
 		return in.inflight > 0
 	})
 	ts.stop()
-	for _, r := range readAudit(t, filepath.Join(ts.cfg.StateDir, AuditFile)) {
+	for _, r := range readAudit(t, filepath.Join(ts.config().StateDir, AuditFile)) {
 		if r.ID == "b1" {
 			if r.Command != "helper_counter.block" || !strings.HasPrefix(r.Result, "failed: ") {
 				t.Errorf("audit of the command running at shutdown: %+v", r)

@@ -13,6 +13,10 @@ import (
 	"github.com/livecgi/livecgi/proto"
 )
 
+// errNoAnswer is do's error when ctx ended first: the caller says within
+// what time.
+var errNoAnswer = errors.New("no answer in time")
+
 // do runs command cmd of plugin id with validated JSON args.
 func (m *manager) do(ctx context.Context, id, cmd, reqID string, args []byte) (json.RawMessage, error) {
 	sl := m.slot(id)
@@ -34,7 +38,7 @@ func (m *manager) do(ctx context.Context, id, cmd, reqID string, args []byte) (j
 			// The plugin's side of the deadline can fire a moment before
 			// ours: its answer is then DeadlineExceeded with ctx still live.
 			if ctx.Err() != nil || grpcstatus.Code(err) == codes.DeadlineExceeded {
-				return nil, fmt.Errorf("plugin %s did not answer within %v", id, m.cmdTO)
+				return nil, errNoAnswer
 			}
 			return nil, fmt.Errorf("plugin %s: %w", id, err)
 		}

@@ -8,7 +8,8 @@
 // starts, restarts and swaps its process and streams its readings
 // (slot.go); instance.go starts and stops one process, command.go runs
 // commands on it, translate.go turns its descriptors and readings into
-// wire form; watch.go follows the plugins directory. demand.go counts the
+// wire form; watch.go follows the plugins directory, reload.go the
+// configuration file (and holds each command to it). demand.go counts the
 // consumers of readings: plugins stream only while there is one. poll.go
 // serves long polls through the control socket; mqtt.go bridges readings
 // and commands to an MQTT broker (mqtt_url), and brokertest runs a real

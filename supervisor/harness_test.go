@@ -63,6 +63,13 @@ func startSup(t testing.TB, edit func(*config.Config), modes ...string) *testSup
 // startSupOn is startSup with the listener passed through wrap (if not nil).
 func startSupOn(t testing.TB, wrap func(net.Listener) net.Listener, edit func(*config.Config), modes ...string) *testSup {
 	t.Helper()
+	return startSupWith(t, wrap, edit, nil, modes...)
+}
+
+// startSupWith is startSupOn with the Options passed through opt (if not
+// nil) before New.
+func startSupWith(t testing.TB, wrap func(net.Listener) net.Listener, edit func(*config.Config), opt func(*Options), modes ...string) *testSup {
+	t.Helper()
 	root := t.TempDir()
 	dir := filepath.Join(root, "plugins")
 	state := filepath.Join(root, "state")
@@ -86,6 +93,9 @@ func startSupOn(t testing.TB, wrap func(net.Listener) net.Listener, edit func(*c
 	opts := Options{Config: cfg, Secret: secret, Logger: log, Version: "test", Stats: 100 * time.Millisecond}
 	if v, ok := testTimings.Load(t); ok {
 		opts.timing = v.(*timing)
+	}
+	if opt != nil {
+		opt(&opts)
 	}
 	s, err := New(opts)
 	if err != nil {

@@ -243,7 +243,8 @@ func (h *helper) Do(ctx context.Context, req *proto.CommandRequest) (*proto.Comm
 	case "fail":
 		return &proto.CommandResponse{Error: "it failed, as asked"}, nil
 	case "streams":
-		b, _ := json.Marshal(map[string]any{"opened": streamsOpened.Load(), "open": streamsOpen.Load(), "sent": readingsSent.Load(), "pid": os.Getpid()})
+		b, _ := json.Marshal(map[string]any{"opened": streamsOpened.Load(), "open": streamsOpen.Load(), "sent": readingsSent.Load(), "pid": os.Getpid(),
+			"exec_dir": os.Getenv(proto.EnvExecDir)})
 		return &proto.CommandResponse{ValueJson: b}, nil
 	case "sleep":
 		var a struct{ MS float64 }

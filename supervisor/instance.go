@@ -109,14 +109,15 @@ func (sl *slot) start(ctx context.Context) (*instance, error) {
 	if err := checkTrust(sl.path); err != nil {
 		return nil, err
 	}
-	sum, pinned := m.sums[sl.id]
-	if len(m.sums) > 0 && !pinned {
+	env, sums := m.settings()
+	sum, pinned := sums[sl.id]
+	if len(sums) > 0 && !pinned {
 		return nil, fmt.Errorf("%w: %s is not in the plugin_sha256 allowlist", ErrRefused, sl.path)
 	}
 	cmd := exec.Command(sl.path)
 	// go-plugin honours UnixSocketConfig.TempDir only with a RunnerFunc; the
 	// plugin side reads this variable: sockets go in the private state dir.
-	cmd.Env = append(m.env[:len(m.env):len(m.env)], plugin.EnvUnixSocketDir+"="+m.socketDir)
+	cmd.Env = append(env[:len(env):len(env)], plugin.EnvUnixSocketDir+"="+m.socketDir)
 	cmd.Dir = m.dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	tail := &stderrTail{}

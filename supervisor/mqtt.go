@@ -90,12 +90,11 @@ const (
 	mqttDescribeWait = 30 * time.Second
 )
 
-// newBridge returns the bridge mqtt_url asks for, nil without one. The
-// files it names (CA, client certificate, password) are read at each
+// newBridge returns the bridge m's mqtt_url asks for, nil without one.
+// The files it names (CA, client certificate, password) are read at each
 // connection: a missing one is logged and retried, and never stops
 // livecgid, whose browsers do not need the broker.
-func newBridge(s *Supervisor) (*bridge, error) {
-	m := s.cfg.MQTT
+func newBridge(s *Supervisor, m config.MQTT) (*bridge, error) {
 	if m.URL == "" {
 		return nil, nil
 	}
@@ -107,7 +106,6 @@ func newBridge(s *Supervisor) (*bridge, error) {
 	b := &bridge{
 		s: s, m: m, url: u, device: m.Device(), log: s.log.With("mqtt", u.Redacted()),
 		who: auth.Identity{User: "mqtt", Role: m.Role}, sem: make(chan struct{}, mqttMaxInFlight),
-		lim: limiter{rate: s.cfg.Rate, burst: float64(s.cfg.Burst)},
 	}
 	b.base = m.Prefix + "/" + b.device + "/"
 	if m.Username != "" {
@@ -364,7 +362,9 @@ func (b *bridge) session(ctx context.Context) (connected bool, err error) {
 // under a client id of its own (the running bridge keeps its session),
 // and disconnects. It says where it connected.
 func CheckBroker(ctx context.Context, cfg config.Config) (string, error) {
-	b, err := newBridge(&Supervisor{cfg: cfg, log: slog.New(slog.DiscardHandler)})
+	s := &Supervisor{log: slog.New(slog.DiscardHandler)}
+	s.cfg.Store(&cfg)
+	b, err := newBridge(s, cfg.MQTT)
 	if err != nil {
 		return "", err
 	}
@@ -384,7 +384,7 @@ func (b *bridge) dial(ctx context.Context) (net.Conn, error) {
 	}
 	switch b.url.Scheme {
 	case "ws", "wss":
-		return wsconn.Dial(ctx, b.url, wsconn.Options{TLS: tc, Subprotocol: "mqtt", MaxPayload: b.s.cfg.MaxFrame + 64<<10})
+		return wsconn.Dial(ctx, b.url, wsconn.Options{TLS: tc, Subprotocol: "mqtt", MaxPayload: b.s.config().MaxFrame + 64<<10})
 	}
 	var d net.Dialer
 	if tc != nil {
@@ -557,8 +557,10 @@ func (b *bridge) command(ctx context.Context, cli *paho.Client, name string, p *
 		}
 	}
 	fail := func(code, msg string) { b.answer(ctx, cli, name, p, id, wire.Error{Code: code, Message: msg}, 1) }
+	cfg := b.s.config()
 	now := time.Now()
 	b.limMu.Lock()
+	b.lim.set(cfg.Rate, cfg.Burst)
 	allowed := b.lim.allow(now)
 	if allowed {
 		b.lim.charge(len(p.Payload))
@@ -566,10 +568,10 @@ func (b *bridge) command(ctx context.Context, cli *paho.Client, name string, p *
 	b.limMu.Unlock()
 	switch {
 	case !allowed:
-		fail(wire.ErrRateLimited, fmt.Sprintf("more than %g commands per second from the broker: command dropped", b.s.cfg.Rate))
+		fail(wire.ErrRateLimited, fmt.Sprintf("more than %g commands per second from the broker: command dropped", cfg.Rate))
 		return
-	case int64(len(p.Payload)) > b.s.cfg.MaxFrame:
-		fail(wire.ErrBadMessage, fmt.Sprintf("payload of %d bytes: the limit is max_frame = %d", len(p.Payload), b.s.cfg.MaxFrame))
+	case int64(len(p.Payload)) > cfg.MaxFrame:
+		fail(wire.ErrBadMessage, fmt.Sprintf("payload of %d bytes: the limit is max_frame = %d", len(p.Payload), cfg.MaxFrame))
 		return
 	case !utf8.Valid(p.Payload):
 		fail(wire.ErrBadMessage, "payload is not UTF-8")
@@ -596,7 +598,7 @@ func (b *bridge) command(ctx context.Context, cli *paho.Client, name string, p *
 		fail(de.Code, err.Error())
 		return
 	}
-	res, err := b.s.runCommand(ctx, b.who, b.url.Host, b.log, msg.(*wire.CommandMsg))
+	res, err := b.s.runCommand(ctx, b.who, "", b.url.Host, b.log, msg.(*wire.CommandMsg))
 	if err != nil {
 		return // stopping
 	}

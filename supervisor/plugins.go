@@ -67,8 +67,8 @@ func defaultTiming() timing {
 type manager struct {
 	dir       string
 	socketDir string
-	env       []string
-	sums      map[string]string // allowed SHA-256 per file name
+	env       []string          // guarded by mu (settings, reconfigure)
+	sums      map[string]string // allowed SHA-256 per file name; guarded by mu
 	hub       *hub
 	log       *slog.Logger
 	cmdTO     time.Duration

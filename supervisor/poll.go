@@ -97,7 +97,7 @@ type polls struct {
 // pollIdle is how long a session lives without a poll: a page that is
 // polling is never longer than one poll_timeout without one.
 func (s *Supervisor) pollIdle() time.Duration {
-	return max(time.Minute, 2*s.cfg.PollTimeout)
+	return max(time.Minute, 2*s.config().PollTimeout)
 }
 
 // ControlHandlers are the control socket's request kinds besides status:
@@ -105,8 +105,13 @@ func (s *Supervisor) pollIdle() time.Duration {
 // ctlserver.Serve.
 func (s *Supervisor) ControlHandlers() []ctlserver.Handler {
 	return []ctlserver.Handler{
-		{Kind: control.KindPoll, Timeout: s.cfg.PollTimeout + s.cfg.PollInterval + 5*time.Second, Serve: s.servePoll},
-		{Kind: control.KindCommand, Timeout: s.cfg.CommandTimeout + 5*time.Second, Serve: s.servePollCommand},
+		{Kind: control.KindPoll, Serve: s.servePoll, Timeout: func() time.Duration {
+			cfg := s.config()
+			return cfg.PollTimeout + cfg.PollInterval + 5*time.Second
+		}},
+		{Kind: control.KindCommand, Serve: s.servePollCommand, Timeout: func() time.Duration {
+			return s.config().CommandTimeout + 5*time.Second
+		}},
 	}
 }
 
@@ -156,29 +161,33 @@ func (s *Supervisor) pollSession(id, origin string) (*pollSession, *ctlserver.An
 // openPoll checks a first poll's token, as upgrade does a WebSocket's,
 // and opens a session.
 func (s *Supervisor) openPoll(req control.PollRequest) (*pollSession, ctlserver.Answer) {
+	cfg := s.config()
 	claims, err := control.VerifyToken(s.secret, req.Token, req.Origin, s.hub.Epoch(), time.Now())
 	if err == nil && !s.useNonce(claims.Nonce) {
 		err = errors.New("token already used")
+	}
+	var who auth.Identity
+	if err == nil {
+		who, err = s.admit(cfg, claims.Identity)
 	}
 	if err != nil {
 		s.log.Info("poll refused", "remote", req.Remote, "origin", req.Origin, "err", err)
 		return nil, ctlserver.ErrorAnswer(403, control.ErrCodeForbidden, err.Error())
 	}
-	if u, err := url.Parse(req.Origin); err != nil || u.Host == "" || !s.cfg.HostAllowed(u.Host) {
+	if u, err := url.Parse(req.Origin); err != nil || u.Host == "" || !cfg.HostAllowed(u.Host) {
 		return nil, ctlserver.ErrorAnswer(403, control.ErrCodeForbidden, "bad origin or origin host not in allowed_hosts")
 	}
 	var b [16]byte
 	rand.Read(b[:])
 	ps := &pollSession{id: base64.RawURLEncoding.EncodeToString(b[:]), origin: req.Origin, q: newPollQueue(), lastUse: time.Now()}
-	ps.lim = limiter{rate: s.cfg.Rate, burst: float64(s.cfg.Burst)}
 	ps.c = s.hub.NewClient(fanout.ClientOptions{
-		Who: claims.Identity, Remote: req.Remote, Control: ps.q.push,
+		Who: who, Setup: cfg.AuthSetup(), Remote: req.Remote, Control: ps.q.push,
 		Log: s.log.With("remote", req.Remote, "user", claims.User, "transport", "poll"),
 	})
 	switch err := s.hub.Attach(ps.c); err {
 	case nil:
 	case fanout.ErrTooMany:
-		s.log.Warn("poll refused: too many clients", "max_clients", s.cfg.MaxClients)
+		s.log.Warn("poll refused: too many clients", "max_clients", cfg.MaxClients)
 		return nil, ctlserver.ErrorAnswer(503, control.ErrCodeTooMany, "too many clients")
 	default:
 		return nil, ctlserver.ErrorAnswer(503, control.ErrCodeStopping, "supervisor stopping")
@@ -194,6 +203,7 @@ func (s *Supervisor) openPoll(req control.PollRequest) (*pollSession, ctlserver.
 }
 
 func (s *Supervisor) answerPoll(ctx context.Context, ps *pollSession, since *uint64, opened bool) ctlserver.Answer {
+	cfg := s.config()
 	mine := make(chan struct{})
 	ps.mu.Lock()
 	if ps.waiter != nil {
@@ -202,7 +212,7 @@ func (s *Supervisor) answerPoll(ctx context.Context, ps *pollSession, since *uin
 	ps.waiter = mine
 	now := time.Now()
 	ps.lastUse = now
-	hold := ps.lastAnswer.Add(s.cfg.PollInterval).Sub(now)
+	hold := ps.lastAnswer.Add(cfg.PollInterval).Sub(now)
 	ps.mu.Unlock()
 	defer func() {
 		ps.mu.Lock()
@@ -235,7 +245,7 @@ func (s *Supervisor) answerPoll(ctx context.Context, ps *pollSession, since *uin
 			return ctlserver.ErrorAnswer(503, control.ErrCodeStopping, "supervisor stopping")
 		}
 	}
-	timeout := time.NewTimer(s.cfg.PollTimeout)
+	timeout := time.NewTimer(cfg.PollTimeout)
 	defer timeout.Stop()
 	for {
 		published := s.hub.Published()
@@ -293,12 +303,13 @@ func pollAnswer(id string, seq uint64, frames [][]byte) ctlserver.Answer {
 // client's is run (Supervisor.command: role, schema, audit) and answers
 // its result or error frame.
 func (s *Supervisor) servePollCommand(ctx context.Context, arg []byte, rest io.Reader) ctlserver.Answer {
+	cfg := s.config()
 	var req control.CommandRequest
 	if err := ctlserver.DecodeRequest(arg, &req); err != nil {
 		return ctlserver.ErrorAnswer(400, control.ErrCodeBad, err.Error())
 	}
-	if req.Len < 0 || int64(req.Len) > s.cfg.MaxFrame {
-		return ctlserver.ErrorAnswer(413, control.ErrCodeBad, fmt.Sprintf("command frame of %d bytes: the limit is max_frame = %d", req.Len, s.cfg.MaxFrame))
+	if req.Len < 0 || int64(req.Len) > cfg.MaxFrame {
+		return ctlserver.ErrorAnswer(413, control.ErrCodeBad, fmt.Sprintf("command frame of %d bytes: the limit is max_frame = %d", req.Len, cfg.MaxFrame))
 	}
 	data := make([]byte, req.Len)
 	if _, err := io.ReadFull(rest, data); err != nil {
@@ -311,6 +322,7 @@ func (s *Supervisor) servePollCommand(ctx context.Context, arg []byte, rest io.R
 	now := time.Now()
 	ps.mu.Lock()
 	ps.lastUse = now
+	ps.lim.set(cfg.Rate, cfg.Burst)
 	allowed := ps.lim.allow(now)
 	if allowed {
 		ps.lim.charge(len(data))
@@ -322,22 +334,20 @@ func (s *Supervisor) servePollCommand(ctx context.Context, arg []byte, rest io.R
 		return ctlserver.Answer{Status: 200, Body: append(b, '\n')}
 	}
 	if !allowed {
-		return frame(wire.Error{Code: wire.ErrRateLimited, Message: fmt.Sprintf("more than %g messages per second: command dropped", s.cfg.Rate)})
+		return frame(wire.Error{Code: wire.ErrRateLimited, Message: fmt.Sprintf("more than %g messages per second: command dropped", cfg.Rate)})
 	}
 	if !utf8.Valid(data) {
 		return frame(wire.Error{Code: wire.ErrBadMessage, Message: "command frame is not UTF-8"})
 	}
 	msg, err := wire.DecodeClient(data)
 	if err != nil {
-		var de *wire.DecodeError
-		errors.As(err, &de)
-		return frame(wire.Error{Code: de.Code, Message: err.Error()})
+		return frame(decodeError(err))
 	}
 	m, isCmd := msg.(*wire.CommandMsg)
 	if !isCmd {
 		return frame(wire.Error{Code: wire.ErrBadMessage, Message: "only command frames are taken here; a poll gets every sensor"})
 	}
-	b, err := s.runCommand(ctx, ps.c.Who(), req.Remote, ps.c.Log(), m)
+	b, err := s.runCommand(ctx, ps.c.Who(), ps.c.Setup(), req.Remote, ps.c.Log(), m)
 	if err != nil {
 		return ctlserver.ErrorAnswer(503, control.ErrCodeStopping, "supervisor stopping")
 	}
@@ -347,14 +357,16 @@ func (s *Supervisor) servePollCommand(ctx context.Context, arg []byte, rest io.R
 // runCommand runs m for a client without a connection of its own (a
 // poll, the broker bridge) as a WebSocket client's command is run
 // (Supervisor.command: role, schema, audit), and returns its answer: the
-// result or error frame. It fails only when ctx ends first.
-func (s *Supervisor) runCommand(ctx context.Context, who auth.Identity, remote string, log *slog.Logger, m *wire.CommandMsg) ([]byte, error) {
+// result or error frame. who was admitted under the auth setup setup
+// ("" for the bridge, whose role is the configuration's). It fails only
+// when ctx ends first.
+func (s *Supervisor) runCommand(ctx context.Context, who auth.Identity, setup, remote string, log *slog.Logger, m *wire.CommandMsg) ([]byte, error) {
 	// A client of its own for this one answer, with the caller's identity
 	// and address (for the audit trail).
 	q := newPollQueue()
-	cc := s.hub.NewClient(fanout.ClientOptions{Who: who, Remote: remote, Control: q.push, Log: log})
+	cc := s.hub.NewClient(fanout.ClientOptions{Who: who, Setup: setup, Remote: remote, Control: q.push, Log: log})
 	s.command(ctx, cc, m)
-	t := time.NewTimer(s.cfg.CommandTimeout + time.Second)
+	t := time.NewTimer(s.config().CommandTimeout + time.Second)
 	defer t.Stop()
 	select {
 	case <-q.notify:

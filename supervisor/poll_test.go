@@ -195,7 +195,7 @@ func TestPollCommand(t *testing.T) {
 	if st, body := ask("gone", add); st != 410 {
 		t.Errorf("unknown session: %d %s", st, body)
 	}
-	audit, _ := os.ReadFile(filepath.Join(ts.cfg.StateDir, AuditFile))
+	audit, _ := os.ReadFile(filepath.Join(ts.config().StateDir, AuditFile))
 	for _, want := range []string{`"user":"op","role":"operator","remote":"192.0.2.7","command":"helper_counter.add","id":"k1"`, `"user":"v","role":"viewer","remote":"192.0.2.7","command":"helper_counter.add","id":"k1"`} {
 		if !strings.Contains(string(audit), want) {
 			t.Errorf("audit trail lacks %s:\n%s", want, audit)

@@ -190,7 +190,7 @@ func (sl *slot) activate(in *instance, st wire.Status) {
 	in.cancel = cancel
 	sl.pub.Lock()
 	sl.cur.Store(in)
-	sl.m.hub.setPlugin(sl.id, &wire.PluginInfo{ID: sl.id, State: st.State, Version: in.desc.Version}, sensors, commands, &st)
+	sl.m.hub.setPlugin(sl.id, &wire.PluginInfo{ID: sl.id, State: st.State, Version: in.desc.Version, Title: in.desc.GetTitle()}, sensors, commands, &st)
 	sl.pub.Unlock()
 	go sl.run(ctx, in)
 }
@@ -435,7 +435,7 @@ func (sl *slot) redescribe(ctx context.Context, in *instance) error {
 	if sl.cur.Load() == in {
 		sl.log.Info("plugin description changed", "sensors", len(sensors), "commands", len(commands))
 		// Its Version is the first description's: a redescription keeps it.
-		sl.m.hub.setPlugin(sl.id, &wire.PluginInfo{ID: sl.id, State: wire.StateOnline, Version: in.desc.Version}, sensors, commands, nil)
+		sl.m.hub.setPlugin(sl.id, &wire.PluginInfo{ID: sl.id, State: wire.StateOnline, Version: in.desc.Version, Title: desc.GetTitle()}, sensors, commands, nil)
 	}
 	sl.pub.Unlock()
 	// Then the instance: a reading of a new sensor that comes before

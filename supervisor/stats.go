@@ -65,8 +65,8 @@ func (s *Supervisor) publishStats(ctx context.Context, stop context.CancelFunc) 
 			tick.Reset(s.stats)
 		} else {
 			tick.Stop()
-			if s.cfg.IdleTimeout > 0 && s.bridge == nil { // the bridge is a consumer that must not go
-				idle.Reset(s.cfg.IdleTimeout)
+			if cfg := s.config(); cfg.IdleTimeout > 0 && cfg.MQTT.URL == "" { // the bridge is a consumer that must not go
+				idle.Reset(cfg.IdleTimeout)
 			}
 		}
 	wait:
@@ -76,10 +76,12 @@ func (s *Supervisor) publishStats(ctx context.Context, stop context.CancelFunc) 
 				return
 			case <-changed:
 				break wait
+			case <-s.reloaded(): // idle_timeout or mqtt_url may have changed
+				break wait
 			case now := <-tick.C:
 				publish(now)
 			case <-idle.C:
-				s.log.Info("no client for the idle timeout: stopping", "idle_timeout", s.cfg.IdleTimeout)
+				s.log.Info("no client for the idle timeout: stopping", "idle_timeout", s.config().IdleTimeout)
 				stop()
 				return
 			}

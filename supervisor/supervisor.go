@@ -18,12 +18,14 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
 	"github.com/livecgi/livecgi/proto"
+	"github.com/livecgi/livecgi/proto/auth"
 	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
@@ -35,10 +37,24 @@ const builtinPlugin = "livecgid"
 
 // Options configures a Supervisor.
 type Options struct {
-	Config  config.Config
-	Secret  []byte       // HMAC secret of the tokens; required
-	Logger  *slog.Logger // default: discard
-	Version string       // reported in hello and the control socket
+	Config config.Config
+	// ConfigPath is the file Config was read from. With it, livecgid
+	// follows the file (see Reload); "" runs Config as it is.
+	ConfigPath string
+	// Load reads ConfigPath again: the file's configuration with the
+	// command line's overrides, state_dir as the file says. Default:
+	// config.Load.
+	Load func() (config.Config, error)
+	// Level, if set, is the log level of Logger: Reload sets it from
+	// log_level.
+	Level *slog.LevelVar
+	// Reloaded, if set, is called with each configuration Reload applied,
+	// from the goroutine that applied it (cmd/livecgid sets the memory
+	// settings from it).
+	Reloaded func(config.Config)
+	Secret   []byte       // HMAC secret of the tokens; required
+	Logger   *slog.Logger // default: discard
+	Version  string       // reported in hello and the control socket
 	// SocketDir holds go-plugin's unix sockets; default <state dir>/plugins.
 	SocketDir string
 	// Writers is the number of goroutines writing to clients; default
@@ -52,9 +68,12 @@ type Options struct {
 }
 
 // Supervisor serves browsers and runs plugins. Create it with New and start
-// it with Run; it is done when Run returns.
+// it with Run; it is done when Run returns. Its methods may be called
+// concurrently.
 type Supervisor struct {
-	cfg     config.Config
+	// cfg is the configuration in force; Reload replaces it whole. Read
+	// it with config, once per request or command.
+	cfg     atomic.Pointer[config.Config]
 	secret  []byte
 	log     *slog.Logger
 	version string
@@ -62,9 +81,16 @@ type Supervisor struct {
 	stats   time.Duration
 	hub     *hub
 	plugins *manager
-	tls     *tls.Config // tls_cert and tls_key; nil: plain ws://
-	demand  *demand     // consumers of readings (see demand)
-	bridge  *bridge     // the broker bridge (mqtt.go); nil without mqtt_url
+	demand  *demand // consumers of readings (see demand)
+
+	// tls_cert and tls_key: cert is nil for plain ws://; tlsConf serves
+	// the current one (Reload swaps it).
+	cert    atomic.Pointer[tls.Certificate]
+	tlsConf *tls.Config
+
+	mqtt  mqttRun   // the broker bridge (mqtt.go), none without mqtt_url
+	rl    reloader  // following the configuration file (reload.go)
+	users usersFile // auth_users, as Recheck reads it (reload.go)
 
 	audit *LogFile // the audit trail; nil: the log
 	cmds  commands // commands in hand, for closeAudit
@@ -92,10 +118,12 @@ func New(opts Options) (*Supervisor, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	cfg := opts.Config
 	s := &Supervisor{
-		cfg: opts.Config, secret: opts.Secret, log: log, version: opts.Version,
+		secret: opts.Secret, log: log, version: opts.Version,
 		writers: opts.Writers, stats: opts.Stats, nonces: map[string]time.Time{},
 	}
+	s.cfg.Store(&cfg)
 	if s.version == "" {
 		s.version = "dev"
 	}
@@ -110,9 +138,9 @@ func New(opts Options) (*Supervisor, error) {
 	s.demand = newDemand()
 	consumers := 0 // guarded by the hub's lock (OnConsumers)
 	s.hub = newHub(fanout.Options{
-		Epoch: hex.EncodeToString(epoch), Version: s.version, History: s.cfg.History,
-		MaxClients: s.cfg.MaxClients, Writers: s.writers, WriteTimeout: s.cfg.WriteTimeout,
-		CommandRole: s.cfg.CommandRole,
+		Epoch: hex.EncodeToString(epoch), Version: s.version, History: cfg.History,
+		MaxClients: cfg.MaxClients, Writers: s.writers, WriteTimeout: cfg.WriteTimeout,
+		CommandRole: func(command string) string { return s.config().CommandRole(command) },
 		// Each attached client, a poll session's too, holds demand.
 		OnConsumers: func(n int) {
 			for ; consumers < n; consumers++ {
@@ -123,32 +151,61 @@ func New(opts Options) (*Supervisor, error) {
 			}
 		},
 	})
-	if s.cfg.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
-		if err != nil {
-			return nil, fmt.Errorf("tls_cert, tls_key: %w", err)
-		}
-		s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
+	cert, err := loadCert(cfg)
+	if err != nil {
+		return nil, err
 	}
-	b, err := newBridge(s)
+	s.cert.Store(cert)
+	s.tlsConf = &tls.Config{
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			if c := s.cert.Load(); c != nil {
+				return c, nil
+			}
+			return nil, errors.New("tls_cert is no longer set")
+		},
+		MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"},
+	}
+	b, err := newBridge(s, cfg.MQTT)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	s.bridge = b
+	s.mqtt.cur = b
 	socketDir := opts.SocketDir
 	if socketDir == "" {
-		socketDir = filepath.Join(s.cfg.StateDir, control.SocketDir)
+		socketDir = filepath.Join(cfg.StateDir, control.SocketDir)
 	}
 	s.plugins = &manager{
-		dir: s.cfg.PluginsDir, socketDir: socketDir, sums: s.cfg.PluginSHA256, hub: s.hub,
-		log: log, cmdTO: s.cfg.CommandTimeout, slots: map[string]*slot{}, timing: defaultTiming(), demand: s.demand,
-		env: append(os.Environ(), proto.EnvProcRoot+"="+s.cfg.ProcRoot, proto.EnvSysRoot+"="+s.cfg.SysRoot,
-			proto.EnvExecDir+"="+s.cfg.ExecDir),
+		dir: cfg.PluginsDir, socketDir: socketDir, sums: cfg.PluginSHA256, hub: s.hub,
+		log: log, cmdTO: cfg.CommandTimeout, slots: map[string]*slot{}, timing: defaultTiming(), demand: s.demand,
+		env: pluginEnv(cfg),
 	}
 	if opts.timing != nil {
 		s.plugins.timing = *opts.timing
 	}
+	s.initReload(opts)
 	return s, nil
+}
+
+// config returns the configuration in force; the caller must not change
+// it.
+func (s *Supervisor) config() *config.Config { return s.cfg.Load() }
+
+// pluginEnv is the environment plugins start with under cfg.
+func pluginEnv(cfg config.Config) []string {
+	return append(os.Environ(), proto.EnvProcRoot+"="+cfg.ProcRoot, proto.EnvSysRoot+"="+cfg.SysRoot,
+		proto.EnvExecDir+"="+cfg.ExecDir, proto.EnvNetInterfaces+"="+cfg.NetInterfaces)
+}
+
+// loadCert loads tls_cert and tls_key; nil without them.
+func loadCert(cfg config.Config) (*tls.Certificate, error) {
+	if cfg.TLSCert == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return nil, fmt.Errorf("tls_cert, tls_key: %w", err)
+	}
+	return &cert, nil
 }
 
 // Status is what the control socket reports.
@@ -156,7 +213,10 @@ func (s *Supervisor) Status() control.Status {
 	s.mu.Lock()
 	port := s.port
 	s.mu.Unlock()
-	return control.Status{PID: os.Getpid(), Port: port, Version: s.version, Epoch: s.hub.Epoch(), Clients: s.hub.clientCount(), TLS: s.tls != nil}
+	st := control.Status{PID: os.Getpid(), Port: port, Version: s.version, Epoch: s.hub.Epoch(), Clients: s.hub.clientCount(),
+		TLS: s.cert.Load() != nil, ConfigSum: s.config().Sum}
+	st.ConfigError, st.Restart = s.rl.state()
+	return st
 }
 
 // Run serves WebSockets on ln (over TLS with tls_cert) and runs the
@@ -169,9 +229,7 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 		s.port = a.Port
 		s.mu.Unlock()
 	}
-	if s.tls != nil {
-		ln = tls.NewListener(ln, s.tls)
-	}
+	ln = &tlsListener{Listener: ln, s: s}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if err := os.MkdirAll(s.plugins.socketDir, 0o700); err != nil {
@@ -189,17 +247,15 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 	s.hub.Start()
 	var bg sync.WaitGroup
 	bg.Go(func() { s.publishStats(ctx, cancel) })
-	bg.Go(func() { s.pinger(ctx) })
 	bg.Go(func() { s.sweepPolls(ctx) })
-	if s.bridge != nil {
-		bg.Go(func() { s.bridge.run(ctx) })
-	}
+	s.startBridge(ctx, &bg)
 	watchErr := make(chan error, 1)
 	bg.Go(func() { watchErr <- s.watch(ctx) })
+	bg.Go(func() { s.follow(ctx) })
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.serve(ctx, ln) }()
-	s.log.Info("livecgid serving", "addr", ln.Addr().String(), "plugins_dir", s.cfg.PluginsDir, "version", s.version, "epoch", s.hub.Epoch())
+	s.log.Info("livecgid serving", "addr", ln.Addr().String(), "plugins_dir", s.config().PluginsDir, "version", s.version, "epoch", s.hub.Epoch())
 
 	var err error
 	select {
@@ -249,7 +305,8 @@ func cleanSockets(dir string, log *slog.Logger) {
 // its Host (allowed_hosts) and its token; anything else gets an error
 // answer.
 func (s *Supervisor) upgrade(w *connWriter, r *http.Request) {
-	if !s.cfg.HostAllowed(r.Host) {
+	cfg := s.config()
+	if !cfg.HostAllowed(r.Host) {
 		s.log.Info("upgrade refused: host not allowed", "remote", r.RemoteAddr, "host", r.Host)
 		http.Error(w, fmt.Sprintf("forbidden: host %q is not in allowed_hosts (see the config file)", r.Host), http.StatusForbidden)
 		return
@@ -263,13 +320,17 @@ func (s *Supervisor) upgrade(w *connWriter, r *http.Request) {
 	if err == nil && !s.useNonce(claims.Nonce) {
 		err = errors.New("token already used")
 	}
+	var who auth.Identity
+	if err == nil {
+		who, err = s.admit(cfg, claims.Identity)
+	}
 	if err != nil {
 		s.log.Info("upgrade refused", "remote", r.RemoteAddr, "origin", origin, "err", err)
 		http.Error(w, "forbidden: "+err.Error(), http.StatusForbidden)
 		return
 	}
 	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" || !s.cfg.HostAllowed(u.Host) {
+	if err != nil || u.Host == "" || !cfg.HostAllowed(u.Host) {
 		http.Error(w, "forbidden: bad origin or origin host not in allowed_hosts", http.StatusForbidden)
 		return
 	}
@@ -286,15 +347,14 @@ func (s *Supervisor) upgrade(w *connWriter, r *http.Request) {
 		conn.Close(websocket.StatusPolicyViolation, "subprotocol "+wire.Subprotocol+" required")
 		return
 	}
-	conn.SetReadLimit(s.cfg.MaxFrame)
 	c := s.hub.NewClient(fanout.ClientOptions{
-		Conn: conn, Net: w.nc, Cork: w.cork, Who: claims.Identity, Remote: r.RemoteAddr,
+		Conn: conn, Net: w.nc, Cork: w.cork, Who: who, Setup: cfg.AuthSetup(), Remote: r.RemoteAddr,
 		Log: s.log.With("remote", r.RemoteAddr, "user", claims.User),
 	})
 	switch err := s.hub.Attach(c); err {
 	case nil:
 	case fanout.ErrTooMany:
-		s.log.Warn("client refused: too many clients", "max_clients", s.cfg.MaxClients)
+		s.log.Warn("client refused: too many clients", "max_clients", cfg.MaxClients)
 		conn.Close(wire.CloseTooMany, "too many clients")
 		return
 	default:
@@ -306,7 +366,9 @@ func (s *Supervisor) upgrade(w *connWriter, r *http.Request) {
 	// and an idle client should cost only what a blocked read needs.
 	ctx := r.Context()
 	go func() {
+		stop := s.keepalive(c)
 		s.read(ctx, c)
+		stop()
 		s.hub.Detach(c)
 		c.Log().Debug("client gone")
 	}()
@@ -327,7 +389,7 @@ func (s *Supervisor) useNonce(n string) bool {
 	if _, ok := s.nonces[n]; ok {
 		return false
 	}
-	s.nonces[n] = now.Add(s.cfg.TokenTTL + time.Minute)
+	s.nonces[n] = now.Add(s.config().TokenTTL + time.Minute)
 	return true
 }
 
@@ -337,11 +399,19 @@ func (s *Supervisor) useNonce(n string) bool {
 //
 // The rate limit is checked before a frame is read: a frame over it is
 // discarded unread, never decoded. A client that keeps sending over its
-// rate for floodGrace is closed with wire.CloseRateLimits.
+// rate for floodGrace is closed with wire.CloseRateLimits. The limits
+// (max_frame, rate, burst) are the configuration's as each frame comes.
 func (s *Supervisor) read(ctx context.Context, c *fanout.Client) {
 	defer c.Conn().CloseNow()
-	lim := limiter{rate: s.cfg.Rate, burst: float64(s.cfg.Burst)}
+	var lim limiter
+	var maxFrame int64
 	for {
+		cfg := s.config()
+		if cfg.MaxFrame != maxFrame {
+			maxFrame = cfg.MaxFrame
+			c.Conn().SetReadLimit(maxFrame)
+		}
+		lim.set(cfg.Rate, cfg.Burst)
 		typ, r, err := c.Conn().Reader(ctx)
 		if err != nil {
 			if st := websocket.CloseStatus(err); st != -1 {
@@ -358,14 +428,14 @@ func (s *Supervisor) read(ctx context.Context, c *fanout.Client) {
 				return
 			}
 			if lim.drop(now) {
-				c.Log().Warn("client closed: kept sending over its rate limit", "rate", s.cfg.Rate, "for", floodGrace)
+				c.Log().Warn("client closed: kept sending over its rate limit", "rate", lim.rate, "for", floodGrace)
 				c.Conn().Close(wire.CloseRateLimits, "rate limit exceeded")
 				return
 			}
 			if now.Sub(lim.lastWarn) > time.Second {
 				lim.lastWarn = now
 				c.QueueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrRateLimited,
-					Message: fmt.Sprintf("more than %g messages per second: messages dropped", s.cfg.Rate)})
+					Message: fmt.Sprintf("more than %g messages per second: messages dropped", lim.rate)})
 			}
 			continue
 		}
@@ -387,9 +457,7 @@ func (s *Supervisor) read(ctx context.Context, c *fanout.Client) {
 		}
 		msg, err := wire.DecodeClient(data)
 		if err != nil {
-			var de *wire.DecodeError
-			errors.As(err, &de)
-			c.QueueJSON(wire.Error{Type: wire.TypeError, Code: de.Code, Message: err.Error()})
+			c.QueueJSON(decodeError(err))
 			continue
 		}
 		switch m := msg.(type) {
@@ -407,8 +475,19 @@ func (s *Supervisor) read(ctx context.Context, c *fanout.Client) {
 	}
 }
 
+// decodeError is the answer to a frame DecodeClient refused: with the
+// command's id when it could be read. Every transport answers with it.
+func decodeError(err error) wire.Error {
+	var de *wire.DecodeError
+	if errors.As(err, &de) {
+		return de.Frame()
+	}
+	return wire.Error{Type: wire.TypeError, Code: wire.ErrBadMessage, Message: err.Error()}
+}
+
 // command validates m against the command's schema and runs it on its
-// plugin; the result goes to c only.
+// plugin; the result goes to c only. c's identity is held to the
+// configuration in force (see hold), which also gives the timeout.
 func (s *Supervisor) command(ctx context.Context, c *fanout.Client, m *wire.CommandMsg) {
 	if !s.cmds.enter() {
 		c.Log().Info("command not run: livecgid is stopping", "command", m.Name, "id", m.ID)
@@ -416,38 +495,43 @@ func (s *Supervisor) command(ctx context.Context, c *fanout.Client, m *wire.Comm
 		return
 	}
 	defer s.cmds.wg.Done()
-	if !s.authorize(c, m) {
+	cfg := s.config()
+	who, ok := s.authorize(cfg, c, m)
+	if !ok {
 		return
 	}
 	cmd, ok := s.hub.Command(m.Name)
 	if !ok {
 		c.QueueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrUnknownCommand, ID: m.ID, Message: fmt.Sprintf("unknown command %q", m.Name)})
-		s.auditCommand(c, m, wire.ErrUnknownCommand)
+		s.auditCommand(who, c.Remote(), m, wire.ErrUnknownCommand)
 		return
 	}
 	args, err := validateArgs(cmd.Args, m.Args)
 	if err != nil {
 		c.QueueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrBadArgs, ID: m.ID, Message: fmt.Sprintf("%s: %v", m.Name, err)})
-		s.auditCommand(c, m, wire.ErrBadArgs+": "+err.Error())
+		s.auditCommand(who, c.Remote(), m, wire.ErrBadArgs+": "+err.Error())
 		return
 	}
 	s.cmds.wg.Add(1) // this call's count is still held
 	go func() {
 		defer s.cmds.wg.Done()
-		cctx, cancel := context.WithTimeout(context.Background(), s.cfg.CommandTimeout)
+		cctx, cancel := context.WithTimeout(context.Background(), cfg.CommandTimeout)
 		defer cancel()
 		local := m.Name[len(cmd.Plugin)+1:]
 		v, err := s.plugins.do(cctx, cmd.Plugin, local, m.ID, args)
+		if errors.Is(err, errNoAnswer) {
+			err = fmt.Errorf("plugin %s did not answer within %v", cmd.Plugin, cfg.CommandTimeout)
+		}
 		res := wire.Result{Type: wire.TypeResult, ID: m.ID, OK: err == nil}
 		if err != nil {
 			res.Error = err.Error()
 			c.Log().Info("command failed", "command", m.Name, "id", m.ID, "err", err)
-			s.auditCommand(c, m, "failed: "+err.Error())
+			s.auditCommand(who, c.Remote(), m, "failed: "+err.Error())
 		} else {
 			if len(v) > 0 {
 				res.Value = json.RawMessage(v)
 			}
-			s.auditCommand(c, m, "ok")
+			s.auditCommand(who, c.Remote(), m, "ok")
 		}
 		c.QueueJSON(res)
 	}()
@@ -463,49 +547,6 @@ func linger(nc net.Conn) {
 		return
 	}
 	io.CopyN(io.Discard, nc, 1<<20)
-}
-
-// pinger pings every client each PingInterval and drops those that do not
-// answer in time. With no consumer it sleeps.
-func (s *Supervisor) pinger(ctx context.Context) {
-	if s.cfg.PingInterval <= 0 {
-		return
-	}
-	t := time.NewTicker(s.cfg.PingInterval)
-	defer t.Stop()
-	for {
-		active, changed := s.demand.state()
-		if !active {
-			t.Stop()
-			select {
-			case <-ctx.Done():
-				return
-			case <-changed:
-				t.Reset(s.cfg.PingInterval)
-				continue
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-changed:
-			continue
-		case <-t.C:
-		}
-		for _, c := range s.hub.Clients() {
-			if c.Conn() == nil {
-				continue // a poll session
-			}
-			go func() {
-				pctx, cancel := context.WithTimeout(ctx, s.cfg.PingInterval)
-				defer cancel()
-				if err := c.Conn().Ping(pctx); err != nil && ctx.Err() == nil {
-					c.Log().Info("client dropped: no pong", "err", err)
-					c.Conn().CloseNow()
-				}
-			}()
-		}
-	}
 }
 
 // floodGrace is how long a client may keep sending over its rate limit
@@ -525,6 +566,12 @@ type limiter struct {
 	last                time.Time
 	overSince, lastDrop time.Time // the current run of dropped frames
 	lastWarn            time.Time
+}
+
+// set makes the bucket rate messages a second with bursts of burst (the
+// configuration's rate and burst, which a reload may change).
+func (l *limiter) set(rate float64, burst int) {
+	l.rate, l.burst = rate, float64(burst)
 }
 
 // allow reports whether a frame arriving now may be read; charge then

@@ -708,7 +708,7 @@ func TestKilledPluginRestarts(t *testing.T) {
 	t.Logf("kill -9 to first reading of the new process: %s", strings.Join(times, ", "))
 	// The killed processes' sockets were removed; the live one's is there.
 	waitFor(t, "one plugin socket", func() bool {
-		socks, _ := filepath.Glob(filepath.Join(ts.cfg.StateDir, control.SocketDir, "plugin*"))
+		socks, _ := filepath.Glob(filepath.Join(ts.config().StateDir, control.SocketDir, "plugin*"))
 		return len(socks) == 1
 	})
 	if got := ts.plugins.restarts.Load(); got != 3 {

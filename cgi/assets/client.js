@@ -31,6 +31,21 @@
     return Math.round(d / 2 + rnd() * d / 2);
   }
 
+  // absolute resolves url against base (the page's location when none) and
+  // leaves out the "user:password@" of a page opened with one in its
+  // address: fetch refuses a URL with credentials, and a relative one
+  // resolved against such a page has them. The browser keeps sending a
+  // signed-in user's Authorization by itself.
+  function absolute(url, base) {
+    const loc = root.location, Address = root.URL;
+    if (typeof Address !== "function" || !(base || (loc && loc.origin && loc.origin !== "null"))) return url;
+    try {
+      const u = new Address(url, base || loc.origin + loc.pathname + loc.search);
+      u.username = u.password = "";
+      return u.href;
+    } catch (e) { return url; }
+  }
+
   // defaultStub is the stub this script was loaded from (…/live.cgi?client.js),
   // else the page's own path (the dashboard is served by the stub itself).
   function defaultStub() {
@@ -142,7 +157,7 @@
     constructor(opts) {
       super();
       opts = opts || {};
-      this.stub = opts.stub || defaultStub();
+      this.stub = absolute(opts.stub || defaultStub());
       this.state = "connecting";
       this.epoch = "";   // supervisor run of the last hello
       this.seq = 0;      // highest sequence number seen in this epoch
@@ -307,13 +322,14 @@
       return list;
     }
 
-    // _absolute resolves a transport's URL: "?…" against the stub's; a
-    // WebSocket's path against the page's host, with the page's scheme
-    // made a WebSocket one.
+    // _absolute resolves a transport's URL: "?…" against the stub's, a
+    // poll's path against the stub's origin; a WebSocket's path against the
+    // page's host, with the page's scheme made a WebSocket one.
     _absolute(kind, url) {
       if (url.charAt(0) === "?") url = this.stub + url;
       const loc = root.location;
-      if (kind === "poll" || /^[a-z]+:/i.test(url) || !loc || !loc.host) return url;
+      if (kind === "poll") return absolute(url, /^[a-z]+:/i.test(this.stub) ? this.stub : undefined);
+      if (/^[a-z]+:/i.test(url) || !loc || !loc.host) return url;
       if (url.charAt(0) !== "/") url = loc.pathname.replace(/[^/]*$/, "") + url;
       return loc.protocol.replace("http", "ws") + "//" + loc.host + url;
     }

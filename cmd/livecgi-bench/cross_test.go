@@ -31,12 +31,13 @@ var qemuTargets = []struct {
 }
 
 // crossPackages are the packages whose tests run under qemu. Tests that
-// exec a plugin process (skipExec) run only when binfmt_misc runs arm
-// binaries (go-plugin and the SDK's tests exec the path itself); tests
-// that build a helper with the host's go (skipAlways) would mix
+// exec an arm binary (skipExec) run only when binfmt_misc runs arm
+// binaries: go-plugin and the SDK's tests exec the plugin path itself,
+// the hand-over test execs a copy of its test binary as another user.
+// Tests that build a helper with the host's go (skipAlways) would mix
 // architectures, so they are left to the native run.
 var crossPackages = []struct{ pkg, skipExec, skipAlways string }{
-	{pkg: "./proto/control"},
+	{pkg: "./proto/control", skipExec: "^TestHandOverOtherUser$"},
 	{pkg: "./proto/wire"},
 	{pkg: "./plugins/sdk", skipExec: "^(TestRunByHand|TestInvalidPlugin|TestServe)$"},
 	{pkg: "./plugins/system", skipAlways: "^TestEndToEnd$"},
@@ -86,6 +87,7 @@ func TestQemuUnitTests(t *testing.T) {
 			qemu := needTool(t, tg.qemu)
 			dir := t.TempDir()
 			binfmt := binfmtFor(tg.qemu)
+			var unrun []string // skipExec tests left out for want of binfmt
 			for _, p := range crossPackages {
 				bin := filepath.Join(dir, filepath.Base(p.pkg)+".test")
 				// -w: no DWARF, as plain go test links; the supervisor
@@ -103,6 +105,7 @@ func TestQemuUnitTests(t *testing.T) {
 				}
 				if p.skipExec != "" && !binfmt {
 					skip = append(skip, p.skipExec)
+					unrun = append(unrun, p.pkg+" "+p.skipExec)
 				}
 				if len(skip) > 0 {
 					args = append(args, "-test.skip="+strings.Join(skip, "|"))
@@ -119,12 +122,35 @@ func TestQemuUnitTests(t *testing.T) {
 				}
 				t.Logf("%s %s under %s: %d tests passed (skipped: %q)", tg.name, p.pkg, tg.qemu, bytes.Count(out, []byte("--- PASS")), skip)
 			}
+			// The tests that exec arm binaries: skipped above without
+			// binfmt; this says so, and how to run them.
+			t.Run("exec", func(t *testing.T) {
+				needBinfmt(t, tg.qemu, strings.Join(unrun, ", "))
+			})
 		})
 	}
 }
 
-// binfmtArm reports whether the kernel runs arm ELF files through qemu.
-func binfmtArm() bool { return binfmtFor("qemu-arm-static") }
+// binfmtCommand registers qemu-user-static with binfmt_misc; make test
+// runs it as root.
+const binfmtCommand = "sudo sh cmd/livecgi-bench/binfmt.sh"
+
+// needBinfmt skips t, or fails it when CI=true, unless binfmt_misc runs
+// qemu's architecture's binaries directly, as tests that exec an arm
+// binary need; the message names what was left out and the command that
+// registers qemu.
+func needBinfmt(t *testing.T, qemu, what string) {
+	t.Helper()
+	if binfmtFor(qemu) {
+		return
+	}
+	msg := fmt.Sprintf("binfmt_misc has no %s entry, so %s cannot exec arm binaries: run `%s` (make test does, as root)",
+		strings.TrimSuffix(qemu, "-static"), what, binfmtCommand)
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
 
 // binfmtFor reports whether binfmt_misc has the entry of a qemu-*-static.
 func binfmtFor(qemu string) bool {
@@ -136,8 +162,8 @@ func binfmtFor(qemu string) bool {
 // it starts the arm supervisor, which starts the arm bench plugin; a
 // client on this machine then receives a reading. Every arm process runs
 // under qemu-arm through binfmt_misc: go-plugin execs the plugin path
-// itself, so without binfmt the test is skipped (make cross-test registers
-// it as root, see binfmt.sh).
+// itself, so without binfmt the test is skipped, or fails under CI=true
+// (make test and make cross-test register it as root, see binfmt.sh).
 func TestQemuEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cross-compiles and emulates: not in -short")
@@ -149,9 +175,7 @@ func TestQemuEndToEnd(t *testing.T) {
 		}
 		t.Skip("busybox not found")
 	}
-	if !binfmtArm() {
-		t.Skip("binfmt_misc has no qemu-arm: run cmd/livecgi-bench/binfmt.sh as root (make cross-test does)")
-	}
+	needBinfmt(t, "qemu-arm-static", "the arm supervisor")
 	root := moduleRoot(t)
 	work := t.TempDir()
 	bin, plugins, state, www := filepath.Join(work, "bin"), filepath.Join(work, "plugins"), filepath.Join(work, "state"), filepath.Join(work, "www")
@@ -223,4 +247,24 @@ func TestQemuEndToEnd(t *testing.T) {
 	}
 	t.Logf("arm stub → supervisor → plugin → client: first reading %v after first contact (%v in all); processes: %s",
 		took.Round(time.Millisecond), time.Since(start).Round(time.Millisecond), strings.Join(procs, ", "))
+}
+
+// TestMakeTestRegistersBinfmt: make test runs binfmt.sh before the tests,
+// so that as root the tests that exec arm binaries run instead of failing
+// with "exec format error"; needBinfmt's advice is a command that exists.
+func TestMakeTestRegistersBinfmt(t *testing.T) {
+	root := moduleRoot(t)
+	out, err := exec.Command("make", "--no-print-directory", "-n", "-C", root, "test").CombinedOutput()
+	if err != nil {
+		t.Fatalf("make -n test: %v\n%s", err, out)
+	}
+	s := string(out)
+	reg, run := strings.Index(s, "sh cmd/livecgi-bench/binfmt.sh"), strings.Index(s, "go test")
+	if reg < 0 || run < 0 || reg > run {
+		t.Errorf("make test does not run binfmt.sh before go test:\n%s", s)
+	}
+	script := strings.TrimPrefix(binfmtCommand, "sudo sh ")
+	if _, err := os.Stat(filepath.Join(root, script)); err != nil {
+		t.Errorf("needBinfmt advises %q: %v", binfmtCommand, err)
+	}
 }

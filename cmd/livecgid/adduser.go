@@ -15,6 +15,16 @@ import (
 	"github.com/livecgi/livecgi/proto/config"
 )
 
+// The -adduser flags' help, shared with livecgid -help.
+const (
+	addUserUsage = "add or change the user `name` in the users file, reading the password from stdin, and exit"
+	roleUsage    = "with -adduser: the user's role, operator or viewer"
+	usersUsage   = "with -adduser: the users `file` (default: the config's auth_users, conventionally " + defaultUsersFile + ")"
+)
+
+// defaultUsersFile is where the sample configuration puts auth_users.
+const defaultUsersFile = "/etc/livecgi/users"
+
 // isAddUser reports whether args ask for -adduser.
 func isAddUser(args []string) bool {
 	for _, a := range args {
@@ -33,10 +43,10 @@ func isAddUser(args []string) bool {
 func addUser(args []string, stdin *os.File, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("livecgid -adduser", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	name := fs.String("adduser", "", "add or change the user `name` in the users file; the password is read from stdin")
-	role := fs.String("role", auth.RoleOperator, "the user's role: operator or viewer")
+	name := fs.String("adduser", "", addUserUsage)
+	role := fs.String("role", auth.RoleOperator, roleUsage)
 	configPath := fs.String("config", "/etc/livecgi/livecgi.conf", "configuration `file`, for auth_users")
-	users := fs.String("users", "", "users `file` (overrides auth_users)")
+	users := fs.String("users", "", usersUsage)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

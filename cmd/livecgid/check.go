@@ -127,6 +127,7 @@ func check(w io.Writer, configPath string, cfg config.Config, cfgErr error) bool
 	if st, err := probe(ctx, state); err == nil {
 		port = strconv.Itoa(st.Port)
 		line(true, "port", fmt.Sprintf("%s held by livecgid %s, pid %d (listen = %s)", port, st.Version, st.PID, cfg.Listen), "")
+		running(line, configPath, cfg, st)
 	} else if ln, err := net.Listen("tcp", cfg.Listen); err != nil {
 		fix := "stop the program holding it (ss -ltnp) or set listen to a free port"
 		if errors.Is(err, syscall.EACCES) {
@@ -173,4 +174,23 @@ func probe(ctx context.Context, dir string) (control.Status, error) {
 		return control.Status{}, errors.New("no state dir")
 	}
 	return control.Probe(ctx, dir)
+}
+
+// running says whether the supervisor that runs (st) runs the
+// configuration file as it is now.
+func running(line func(ok bool, what, msg, fix string), configPath string, cfg config.Config, st control.Status) {
+	pid := strconv.Itoa(st.PID)
+	switch {
+	case st.ConfigError != "":
+		line(false, "running", "livecgid pid "+pid+" did not take "+configPath+" as it is now and runs its last good configuration: "+st.ConfigError,
+			"correct the file: livecgid reads it again when it changes (or on kill -HUP "+pid+")")
+	case st.ConfigSum != cfg.Sum:
+		line(false, "running", "livecgid pid "+pid+" does not run "+configPath+" as it is now (it has not reloaded it yet, or it was started with another -config)",
+			"kill -HUP "+pid+" makes it read the file again; if that does not help, kill -TERM "+pid+" (the next page load starts it)")
+	case st.Restart != "":
+		line(false, "running", "livecgid pid "+pid+" runs "+configPath+", but its new "+st.Restart+" takes a restart",
+			"kill -TERM "+pid+"; the next page load starts it")
+	default:
+		line(true, "running", "livecgid pid "+pid+" runs "+configPath+" as it is now", "")
+	}
 }

@@ -20,6 +20,7 @@ import (
 	"runtime/debug"
 	"syscall"
 
+	"github.com/livecgi/livecgi/proto/auth"
 	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/control/ctlserver"
@@ -60,6 +61,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	printConfig := fs.Bool("print-config", false, "print a commented sample configuration and exit")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	checkMode := fs.Bool("check", false, "check config, state dir, supervisor, plugins and port, as the web server's user; exit 1 on a FAIL")
+	// Listed for -help; isAddUser has sent a run with -adduser to addUser.
+	fs.String("adduser", "", addUserUsage)
+	role := fs.String("role", auth.RoleOperator, roleUsage)
+	users := fs.String("users", "", usersUsage)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			_, err := usage.WriteTo(stdout)
@@ -71,6 +76,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	if *role != auth.RoleOperator || *users != "" {
+		return errors.New("-role and -users go with -adduser NAME")
+	}
 	switch {
 	case *printConfig:
 		_, err := io.WriteString(stdout, config.SampleConfig)
@@ -79,14 +87,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		_, err := fmt.Fprintln(stdout, "livecgid", version)
 		return err
 	}
-	cfg, err := config.Load(*configPath)
-	if err != nil && !*checkMode {
-		return err
-	}
-	for flagVal, field := range map[*string]*string{listen: &cfg.Listen, pluginsDir: &cfg.PluginsDir, stateDir: &cfg.StateDir, logLevel: &cfg.LogLevel} {
-		if *flagVal != "" {
-			*field = *flagVal
+	// The file with the command line's overrides; state_dir as the file
+	// says (the stub passes -state-dir: where it found the file's).
+	loadFile := func() (config.Config, error) {
+		cfg, err := config.Load(*configPath)
+		for flagVal, field := range map[*string]*string{listen: &cfg.Listen, pluginsDir: &cfg.PluginsDir, logLevel: &cfg.LogLevel} {
+			if *flagVal != "" {
+				*field = *flagVal
+			}
 		}
+		return cfg, err
+	}
+	load := func() (config.Config, error) {
+		cfg, err := loadFile()
+		if err == nil {
+			err = cfg.Validate()
+		}
+		return cfg, err
+	}
+	cfg, err := loadFile()
+	if *stateDir != "" {
+		cfg.StateDir = *stateDir
 	}
 	if *checkMode {
 		if !check(stdout, *configPath, cfg, err) {
@@ -94,9 +115,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return nil
 	}
-	if err := cfg.Validate(); err != nil {
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
 		return err
 	}
+	// SIGHUP reloads the configuration (serve); until then it must not
+	// end the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	dir, fallback, err := control.StateDir(cfg.StateDir)
 	if err != nil {
 		return err
@@ -116,8 +145,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer lf.Close()
 		out = lf
 	}
-	var level slog.Level
-	level.UnmarshalText([]byte(cfg.LogLevel))
+	var l slog.Level
+	l.UnmarshalText([]byte(cfg.LogLevel))
+	level := new(slog.LevelVar)
+	level.Set(l)
 	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
 	if fallback != nil {
 		log.Warn("state dir not usable, using fallback", "wanted", cfg.StateDir, "using", dir, "reason", fallback)
@@ -143,7 +174,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log.Error("cannot listen", "addr", cfg.Listen, "err", err)
 		return err
 	}
-	sup, err := supervisor.New(supervisor.Options{Config: cfg, Secret: secret, Logger: log, Version: version})
+	sup, err := supervisor.New(supervisor.Options{
+		Config: cfg, ConfigPath: *configPath, Load: load, Level: level,
+		Reloaded: func(cfg config.Config) { smallBoardDefaults(cfg, log) },
+		Secret:   secret, Logger: log, Version: version,
+	})
 	if err != nil {
 		return err
 	}
@@ -154,20 +189,31 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("control socket: %w", err)
 	}
 	defer os.Remove(sock)
-	err = serve(ctx, sup, ln, cln)
+	err = serve(ctx, sup, ln, cln, hup)
 	if err != nil {
 		log.Error("livecgid failed", "err", err)
 	}
 	return err
 }
 
-// serve runs sup on ln and the control socket on cln until ctx ends. A
+// serve runs sup on ln and the control socket on cln until ctx ends,
+// reloading the configuration at each signal on hup (may be nil). A
 // listener that fails for good (a passing shortage is waited out) stops
 // both and is returned: the process exits non-zero, its lock goes with
 // it, and the stub's next request starts a fresh supervisor.
-func serve(ctx context.Context, sup *supervisor.Supervisor, ln, cln net.Listener) error {
+func serve(ctx context.Context, sup *supervisor.Supervisor, ln, cln net.Listener, hup <-chan os.Signal) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				sup.Reload(ctx) // logs what it did
+			}
+		}
+	}()
 	ctlErr := make(chan error, 1)
 	go func() {
 		err := ctlserver.Control{Status: sup.Status, HandOver: sup.HandOver, Handlers: sup.ControlHandlers()}.Serve(ctx, cln)
@@ -186,7 +232,7 @@ func serve(ctx context.Context, sup *supervisor.Supervisor, ln, cln net.Listener
 }
 
 // smallBoardDefaults applies the configured GC settings unless the
-// environment already chose (GOGC, GOMEMLIMIT).
+// environment already chose (GOGC, GOMEMLIMIT); again at each reload.
 func smallBoardDefaults(cfg config.Config, log *slog.Logger) {
 	if os.Getenv("GOMEMLIMIT") == "" && cfg.MemoryLimitMB > 0 {
 		debug.SetMemoryLimit(int64(cfg.MemoryLimitMB) << 20)

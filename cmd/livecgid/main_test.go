@@ -128,7 +128,7 @@ func TestServeStopsOnControlFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- serve(context.Background(), sup, ln, brokenListener{cln}) }()
+	go func() { done <- serve(context.Background(), sup, ln, brokenListener{cln}, nil) }()
 	select {
 	case err := <-done:
 		if err == nil || !strings.Contains(err.Error(), "control socket") || !errors.Is(err, syscall.EINVAL) {
@@ -164,5 +164,25 @@ func TestPluginName(t *testing.T) {
 	}
 	if err := servePlugin("nope"); err == nil || !strings.Contains(err.Error(), "built in are exec, leds, system") {
 		t.Errorf("servePlugin(nope): %v", err)
+	}
+}
+
+// TestHelpListsAddUser: -help lists -adduser and its -role and -users,
+// and says which users file -adduser writes by default; -role or -users
+// without -adduser is an error, not silently ignored.
+func TestHelpListsAddUser(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"-help"}, &stdout, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"-adduser name", "-role string", "operator or viewer", "-users file", "auth_users", "/etc/livecgi/users"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("-help lacks %q:\n%s", want, stdout.String())
+		}
+	}
+	for _, args := range [][]string{{"-role", "viewer"}, {"-users", "/tmp/u"}} {
+		if err := run(context.Background(), args, &stdout, &stderr); err == nil || !strings.Contains(err.Error(), "go with -adduser") {
+			t.Errorf("%q: %v", args, err)
+		}
 	}
 }

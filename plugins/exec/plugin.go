@@ -45,6 +45,7 @@ func Plugin(version string) (sdk.Plugin, error) {
 		dir = "/etc/livecgi/exec.d"
 	}
 	p := newPlugin(dir, version, sdk.Logger())
+	p.Title = "NAME.conf files in " + dir // where to add one, on the page
 	go func() {
 		<-term
 		p.Close() // kill the programs' process groups before going

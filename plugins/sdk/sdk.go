@@ -125,16 +125,20 @@ type Command struct {
 // Changes, when set, makes the plugin dynamic: its sensors and commands
 // may change while it runs (the exec plugin follows its directory). Each
 // Plugin received from Changes replaces Sensors and Commands (its Name,
-// Version, Changes and Close are ignored); the SDK restarts the sensors'
+// Version, Title, Changes and Close are ignored); the SDK restarts the sensors'
 // readers and livecgid describes the plugin again, so sensors appear and
 // disappear on the pages as with a plugin swap. A dynamic plugin may
 // have no sensor and no command.
 //
 // Close, when set, runs once when the plugin stops: livecgid stopped it
 // or went away.
+//
+// Title, optional, is a short line about the plugin as a whole that pages
+// show beside its name (the exec plugin says where its confs go).
 type Plugin struct {
 	Name     string
 	Version  string
+	Title    string
 	Sensors  []Sensor
 	Commands []Command
 	Changes  <-chan Plugin

@@ -41,7 +41,7 @@ func newServer(p Plugin) *server {
 func (s *server) follow(changes <-chan Plugin) {
 	for next := range changes {
 		s.mu.Lock()
-		next.Name, next.Version, next.Changes, next.Close = s.p.Name, s.p.Version, s.p.Changes, s.p.Close
+		next.Name, next.Version, next.Title, next.Changes, next.Close = s.p.Name, s.p.Version, s.p.Title, s.p.Changes, s.p.Close
 		if err := next.validate(); err != nil {
 			s.mu.Unlock()
 			Logger().Error("invalid plugin definition ignored", "err", err)
@@ -69,7 +69,7 @@ func (s *server) Describe(context.Context, *proto.DescribeRequest) (*proto.Descr
 // describe returns p's self-description, types defaulting to Number; a
 // plugin with Changes is dynamic.
 func (p Plugin) describe() *proto.Description {
-	d := &proto.Description{Name: p.Name, Version: p.Version, Dynamic: p.Changes != nil}
+	d := &proto.Description{Name: p.Name, Version: p.Version, Title: p.Title, Dynamic: p.Changes != nil}
 	for _, x := range p.Sensors {
 		t := x.Type
 		if t == proto.ValueType_VALUE_TYPE_UNSPECIFIED {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -306,4 +307,38 @@ func sanitize(name string) string {
 		under = true
 	}
 	return b.String()
+}
+
+// netChoice returns whether to show interface name, as net_interfaces
+// says: "up" or empty (the default), the interfaces brought up (IFF_UP in
+// sysRoot/class/net/NAME/flags; one whose flags can't be read is shown),
+// so an idle ifb0 is left out while a port without a cable stays; "all",
+// every interface; else the names listed, separated by blanks or commas.
+func netChoice(nets, sysRoot string) func(name string) bool {
+	words := strings.FieldsFunc(nets, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })
+	switch {
+	case len(words) == 0 || len(words) == 1 && words[0] == "up":
+		return func(name string) bool { return ifUp(sysRoot, name) }
+	case len(words) == 1 && words[0] == "all":
+		return func(string) bool { return true }
+	}
+	return func(name string) bool { return slices.Contains(words, name) }
+}
+
+// ifUp reports whether interface name was brought up ("ip link set NAME
+// up"): the IFF_UP bit of sysRoot/class/net/NAME/flags, a hex number. The
+// operstate file is "down" also for an interface that is up without a
+// carrier, which may get one at any time, so it does not decide. A flags
+// file that can't be read or parsed counts as up.
+func ifUp(sysRoot, name string) bool {
+	b, err := os.ReadFile(filepath.Join(sysRoot, "class/net", name, "flags"))
+	if err != nil {
+		return true
+	}
+	flags, err := strconv.ParseUint(strings.TrimPrefix(strings.TrimSpace(string(b)), "0x"), 16, 32)
+	if err != nil {
+		return true
+	}
+	const iffUp = 0x1
+	return flags&iffUp != 0
 }

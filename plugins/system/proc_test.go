@@ -274,7 +274,7 @@ func TestReadFixtures(t *testing.T) {
 		t.Errorf("readUptime = %v, %v", u, err)
 	}
 	d, err := readNetDev(procFixture)
-	want := []netDev{{"lo", 428731, 428731}, {"eth0", 918273645, 123456789}, {"wlan0", 0, 0}, {"br-lan", 5120034, 8843310}}
+	want := []netDev{{"lo", 428731, 428731}, {"eth0", 918273645, 123456789}, {"wlan0", 0, 0}, {"br-lan", 5120034, 8843310}, {"ifb0", 0, 0}, {"ifb1", 0, 0}}
 	if err != nil || len(d) != len(want) {
 		t.Fatalf("readNetDev = %+v, %v; want %+v", d, err, want)
 	}
@@ -336,7 +336,7 @@ func TestReadMissing(t *testing.T) {
 // TestNewPluginIDs checks the sensor ids built from the fixtures, and that
 // the SDK accepts them.
 func TestNewPluginIDs(t *testing.T) {
-	p := newPlugin(procFixture, sysFixture, discardLogger())
+	p := newPlugin(procFixture, sysFixture, "", discardLogger())
 	var got []string
 	for _, s := range p.Sensors {
 		got = append(got, s.ID)
@@ -395,3 +395,44 @@ func checkErr(t *testing.T, err error, want string) {
 }
 
 func approx(a, b float64) bool { return math.Abs(a-b) <= 1e-9*math.Max(1, math.Abs(b)) }
+
+// TestNetInterfaces: by default the interfaces that are down (ifb0 and
+// ifb1 in testdata/sys/class/net: no IFF_UP) are left out, while wlan0, up
+// without a carrier, stays; net_interfaces = all shows every one, a list
+// only those named (a name that is not there is no error).
+func TestNetInterfaces(t *testing.T) {
+	nets := func(choice string) []string {
+		var got []string
+		for _, s := range newPlugin(procFixture, sysFixture, choice, discardLogger()).Sensors {
+			if name, ok := strings.CutSuffix(s.ID, "_rx_bytes_per_second"); ok {
+				got = append(got, strings.TrimPrefix(name, "net_"))
+			}
+		}
+		return got
+	}
+	for _, tt := range []struct{ choice, want string }{
+		{"", "lo eth0 wlan0 br_lan"},
+		{"up", "lo eth0 wlan0 br_lan"},
+		{"all", "lo eth0 wlan0 br_lan ifb0 ifb1"},
+		{"eth0 ifb1", "eth0 ifb1"},
+		{"br-lan,eth9", "br_lan"},
+	} {
+		if got := strings.Join(nets(tt.choice), " "); got != tt.want {
+			t.Errorf("net_interfaces = %q: %s, want %s", tt.choice, got, tt.want)
+		}
+	}
+	// Without a sys/class/net (an old kernel, a fixture without it) every
+	// interface counts as up.
+	if got := nets(""); len(got) != 4 {
+		t.Fatalf("fixture: %v", got)
+	}
+	n := 0
+	for _, s := range newPlugin(procFixture, t.TempDir(), "", discardLogger()).Sensors {
+		if strings.HasSuffix(s.ID, "_rx_bytes_per_second") {
+			n++
+		}
+	}
+	if n != 6 {
+		t.Errorf("no sys/class/net: %d interfaces, want all 6", n)
+	}
+}

@@ -18,10 +18,11 @@ const (
 	slowInterval = 5 * time.Second // load, memory, uptime, thermal
 )
 
-// newPlugin builds the plugin's sensors over procRoot and sysRoot.
-// Network interfaces and thermal zones are found once, here; a group that
-// can't be listed is left out with a warning, and the rest still serves.
-func newPlugin(procRoot, sysRoot string, log *slog.Logger) sdk.Plugin {
+// newPlugin builds the plugin's sensors over procRoot and sysRoot, with
+// the network interfaces nets chooses (see netChoice). Network interfaces
+// and thermal zones are found once, here; a group that can't be listed is
+// left out with a warning, and the rest still serves.
+func newPlugin(procRoot, sysRoot, nets string, log *slog.Logger) sdk.Plugin {
 	p := sdk.Plugin{Name: "system"}
 	ids := idSet{}
 	add := func(id, title, unit string, every time.Duration, sample func() (float64, error)) {
@@ -48,7 +49,12 @@ func newPlugin(procRoot, sysRoot string, log *slog.Logger) sdk.Plugin {
 	if err != nil {
 		log.Warn("no network sensors", "err", err)
 	}
+	show := netChoice(nets, sysRoot)
 	for _, d := range devs {
+		if !show(d.name) {
+			log.Debug("interface left out (net_interfaces)", "iface", d.name, "net_interfaces", nets)
+			continue
+		}
 		id := "net_" + sanitize(d.name)
 		add(id+"_rx_bytes_per_second", d.name+" received", "B/s", fastInterval, (&netSensor{root: procRoot, iface: d.name}).sample)
 		add(id+"_tx_bytes_per_second", d.name+" sent", "B/s", fastInterval, (&netSensor{root: procRoot, iface: d.name, tx: true}).sample)

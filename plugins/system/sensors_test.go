@@ -95,7 +95,7 @@ func TestNetSensor(t *testing.T) {
 // TestPluginWithoutNetOrThermal checks that a root without net/dev or
 // thermal zones still gives the base sensors.
 func TestPluginWithoutNetOrThermal(t *testing.T) {
-	p := newPlugin(t.TempDir(), t.TempDir(), discardLogger())
+	p := newPlugin(t.TempDir(), t.TempDir(), "", discardLogger())
 	if len(p.Sensors) != 8 {
 		t.Errorf("got %d sensors, want the 8 base ones", len(p.Sensors))
 	}

@@ -10,12 +10,18 @@
 // for the sensor ids.
 package system
 
-import "github.com/livecgi/livecgi/plugins/sdk"
+import (
+	"os"
 
-// Plugin returns the plugin over the roots livecgid configured, with
-// version. Its error is always nil (see leds.Plugin for one that is not).
+	"github.com/livecgi/livecgi/plugins/sdk"
+	"github.com/livecgi/livecgi/proto"
+)
+
+// Plugin returns the plugin over the roots and interfaces livecgid
+// configured (net_interfaces), with version. Its error is always nil (see
+// leds.Plugin for one that is not).
 func Plugin(version string) (sdk.Plugin, error) {
-	p := newPlugin(sdk.ProcPath(), sdk.SysPath(), sdk.Logger())
+	p := newPlugin(sdk.ProcPath(), sdk.SysPath(), os.Getenv(proto.EnvNetInterfaces), sdk.Logger())
 	p.Version = version
 	return p, nil
 }

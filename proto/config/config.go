@@ -3,7 +3,9 @@ package config
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	_ "embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -52,6 +54,7 @@ type Config struct {
 	ProcRoot       string            // root of procfs for plugins
 	SysRoot        string            // root of sysfs for plugins
 	ExecDir        string            // programs the exec plugin runs (NAME.conf files)
+	NetInterfaces  string            // the system plugin's interfaces: up, all, or names
 	PluginSHA256   map[string]string // plugin file name → allowed SHA-256 (hex); empty = any
 	GOGC           int               // supervisor's GC target percent (GOGC); 0 = Go's default
 	MemoryLimitMB  int               // supervisor's soft memory limit (GOMEMLIMIT) in MiB; 0 = none
@@ -70,6 +73,11 @@ type Config struct {
 	CommandRoles map[string]string // command id → role it needs (default operator)
 	// The broker bridge (mqtt.go); none without mqtt_url.
 	MQTT MQTT
+
+	// Sum is the SHA-256 (hex) of the file Load read, "" without one:
+	// which version of the file a configuration came from (livecgid
+	// reports the one it runs in Status.ConfigSum).
+	Sum string
 }
 
 // Default returns the configuration used when there is no file.
@@ -94,6 +102,7 @@ func Default() Config {
 		ProcRoot:       "/proc",
 		SysRoot:        "/sys",
 		ExecDir:        "/etc/livecgi/exec.d",
+		NetInterfaces:  "up",
 		GOGC:           50,
 		MemoryLimitMB:  64,
 		Auth:           AuthNone,
@@ -106,7 +115,8 @@ func Default() Config {
 // Load reads the configuration file at path over Default. A missing file is
 // not an error: it yields the defaults. A file that others could have
 // written (trust.Check) is refused. Unknown keys, bad values and repeated
-// keys are errors naming the file, line and key.
+// keys are errors naming the file, line and key. Sum is set whenever the
+// file could be read, errors included.
 func Load(path string) (Config, error) {
 	c := Default()
 	b, err := os.ReadFile(path)
@@ -116,6 +126,8 @@ func Load(path string) (Config, error) {
 	if err != nil {
 		return c, fmt.Errorf("read config: %w", err)
 	}
+	sum := sha256.Sum256(b)
+	c.Sum = hex.EncodeToString(sum[:])
 	if err := trust.Check(path, trust.Options{}); err != nil {
 		return c, fmt.Errorf("config file not trusted: %w", err)
 	}
@@ -163,7 +175,7 @@ func (c *Config) set(k, v string) error {
 		"listen": &c.Listen, "state_dir": &c.StateDir, "plugins_dir": &c.PluginsDir,
 		"supervisor": &c.Supervisor, "log_level": &c.LogLevel, "proc_root": &c.ProcRoot, "sys_root": &c.SysRoot,
 		"tls_cert": &c.TLSCert, "tls_key": &c.TLSKey, "public_url": &c.PublicURL,
-		"exec_dir": &c.ExecDir,
+		"exec_dir": &c.ExecDir, "net_interfaces": &c.NetInterfaces,
 	}
 	dur := map[string]*time.Duration{
 		"ping_interval": &c.PingInterval, "write_timeout": &c.WriteTimeout, "command_timeout": &c.CommandTimeout,

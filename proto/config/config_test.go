@@ -247,3 +247,57 @@ func TestReachConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestRecheck: an identity is held to the rules in force: a users file
+// lowers or removes a role, an anonymous visitor has none where sign-in
+// is needed, a changed setup caps or clears what cannot be checked, and
+// a role is never raised.
+func TestRecheck(t *testing.T) {
+	users := []auth.User{{Name: "otto", Role: auth.RoleOperator, Hash: "x"}, {Name: "vera", Role: auth.RoleViewer, Hash: "x"}, {Name: "nopw", Role: auth.RoleOperator}}
+	read := func() ([]auth.User, error) { return users, nil }
+	broken := func() ([]auth.User, error) { return nil, errors.New("users file refused") }
+	conf := func(auth, usersFile string) Config {
+		c := Default()
+		c.Auth, c.AuthUsers = auth, usersFile
+		if auth == AuthCommand {
+			c.AuthCommand = "/usr/bin/check"
+		}
+		return c
+	}
+	none, basic, web, webUsers, cmd := conf(AuthNone, ""), conf(AuthBasic, "/u"), conf(AuthWebserver, ""), conf(AuthWebserver, "/u"), conf(AuthCommand, "")
+	op := func(u string) auth.Identity { return auth.Identity{User: u, Role: auth.RoleOperator} }
+	for _, tt := range []struct {
+		name  string
+		c     Config
+		id    auth.Identity
+		setup string // "" = the config's own
+		want  string // the role held to
+	}{
+		{"none, same setup", none, op("otto"), "", auth.RoleOperator},
+		{"none after basic", none, op("otto"), basic.AuthSetup(), auth.RoleViewer},
+		{"basic, operator in file", basic, op("otto"), "", auth.RoleOperator},
+		{"basic, lowered in file", basic, op("vera"), "", auth.RoleViewer},
+		{"basic, not in file", basic, op("gone"), "", ""},
+		{"basic, no password", basic, op("nopw"), "", ""},
+		{"basic, anonymous", basic, auth.Identity{Role: auth.RoleViewer}, none.AuthSetup(), ""},
+		{"basic, never raised", basic, auth.Identity{User: "otto", Role: auth.RoleViewer}, "", auth.RoleViewer},
+		{"webserver, no users file", web, op("anyone"), "", auth.RoleOperator},
+		{"webserver, anonymous", web, auth.Identity{Role: auth.RoleViewer}, none.AuthSetup(), ""},
+		{"webserver users file, unlisted", webUsers, op("anyone"), "", auth.RoleViewer},
+		{"webserver users file, listed", webUsers, op("vera"), "", auth.RoleViewer},
+		{"command, same setup", cmd, op("otto"), "", auth.RoleOperator},
+		{"command after basic", cmd, op("otto"), basic.AuthSetup(), ""},
+	} {
+		setup := tt.setup
+		if setup == "" {
+			setup = tt.c.AuthSetup()
+		}
+		got, err := tt.c.Recheck(tt.id, setup, read)
+		if err != nil || got.Role != tt.want || got.User != tt.id.User {
+			t.Errorf("%s: %+v, %v; want role %q", tt.name, got, err, tt.want)
+		}
+	}
+	if got, err := basic.Recheck(op("otto"), basic.AuthSetup(), broken); err == nil || got.Role != "" {
+		t.Errorf("unreadable users file: %+v, %v", got, err)
+	}
+}

@@ -167,6 +167,12 @@ func parseStatus(b []byte) (st Status, err error) {
 				st.Epoch, err = jsonString(name, v)
 			case strings.EqualFold(name, "tls"):
 				st.TLS, err = jsonBool(name, v)
+			case strings.EqualFold(name, "config_sum"):
+				st.ConfigSum, err = jsonString(name, v)
+			case strings.EqualFold(name, "config_error"):
+				st.ConfigError, err = jsonString(name, v)
+			case strings.EqualFold(name, "restart"):
+				st.Restart, err = jsonString(name, v)
 			}
 			if err != nil {
 				return Status{}, err

@@ -69,6 +69,7 @@ func TestParseStatus(t *testing.T) {
 		{PID: 4194304, Port: 65535, Version: `v1 "quoted" \ {}[],:\u2028`, Epoch: "0a1b2c3d4e5f", Clients: 7},
 		{PID: 2, Port: 8443, TLS: true},
 		{Version: "ünïcödé ✓ 🙂 <&> \x00\x1f bad \xff", Epoch: "\u2028\u2029"},
+		{PID: 3, Port: 1, ConfigSum: "ab12", ConfigError: "livecgi.conf:3: \"x\" set twice", Restart: "listen,state_dir"},
 	} {
 		b, _ := json.Marshal(st)
 		var want Status
@@ -111,6 +112,7 @@ func TestParseStatus(t *testing.T) {
 func FuzzParseStatus(f *testing.F) {
 	f.Add([]byte(`{"pid":1,"port":2,"version":"x","epoch":"y","clients":0}`))
 	f.Add([]byte(`{"a":[{"b":"\"}"}]}`))
+	f.Add([]byte(`{"config_sum":"a","config_error":"b\n","restart":"listen"}`))
 	f.Add([]byte(`{"Version":"\ud83d\ude42 \ud83d x\u00e9","EPOCH":null,"tls":true}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		got, err := parseStatus(b) // must not panic or hang

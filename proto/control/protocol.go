@@ -8,6 +8,13 @@ type Status struct {
 	Epoch   string `json:"epoch"`
 	Clients int    `json:"clients"`
 	TLS     bool   `json:"tls"` // the WebSocket port serves wss:// (tls_cert)
+	// The configuration it runs: ConfigSum is its file's Config.Sum;
+	// ConfigError why the file as it is now was not taken (the last good
+	// configuration runs on); Restart the keys whose new values wait for
+	// a restart, comma-separated.
+	ConfigSum   string `json:"config_sum,omitempty"`
+	ConfigError string `json:"config_error,omitempty"`
+	Restart     string `json:"restart,omitempty"`
 }
 
 // Subprotocol is the WebSocket subprotocol of the browser protocol

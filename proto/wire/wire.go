@@ -57,6 +57,7 @@ const (
 	CloseTooSlow    = 4001 // the client did not read its frames in time
 	CloseTooMany    = 4002 // the supervisor has max_clients clients already
 	CloseRateLimits = 4003 // the client kept sending over its rate limit
+	CloseSignedOut  = 4004 // the configuration changed and no longer lets the client's user in
 )
 
 // Hello is the first frame of every connection, and is sent again when a
@@ -121,6 +122,7 @@ type PluginInfo struct {
 	State   string `json:"state"`
 	Version string `json:"version,omitempty"`
 	Reason  string `json:"reason,omitempty"`
+	Title   string `json:"title,omitempty"` // the plugin's line about itself
 }
 
 // Plugin states, as in PluginInfo.State and Status.State.
@@ -248,30 +250,46 @@ type Subscribe struct {
 	Sensors []string `json:"sensors"`
 }
 
-// Resume asks for the readings missed since Seq of Epoch.
+// Resume asks for the readings missed since Seq of Epoch; both are
+// required (a resume without them is a bad_message).
 type Resume struct {
 	Type  string `json:"type"` // "resume"
 	Epoch string `json:"epoch"`
 	Seq   uint64 `json:"seq"`
 }
 
-// ErrDecode is wrapped by every error DecodeClient returns; Code tells which.
+// DecodeError is every error DecodeClient returns; Code tells which.
 type DecodeError struct {
 	Code string // ErrBadJSON, ErrUnknownType or ErrBadMessage
-	Err  error
+	// ID is the command's id when the frame is a command whose "id", a
+	// string of 1 to 64 bytes, could be read: the answer carries it.
+	ID  string
+	Err error
+}
+
+// Frame returns the error frame that answers the bad frame.
+func (e *DecodeError) Frame() Error {
+	return Error{Type: TypeError, Code: e.Code, ID: e.ID, Message: e.Err.Error()}
 }
 
 func (e *DecodeError) Error() string { return e.Err.Error() }
 func (e *DecodeError) Unwrap() error { return e.Err }
 
 // DecodeClient decodes one client frame into *CommandMsg, *Subscribe or
-// *Resume. Unknown fields are rejected so typos show up at once.
+// *Resume. Unknown fields are rejected so typos show up at once. A
+// command that fails with its id readable gets it in the DecodeError, so
+// that the client waiting for that id gets its answer.
 func DecodeClient(frame []byte) (any, error) {
 	var head struct {
-		Type string `json:"type"`
+		Type string          `json:"type"`
+		ID   json.RawMessage `json:"id"`
 	}
 	if err := json.Unmarshal(frame, &head); err != nil {
-		return nil, &DecodeError{ErrBadJSON, fmt.Errorf("malformed JSON: %w", err)}
+		return nil, &DecodeError{Code: ErrBadJSON, Err: fmt.Errorf("malformed JSON: %w", err)}
+	}
+	var id string
+	if head.Type == TypeCommand && json.Unmarshal(head.ID, &id) == nil && len(id) > 64 {
+		id = ""
 	}
 	var msg any
 	switch head.Type {
@@ -282,23 +300,34 @@ func DecodeClient(frame []byte) (any, error) {
 	case TypeResume:
 		msg = new(Resume)
 	case "":
-		return nil, &DecodeError{ErrBadMessage, errors.New(`missing "type"`)}
+		return nil, &DecodeError{Code: ErrBadMessage, Err: errors.New(`missing "type"`)}
 	default:
-		return nil, &DecodeError{ErrUnknownType, fmt.Errorf("unknown message type %q", head.Type)}
+		return nil, &DecodeError{Code: ErrUnknownType, Err: fmt.Errorf("unknown message type %q", head.Type)}
 	}
 	dec := json.NewDecoder(bytes.NewReader(frame))
 	dec.DisallowUnknownFields()
 	dec.UseNumber()
 	if err := dec.Decode(msg); err != nil {
-		return nil, &DecodeError{ErrBadMessage, fmt.Errorf("%s: %w", head.Type, err)}
+		return nil, &DecodeError{Code: ErrBadMessage, ID: id, Err: fmt.Errorf("%s: %w", head.Type, err)}
 	}
 	if c, ok := msg.(*CommandMsg); ok {
 		if c.ID == "" || c.Name == "" {
-			return nil, &DecodeError{ErrBadMessage, errors.New(`command needs "id" and "name"`)}
+			return nil, &DecodeError{Code: ErrBadMessage, ID: id, Err: errors.New(`command needs "id" and "name"`)}
 		}
 		if len(c.ID) > 64 {
-			return nil, &DecodeError{ErrBadMessage, errors.New("command id longer than 64 bytes")}
+			return nil, &DecodeError{Code: ErrBadMessage, Err: errors.New("command id longer than 64 bytes")}
+		}
+	}
+	if _, ok := msg.(*Resume); ok {
+		// Without seq, resume would mean "from 0": the whole history.
+		var has struct{ Epoch, Seq json.RawMessage }
+		json.Unmarshal(frame, &has)
+		if isNull(has.Epoch) || isNull(has.Seq) {
+			return nil, &DecodeError{Code: ErrBadMessage, Err: errors.New(`resume needs "epoch" and "seq"`)}
 		}
 	}
 	return msg, nil
 }
+
+// isNull reports whether a member was absent or null.
+func isNull(v json.RawMessage) bool { return len(v) == 0 || string(v) == "null" }

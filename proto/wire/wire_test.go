@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -73,9 +74,13 @@ func TestDecodeClient(t *testing.T) {
 		{"type not a string", `{"type":1}`, ErrBadJSON, nil},
 		{"unknown type", `{"type":"reboot"}`, ErrUnknownType, nil},
 		{"unknown field", `{"type":"subscribe","sensors":[],"x":1}`, ErrBadMessage, nil},
-		{"wrong field type", `{"type":"resume","seq":"9"}`, ErrBadMessage, nil},
+		{"wrong field type", `{"type":"resume","epoch":"e","seq":"9"}`, ErrBadMessage, nil},
 		{"command without name", `{"type":"command","id":"1"}`, ErrBadMessage, nil},
 		{"long id", `{"type":"command","id":"` + string(make([]byte, 65)) + `","name":"x"}`, ErrBadJSON, nil},
+		{"resume without seq", `{"type":"resume","epoch":"e"}`, ErrBadMessage, nil},
+		{"resume with a null seq", `{"type":"resume","epoch":"e","seq":null}`, ErrBadMessage, nil},
+		{"resume without epoch", `{"type":"resume","seq":3}`, ErrBadMessage, nil},
+		{"resume from 0", `{"type":"resume","epoch":"e","seq":0}`, "", func(m any) bool { r, ok := m.(*Resume); return ok && r.Seq == 0 }},
 		{"too long id", `{"type":"command","id":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","name":"x"}`, ErrBadMessage, nil},
 	}
 	for _, tt := range tests {
@@ -92,6 +97,33 @@ func TestDecodeClient(t *testing.T) {
 				t.Fatalf("err = %v, want code %s", err, tt.code)
 			}
 		})
+	}
+}
+
+// TestDecodeErrorID: a command frame that fails to decode carries its id
+// in the error whenever the id can be read, so that its answer reaches the
+// client waiting for it; other frames, and ids that are no string or too
+// long, carry none.
+func TestDecodeErrorID(t *testing.T) {
+	for _, tt := range []struct{ in, id string }{
+		{`{"type":"command","id":"c1","name":"a.b","args":{},"extra":1}`, "c1"},
+		{`{"type":"command","id":"c2","name":"a.b","args":5}`, "c2"},
+		{`{"type":"command","id":"c3"}`, "c3"},
+		{`{"type":"command","id":"c4","name":""}`, "c4"},
+		{`{"type":"command","id":7,"name":"a.b"}`, ""},
+		{`{"type":"command","id":"","name":"a.b"}`, ""},
+		{`{"type":"command","id":"` + strings.Repeat("a", 65) + `","name":"a.b"}`, ""},
+		{`{"type":"resume","id":"r1","seq":1,"epoch":"e"}`, ""},
+		{`{"type":"command","id":"c5",`, ""},
+	} {
+		_, err := DecodeClient([]byte(tt.in))
+		var de *DecodeError
+		if !errors.As(err, &de) {
+			t.Fatalf("%s: err = %v, want a DecodeError", tt.in, err)
+		}
+		if de.ID != tt.id || de.Frame().ID != tt.id || de.Frame().Code != de.Code || de.Frame().Type != TypeError {
+			t.Errorf("%s: id %q, frame %+v; want id %q", tt.in, de.ID, de.Frame(), tt.id)
+		}
 	}
 }
 

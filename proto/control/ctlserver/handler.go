@@ -27,17 +27,18 @@ func ErrorAnswer(status int, code, reason string) Answer {
 }
 
 // Handler serves one request kind on the control socket. Serve gets the
-// JSON after the kind and a reader of what follows the line; Timeout
-// bounds the whole exchange.
+// JSON after the kind and a reader of what follows the line; Timeout,
+// asked at each request (the configuration may have changed), bounds the
+// whole exchange.
 type Handler struct {
 	Kind    string
-	Timeout time.Duration
+	Timeout func() time.Duration
 	Serve   func(ctx context.Context, arg []byte, rest io.Reader) Answer
 }
 
 // serveHandler answers one request of h's kind on c.
 func serveHandler(ctx context.Context, c net.Conn, br *bufio.Reader, h Handler, arg []byte) {
-	c.SetDeadline(time.Now().Add(h.Timeout))
+	c.SetDeadline(time.Now().Add(h.Timeout()))
 	a := h.Serve(ctx, arg, br)
 	c.Write(append(strconv.AppendInt(nil, int64(a.Status), 10), '\n'))
 	c.Write(a.Body)

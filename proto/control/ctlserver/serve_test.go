@@ -30,7 +30,8 @@ func TestProbe(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	want := control.Status{PID: 42, Port: 8081, Version: `v1.2 "x" é`, Epoch: "0a1b", Clients: 3, TLS: true}
+	want := control.Status{PID: 42, Port: 8081, Version: `v1.2 "x" é`, Epoch: "0a1b", Clients: 3, TLS: true,
+		ConfigSum: "0123abcd", ConfigError: "livecgi.conf:2: nope: unknown key", Restart: "listen"}
 	go Serve(ctx, ln, func() control.Status { return want })
 	st, err := control.Probe(context.Background(), dir)
 	if err != nil || st != want {
@@ -57,7 +58,7 @@ func TestRequests(t *testing.T) {
 	defer cancel()
 	big := bytes.Repeat([]byte("x"), 1<<20)
 	go Serve(ctx, ln, func() control.Status { return control.Status{} },
-		Handler{Kind: control.KindPoll, Timeout: 5 * time.Second, Serve: func(_ context.Context, arg []byte, _ io.Reader) Answer {
+		Handler{Kind: control.KindPoll, Timeout: func() time.Duration { return 5 * time.Second }, Serve: func(_ context.Context, arg []byte, _ io.Reader) Answer {
 			var got control.PollRequest
 			if err := DecodeRequest(arg, &got); err != nil {
 				return ErrorAnswer(400, control.ErrCodeBad, err.Error())
@@ -67,7 +68,7 @@ func TestRequests(t *testing.T) {
 			}
 			return Answer{Status: 200, Body: big}
 		}},
-		Handler{Kind: control.KindCommand, Timeout: 5 * time.Second, Serve: func(_ context.Context, arg []byte, rest io.Reader) Answer {
+		Handler{Kind: control.KindCommand, Timeout: func() time.Duration { return 5 * time.Second }, Serve: func(_ context.Context, arg []byte, rest io.Reader) Answer {
 			var got control.CommandRequest
 			if err := DecodeRequest(arg, &got); err != nil {
 				return ErrorAnswer(400, control.ErrCodeBad, err.Error())

@@ -32,7 +32,8 @@ const maxControlQueue = 512
 //
 // Concurrency contract: the fields above mu are set by NewClient and not
 // changed after, except subs (atomic, written by Subscribe), inIdle
-// (guarded by hub.idleMu) and gone (atomic). mu guards the rest. At most
+// (guarded by hub.idleMu), gone (atomic) and userJSON (guarded by hub.mu
+// once attached: Rehello). mu guards the rest. At most
 // one writer flushes a client at a time: the one that set scheduled.
 type Client struct {
 	hub  *Hub
@@ -41,8 +42,10 @@ type Client struct {
 	cork *Cork           // batches the frames of one flush into one write
 	raw  syscall.RawConn // nc's fd, to ask how full its send buffer is; may be nil
 	log  *slog.Logger
-	// Who the token was minted for and from where.
+	// Who the token was minted for, under which auth setup it was
+	// admitted, and from where.
 	who      auth.Identity
+	setup    string
 	remote   string
 	userJSON []byte
 
@@ -80,11 +83,15 @@ type Client struct {
 
 // ClientOptions describes a new client's connection.
 type ClientOptions struct {
-	Conn   *websocket.Conn
-	Net    net.Conn // the connection under Conn
-	Cork   *Cork    // under Conn's writes, on Net; nil: none
-	Log    *slog.Logger
-	Who    auth.Identity // who the token was minted for
+	Conn *websocket.Conn
+	Net  net.Conn // the connection under Conn
+	Cork *Cork    // under Conn's writes, on Net; nil: none
+	Log  *slog.Logger
+	Who  auth.Identity // who the token was minted for
+	// Setup is the auth setup Who was admitted under
+	// (config.Config.AuthSetup); "" for a client that is not signed in
+	// with a token (the broker bridge).
+	Setup  string
 	Remote string
 	// Control, for a client without a socket (Conn and Net nil), takes
 	// its control frames (hello, snapshot, status, result) as they are
@@ -95,7 +102,7 @@ type ClientOptions struct {
 
 // NewClient returns a client of h for o; Attach makes it receive.
 func (h *Hub) NewClient(o ClientOptions) *Client {
-	c := &Client{hub: h, conn: o.Conn, nc: o.Net, cork: o.Cork, log: o.Log, who: o.Who, remote: o.Remote, sink: o.Control,
+	c := &Client{hub: h, conn: o.Conn, nc: o.Net, cork: o.Cork, log: o.Log, who: o.Who, setup: o.Setup, remote: o.Remote, sink: o.Control,
 		pingAt: maxUnread/4 + rand.Int64N(maxUnread/4+1)}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -103,8 +110,7 @@ func (h *Hub) NewClient(o ClientOptions) *Client {
 	if c.cork == nil {
 		c.cork = NewCork(o.Net)
 	}
-	b, _ := json.Marshal(wire.User{Name: o.Who.User, Role: o.Who.Role})
-	c.userJSON = b
+	c.setUser(o.Who)
 	raw := o.Net
 	if tc, ok := raw.(*tls.Conn); ok {
 		raw = tc.NetConn() // the send buffer is the TCP socket's
@@ -126,6 +132,14 @@ func (c *Client) Log() *slog.Logger { return c.log }
 
 // Who returns who c's token was minted for.
 func (c *Client) Who() auth.Identity { return c.who }
+
+// Setup returns the auth setup c was admitted under ("": no token).
+func (c *Client) Setup() string { return c.setup }
+
+// setUser sets the "user" member of c's hellos.
+func (c *Client) setUser(id auth.Identity) {
+	c.userJSON, _ = json.Marshal(wire.User{Name: id.User, Role: id.Role})
+}
 
 // Remote returns c's remote address.
 func (c *Client) Remote() string { return c.remote }

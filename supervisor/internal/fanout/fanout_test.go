@@ -563,3 +563,35 @@ func TestReadings(t *testing.T) {
 		}
 	}
 }
+
+// TestSetLimits: a running hub takes a lower max_clients at once (the
+// clients in stay), never more than New made room for, and history up to
+// its ring; Rehello gives each client a hello with its user now.
+func TestSetLimits(t *testing.T) {
+	h := newTestHub(t, Options{MaxClients: 3, History: 300})
+	var got [][]byte
+	mk := func() *Client {
+		return h.NewClient(ClientOptions{Who: auth.Identity{User: "u", Role: auth.RoleOperator}, Control: func(b []byte) { got = append(got, b) }})
+	}
+	a, b := mk(), mk()
+	for _, c := range []*Client{a, b} {
+		if err := h.Attach(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c, hist := h.SetLimits(1, 1000, 0); c != 1 || hist != 300 {
+		t.Errorf("SetLimits(1, 1000) = %d, %d; want 1, 300 (the ring)", c, hist)
+	}
+	if err := h.Attach(mk()); !errors.Is(err, ErrTooMany) || h.ClientCount() != 2 {
+		t.Errorf("attach past a lowered max_clients: %v, %d clients", err, h.ClientCount())
+	}
+	if c, hist := h.SetLimits(100, 10, time.Second); c != 3 || hist != 10 {
+		t.Errorf("SetLimits(100, 10) = %d, %d; want 3 (New's), 10", c, hist)
+	}
+	got = nil
+	h.Rehello(map[*Client]auth.Identity{a: {User: "u", Role: auth.RoleViewer}})
+	if len(got) != 2 || !strings.Contains(string(got[0])+string(got[1]), `"user":{"name":"u","role":"viewer"}`) ||
+		!strings.Contains(string(got[0])+string(got[1]), `"user":{"name":"u","role":"operator"}`) {
+		t.Errorf("Rehello frames:\n%s", got)
+	}
+}

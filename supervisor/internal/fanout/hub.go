@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/livecgi/livecgi/proto/auth"
 	"github.com/livecgi/livecgi/proto/wire"
 )
 
@@ -65,9 +66,10 @@ type Counters struct {
 // simply skips the readings it had no time for.
 //
 // Concurrency contract:
-//   - mu guards seq, sensors, commands, plugins, clients and closed, and
-//     the ring's writes; publish, SetPlugin, SetState, Attach, Detach,
-//     Subscribe and Resume take it.
+//   - mu guards seq, sensors, commands, plugins, maxClients, clients and
+//     closed, the ring's writes and the attached clients' userJSON;
+//     publish, SetPlugin, SetState, Attach, Detach, Subscribe, Resume,
+//     Rehello and SetLimits take it.
 //   - The ring and head are read by writers without mu (see after).
 //   - idleMu guards idle and every client's inIdle.
 //   - Lock order: mu, then a client's mu (broadcast queues under mu).
@@ -85,18 +87,18 @@ type Hub struct {
 	version      string
 	commandRole  func(command string) string
 	onConsumers  func(n int)
-	maxClients   int
 	writers      int
-	writeTimeout time.Duration
+	writeTimeout atomic.Int64 // nanoseconds (SetLimits)
+	history      atomic.Int64 // how far back resume may replay (≤ len(ring); SetLimits)
 
-	mu       sync.RWMutex
-	seq      uint64
-	sensors  map[string]*sensorState
-	commands map[string]wire.Command
-	plugins  map[string]wire.PluginInfo
-	history  int // how far back resume may replay (≤ len(ring))
-	clients  map[*Client]struct{}
-	closed   bool // shutting down: attach refuses
+	mu         sync.RWMutex
+	seq        uint64
+	sensors    map[string]*sensorState
+	commands   map[string]wire.Command
+	plugins    map[string]wire.PluginInfo
+	maxClients int
+	clients    map[*Client]struct{}
+	closed     bool // shutting down: attach refuses
 
 	// The ring is read by writers without mu: reading seq s is in
 	// ring[s%len(ring)] (check its seq: the slot may have moved on), and
@@ -129,23 +131,44 @@ func New(o Options) *Hub {
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 10 * time.Second
 	}
-	return &Hub{
-		epoch:        o.Epoch,
-		version:      o.Version,
-		commandRole:  o.CommandRole,
-		onConsumers:  o.OnConsumers,
-		maxClients:   o.MaxClients,
-		writers:      o.Writers,
-		writeTimeout: o.WriteTimeout,
-		sensors:      map[string]*sensorState{},
-		commands:     map[string]wire.Command{},
-		plugins:      map[string]wire.PluginInfo{},
-		ring:         make([]atomic.Pointer[frame], max(o.History, minRing)),
-		history:      o.History,
-		clients:      map[*Client]struct{}{},
-		work:         make(chan *Client, o.MaxClients+16),
-		chunks:       make(chan []*Client, o.MaxClients+16),
+	h := &Hub{
+		epoch:       o.Epoch,
+		version:     o.Version,
+		commandRole: o.CommandRole,
+		onConsumers: o.OnConsumers,
+		maxClients:  o.MaxClients,
+		writers:     o.Writers,
+		sensors:     map[string]*sensorState{},
+		commands:    map[string]wire.Command{},
+		plugins:     map[string]wire.PluginInfo{},
+		ring:        make([]atomic.Pointer[frame], max(o.History, minRing)),
+		clients:     map[*Client]struct{}{},
+		work:        make(chan *Client, o.MaxClients+16),
+		chunks:      make(chan []*Client, o.MaxClients+16),
 	}
+	h.writeTimeout.Store(int64(o.WriteTimeout))
+	h.history.Store(int64(o.History))
+	return h
+}
+
+// SetLimits changes MaxClients, History and WriteTimeout of a running
+// hub (a reloaded configuration) and returns the first two as applied:
+// the work queue and the ring were sized by New, so MaxClients stays at
+// most New's and History at most the ring (New's, at least minRing).
+// Clients attached past a lowered MaxClients stay; Attach refuses until
+// they are fewer.
+func (h *Hub) SetLimits(maxClients, history int, writeTimeout time.Duration) (clients, hist int) {
+	clients = min(maxClients, cap(h.work)-16)
+	hist = min(history, len(h.ring))
+	if writeTimeout <= 0 {
+		writeTimeout = 10 * time.Second
+	}
+	h.mu.Lock()
+	h.maxClients = clients
+	h.mu.Unlock()
+	h.history.Store(int64(hist))
+	h.writeTimeout.Store(int64(writeTimeout))
+	return clients, hist
 }
 
 // Epoch returns the hub's epoch.
@@ -354,6 +377,21 @@ func (h *Hub) SetState(st wire.Status) {
 	h.broadcast(b)
 }
 
+// Rehello sends every client a fresh hello: what CommandRole says may
+// have changed. A client in who is told it is signed in as that identity
+// from now on (the "user" member of its hellos).
+func (h *Hub) Rehello(who map[*Client]auth.Identity) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	hello, _ := json.Marshal(h.helloLocked())
+	for c := range h.clients {
+		if id, ok := who[c]; ok {
+			c.setUser(id) // read under mu only (hello)
+		}
+		c.QueueControl(c.hello(hello))
+	}
+}
+
 // descriptorsLocked is a comparable summary of one plugin's descriptors.
 func (h *Hub) descriptorsLocked(id string) string {
 	var ss []wire.Sensor
@@ -415,7 +453,7 @@ func (h *Hub) snapshotLocked(wants func(sensor string) bool, reason string) wire
 // false when the history no longer reaches back that far.
 func (h *Hub) replayLocked(wants func(sensor string) bool, seq uint64) (wire.Snapshot, bool) {
 	s := wire.Snapshot{Type: wire.TypeSnapshot, Mode: wire.SnapshotReplay, Seq: h.seq, Readings: []wire.Reading{}}
-	if h.seq-seq > uint64(h.history) {
+	if h.seq-seq > uint64(h.history.Load()) {
 		return s, false
 	}
 	n := uint64(len(h.ring))
@@ -590,7 +628,7 @@ func (h *Hub) Collect(c *Client, since *uint64) (frames [][]byte, seq uint64) {
 	case since == nil:
 	case *since > head:
 		reason = "sequence ahead of the server"
-	case head-*since > uint64(h.history):
+	case head-*since > uint64(h.history.Load()):
 		reason = "history gone: more readings were missed than are kept"
 	default:
 		for _, f := range newest(h.after(c, *since, head, nil), &h.counters.Coalesced) {

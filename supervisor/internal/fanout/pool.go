@@ -1,6 +1,9 @@
 package fanout
 
-import "runtime"
+import (
+	"runtime"
+	"time"
+)
 
 // Start runs the hub's writers: each takes clients from the work queue
 // and chunks of woken idle clients, and flushes them one at a time.
@@ -40,7 +43,7 @@ func (h *Hub) writer() {
 				work = nil
 				continue
 			}
-			c.flush(h.writeTimeout, &scratch, &batch)
+			c.flush(time.Duration(h.writeTimeout.Load()), &scratch, &batch)
 			runtime.Gosched()
 		case cs, ok := <-chunks:
 			if !ok {
@@ -49,7 +52,7 @@ func (h *Hub) writer() {
 			}
 			for _, c := range cs {
 				if c.claim() {
-					c.flush(h.writeTimeout, &scratch, &batch)
+					c.flush(time.Duration(h.writeTimeout.Load()), &scratch, &batch)
 					runtime.Gosched()
 				}
 			}
