@@ -11,8 +11,9 @@
 //	            PublicBase (public_url); the build-time defaults
 //	            (DefaultStateDir, ... set with -ldflags -X)
 //	auth.go     the auth keys: the modes (AuthNone, AuthBasic, ...),
-//	            command_role, and Authorize, the one check of every
-//	            transport before a command runs
+//	            command_role; Authorize, the one check of every transport
+//	            before a command runs, and Recheck, an identity held to
+//	            the rules of a changed file
 //	mqtt.go     the broker bridge's keys (MQTT): Broker, ResponseTopic,
 //	            Device, Password
 //	sample.conf the commented defaults (SampleConfig)
