@@ -3,6 +3,8 @@ package control
 import (
 	"encoding/json"
 	"math"
+	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -106,6 +108,29 @@ func TestParseStatus(t *testing.T) {
 		if st, err := parseStatus([]byte(in)); err == nil {
 			t.Errorf("parseStatus(%.40q) = %+v; want an error", in, st)
 		}
+	}
+}
+
+// TestParseStatusEveryField: a field added to Status is read too (or this
+// fails): every field set, through encoding/json, comes back.
+func TestParseStatusEveryField(t *testing.T) {
+	var st Status
+	v := reflect.ValueOf(&st).Elem()
+	for i := range v.NumField() {
+		switch f := v.Field(i); f.Kind() {
+		case reflect.String:
+			f.SetString("v" + strconv.Itoa(i) + ` "é"`)
+		case reflect.Int:
+			f.SetInt(int64(1000 + i))
+		case reflect.Bool:
+			f.SetBool(true)
+		default:
+			t.Fatalf("Status.%s: a %v, which parseStatus does not read", v.Type().Field(i).Name, f.Kind())
+		}
+	}
+	b, _ := json.Marshal(st)
+	if got, err := parseStatus(b); err != nil || got != st {
+		t.Errorf("parseStatus(%s) = %+v, %v", b, got, err)
 	}
 }
 
