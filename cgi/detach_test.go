@@ -3,6 +3,7 @@ package cgi
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -178,7 +179,7 @@ func TestDetach(t *testing.T) {
 
 	out := runStub(t, bin, cgiEnv("connect"), true, leakR, leakW)
 	mustConnect(t, out)
-	st, err := probe(e.state, time.Second)
+	st, err := control.Probe(context.Background(), e.state)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -322,7 +323,7 @@ func TestStale(t *testing.T) {
 		return c
 	}
 	c1 := connect()
-	st1, err := probe(e.state, time.Second)
+	st1, err := control.Probe(context.Background(), e.state)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -333,7 +334,7 @@ func TestStale(t *testing.T) {
 		}
 	}
 	c2 := connect()
-	st2, err := probe(e.state, time.Second)
+	st2, err := control.Probe(context.Background(), e.state)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,10 @@
 // Package cgi is live.cgi, the CGI stub of livecgi: the small program a
 // CGI-only web server (boa, busybox httpd, mini_httpd, lighttpd, ...) runs on
-// every request. Standard library only.
+// every request. Standard library only, and of this module only the
+// packages light by construction: proto/control (the control socket's
+// client in system calls, its documents in hand-written JSON),
+// proto/config, proto/auth and proto/trust; TestDeps keeps it so, TestSize
+// holds the binary to its budget.
 //
 // On every request the stub makes sure the supervisor (livecgid) runs,
 // starting it fully detached from the web server when its control socket

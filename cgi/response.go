@@ -4,6 +4,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/livecgi/livecgi/proto/control"
 )
 
 // Error codes of the "error" field of a JSON error answer.
@@ -34,7 +36,8 @@ type Response struct {
 	HandedOver bool
 }
 
-// ErrorBody is the JSON document of every failure.
+// ErrorBody is the JSON document of every failure (control.ErrorJSON
+// writes it).
 type ErrorBody struct {
 	Error  string `json:"error"`
 	Reason string `json:"reason"`
@@ -45,7 +48,7 @@ func errorResponse(status int, code, reason string) Response {
 	if len(reason) > maxReasonBytes {
 		reason = strings.ToValidUTF8(reason[:maxReasonBytes], "") + "..."
 	}
-	return jsonResponse(status, errorJSON(ErrorBody{Error: code, Reason: reason}))
+	return jsonResponse(status, control.ErrorJSON(code, reason))
 }
 
 func jsonResponse(status int, body []byte) Response {

@@ -258,7 +258,7 @@ func TestHTTP(t *testing.T) {
 		if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
 			t.Errorf("connect Cache-Control %q", cc)
 		}
-		st, err := probe(e.state, time.Second)
+		st, err := control.Probe(context.Background(), e.state)
 		if err != nil {
 			t.Fatal(err)
 		}

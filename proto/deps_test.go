@@ -9,7 +9,8 @@ import (
 // TestDependenciesFlowOneWay keeps the package boundaries: the supervisor
 // knows plugins only through proto, plugins never see the supervisor, its
 // plugin host and broker bridge see neither it nor each other, and
-// the contracts the stub shares (wire, control) stay standard-library only.
+// the contracts the stub shares (wire, control, config, auth, trust) stay
+// standard-library only, and what the stub links stays light.
 // cmd/livecgid is wiring: it links the built-in plugins (system, leds, exec) to
 // serve them as processes of their own, and nothing else of plugins/.
 func TestDependenciesFlowOneWay(t *testing.T) {
@@ -40,9 +41,20 @@ func TestDependenciesFlowOneWay(t *testing.T) {
 		{[]string{mod + "plugins/..."}, func(d string) bool {
 			return strings.HasPrefix(d, mod+"supervisor") || strings.HasPrefix(d, mod+"cgi")
 		}},
-		{[]string{mod + "proto/wire", mod + "proto/control"}, func(d string) bool {
+		{[]string{mod + "proto/wire", mod + "proto/control", mod + "proto/control/ctlserver", mod + "proto/config", mod + "proto/auth", mod + "proto/trust"}, func(d string) bool {
 			first, _, _ := strings.Cut(d, "/")
 			return strings.Contains(first, ".") && !strings.HasPrefix(d, mod+"proto/")
+		}},
+		// What the stub links is light by construction: no package net,
+		// no encoding/json (reflect), no server side, no browser protocol.
+		{[]string{mod + "proto/control", mod + "proto/config", mod + "proto/auth", mod + "proto/trust"}, func(d string) bool {
+			return d == "net" || strings.HasPrefix(d, "net/http") || d == "encoding/json" || d == "crypto/tls" ||
+				strings.HasPrefix(d, mod) && d != mod+"proto/control" && d != mod+"proto/config" && d != mod+"proto/auth" && d != mod+"proto/trust"
+		}},
+		// The trust rule and the users file know nothing of the rest.
+		{[]string{mod + "proto/trust"}, func(d string) bool { return strings.HasPrefix(d, mod) && d != mod+"proto/trust" }},
+		{[]string{mod + "proto/auth"}, func(d string) bool {
+			return strings.HasPrefix(d, mod) && d != mod+"proto/auth" && d != mod+"proto/trust"
 		}},
 	}
 	for _, tt := range tests {

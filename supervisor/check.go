@@ -3,7 +3,7 @@ package supervisor
 import (
 	"context"
 
-	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/supervisor/internal/mqttbridge"
 	"github.com/livecgi/livecgi/supervisor/internal/pluginhost"
 )
@@ -17,7 +17,7 @@ var ErrRefused = pluginhost.ErrRefused
 
 // CheckPluginFile reports why livecgid would not run the file name in the
 // plugins directory dir: not a complete executable, not trusted (see
-// control.CheckTrust), or not allowed by sums (cfg plugin_sha256; empty allows
+// trust.Check), or not allowed by sums (cfg plugin_sha256; empty allows
 // any). ok is false for names livecgid ignores (".x", "x~", "x.tmp", …).
 func CheckPluginFile(dir, name string, sums map[string]string) (ok bool, err error) {
 	return pluginhost.CheckPluginFile(dir, name, sums)
@@ -26,6 +26,6 @@ func CheckPluginFile(dir, name string, sums map[string]string) (ok bool, err err
 // CheckBroker connects to the broker cfg names, as the bridge would but
 // under a client id of its own (the running bridge keeps its session),
 // and disconnects. It says where it connected.
-func CheckBroker(ctx context.Context, cfg control.Config) (string, error) {
+func CheckBroker(ctx context.Context, cfg config.Config) (string, error) {
 	return mqttbridge.Check(ctx, cfg.MQTT, cfg.MaxFrame)
 }

@@ -22,6 +22,8 @@ import (
 	"github.com/coder/websocket"
 	"golang.org/x/sys/unix"
 
+	"github.com/livecgi/livecgi/proto/auth"
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
 	"github.com/livecgi/livecgi/supervisor/internal/ratelimit"
@@ -49,7 +51,7 @@ func upgradeRequest(t testing.TB, addr string, secret []byte, epoch string) net.
 		t.Fatal(err)
 	}
 	origin := "http://" + addr
-	tok, _ := control.MintToken(secret, origin, epoch, time.Now(), time.Minute, control.Identity{})
+	tok, _ := control.MintToken(secret, origin, epoch, time.Now(), time.Minute, auth.Identity{})
 	fmt.Fprintf(nc, "GET /live?token=%s HTTP/1.1\r\nHost: %s\r\nOrigin: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: livecgi.v1\r\n\r\n",
 		tok, addr, origin)
@@ -407,7 +409,7 @@ func TestBurstThenCalm(t *testing.T) {
 	ts := startSup(t, nil, "counter")
 	c := ts.dial(t)
 	online(c, "helper_counter")
-	for range 3 * control.Default().Burst {
+	for range 3 * config.Default().Burst {
 		c.send(wire.Resume{Type: "resume", Epoch: "x", Seq: 1})
 	}
 	c.next("rate_limited error", is("error", "code", wire.ErrRateLimited))

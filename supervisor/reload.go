@@ -19,7 +19,9 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
-	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/auth"
+	"github.com/livecgi/livecgi/proto/config"
+	"github.com/livecgi/livecgi/proto/trust"
 	"github.com/livecgi/livecgi/proto/wire"
 	"github.com/livecgi/livecgi/supervisor/internal/fanout"
 	"github.com/livecgi/livecgi/supervisor/internal/mqttbridge"
@@ -47,18 +49,18 @@ const configSettle = 100 * time.Millisecond
 // reloader is the supervisor's side of the configuration file. follow,
 // Run's goroutine, does every reload, one at a time.
 type reloader struct {
-	path     string                         // "": nothing to follow
-	load     func() (control.Config, error) // reads path
-	level    *slog.LevelVar                 // may be nil
-	reloaded func(control.Config)           // may be nil
-	req      chan chan error                // Reload's requests, taken by follow
+	path     string                        // "": nothing to follow
+	load     func() (config.Config, error) // reads path
+	level    *slog.LevelVar                // may be nil
+	reloaded func(config.Config)           // may be nil
+	req      chan chan error               // Reload's requests, taken by follow
 
-	mu      sync.Mutex     // guards the fields below
-	first   control.Config // the file as it was at start (for state_dir as it says)
-	file    control.Config // the file as last taken (for its Sum)
-	lastErr string         // why the file as it is now was not taken
-	restart []string       // keys whose new values wait for a restart
-	changed chan struct{}  // closed by the next reload that applies
+	mu      sync.Mutex    // guards the fields below
+	first   config.Config // the file as it was at start (for state_dir as it says)
+	file    config.Config // the file as last taken (for its Sum)
+	lastErr string        // why the file as it is now was not taken
+	restart []string      // keys whose new values wait for a restart
+	changed chan struct{} // closed by the next reload that applies
 }
 
 // initReload sets up the reloader from opts (New).
@@ -72,7 +74,7 @@ func (s *Supervisor) initReload(opts Options) {
 		return
 	}
 	if rl.load == nil {
-		rl.load = func() (control.Config, error) { return control.Load(rl.path) }
+		rl.load = func() (config.Config, error) { return config.Load(rl.path) }
 	}
 	// state_dir as the file says it (Config's is resolved), to tell its
 	// changes from. A file changed since Config was read is taken when
@@ -365,7 +367,7 @@ func (s *Supervisor) reload(why string, force bool) error {
 }
 
 // changedKeys names the keys whose values differ between a and b.
-func changedKeys(a, b *control.Config) []string {
+func changedKeys(a, b *config.Config) []string {
 	var out []string
 	var walk func(prefix string, va, vb reflect.Value)
 	walk = func(prefix string, va, vb reflect.Value) {
@@ -419,14 +421,14 @@ func keyName(field string) string {
 }
 
 // hold returns the identity c is held to under cfg: its token's, judged
-// again by control.Config.Recheck, so that a role revoked since c
+// again by config.Config.Recheck, so that a role revoked since c
 // connected is gone at its next command; the bridge's (no token) as it
 // is. The role is "" when c may do nothing at all.
-func (s *Supervisor) hold(cfg *control.Config, c *fanout.Client) (control.Identity, error) {
+func (s *Supervisor) hold(cfg *config.Config, c *fanout.Client) (auth.Identity, error) {
 	if c.Setup() == "" {
 		return c.Who(), nil
 	}
-	id, err := cfg.Recheck(c.Who(), c.Setup(), func() ([]control.User, error) { return s.users.read(cfg.AuthUsers) })
+	id, err := cfg.Recheck(c.Who(), c.Setup(), func() ([]auth.User, error) { return s.users.read(cfg.AuthUsers) })
 	if err == nil && id.Role == "" {
 		err = errSignedOut
 	}
@@ -438,8 +440,8 @@ var errSignedOut = errors.New("signed out: the configuration no longer lets this
 
 // admit holds a token's identity, just verified, to cfg (see hold): a
 // token minted under rules that changed since is judged by the new ones.
-func (s *Supervisor) admit(cfg *control.Config, id control.Identity) (control.Identity, error) {
-	who, err := cfg.Recheck(id, cfg.AuthSetup(), func() ([]control.User, error) { return s.users.read(cfg.AuthUsers) })
+func (s *Supervisor) admit(cfg *config.Config, id auth.Identity) (auth.Identity, error) {
+	who, err := cfg.Recheck(id, cfg.AuthSetup(), func() ([]auth.User, error) { return s.users.read(cfg.AuthUsers) })
 	if err == nil && who.Role == "" {
 		err = errSignedOut
 	}
@@ -450,8 +452,8 @@ func (s *Supervisor) admit(cfg *control.Config, id control.Identity) (control.Id
 // who may do what: one left with no role is closed (a WebSocket with
 // wire.CloseSignedOut, a poll session ended), and every other one gets a
 // fresh hello saying its role now and what each command needs.
-func (s *Supervisor) recheckClients(cfg *control.Config) {
-	who := map[*fanout.Client]control.Identity{}
+func (s *Supervisor) recheckClients(cfg *config.Config) {
+	who := map[*fanout.Client]auth.Identity{}
 	for _, c := range s.hub.Clients() {
 		if c.Setup() == "" {
 			continue // the bridge: its role is mqtt_role
@@ -498,15 +500,15 @@ type usersFile struct {
 	mu    sync.Mutex
 	path  string
 	stamp string
-	users []control.User
+	users []auth.User
 	err   error
 }
 
-func (u *usersFile) read(path string) ([]control.User, error) {
+func (u *usersFile) read(path string) ([]auth.User, error) {
 	if path == "" {
 		return nil, nil
 	}
-	if err := control.CheckTrusted(path, true); err != nil {
+	if err := trust.Check(path, trust.Options{Secret: true, StickyDirs: true}); err != nil {
 		return nil, fmt.Errorf("users file refused: %w", err)
 	}
 	st := fileStamp(path)
@@ -515,7 +517,7 @@ func (u *usersFile) read(path string) ([]control.User, error) {
 	if path == u.path && st == u.stamp && st != "" {
 		return u.users, u.err
 	}
-	u.users, u.err = control.ReadUsers(path)
+	u.users, u.err = auth.ReadUsers(path)
 	u.path, u.stamp = path, st
 	return u.users, u.err
 }
@@ -533,14 +535,14 @@ type mqttRun struct {
 // newBridge returns the broker bridge m asks for, nil without mqtt_url:
 // a client of the hub, whose commands run as every transport's do
 // (runCommand), held to the limits in force.
-func (s *Supervisor) newBridge(m control.MQTT) (*mqttbridge.Bridge, error) {
+func (s *Supervisor) newBridge(m config.MQTT) (*mqttbridge.Bridge, error) {
 	return mqttbridge.New(mqttbridge.Options{
 		MQTT: m, Hub: s.hub, Described: s.plugins.Described, Log: s.log,
 		Limits: func() mqttbridge.Limits {
 			cfg := s.config()
 			return mqttbridge.Limits{Rate: cfg.Rate, Burst: cfg.Burst, MaxFrame: cfg.MaxFrame}
 		},
-		Commands: func(ctx context.Context, who control.Identity, remote string, log *slog.Logger, m *wire.CommandMsg) ([]byte, error) {
+		Commands: func(ctx context.Context, who auth.Identity, remote string, log *slog.Logger, m *wire.CommandMsg) ([]byte, error) {
 			return s.runCommand(ctx, who, "", remote, log, m)
 		},
 		Backoff: s.timing.mqttBackoffMin, MaxBackoff: s.timing.mqttBackoffMax,

@@ -25,6 +25,8 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/livecgi/livecgi/proto"
+	"github.com/livecgi/livecgi/proto/auth"
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
 	"github.com/livecgi/livecgi/supervisor/internal/fanout"
@@ -37,21 +39,21 @@ const builtinPlugin = "livecgid"
 
 // Options configures a Supervisor.
 type Options struct {
-	Config control.Config
+	Config config.Config
 	// ConfigPath is the file Config was read from. With it, livecgid
 	// follows the file (see Reload); "" runs Config as it is.
 	ConfigPath string
 	// Load reads ConfigPath again: the file's configuration with the
 	// command line's overrides, state_dir as the file says. Default:
-	// control.Load.
-	Load func() (control.Config, error)
+	// config.Load.
+	Load func() (config.Config, error)
 	// Level, if set, is the log level of Logger: Reload sets it from
 	// log_level.
 	Level *slog.LevelVar
 	// Reloaded, if set, is called with each configuration Reload applied,
 	// from the goroutine that applied it (cmd/livecgid sets the memory
 	// settings from it).
-	Reloaded func(control.Config)
+	Reloaded func(config.Config)
 	Secret   []byte       // HMAC secret of the tokens; required
 	Logger   *slog.Logger // default: discard
 	Version  string       // reported in hello and the control socket
@@ -87,7 +89,7 @@ func defaultTiming() timing {
 type Supervisor struct {
 	// cfg is the configuration in force; Reload replaces it whole. Read
 	// it with config, once per request or command.
-	cfg     atomic.Pointer[control.Config]
+	cfg     atomic.Pointer[config.Config]
 	secret  []byte
 	log     *slog.Logger
 	version string
@@ -191,16 +193,16 @@ func New(opts Options) (*Supervisor, error) {
 
 // config returns the configuration in force; the caller must not change
 // it.
-func (s *Supervisor) config() *control.Config { return s.cfg.Load() }
+func (s *Supervisor) config() *config.Config { return s.cfg.Load() }
 
 // pluginEnv is the environment plugins start with under cfg.
-func pluginEnv(cfg control.Config) []string {
+func pluginEnv(cfg config.Config) []string {
 	return append(os.Environ(), proto.EnvProcRoot+"="+cfg.ProcRoot, proto.EnvSysRoot+"="+cfg.SysRoot,
 		proto.EnvExecDir+"="+cfg.ExecDir, proto.EnvNetInterfaces+"="+cfg.NetInterfaces)
 }
 
 // loadCert loads tls_cert and tls_key; nil without them.
-func loadCert(cfg control.Config) (*tls.Certificate, error) {
+func loadCert(cfg config.Config) (*tls.Certificate, error) {
 	if cfg.TLSCert == "" {
 		return nil, nil
 	}
@@ -312,7 +314,7 @@ func (s *Supervisor) upgrade(w *connWriter, r *http.Request) {
 	if err == nil && !s.useNonce(claims.Nonce) {
 		err = errors.New("token already used")
 	}
-	var who control.Identity
+	var who auth.Identity
 	if err == nil {
 		who, err = s.admit(cfg, claims.Identity)
 	}

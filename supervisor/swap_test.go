@@ -22,6 +22,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
 )
@@ -251,7 +252,7 @@ type timedReading struct {
 func TestSwapUnderLoad(t *testing.T) {
 	setTiming(t, func(tm *timing) { tm.host.Settle = 150 * time.Millisecond })
 	const name, swaps, clients = "helper_counter", 20, 200
-	ts := startSup(t, func(c *control.Config) {
+	ts := startSup(t, func(c *config.Config) {
 		writeHelper(t, filepath.Join(c.PluginsDir, name), 0o755, "counter", "0")
 	})
 	c := ts.dial(t)
@@ -536,7 +537,7 @@ func TestBrokenSwapKeepsOld(t *testing.T) {
 	setTiming(t, func(tm *timing) { tm.host.Settle = 150 * time.Millisecond })
 	setTiming(t, func(tm *timing) { tm.host.Describe = 500 * time.Millisecond })
 	const name = "helper_counter"
-	ts := startSup(t, func(c *control.Config) {
+	ts := startSup(t, func(c *config.Config) {
 		writeHelper(t, filepath.Join(c.PluginsDir, name), 0o755, "counter", "good")
 	})
 	c := ts.dial(t)
@@ -593,7 +594,7 @@ func TestBrokenSwapKeepsOld(t *testing.T) {
 func TestCommandsDuringSwap(t *testing.T) {
 	setTiming(t, func(tm *timing) { tm.host.Settle = 150 * time.Millisecond })
 	const name = "helper_counter"
-	ts := startSup(t, func(c *control.Config) {
+	ts := startSup(t, func(c *config.Config) {
 		writeHelper(t, filepath.Join(c.PluginsDir, name), 0o755, "counter", "old")
 		// 250 ms commands with room for a loaded machine (-race, two
 		// suites at once): a second was seen to be too little.
@@ -803,7 +804,7 @@ func TestTrust(t *testing.T) {
 
 	t.Run("sha256 allowlist", func(t *testing.T) {
 		good := helperBinary(t, "counter", "pinned")
-		ts := startSup(t, func(c *control.Config) {
+		ts := startSup(t, func(c *config.Config) {
 			c.PluginSHA256 = map[string]string{"helper_pinned": sha256Hex(good), "helper_wrong": sha256Hex(good)}
 			writeHelper(t, filepath.Join(c.PluginsDir, "helper_pinned"), 0o755, "counter", "pinned")
 			writeHelper(t, filepath.Join(c.PluginsDir, "helper_wrong"), 0o755, "counter", "other")
@@ -843,7 +844,7 @@ func TestTrust(t *testing.T) {
 // TestIdleTimeout: with no client for idle_timeout the supervisor stops
 // and takes its plugins with it.
 func TestIdleTimeout(t *testing.T) {
-	ts := startSup(t, func(c *control.Config) { c.IdleTimeout = 500 * time.Millisecond }, "counter")
+	ts := startSup(t, func(c *config.Config) { c.IdleTimeout = 500 * time.Millisecond }, "counter")
 	c := ts.dial(t)
 	online(c, "helper_counter")
 	if len(children()) != 1 {
@@ -881,7 +882,7 @@ func TestIdleTimeout(t *testing.T) {
 func TestRemovedThenBack(t *testing.T) {
 	setTiming(t, func(tm *timing) { tm.host.Settle = 150 * time.Millisecond })
 	const name = "helper_counter"
-	ts := startSup(t, func(c *control.Config) {
+	ts := startSup(t, func(c *config.Config) {
 		writeHelper(t, filepath.Join(c.PluginsDir, name), 0o755, "counter", "1")
 	})
 	c := ts.dial(t)
@@ -935,7 +936,7 @@ func TestSlowInstall(t *testing.T) {
 	setTiming(t, func(tm *timing) { tm.host.Settle = 150 * time.Millisecond })
 	setTiming(t, func(tm *timing) { tm.host.Patience = time.Minute }) // the test's own pauses never reach it
 	const name = "helper_counter"
-	ts := startSup(t, func(c *control.Config) {
+	ts := startSup(t, func(c *config.Config) {
 		writeHelper(t, filepath.Join(c.PluginsDir, name), 0o755, "counter", "1")
 	})
 	c := ts.dial(t)
@@ -1003,7 +1004,7 @@ func TestLinkTargetReplaced(t *testing.T) {
 	}
 	exe := filepath.Join(sbin, "livecgid")
 	writeHelper(t, exe, 0o755, "counter", "1")
-	ts := startSup(t, func(c *control.Config) {
+	ts := startSup(t, func(c *config.Config) {
 		for _, n := range []string{"alpha", "beta"} {
 			if err := os.Symlink(exe, filepath.Join(c.PluginsDir, n)); err != nil {
 				t.Fatal(err)

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/wire"
 )
 
@@ -83,7 +83,7 @@ func TestLEDsWithoutLEDs(t *testing.T) {
 			sysRoot := t.TempDir()
 			tt.prepare(sysRoot)
 			reason := fmt.Sprintf(tt.reason, sysRoot)
-			ts := startSup(t, func(c *control.Config) {
+			ts := startSup(t, func(c *config.Config) {
 				c.SysRoot = sysRoot
 				buildBuiltin(t, "leds", c.PluginsDir)
 				writeHelper(t, filepath.Join(c.PluginsDir, "helper_counter"), 0o755, "counter", "1")

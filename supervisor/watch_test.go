@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/wire"
 )
 
@@ -19,7 +19,7 @@ func TestPluginsDirAppears(t *testing.T) {
 	setTiming(t, func(tm *timing) { tm.host.Settle = 150 * time.Millisecond })
 	setTiming(t, func(tm *timing) { tm.host.DirRetryMin, tm.host.DirRetryMax = time.Hour, time.Hour })
 	var dir string
-	ts := startSup(t, func(c *control.Config) {
+	ts := startSup(t, func(c *config.Config) {
 		dir = filepath.Join(filepath.Dir(c.PluginsDir), "opt", "plugins")
 		c.PluginsDir = dir
 	})

@@ -18,6 +18,7 @@ import (
 
 	"github.com/livecgi/livecgi/plugins/sdk/sdktest"
 	"github.com/livecgi/livecgi/proto"
+	"github.com/livecgi/livecgi/proto/auth"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
 )
@@ -174,7 +175,7 @@ type browser struct {
 func (d *daemon) dial() *browser {
 	d.t.Helper()
 	origin := "http://127.0.0.1:" + strconv.Itoa(d.port)
-	tok, _ := control.MintToken(d.secret, origin, d.epoch, time.Now(), time.Minute, control.Identity{User: "test", Role: control.RoleOperator})
+	tok, _ := control.MintToken(d.secret, origin, d.epoch, time.Now(), time.Minute, auth.Identity{User: "test", Role: auth.RoleOperator})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	d.t.Cleanup(cancel)
 	conn, _, err := websocket.Dial(ctx, "ws://127.0.0.1:"+strconv.Itoa(d.port)+"/live?token="+tok, &websocket.DialOptions{

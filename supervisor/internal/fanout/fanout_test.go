@@ -17,7 +17,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/auth"
 	"github.com/livecgi/livecgi/proto/wire"
 )
 
@@ -500,7 +500,7 @@ func TestControlSink(t *testing.T) {
 	h := newTestHub(t, Options{History: 4, MaxClients: 1})
 	pub(t, h, "p.a", 1)
 	var got [][]byte
-	c := h.NewClient(ClientOptions{Who: control.Identity{User: "ann", Role: "admin"}, Control: func(b []byte) { got = append(got, b) }})
+	c := h.NewClient(ClientOptions{Who: auth.Identity{User: "ann", Role: "admin"}, Control: func(b []byte) { got = append(got, b) }})
 	if err := h.Attach(c); err != nil {
 		t.Fatal(err)
 	}
@@ -594,7 +594,7 @@ func TestSetLimits(t *testing.T) {
 	h := newTestHub(t, Options{MaxClients: 3, History: 300})
 	var got [][]byte
 	mk := func() *Client {
-		return h.NewClient(ClientOptions{Who: control.Identity{User: "u", Role: control.RoleOperator}, Control: func(b []byte) { got = append(got, b) }})
+		return h.NewClient(ClientOptions{Who: auth.Identity{User: "u", Role: auth.RoleOperator}, Control: func(b []byte) { got = append(got, b) }})
 	}
 	a, b := mk(), mk()
 	for _, c := range []*Client{a, b} {
@@ -612,7 +612,7 @@ func TestSetLimits(t *testing.T) {
 		t.Errorf("SetLimits(100, 10) = %d, %d; want 3 (New's), 10", c, hist)
 	}
 	got = nil
-	h.Rehello(map[*Client]control.Identity{a: {User: "u", Role: control.RoleViewer}})
+	h.Rehello(map[*Client]auth.Identity{a: {User: "u", Role: auth.RoleViewer}})
 	if len(got) != 2 || !strings.Contains(string(got[0])+string(got[1]), `"user":{"name":"u","role":"viewer"}`) ||
 		!strings.Contains(string(got[0])+string(got[1]), `"user":{"name":"u","role":"operator"}`) {
 		t.Errorf("Rehello frames:\n%s", got)

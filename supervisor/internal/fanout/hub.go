@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/auth"
 	"github.com/livecgi/livecgi/proto/wire"
 )
 
@@ -381,7 +381,7 @@ func (h *Hub) SetState(st wire.Status) {
 // Rehello sends every client a fresh hello: what CommandRole says may
 // have changed. A client in who is told it is signed in as that identity
 // from now on (the "user" member of its hellos).
-func (h *Hub) Rehello(who map[*Client]control.Identity) {
+func (h *Hub) Rehello(who map[*Client]auth.Identity) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	hello, _ := json.Marshal(h.helloLocked())

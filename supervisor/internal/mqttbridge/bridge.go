@@ -22,7 +22,9 @@ import (
 	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 
-	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/auth"
+	"github.com/livecgi/livecgi/proto/config"
+	"github.com/livecgi/livecgi/proto/trust"
 	"github.com/livecgi/livecgi/proto/wire"
 	"github.com/livecgi/livecgi/supervisor/internal/fanout"
 	"github.com/livecgi/livecgi/supervisor/internal/ratelimit"
@@ -52,7 +54,7 @@ import (
 
 // Options configures a Bridge.
 type Options struct {
-	MQTT control.MQTT // mqtt_url and the other mqtt_ keys
+	MQTT config.MQTT // mqtt_url and the other mqtt_ keys
 	// Limits returns the limits in force (a reload may change them),
 	// which commands from the broker are held to.
 	Limits func() Limits
@@ -62,7 +64,7 @@ type Options struct {
 	// Commands runs a command from the broker for who and returns its
 	// answer, the result or error frame; it fails only when ctx ends
 	// first.
-	Commands func(ctx context.Context, who control.Identity, remote string, log *slog.Logger, m *wire.CommandMsg) ([]byte, error)
+	Commands func(ctx context.Context, who auth.Identity, remote string, log *slog.Logger, m *wire.CommandMsg) ([]byte, error)
 	// Described reports whether the plugins have described themselves,
 	// and a channel closed when that may have changed (see
 	// pluginhost.Host.Described): the first $meta waits for it. Nil:
@@ -85,12 +87,12 @@ type Limits struct {
 // Bridge is one broker bridge; New makes it, Run runs it.
 type Bridge struct {
 	o      Options
-	m      control.MQTT
+	m      config.MQTT
 	url    *url.URL
 	device string
 	base   string // "<prefix>/<device>/"
 	log    *slog.Logger
-	who    control.Identity
+	who    auth.Identity
 	sem    chan struct{} // commands in flight
 
 	limMu sync.Mutex
@@ -147,7 +149,7 @@ func New(o Options) (*Bridge, error) {
 	u := &url.URL{Scheme: scheme, Host: host, Path: path}
 	b := &Bridge{
 		o: o, m: m, url: u, device: m.Device(), log: o.Log.With("mqtt", u.Redacted()),
-		who: control.Identity{User: "mqtt", Role: m.Role}, sem: make(chan struct{}, mqttMaxInFlight),
+		who: auth.Identity{User: "mqtt", Role: m.Role}, sem: make(chan struct{}, mqttMaxInFlight),
 	}
 	b.base = m.Prefix + "/" + b.device + "/"
 	if m.Username != "" {
@@ -175,7 +177,7 @@ func (b *Bridge) tlsConfig() (*tls.Config, error) {
 		}
 	}
 	if m.Cert != "" {
-		if err := control.CheckTrusted(m.Key, true); err != nil {
+		if err := trust.Check(m.Key, trust.Options{Secret: true, StickyDirs: true}); err != nil {
 			return nil, fmt.Errorf("mqtt_key: %w", err)
 		}
 		cert, err := tls.LoadX509KeyPair(m.Cert, m.Key)
@@ -410,7 +412,7 @@ func (b *Bridge) session(ctx context.Context) (connected bool, err error) {
 // client id of its own (the running bridge keeps its session), and
 // disconnects. It says where it connected. maxFrame is max_frame (a
 // WebSocket broker's messages may be that large).
-func Check(ctx context.Context, m control.MQTT, maxFrame int64) (string, error) {
+func Check(ctx context.Context, m config.MQTT, maxFrame int64) (string, error) {
 	b, err := New(Options{MQTT: m, Limits: func() Limits { return Limits{MaxFrame: maxFrame} }})
 	if err != nil {
 		return "", err
@@ -664,7 +666,7 @@ func (b *Bridge) answer(ctx context.Context, cli *paho.Client, name string, p *p
 }
 
 // reply publishes a command's answer, with its correlation data, to its
-// MQTT 5 response topic when control.MQTT.ResponseTopic allows that one
+// MQTT 5 response topic when config.MQTT.ResponseTopic allows that one
 // (under mqtt_reply_prefix, or the device's own result/), else to base
 // result/<name>.
 func (b *Bridge) reply(ctx context.Context, cli *paho.Client, name string, p *paho.Publish, res []byte, qos byte) {

@@ -9,7 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/auth"
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/wire"
 	"github.com/livecgi/livecgi/supervisor/brokertest"
 	"github.com/livecgi/livecgi/supervisor/internal/fanout"
@@ -45,13 +46,13 @@ func TestBridgeAlone(t *testing.T) {
 	var mu sync.Mutex
 	described, wake := false, make(chan struct{})
 	type call struct {
-		who    control.Identity
+		who    auth.Identity
 		remote string
 		m      *wire.CommandMsg
 	}
 	calls := make(chan call, 1)
-	m := control.Default().MQTT
-	m.URL, m.DeviceID, m.Role = b.URL, "solo", control.RoleOperator
+	m := config.Default().MQTT
+	m.URL, m.DeviceID, m.Role = b.URL, "solo", auth.RoleOperator
 	br, err := New(Options{
 		MQTT: m, Hub: hub, Log: slog.New(slog.DiscardHandler),
 		Limits: func() Limits { return Limits{Rate: 100, Burst: 100, MaxFrame: 64 << 10} },
@@ -60,7 +61,7 @@ func TestBridgeAlone(t *testing.T) {
 			defer mu.Unlock()
 			return described, wake
 		},
-		Commands: func(ctx context.Context, who control.Identity, remote string, log *slog.Logger, m *wire.CommandMsg) ([]byte, error) {
+		Commands: func(ctx context.Context, who auth.Identity, remote string, log *slog.Logger, m *wire.CommandMsg) ([]byte, error) {
 			calls <- call{who, remote, m}
 			return json.Marshal(wire.Result{Type: wire.TypeResult, ID: m.ID, OK: true, Value: json.RawMessage("7")})
 		},
@@ -102,7 +103,7 @@ func TestBridgeAlone(t *testing.T) {
 	b.Publish(t, "livecgi/solo/cmd/p.set", []byte(`{}`))
 	select {
 	case c := <-calls:
-		if c.who != (control.Identity{User: "mqtt", Role: control.RoleOperator}) || c.m.Name != "p.set" || !strings.HasPrefix(c.m.ID, "mqtt-") ||
+		if c.who != (auth.Identity{User: "mqtt", Role: auth.RoleOperator}) || c.m.Name != "p.set" || !strings.HasPrefix(c.m.ID, "mqtt-") ||
 			!strings.Contains(b.URL, c.remote) {
 			t.Errorf("Commands got %+v from %q for %+v", c.who, c.remote, *c.m)
 		}

@@ -7,7 +7,7 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 
-	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/wire"
 )
 
@@ -28,7 +28,7 @@ import (
 // value sent from Home Assistant), and their configs say so.
 
 // haPrefix is Home Assistant's default discovery prefix.
-const haPrefix = control.HomeAssistantPrefix
+const haPrefix = config.HomeAssistantPrefix
 
 // publishDiscovery publishes the configs that changed since the last call
 // and clears those of sensors and commands that are gone.

@@ -18,7 +18,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/livecgi/livecgi/proto"
-	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/trust"
 )
 
 // instance is one running plugin process.
@@ -199,10 +199,10 @@ func (sl *slot) start(ctx context.Context) (*instance, error) {
 }
 
 // checkTrust refuses a plugin binary that others could have replaced
-// (control.CheckTrust).
+// (trust.Check).
 func checkTrust(path string) error {
-	err := control.CheckTrust(path)
-	var te *control.TrustError
+	err := trust.Check(path, trust.Options{})
+	var te *trust.Error
 	if errors.As(err, &te) {
 		err = fmt.Errorf("%w: %v", ErrRefused, err)
 	}

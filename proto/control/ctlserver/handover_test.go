@@ -1,4 +1,4 @@
-package control
+package ctlserver
 
 import (
 	"bufio"
@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/livecgi/livecgi/proto/control"
 )
 
 const testUpgrade = "GET /live?token=t HTTP/1.1\r\nHost: h\r\n\r\n"
@@ -20,7 +22,7 @@ const testUpgrade = "GET /live?token=t HTTP/1.1\r\nHost: h\r\n\r\n"
 // connection it is passed to got.
 func serveHandOvers(t *testing.T, dir string) (got chan net.Conn, requests chan string) {
 	t.Helper()
-	ln, err := net.Listen("unix", filepath.Join(dir, ControlFile))
+	ln, err := net.Listen("unix", filepath.Join(dir, control.ControlFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +30,7 @@ func serveHandOvers(t *testing.T, dir string) (got chan net.Conn, requests chan 
 	t.Cleanup(cancel)
 	got, requests = make(chan net.Conn, 4), make(chan string, 4)
 	ctl := Control{
-		Status: func() Status { return Status{PID: 1, Port: 2} },
+		Status: func() control.Status { return control.Status{PID: 1, Port: 2} },
 		HandOver: func(c net.Conn, request []byte) error {
 			got <- c
 			requests <- string(request)
@@ -70,7 +72,7 @@ func TestHandOver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := SendHandOver(dir, int(f.Fd()), []byte(testUpgrade), 5*time.Second); err != nil {
+	if err := control.SendHandOver(dir, int(f.Fd()), []byte(testUpgrade), 5*time.Second); err != nil {
 		t.Fatalf("SendHandOver: %v", err)
 	}
 	f.Close()
@@ -87,7 +89,7 @@ func TestHandOver(t *testing.T) {
 	if err != nil || line != "HTTP/1.1 101 Switching Protocols\r\n" {
 		t.Errorf("client read %q, %v", line, err)
 	}
-	if st, err := Probe(context.Background(), dir); err != nil || st.Port != 2 {
+	if st, err := control.Probe(context.Background(), dir); err != nil || st.Port != 2 {
 		t.Errorf("probe beside hand-overs: %+v, %v", st, err)
 	}
 }
@@ -104,22 +106,22 @@ func TestHandOverRefused(t *testing.T) {
 	}
 	defer r.Close()
 	defer w.Close()
-	if err := SendHandOver(dir, int(w.Fd()), []byte(testUpgrade), 5*time.Second); err == nil || !strings.Contains(err.Error(), "not a socket") {
+	if err := control.SendHandOver(dir, int(w.Fd()), []byte(testUpgrade), 5*time.Second); err == nil || !strings.Contains(err.Error(), "not a socket") {
 		t.Errorf("a pipe: %v, want not a socket", err)
 	}
 	u, _ := net.ListenPacket("udp", "127.0.0.1:0")
 	defer u.Close()
 	uf, _ := u.(*net.UDPConn).File()
 	defer uf.Close()
-	if err := SendHandOver(dir, int(uf.Fd()), []byte(testUpgrade), 5*time.Second); err == nil || !strings.Contains(err.Error(), "not a TCP connection") {
+	if err := control.SendHandOver(dir, int(uf.Fd()), []byte(testUpgrade), 5*time.Second); err == nil || !strings.Contains(err.Error(), "not a TCP connection") {
 		t.Errorf("a UDP socket: %v, want not a TCP connection", err)
 	}
 	// The verb without a descriptor.
-	c, err := net.Dial("unix", filepath.Join(dir, ControlFile))
+	c, err := net.Dial("unix", filepath.Join(dir, control.ControlFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Write([]byte(HandOverVerb + testUpgrade))
+	c.Write([]byte(control.HandOverVerb + testUpgrade))
 	b, _ := io.ReadAll(c)
 	c.Close()
 	if !strings.HasPrefix(string(b), "error want exactly one descriptor, got 0") {
@@ -132,17 +134,17 @@ func TestHandOverRefused(t *testing.T) {
 	}
 
 	dir2 := t.TempDir()
-	ln, err := net.Listen("unix", filepath.Join(dir2, ControlFile))
+	ln, err := net.Listen("unix", filepath.Join(dir2, control.ControlFile))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go ServeControl(ctx, ln, func() Status { return Status{} })
+	go Serve(ctx, ln, func() control.Status { return control.Status{} })
 	_, server := tcpPair(t)
 	f, _ := server.File()
 	defer f.Close()
-	if err := SendHandOver(dir2, int(f.Fd()), []byte(testUpgrade), 5*time.Second); err == nil || !strings.Contains(err.Error(), "takes no hand-overs") {
+	if err := control.SendHandOver(dir2, int(f.Fd()), []byte(testUpgrade), 5*time.Second); err == nil || !strings.Contains(err.Error(), "takes no hand-overs") {
 		t.Errorf("no handler: %v", err)
 	}
 }
@@ -168,7 +170,7 @@ func TestHandOverOtherUser(t *testing.T) {
 	defer os.RemoveAll(dir)
 	os.Chmod(dir, 0o755)
 	got, _ := serveHandOvers(t, dir)
-	os.Chmod(filepath.Join(dir, ControlFile), 0o777)
+	os.Chmod(filepath.Join(dir, control.ControlFile), 0o777)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -212,43 +214,9 @@ func TestHandOverHelper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = SendHandOver(dir, int(f.Fd()), []byte(testUpgrade), 5*time.Second)
+	err = control.SendHandOver(dir, int(f.Fd()), []byte(testUpgrade), 5*time.Second)
 	t.Logf("hand-over refused: %v", err)
 	if err == nil {
 		t.Fatal("hand-over accepted")
-	}
-}
-
-// TestReachConfig: tls_cert/tls_key, public_port and public_url parse,
-// and what makes no sense is refused with the key's name.
-func TestReachConfig(t *testing.T) {
-	var c Config
-	c = Default()
-	if err := c.Parse([]byte("tls_cert = /etc/c.pem\ntls_key = /etc/k.pem\npublic_port = 443\n")); err != nil || c.TLSCert != "/etc/c.pem" || c.PublicPort != 443 {
-		t.Errorf("good keys: %+v %v", c, err)
-	}
-	c = Default()
-	if err := c.Parse([]byte("public_url = wss://device.example.net:8443/livecgi/\n")); err != nil {
-		t.Errorf("public_url: %v", err)
-	}
-	if scheme, rest, _ := c.PublicBase(); scheme != "wss" || rest != "device.example.net:8443/livecgi" {
-		t.Errorf("PublicBase = %q %q", scheme, rest)
-	}
-	for conf, want := range map[string]string{
-		"tls_cert = /c.pem\n":                    "tls_cert and tls_key go together",
-		"tls_key = /k.pem\n":                     "tls_cert and tls_key go together",
-		"public_port = 70000\n":                  "public_port must be a port number",
-		"public_port = -1\n":                     "public_port must be a port number",
-		"public_port = 1\npublic_url = ws://h\n": "exclude each other",
-		"public_url = http://h\n":                "want ws:// or wss://",
-		"public_url = wss://\n":                  "want scheme://host",
-		"public_url = wss://h/x?token=1\n":       "no query",
-		"public_url = wss://user@h\n":            "no query, user",
-		"public_url = wss://h\"onerror=\"x\n":    "want scheme://host",
-	} {
-		c := Default()
-		if err := c.Parse([]byte(conf)); err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("%q: %v, want %q", conf, err, want)
-		}
 	}
 }

@@ -1,4 +1,4 @@
-package control
+package config
 
 import (
 	"os"
@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/livecgi/livecgi/proto/auth"
 )
 
 func TestMQTTConfig(t *testing.T) {
@@ -15,14 +17,14 @@ func TestMQTTConfig(t *testing.T) {
 		wantErr  string
 	}{
 		{"off by default", "", func(m MQTT) bool {
-			return m.URL == "" && m.Prefix == "livecgi" && m.Retain && m.QoS == 0 && m.Role == RoleViewer && m.KeepAlive == 30*time.Second && !m.HomeAssistant
+			return m.URL == "" && m.Prefix == "livecgi" && m.Retain && m.QoS == 0 && m.Role == auth.RoleViewer && m.KeepAlive == 30*time.Second && !m.HomeAssistant
 		}, ""},
 		{"every key", "mqtt_url = mqtts://broker.lan\ndevice_id = pump-3\nmqtt_prefix = plant.a\nmqtt_username = dev\n" +
 			"mqtt_password_file = /etc/livecgi/mqtt.pw\nmqtt_ca = /etc/ca.pem\nmqtt_cert = /etc/c.pem\nmqtt_key = /etc/k.pem\n" +
 			"mqtt_qos = 1\nmqtt_retain = off\nmqtt_keepalive = 1m\nmqtt_role = operator\nmqtt_homeassistant = on\nmqtt_reply_prefix = plant.a-replies/x", func(m MQTT) bool {
 			_, host, _, err := m.Broker()
 			return err == nil && host == "broker.lan:8883" && m.TLS() && m.Device() == "pump-3" && m.Prefix == "plant.a" && m.ReplyPrefix == "plant.a-replies/x" &&
-				m.QoS == 1 && !m.Retain && m.KeepAlive == time.Minute && m.Role == RoleOperator && m.HomeAssistant
+				m.QoS == 1 && !m.Retain && m.KeepAlive == time.Minute && m.Role == auth.RoleOperator && m.HomeAssistant
 		}, ""},
 		{"keys unchecked without a url", "device_id = a/b", func(m MQTT) bool { return m.DeviceID == "a/b" }, ""},
 		{"websockets with a path", "mqtt_url = ws://broker.lan:9001/mqtt", func(m MQTT) bool {

@@ -1,4 +1,4 @@
-package control
+package config
 
 import (
 	"bufio"
@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/livecgi/livecgi/proto/trust"
 )
 
 // Build-time defaults, settable with -ldflags -X.
@@ -112,7 +114,7 @@ func Default() Config {
 
 // Load reads the configuration file at path over Default. A missing file is
 // not an error: it yields the defaults. A file that others could have
-// written (CheckTrust) is refused. Unknown keys, bad values and repeated
+// written (trust.Check) is refused. Unknown keys, bad values and repeated
 // keys are errors naming the file, line and key. Sum is set whenever the
 // file could be read, errors included.
 func Load(path string) (Config, error) {
@@ -126,7 +128,7 @@ func Load(path string) (Config, error) {
 	}
 	sum := sha256.Sum256(b)
 	c.Sum = hex.EncodeToString(sum[:])
-	if err := CheckTrust(path); err != nil {
+	if err := trust.Check(path, trust.Options{}); err != nil {
 		return c, fmt.Errorf("config file not trusted: %w", err)
 	}
 	if err := c.Parse(b); err != nil {

@@ -1,16 +1,37 @@
 package control
 
-import (
-	"bufio"
-	"bytes"
-	"context"
-	"encoding/json"
-	"fmt"
-	"io"
-	"net"
-	"strconv"
-	"time"
-)
+// Status is what the supervisor answers on its control socket.
+type Status struct {
+	PID     int    `json:"pid"`
+	Port    int    `json:"port"` // WebSocket port
+	Version string `json:"version"`
+	Epoch   string `json:"epoch"`
+	Clients int    `json:"clients"`
+	TLS     bool   `json:"tls"` // the WebSocket port serves wss:// (tls_cert)
+	// The configuration it runs: ConfigSum is its file's Config.Sum;
+	// ConfigError why the file as it is now was not taken (the last good
+	// configuration runs on); Restart the keys whose new values wait for
+	// a restart, comma-separated.
+	ConfigSum   string `json:"config_sum,omitempty"`
+	ConfigError string `json:"config_error,omitempty"`
+	Restart     string `json:"restart,omitempty"`
+}
+
+// Subprotocol is the WebSocket subprotocol of the browser protocol
+// (proto/wire, which takes its name from here): the connect document
+// names it, and a client must offer it.
+const Subprotocol = "livecgi.v1"
+
+// Connect is the document the stub serves at ?connect. URL is a complete
+// ws:// URL, token included, that a client dials as is. Transports lists
+// the ways to reach the supervisor in the order a client tries them.
+type Connect struct {
+	URL        string      `json:"url"`
+	Token      string      `json:"token"`
+	Expires    int64       `json:"expires"` // Unix milliseconds
+	Protocol   string      `json:"protocol"`
+	Transports []Transport `json:"transports,omitempty"`
+}
 
 // Transport kinds of the connect document, in the order a client tries
 // them: the web server's own port (an nph CGI handing the socket over),
@@ -77,46 +98,3 @@ const (
 	ErrCodeBad       = "bad_request"
 	ErrCodeStopping  = "stopping" // 503: the supervisor is shutting down
 )
-
-// Answer is a control request's answer: an HTTP status and a JSON body.
-type Answer struct {
-	Status int
-	Body   []byte
-}
-
-// ErrorAnswer is status with {"error": code, "reason": reason}.
-func ErrorAnswer(status int, code, reason string) Answer {
-	b, _ := json.Marshal(struct {
-		Error  string `json:"error"`
-		Reason string `json:"reason"`
-	}{code, reason})
-	return Answer{Status: status, Body: append(b, '\n')}
-}
-
-// Handler serves one request kind on the control socket. Serve gets the
-// JSON after the kind and a reader of what follows the line; Timeout,
-// asked at each request (the configuration may have changed), bounds the
-// whole exchange.
-type Handler struct {
-	Kind    string
-	Timeout func() time.Duration
-	Serve   func(ctx context.Context, arg []byte, rest io.Reader) Answer
-}
-
-// serveHandler answers one request of h's kind on c.
-func serveHandler(ctx context.Context, c net.Conn, br *bufio.Reader, h Handler, arg []byte) {
-	c.SetDeadline(time.Now().Add(h.Timeout()))
-	a := h.Serve(ctx, arg, br)
-	c.Write(append(strconv.AppendInt(nil, int64(a.Status), 10), '\n'))
-	c.Write(a.Body)
-}
-
-// DecodeRequest decodes the JSON of a poll or command request strictly.
-func DecodeRequest(arg []byte, v any) error {
-	d := json.NewDecoder(bytes.NewReader(arg))
-	d.DisallowUnknownFields()
-	if err := d.Decode(v); err != nil {
-		return fmt.Errorf("bad control request: %w", err)
-	}
-	return nil
-}

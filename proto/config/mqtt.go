@@ -1,4 +1,4 @@
-package control
+package config
 
 import (
 	"errors"
@@ -8,6 +8,9 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/livecgi/livecgi/proto/auth"
+	"github.com/livecgi/livecgi/proto/trust"
 )
 
 // MQTT is the broker bridge's configuration (the mqtt_* keys and
@@ -31,7 +34,7 @@ type MQTT struct {
 
 // DefaultMQTT is the bridge's configuration before the file.
 func DefaultMQTT() MQTT {
-	return MQTT{Prefix: "livecgi", Retain: true, KeepAlive: 30 * time.Second, Role: RoleViewer}
+	return MQTT{Prefix: "livecgi", Retain: true, KeepAlive: 30 * time.Second, Role: auth.RoleViewer}
 }
 
 // setMQTT applies the mqtt_* keys and device_id.
@@ -106,7 +109,7 @@ func (c *Config) validateMQTT() error {
 			return fmt.Errorf("mqtt_reply_prefix %q: not under %s/: a command could make the device write over the topics of devices or of Home Assistant", m.ReplyPrefix, first)
 		}
 	}
-	if !ValidRole(m.Role) {
+	if !auth.ValidRole(m.Role) {
 		return fmt.Errorf("mqtt_role %q: want viewer or operator", m.Role)
 	}
 	if (m.Cert == "") != (m.Key == "") {
@@ -243,7 +246,7 @@ func (m MQTT) Password() (string, error) {
 	if m.PasswordFile == "" {
 		return "", nil
 	}
-	if err := CheckTrusted(m.PasswordFile, true); err != nil {
+	if err := trust.Check(m.PasswordFile, trust.Options{Secret: true, StickyDirs: true}); err != nil {
 		return "", fmt.Errorf("mqtt_password_file: %w", err)
 	}
 	b, err := os.ReadFile(m.PasswordFile)

@@ -1,12 +1,12 @@
-package cgi
+package control
 
 import (
 	"encoding/json"
 	"math"
+	"reflect"
+	"strconv"
 	"strings"
 	"testing"
-
-	"github.com/livecgi/livecgi/proto/control"
 )
 
 // TestJSONMatches holds the hand-written encoder to encoding/json.
@@ -21,57 +21,63 @@ func TestJSONMatches(t *testing.T) {
 		if got := appendJSONString(nil, s); string(got) != string(want) {
 			t.Errorf("appendJSONString(%q) = %s, want %s", s, got, want)
 		}
-		e := ErrorBody{Error: s, Reason: s + "!"}
-		want, _ = json.Marshal(e)
-		if got := errorJSON(e); string(got) != string(want)+"\n" {
-			t.Errorf("errorJSON = %s, want %s", got, want)
+		want, _ = json.Marshal(struct {
+			Error  string `json:"error"`
+			Reason string `json:"reason"`
+		}{s, s + "!"})
+		if got := ErrorJSON(s, s+"!"); string(got) != string(want)+"\n" {
+			t.Errorf("ErrorJSON = %s, want %s", got, want)
 		}
-		c := control.Connect{URL: "ws://h:1/live?token=" + s, Token: s, Expires: math.MaxInt64, Protocol: s}
+		c := Connect{URL: "ws://h:1/live?token=" + s, Token: s, Expires: math.MaxInt64, Protocol: s}
 		for range 3 {
 			want, _ = json.Marshal(c)
-			if got := connectJSON(c); string(got) != string(want)+"\n" {
-				t.Errorf("connectJSON = %s, want %s", got, want)
+			if got := c.JSON(); string(got) != string(want)+"\n" {
+				t.Errorf("Connect.JSON = %s, want %s", got, want)
 			}
 			c.AddTransport(s, "wss://h/"+s)
 		}
-		c.AddTransport(control.TransportWS, c.URL)
+		c.AddTransport(TransportWS, c.URL)
 		c.AddTransport(s, "/cgi-bin/live.cgi?poll&token="+s)
 		want, _ = json.Marshal(c)
-		if got := connectJSON(c); string(got) != string(want)+"\n" {
-			t.Errorf("connectJSON = %s, want %s", got, want)
+		if got := c.JSON(); string(got) != string(want)+"\n" {
+			t.Errorf("Connect.JSON = %s, want %s", got, want)
 		}
 		since := uint64(math.MaxUint64)
-		for _, p := range []control.PollRequest{
+		for _, p := range []PollRequest{
 			{Origin: s},
 			{Token: s, Origin: s, Remote: s},
 			{Session: s, Since: &since, Origin: "http://h"},
 		} {
 			want, _ = json.Marshal(p)
-			if got := pollRequestJSON(p); string(got) != string(want) {
-				t.Errorf("pollRequestJSON = %s, want %s", got, want)
+			if got := p.appendJSON(nil); string(got) != string(want) {
+				t.Errorf("PollRequest.appendJSON = %s, want %s", got, want)
 			}
 		}
-		for _, r := range []control.CommandRequest{{Session: s, Origin: s, Len: 5}, {Session: s, Origin: s, Remote: s, Len: math.MaxInt32}} {
+		for _, r := range []CommandRequest{{Session: s, Origin: s, Len: 5}, {Session: s, Origin: s, Remote: s, Len: math.MaxInt32}} {
 			want, _ = json.Marshal(r)
-			if got := commandRequestJSON(r); string(got) != string(want) {
-				t.Errorf("commandRequestJSON = %s, want %s", got, want)
+			if got := r.appendJSON(nil); string(got) != string(want) {
+				t.Errorf("CommandRequest.appendJSON = %s, want %s", got, want)
 			}
 		}
 	}
 }
 
-// TestParseStatus holds the hand-written status reader to what
-// control.ServeControl sends (encoding/json of control.Status).
+// TestParseStatus holds the hand-written status reader to encoding/json,
+// with which ctlserver.Serve writes the status.
 func TestParseStatus(t *testing.T) {
-	for _, st := range []control.Status{
+	for _, st := range []Status{
 		{},
 		{PID: 1, Port: 8081},
 		{PID: 4194304, Port: 65535, Version: `v1 "quoted" \ {}[],:\u2028`, Epoch: "0a1b2c3d4e5f", Clients: 7},
 		{PID: 2, Port: 8443, TLS: true},
+		{Version: "ünïcödé ✓ 🙂 <&> \x00\x1f bad \xff", Epoch: "\u2028\u2029"},
+		{PID: 3, Port: 1, ConfigSum: "ab12", ConfigError: "livecgi.conf:3: \"x\" set twice", Restart: "listen,state_dir"},
 	} {
 		b, _ := json.Marshal(st)
+		var want Status
+		json.Unmarshal(b, &want) // st, but with U+FFFD for the bad byte
 		got, err := parseStatus(b)
-		if err != nil || got.PID != st.PID || got.Port != st.Port || got.Epoch != st.Epoch || got.TLS != st.TLS {
+		if err != nil || got != want {
 			t.Errorf("parseStatus(%s) = %+v, %v", b, got, err)
 		}
 	}
@@ -82,6 +88,8 @@ func TestParseStatus(t *testing.T) {
 		`{"error":"unknown request"}`:                         {0, 0},
 		`{}`:                                                  {0, 0},
 		`{"a":true,"b":false,"c":-1.5e3,"port":3}`:            {0, 3},
+		`{"PID":7,"Port":8}`:                                  {7, 8},
+		`{"p\u0069d":9,"port":null}`:                          {9, 0},
 	}
 	for in, want := range good {
 		st, err := parseStatus([]byte(in))
@@ -94,6 +102,7 @@ func TestParseStatus(t *testing.T) {
 		`{"pid" 1}`, `{pid:1}`, `{"a":tru}`, `{"a":"x` + "\x01" + `"}`, `{"a":1} x`, `{"a":-}`,
 		strings.Repeat("[", 100), `{"a":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`,
 		`{"a":"\`, `{"port":99999999999999999999999}`, `{"epoch":1}`,
+		`{"tls":1}`, `{"version":true}`, `{"clients":"1"}`,
 	}
 	for _, in := range bad {
 		if st, err := parseStatus([]byte(in)); err == nil {
@@ -102,26 +111,46 @@ func TestParseStatus(t *testing.T) {
 	}
 }
 
+// TestParseStatusEveryField: a field added to Status is read too (or this
+// fails): every field set, through encoding/json, comes back.
+func TestParseStatusEveryField(t *testing.T) {
+	var st Status
+	v := reflect.ValueOf(&st).Elem()
+	for i := range v.NumField() {
+		switch f := v.Field(i); f.Kind() {
+		case reflect.String:
+			f.SetString("v" + strconv.Itoa(i) + ` "é"`)
+		case reflect.Int:
+			f.SetInt(int64(1000 + i))
+		case reflect.Bool:
+			f.SetBool(true)
+		default:
+			t.Fatalf("Status.%s: a %v, which parseStatus does not read", v.Type().Field(i).Name, f.Kind())
+		}
+	}
+	b, _ := json.Marshal(st)
+	if got, err := parseStatus(b); err != nil || got != st {
+		t.Errorf("parseStatus(%s) = %+v, %v", b, got, err)
+	}
+}
+
 func FuzzParseStatus(f *testing.F) {
 	f.Add([]byte(`{"pid":1,"port":2,"version":"x","epoch":"y","clients":0}`))
 	f.Add([]byte(`{"a":[{"b":"\"}"}]}`))
+	f.Add([]byte(`{"config_sum":"a","config_error":"b\n","restart":"listen"}`))
+	f.Add([]byte(`{"Version":"\ud83d\ude42 \ud83d x\u00e9","EPOCH":null,"tls":true}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		got, err := parseStatus(b) // must not panic or hang
 		if err != nil {
 			return
 		}
-		// What it accepts is a JSON object, and when it names "pid" and
-		// "port" once each, encoding/json reads the same numbers.
-		var m map[string]json.RawMessage
-		if err := json.Unmarshal(b, &m); err != nil {
+		// What it accepts, encoding/json accepts, and reads the same.
+		var st Status
+		if err := json.Unmarshal(b, &st); err != nil {
 			t.Fatalf("parseStatus accepted %q, which encoding/json rejects: %v", b, err)
 		}
-		low := strings.ToLower(string(b))
-		if strings.Count(low, "pid") == 1 && strings.Count(low, "port") == 1 {
-			var st control.Status
-			if json.Unmarshal(b, &st) == nil && (st.PID != got.PID || st.Port != got.Port) {
-				t.Fatalf("parseStatus(%q) = %d, %d; encoding/json: %d, %d", b, got.PID, got.Port, st.PID, st.Port)
-			}
+		if st != got {
+			t.Fatalf("parseStatus(%q) = %+v; encoding/json: %+v", b, got, st)
 		}
 	})
 }

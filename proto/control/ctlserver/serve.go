@@ -1,4 +1,4 @@
-package control
+package ctlserver
 
 import (
 	"bufio"
@@ -6,86 +6,27 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/livecgi/livecgi/proto/control"
 )
 
-// Status is what the supervisor answers on its control socket.
-type Status struct {
-	PID     int    `json:"pid"`
-	Port    int    `json:"port"` // WebSocket port
-	Version string `json:"version"`
-	Epoch   string `json:"epoch"`
-	Clients int    `json:"clients"`
-	TLS     bool   `json:"tls"` // the WebSocket port serves wss:// (tls_cert)
-	// The configuration it runs: ConfigSum is its file's Config.Sum;
-	// ConfigError why the file as it is now was not taken (the last good
-	// configuration runs on); Restart the keys whose new values wait for
-	// a restart, comma-separated.
-	ConfigSum   string `json:"config_sum,omitempty"`
-	ConfigError string `json:"config_error,omitempty"`
-	Restart     string `json:"restart,omitempty"`
-}
-
-// Connect is the document the stub serves at ?connect. URL is a complete
-// ws:// URL, token included, that a client dials as is. Transports lists
-// the ways to reach the supervisor in the order a client tries them.
-type Connect struct {
-	URL        string      `json:"url"`
-	Token      string      `json:"token"`
-	Expires    int64       `json:"expires"` // Unix milliseconds
-	Protocol   string      `json:"protocol"`
-	Transports []Transport `json:"transports,omitempty"`
-}
-
-// Probe asks the supervisor behind the control socket in stateDir for its
-// status. It fails fast when nobody listens.
-func Probe(ctx context.Context, stateDir string) (Status, error) {
-	var st Status
-	d := net.Dialer{Timeout: time.Second}
-	c, err := d.DialContext(ctx, "unix", filepath.Join(stateDir, ControlFile))
-	if err != nil {
-		return st, err
-	}
-	defer c.Close()
-	dl, ok := ctx.Deadline()
-	if !ok {
-		dl = time.Now().Add(2 * time.Second)
-	}
-	c.SetDeadline(dl)
-	if _, err := c.Write([]byte("status\n")); err != nil {
-		return st, fmt.Errorf("probe: %w", err)
-	}
-	line, err := bufio.NewReader(c).ReadBytes('\n')
-	if err != nil {
-		return st, fmt.Errorf("probe: %w", err)
-	}
-	if err := json.Unmarshal(line, &st); err != nil {
-		return st, fmt.Errorf("probe: bad answer: %w", err)
-	}
-	if st.Port <= 0 {
-		return st, errors.New("probe: supervisor has no port yet")
-	}
-	return st, nil
-}
-
-// ServeControl answers "status" requests on ln until ctx ends, and the
+// Serve answers "status" requests on ln until ctx ends, and the
 // requests of the kinds in more (see Handler), as Control{Status: status,
 // Handlers: more}.Serve does.
-func ServeControl(ctx context.Context, ln net.Listener, status func() Status, more ...Handler) error {
+func Serve(ctx context.Context, ln net.Listener, status func() control.Status, more ...Handler) error {
 	return Control{Status: status, Handlers: more}.Serve(ctx, ln)
 }
 
 // Control is what the supervisor serves on its control socket.
 type Control struct {
-	Status func() Status // answers "status"
+	Status func() control.Status // answers "status"
 	// HandOver takes a browser's connection passed by a stub (see
-	// HandOverVerb) with its upgrade request. It returns at once, the
+	// control.HandOverVerb) with its upgrade request. It returns at once, the
 	// connection served elsewhere, or with an error and conn untouched.
 	// Nil refuses hand-overs.
 	HandOver func(conn net.Conn, request []byte) error
