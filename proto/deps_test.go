@@ -8,7 +8,8 @@ import (
 
 // TestDependenciesFlowOneWay keeps the package boundaries: the supervisor
 // knows plugins only through proto, plugins never see the supervisor, and
-// the contracts the stub shares (wire, control) stay standard-library only.
+// the contracts the stub shares (wire, control) stay standard-library only,
+// as does the tests' kit (testkit), which no program links.
 // cmd/livecgid is wiring: it links the built-in plugins (system, leds, exec) to
 // serve them as processes of their own, and nothing else of plugins/.
 func TestDependenciesFlowOneWay(t *testing.T) {
@@ -30,6 +31,15 @@ func TestDependenciesFlowOneWay(t *testing.T) {
 		{[]string{mod + "proto/wire", mod + "proto/control"}, func(d string) bool {
 			first, _, _ := strings.Cut(d, "/")
 			return strings.Contains(first, ".") && !strings.HasPrefix(d, mod+"proto/")
+		}},
+		// The tests' kit: standard library only (the stub's tests use it),
+		// and in no program.
+		{[]string{mod + "proto/testkit"}, func(d string) bool {
+			first, _, _ := strings.Cut(d, "/")
+			return strings.Contains(first, ".") && d != mod+"proto/testkit"
+		}},
+		{[]string{mod + "cmd/...", mod + "supervisor/...", mod + "cgi/...", mod + "plugins/...", mod + "proto"}, func(d string) bool {
+			return d == mod+"proto/testkit"
 		}},
 	}
 	for _, tt := range tests {
