@@ -595,7 +595,9 @@ func TestCommandsDuringSwap(t *testing.T) {
 	const name = "helper_counter"
 	ts := startSup(t, func(c *control.Config) {
 		writeHelper(t, filepath.Join(c.PluginsDir, name), 0o755, "counter", "old")
-		c.CommandTimeout = time.Second
+		// 250 ms commands with room for a loaded machine (-race, two
+		// suites at once): a second was seen to be too little.
+		c.CommandTimeout = 2 * time.Second
 	})
 	c := ts.dial(t)
 	online(c, name)
@@ -640,7 +642,7 @@ loop:
 		if id == "block" {
 			// It never answers: the old process is stopped after the
 			// command timeout, and the client is told.
-			if m["ok"] != false || !strings.Contains(fmt.Sprint(m["error"]), "did not answer within 1s") {
+			if m["ok"] != false || !strings.Contains(fmt.Sprint(m["error"]), "did not answer within 2s") {
 				t.Errorf("block: %v", m)
 			}
 			continue
