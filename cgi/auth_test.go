@@ -18,6 +18,7 @@ import (
 
 	"github.com/livecgi/livecgi/proto/auth"
 	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/testkit"
 )
 
 // connectAs asks s for a token and returns who it was minted for.
@@ -256,7 +257,7 @@ esac
 	}
 	for _, f := range strings.Fields(string(b)) {
 		pid, _ := strconv.Atoi(f)
-		if alive(pid) {
+		if testkit.Alive(pid) {
 			t.Errorf("the hung auth_command left pid %d running", pid)
 		}
 	}
@@ -302,20 +303,6 @@ esac
 			t.Errorf("reason %q", reason)
 		}
 	})
-}
-
-// alive reports whether pid runs (a zombie waiting for this reaper does
-// not count).
-func alive(pid int) bool {
-	if syscall.Kill(pid, 0) != nil {
-		return false
-	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	i := strings.LastIndexByte(string(stat), ')')
-	return i < 0 || i+2 >= len(stat) || stat[i+2] != 'Z'
 }
 
 // TestAuthBasicPerUser: failures are counted per user and address, and
@@ -459,7 +446,7 @@ func TestAuthCommandDiesWithStub(t *testing.T) {
 				cmd.Process.Kill()
 				<-exited
 				for _, pid := range procs {
-					killAndReap(pid)
+					testkit.KillAndReap(pid)
 				}
 			})
 			deadline := time.Now().Add(20 * time.Second)
@@ -482,7 +469,7 @@ func TestAuthCommandDiesWithStub(t *testing.T) {
 			for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
 				var left []int
 				for _, pid := range procs {
-					if alive(pid) {
+					if testkit.Alive(pid) {
 						left = append(left, pid)
 					}
 				}

@@ -8,9 +8,10 @@ import (
 
 // TestDependenciesFlowOneWay keeps the package boundaries: the supervisor
 // knows plugins only through proto, plugins never see the supervisor, its
-// plugin host and broker bridge see neither it nor each other, and
-// the contracts the stub shares (wire, control, config, auth, trust) stay
-// standard-library only, and what the stub links stays light.
+// plugin host and broker bridge see neither it nor each other, the
+// contracts the stub shares (wire, control, config, auth, trust) stay
+// standard-library only, what the stub links stays light, and the tests'
+// kit (testkit) is standard library only and linked by no program.
 // cmd/livecgid is wiring: it links the built-in plugins (system, leds, exec) to
 // serve them as processes of their own, and nothing else of plugins/.
 func TestDependenciesFlowOneWay(t *testing.T) {
@@ -55,6 +56,15 @@ func TestDependenciesFlowOneWay(t *testing.T) {
 		{[]string{mod + "proto/trust"}, func(d string) bool { return strings.HasPrefix(d, mod) && d != mod+"proto/trust" }},
 		{[]string{mod + "proto/auth"}, func(d string) bool {
 			return strings.HasPrefix(d, mod) && d != mod+"proto/auth" && d != mod+"proto/trust"
+		}},
+		// The tests' kit: standard library only (the stub's tests use it),
+		// and in no program.
+		{[]string{mod + "proto/testkit"}, func(d string) bool {
+			first, _, _ := strings.Cut(d, "/")
+			return strings.Contains(first, ".") && d != mod+"proto/testkit"
+		}},
+		{[]string{mod + "cmd/...", mod + "supervisor/...", mod + "cgi/...", mod + "plugins/...", mod + "proto"}, func(d string) bool {
+			return d == mod+"proto/testkit"
 		}},
 	}
 	for _, tt := range tests {

@@ -23,6 +23,7 @@ import (
 	"github.com/livecgi/livecgi/plugins/sdk/sdktest"
 	"github.com/livecgi/livecgi/proto/auth"
 	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/testkit"
 	"github.com/livecgi/livecgi/proto/wire"
 )
 
@@ -371,7 +372,7 @@ func TestBrowserRoles(t *testing.T) {
 	b.checkConsole(t)
 
 	// The audit trail, read after the supervisor stopped.
-	for _, pid := range supervisorPids(e.state) {
+	for _, pid := range testkit.Supervisors(e.state) {
 		stopAndReap(pid)
 	}
 	f, err := os.Open(filepath.Join(e.state, "audit.log"))

@@ -3,6 +3,7 @@
 // contact; it can also be run by hand or from an init script. The
 // built-in plugins are in it too (see builtins): run through a link named
 // after one of them, or as livecgid plugin NAME, it serves that plugin.
+// README.md here is the operator's manual.
 package main
 
 import (

@@ -11,7 +11,7 @@ import (
 )
 
 // Authentication modes (the auth key): how the stub learns who asks for a
-// token. README.md, "Who can do what", has a recipe for each.
+// token. cgi/README.md, "Who can do what", has a recipe for each.
 const (
 	AuthNone      = "none"      // nobody signs in; every visitor is an anonymous viewer
 	AuthWebserver = "webserver" // the web server authenticates and passes REMOTE_USER

@@ -14,7 +14,7 @@ import (
 )
 
 // MQTT is the broker bridge's configuration (the mqtt_* keys and
-// device_id; README.md, "Many devices"). With URL empty there is no
+// device_id; cmd/livecgid/README.md, "Many devices: MQTT"). With URL empty there is no
 // bridge at all.
 type MQTT struct {
 	URL           string        // tcp://, mqtt://, tls://, mqtts://, ssl://, ws:// or wss:// broker address
