@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/livecgi/livecgi/proto/auth"
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/supervisor/internal/fanout"
 )
@@ -40,10 +42,10 @@ type ticket struct {
 
 // entrant is a client check let in.
 type entrant struct {
-	who        control.Identity // as the configuration in force holds the token's identity
-	setup      string           // the auth setup who was admitted under (see hold)
-	originHost string           // host[:port] of the origin, which the token vouches for
-	key        string           // what max_clients_per_addr counts it by (clientKey)
+	who        auth.Identity // as the configuration in force holds the token's identity
+	setup      string        // the auth setup who was admitted under (see hold)
+	originHost string        // host[:port] of the origin, which the token vouches for
+	key        string        // what max_clients_per_addr counts it by (clientKey)
 	log        *slog.Logger
 }
 
@@ -61,7 +63,7 @@ func (e hostError) Error() string { return string(e) }
 // this run, unexpired, minted for its origin; that origin's host in
 // allowed_hosts; the token not used before; a role for the token's
 // identity under the rules in force (admit). A refusal is logged.
-func (s *Supervisor) check(cfg *control.Config, t ticket) (entrant, error) {
+func (s *Supervisor) check(cfg *config.Config, t ticket) (entrant, error) {
 	var e entrant
 	err := func() error {
 		if !t.stub && !cfg.HostAllowed(t.host) {
@@ -104,7 +106,7 @@ func (s *Supervisor) check(cfg *control.Config, t ticket) (entrant, error) {
 // atomically with the attach (fanout.Hub.Attach). It returns nil,
 // fanout.ErrTooMany, fanout.ErrTooManyPerKey (both logged) or
 // fanout.ErrClosed.
-func (s *Supervisor) enter(cfg *control.Config, c *fanout.Client) error {
+func (s *Supervisor) enter(cfg *config.Config, c *fanout.Client) error {
 	err := s.hub.Attach(c)
 	switch err {
 	case fanout.ErrTooMany:
@@ -161,14 +163,14 @@ func (s *Supervisor) useNonce(n string) bool {
 
 // hold returns the identity a client admitted as who under the auth
 // setup setup is held to under cfg: its token's, judged again by
-// control.Config.Recheck, so that a role revoked since the client
+// config.Config.Recheck, so that a role revoked since the client
 // connected is gone at its next command; the bridge's (no token, setup
 // "") as it is. The role is "" when the client may do nothing at all.
-func (s *Supervisor) hold(cfg *control.Config, who control.Identity, setup string) (control.Identity, error) {
+func (s *Supervisor) hold(cfg *config.Config, who auth.Identity, setup string) (auth.Identity, error) {
 	if setup == "" {
 		return who, nil
 	}
-	id, err := cfg.Recheck(who, setup, func() ([]control.User, error) { return s.users.read(cfg.AuthUsers) })
+	id, err := cfg.Recheck(who, setup, func() ([]auth.User, error) { return s.users.read(cfg.AuthUsers) })
 	if err == nil && id.Role == "" {
 		err = errSignedOut
 	}
@@ -180,8 +182,8 @@ var errSignedOut = errors.New("signed out: the configuration no longer lets this
 
 // admit holds a token's identity, just verified, to cfg (see hold): a
 // token minted under rules that changed since is judged by the new ones.
-func (s *Supervisor) admit(cfg *control.Config, id control.Identity) (control.Identity, error) {
-	who, err := cfg.Recheck(id, cfg.AuthSetup(), func() ([]control.User, error) { return s.users.read(cfg.AuthUsers) })
+func (s *Supervisor) admit(cfg *config.Config, id auth.Identity) (auth.Identity, error) {
+	who, err := cfg.Recheck(id, cfg.AuthSetup(), func() ([]auth.User, error) { return s.users.read(cfg.AuthUsers) })
 	if err == nil && who.Role == "" {
 		err = errSignedOut
 	}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livecgi/livecgi/proto/auth"
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
 )
@@ -52,16 +54,16 @@ func handOverServer(t *testing.T, ts *testSup) string {
 // user signed in there has places of their own; a client that leaves
 // gives its place back.
 func TestOneAddressCannotLockOut(t *testing.T) {
-	per := control.Default().MaxClientsPerAddr
-	ts := startSup(t, func(c *control.Config) { c.MaxClients, c.MaxClientsPerAddr = 50, per; c.PollInterval = 0 })
+	per := config.Default().MaxClientsPerAddr
+	ts := startSup(t, func(c *config.Config) { c.MaxClients, c.MaxClientsPerAddr = 50, per; c.PollInterval = 0 })
 	o := ts.origin()
 	ctx := context.Background()
-	open := func(remote string, id control.Identity) pollAns {
+	open := func(remote string, id auth.Identity) pollAns {
 		return ts.poll(ctx, control.PollRequest{Token: ts.token(o, id), Origin: o, Remote: remote})
 	}
 	opened, refused := 0, 0
 	for range 60 {
-		switch a := open("192.0.2.7", control.Identity{}); {
+		switch a := open("192.0.2.7", auth.Identity{}); {
 		case a.status == 200:
 			opened++
 		case a.status == 503 && a.Error == control.ErrCodeTooMany && strings.Contains(a.Reason, "from your address"):
@@ -78,21 +80,21 @@ func TestOneAddressCannotLockOut(t *testing.T) {
 		t.Fatalf("a WebSocket from another address: %v", err)
 	}
 	victim.next("hello", is("hello"))
-	if a := open("192.0.2.8", control.Identity{}); a.status != 200 {
+	if a := open("192.0.2.8", auth.Identity{}); a.status != 200 {
 		t.Fatalf("a poll session from another address: %+v", a)
 	}
 	// 127.0.0.3: poll sessions, a WebSocket and a hand-over share its places.
 	const addr = "127.0.0.3"
 	web := handOverServer(t, ts)
 	handOverURL := func() string {
-		return "ws://" + web + "/live?token=" + ts.token("http://"+web, control.Identity{})
+		return "ws://" + web + "/live?token=" + ts.token("http://"+web, auth.Identity{})
 	}
 	for range per - 2 {
-		if a := open(addr, control.Identity{}); a.status != 200 {
+		if a := open(addr, auth.Identity{}); a.status != 200 {
 			t.Fatalf("poll session from %s: %+v", addr, a)
 		}
 	}
-	anon := func() string { return ts.urlFor(o, control.Identity{}) }
+	anon := func() string { return ts.urlFor(o, auth.Identity{}) }
 	ws, err := ts.tryDialFrom(addr, anon(), o)
 	if err != nil {
 		t.Fatal(err)
@@ -116,10 +118,10 @@ func TestOneAddressCannotLockOut(t *testing.T) {
 			t.Errorf("%s past the cap: closed with %d, want %d", what, st, wire.CloseTooMany)
 		}
 	}
-	if a := open(addr, control.Identity{}); a.status != 503 {
+	if a := open(addr, auth.Identity{}); a.status != 503 {
 		t.Errorf("poll session past the cap: %+v", a)
 	}
-	if a := open(addr, control.Identity{User: "ann", Role: control.RoleOperator}); a.status != 200 {
+	if a := open(addr, auth.Identity{User: "ann", Role: auth.RoleOperator}); a.status != 200 {
 		t.Errorf("a user signed in at a full address: %+v", a)
 	}
 	ws.conn.Close(1000, "")
@@ -141,12 +143,12 @@ func TestOneAddressCannotLockOut(t *testing.T) {
 // polled again ends after pollUnused, and gives its place back; one
 // that is polled lives on.
 func TestPollNeverPolledEnds(t *testing.T) {
-	ts := startSupWith(t, nil, func(c *control.Config) { c.PollInterval = 0; c.PollTimeout = time.Second },
+	ts := startSupWith(t, nil, func(c *config.Config) { c.PollInterval = 0; c.PollTimeout = time.Second },
 		func(o *Options) { o.pollUnused = 300 * time.Millisecond })
 	o := ts.origin()
 	ctx := context.Background()
-	idle := ts.poll(ctx, control.PollRequest{Token: ts.token(o, control.Identity{}), Origin: o, Remote: "192.0.2.7"})
-	used := ts.poll(ctx, control.PollRequest{Token: ts.token(o, control.Identity{}), Origin: o, Remote: "192.0.2.7"})
+	idle := ts.poll(ctx, control.PollRequest{Token: ts.token(o, auth.Identity{}), Origin: o, Remote: "192.0.2.7"})
+	used := ts.poll(ctx, control.PollRequest{Token: ts.token(o, auth.Identity{}), Origin: o, Remote: "192.0.2.7"})
 	if idle.status != 200 || used.status != 200 {
 		t.Fatalf("open: %+v, %+v", idle, used)
 	}

@@ -9,7 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/auth"
 	"github.com/livecgi/livecgi/proto/wire"
 )
 
@@ -147,7 +147,7 @@ func (t *trail) close() {
 // remote, and what became of it: "ok", or an error ("forbidden: ...",
 // "failed: ..."). refused: it was not run (forbidden, unknown, bad
 // arguments), and may be summarised.
-func (t *trail) record(who control.Identity, remote string, m *wire.CommandMsg, result string, refused bool) {
+func (t *trail) record(who auth.Identity, remote string, m *wire.CommandMsg, result string, refused bool) {
 	now := time.Now()
 	r := auditRecord{
 		Time: now.UTC().Format(auditTime), User: who.User, Role: who.Role,
@@ -174,7 +174,7 @@ func (t *trail) record(who control.Identity, remote string, m *wire.CommandMsg, 
 // else the main one.
 func (t *trail) write(r auditRecord) {
 	f := t.main
-	if r.Role == control.RoleViewer || r.Role == "" {
+	if r.Role == auth.RoleViewer || r.Role == "" {
 		f = t.viewer
 	}
 	line := r.encode()

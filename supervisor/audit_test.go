@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livecgi/livecgi/proto/auth"
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
 	"github.com/livecgi/livecgi/supervisor/brokertest"
@@ -56,7 +58,7 @@ func testTrail(t *testing.T, every time.Duration) (*trail, string) {
 // closes). Another identity, and commands that ran, are not held back.
 func TestRefusalsSummarised(t *testing.T) {
 	tr, dir := testTrail(t, 200*time.Millisecond)
-	viewer := control.Identity{Role: control.RoleViewer}
+	viewer := auth.Identity{Role: auth.RoleViewer}
 	m := &wire.CommandMsg{ID: "x", Name: "leds.set"}
 	for range 1000 {
 		tr.record(viewer, "192.0.2.7:1000", m, "forbidden: no", true)
@@ -100,10 +102,10 @@ func TestRefusalsSummarised(t *testing.T) {
 // record stays in AuditFile.
 func TestViewerFloodKeepsOperatorRecord(t *testing.T) {
 	tr, dir := testTrail(t, time.Hour)
-	tr.record(control.Identity{User: "otto", Role: control.RoleOperator}, "192.0.2.1:1", &wire.CommandMsg{ID: "op1", Name: "leds.set"}, "ok", false)
+	tr.record(auth.Identity{User: "otto", Role: auth.RoleOperator}, "192.0.2.1:1", &wire.CommandMsg{ID: "op1", Name: "leds.set"}, "ok", false)
 	big := map[string]any{"pad": strings.Repeat("x", maxArgs-20)}
 	for i := range 4 * maxAudit / maxArgs {
-		tr.record(control.Identity{Role: control.RoleViewer}, fmt.Sprintf("192.0.2.%d:1", i%250), &wire.CommandMsg{ID: "v", Name: "leds.blink", Args: big}, "ok", false)
+		tr.record(auth.Identity{Role: auth.RoleViewer}, fmt.Sprintf("192.0.2.%d:1", i%250), &wire.CommandMsg{ID: "v", Name: "leds.blink", Args: big}, "ok", false)
 	}
 	recs := readAudit(t, filepath.Join(dir, AuditFile))
 	if len(recs) != 1 || recs[0].ID != "op1" {
@@ -123,7 +125,7 @@ func TestViewerFloodKeepsOperatorRecord(t *testing.T) {
 func TestAuditSurvivesViewerFlood(t *testing.T) {
 	huge := "p." + strings.Repeat("n", 60<<10)
 	valid := strings.Repeat("p", 64) + "." + strings.Repeat("n", 64)
-	flood := func(c *control.Config) { c.Rate, c.Burst = 1e6, 1_000_000 }
+	flood := func(c *config.Config) { c.Rate, c.Burst = 1e6, 1_000_000 }
 	// operator runs one command as an operator over a WebSocket and
 	// returns the state dir.
 	operator := func(t *testing.T, ts *testSup) string {
@@ -139,7 +141,7 @@ func TestAuditSurvivesViewerFlood(t *testing.T) {
 		t.Helper()
 		found := false
 		for _, r := range readTrail(t, state) {
-			found = found || r.ID == "op1" && r.Role == control.RoleOperator && r.Result == "ok"
+			found = found || r.ID == "op1" && r.Role == auth.RoleOperator && r.Result == "ok"
 			if len(r.Command) > len(valid) {
 				t.Errorf("a record of a name of %d bytes", len(r.Command))
 			}
@@ -158,7 +160,7 @@ func TestAuditSurvivesViewerFlood(t *testing.T) {
 	t.Run("websocket", func(t *testing.T) {
 		ts := startSup(t, flood, "counter")
 		state := operator(t, ts)
-		v, err := ts.tryDial(ts.urlFor(ts.origin(), control.Identity{User: "vera", Role: control.RoleViewer}), ts.origin())
+		v, err := ts.tryDial(ts.urlFor(ts.origin(), auth.Identity{User: "vera", Role: auth.RoleViewer}), ts.origin())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -177,7 +179,7 @@ func TestAuditSurvivesViewerFlood(t *testing.T) {
 		ts := startSup(t, flood, "counter")
 		state := operator(t, ts)
 		o := ts.origin()
-		a := ts.poll(context.Background(), control.PollRequest{Token: ts.token(o, control.Identity{}), Origin: o, Remote: "192.0.2.7"})
+		a := ts.poll(context.Background(), control.PollRequest{Token: ts.token(o, auth.Identity{}), Origin: o, Remote: "192.0.2.7"})
 		for i := range 1000 {
 			name := huge
 			if i%2 == 1 {
@@ -196,7 +198,7 @@ func TestAuditSurvivesViewerFlood(t *testing.T) {
 
 	t.Run("mqtt", func(t *testing.T) {
 		b := brokertest.Start(t, brokertest.Options{})
-		ts := startSup(t, func(c *control.Config) { flood(c); withBridge(b, "f1", nil)(c) }, "counter")
+		ts := startSup(t, func(c *config.Config) { flood(c); withBridge(b, "f1", nil)(c) }, "counter")
 		state := operator(t, ts)
 		sub := b.Subscribe(t, []string{"livecgi/f1/$state"})
 		sub.WaitFor(mqttWait, 0, "$state online", func(m brokertest.Message) bool { return m.Payload == "online" })

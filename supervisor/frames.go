@@ -10,9 +10,12 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/auth"
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/wire"
 	"github.com/livecgi/livecgi/supervisor/internal/fanout"
+	"github.com/livecgi/livecgi/supervisor/internal/pluginhost"
+	"github.com/livecgi/livecgi/supervisor/internal/ratelimit"
 )
 
 // The frame path: every client frame, whichever transport carried it (a
@@ -27,9 +30,9 @@ import (
 
 // sender is where a frame came from, as the frame path needs it.
 type sender struct {
-	who    control.Identity // as admitted (see hold)
-	setup  string           // the auth setup who was admitted under; "" for the bridge (no token)
-	remote string           // for the audit trail
+	who    auth.Identity // as admitted (see hold)
+	setup  string        // the auth setup who was admitted under; "" for the bridge (no token)
+	remote string        // for the audit trail
 	log    *slog.Logger
 	// answer takes each answer frame (JSON); it must not block.
 	answer func(b []byte)
@@ -65,7 +68,7 @@ var errNotUTF8 = errors.New("frame is not UTF-8")
 // let it past the rate limit: size, UTF-8, decoding, then a command
 // (see command), a subscribe or a resume. Every refusal is answered
 // through snd, but a frame that is not UTF-8: frame returns errNotUTF8.
-func (s *Supervisor) frame(ctx context.Context, cfg *control.Config, snd *sender, data []byte) error {
+func (s *Supervisor) frame(ctx context.Context, cfg *config.Config, snd *sender, data []byte) error {
 	if int64(len(data)) > cfg.MaxFrame {
 		snd.send(wire.Error{Type: wire.TypeError, Code: wire.ErrBadMessage, Message: fmt.Sprintf("frame of %d bytes: the limit is max_frame = %d", len(data), cfg.MaxFrame)})
 		return nil
@@ -155,7 +158,7 @@ func overRate(rate float64) wire.Error {
 // arguments fit its schema; runs it on its plugin within
 // command_timeout, in a goroutine of its own unless snd waits; audits
 // it, whatever became of it; and answers snd only.
-func (s *Supervisor) command(ctx context.Context, cfg *control.Config, snd *sender, m *wire.CommandMsg) {
+func (s *Supervisor) command(ctx context.Context, cfg *config.Config, snd *sender, m *wire.CommandMsg) {
 	if !s.cmds.enter() {
 		snd.log.Info("command not run: livecgid is stopping", "command", m.Name, "id", m.ID)
 		snd.send(wire.Result{Type: wire.TypeResult, ID: m.ID, Error: "livecgid is stopping: command not run"})
@@ -172,7 +175,7 @@ func (s *Supervisor) command(ctx context.Context, cfg *control.Config, snd *send
 		s.audit.record(who, snd.remote, m, wire.ErrUnknownCommand, true)
 		return
 	}
-	args, err := validateArgs(cmd.Args, m.Args)
+	args, err := pluginhost.ValidateArgs(cmd.Args, m.Args)
 	if err != nil {
 		snd.send(wire.Error{Type: wire.TypeError, Code: wire.ErrBadArgs, ID: m.ID, Message: fmt.Sprintf("%s: %v", m.Name, err)})
 		s.audit.record(who, snd.remote, m, wire.ErrBadArgs+": "+err.Error(), true)
@@ -182,8 +185,8 @@ func (s *Supervisor) command(ctx context.Context, cfg *control.Config, snd *send
 		cctx, cancel := context.WithTimeout(context.Background(), cfg.CommandTimeout)
 		defer cancel()
 		local := m.Name[len(cmd.Plugin)+1:]
-		v, err := s.plugins.do(cctx, cmd.Plugin, local, m.ID, args)
-		if errors.Is(err, errNoAnswer) {
+		v, err := s.plugins.Do(cctx, cmd.Plugin, local, m.ID, args)
+		if errors.Is(err, pluginhost.ErrNoAnswer) {
 			err = fmt.Errorf("plugin %s did not answer within %v", cmd.Plugin, cfg.CommandTimeout)
 		}
 		res := wire.Result{Type: wire.TypeResult, ID: m.ID, OK: err == nil}
@@ -214,8 +217,8 @@ func (s *Supervisor) command(ctx context.Context, cfg *control.Config, snd *send
 // command m before anything else is done with it, and returns who snd is
 // held to (see hold); a refused command is answered with a "forbidden"
 // error and audited. Every transport's commands go through it and
-// control.Config.Authorize.
-func (s *Supervisor) authorize(cfg *control.Config, snd *sender, m *wire.CommandMsg) (control.Identity, bool) {
+// config.Config.Authorize.
+func (s *Supervisor) authorize(cfg *config.Config, snd *sender, m *wire.CommandMsg) (auth.Identity, bool) {
 	who, err := s.hold(cfg, snd.who, snd.setup)
 	if err == nil {
 		err = cfg.Authorize(who, m.Name)
@@ -223,8 +226,8 @@ func (s *Supervisor) authorize(cfg *control.Config, snd *sender, m *wire.Command
 	if err == nil {
 		return who, true
 	}
-	if !errors.Is(err, control.ErrForbidden) {
-		err = fmt.Errorf("%w: %v", control.ErrForbidden, err)
+	if !errors.Is(err, config.ErrForbidden) {
+		err = fmt.Errorf("%w: %v", config.ErrForbidden, err)
 	}
 	snd.log.Info("command refused", "command", m.Name, "id", m.ID, "err", err)
 	snd.send(wire.Error{Type: wire.TypeError, Code: wire.ErrForbidden, ID: m.ID, Message: err.Error()})
@@ -237,71 +240,18 @@ func (s *Supervisor) authorize(cfg *control.Config, snd *sender, m *wire.Command
 // locked.
 type gate struct {
 	mu  sync.Mutex
-	lim limiter
+	lim ratelimit.Limiter
 }
 
 // pass reports whether a frame of n bytes arriving now is within the
 // rate limit under cfg, and if so takes its cost.
-func (g *gate) pass(cfg *control.Config, now time.Time, n int) bool {
+func (g *gate) pass(cfg *config.Config, now time.Time, n int) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	g.lim.set(cfg.Rate, cfg.Burst)
-	if !g.lim.allow(now) {
+	g.lim.Set(cfg.Rate, cfg.Burst)
+	if !g.lim.Allow(now) {
 		return false
 	}
-	g.lim.charge(n)
+	g.lim.Charge(n)
 	return true
-}
-
-// floodGrace is how long a client may keep sending over its rate limit
-// (frames dropped with no pause of a second) before it is closed with
-// wire.CloseRateLimits. A burst that calms down is only dropped from.
-const floodGrace = 3 * time.Second
-
-// frameCost is the frame size that costs one more message in the limiter:
-// the rate limits bytes too (rate × frameCost per second), so large frames
-// cannot flood at the message rate.
-const frameCost = 4 << 10
-
-// limiter is a token bucket for one client's messages: a WebSocket
-// reader's own, or in a gate.
-type limiter struct {
-	rate, burst, tokens float64
-	last                time.Time
-	overSince, lastDrop time.Time // the current run of dropped frames
-	lastWarn            time.Time
-}
-
-// set makes the bucket rate messages a second with bursts of burst (the
-// configuration's rate and burst, which a reload may change).
-func (l *limiter) set(rate float64, burst int) {
-	l.rate, l.burst = rate, float64(burst)
-}
-
-// allow reports whether a frame arriving now may be read; charge then
-// takes its cost.
-func (l *limiter) allow(now time.Time) bool {
-	if l.last.IsZero() {
-		l.tokens = l.burst
-	} else {
-		l.tokens = min(l.burst, l.tokens+now.Sub(l.last).Seconds()*l.rate)
-	}
-	l.last = now
-	return l.tokens >= 1
-}
-
-// charge takes the cost of a frame of n bytes: one message, and one more
-// per frameCost bytes (the bucket may go below zero).
-func (l *limiter) charge(n int) {
-	l.tokens -= 1 + float64(n/frameCost)
-}
-
-// drop counts a frame dropped now and reports whether the client has been
-// over its rate for floodGrace.
-func (l *limiter) drop(now time.Time) (flooding bool) {
-	if now.Sub(l.lastDrop) > time.Second {
-		l.overSince = now
-	}
-	l.lastDrop = now
-	return now.Sub(l.overSince) >= floodGrace
 }

@@ -16,7 +16,7 @@ func (s *Supervisor) idleExit(ctx context.Context, stop context.CancelFunc) {
 	idle.Stop()
 	defer idle.Stop()
 	for {
-		active, changed := s.demand.state()
+		active, changed := s.hub.Demand()
 		idle.Stop()
 		if cfg := s.config(); !active && cfg.IdleTimeout > 0 && cfg.MQTT.URL == "" {
 			idle.Reset(cfg.IdleTimeout)

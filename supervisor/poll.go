@@ -11,7 +11,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/livecgi/livecgi/proto/auth"
 	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/control/ctlserver"
 	"github.com/livecgi/livecgi/proto/wire"
 	"github.com/livecgi/livecgi/supervisor/internal/fanout"
 )
@@ -104,9 +106,9 @@ const pollUnused = 10 * time.Second
 
 // ControlHandlers are the control socket's request kinds besides status:
 // long polls and their commands. cmd/livecgid passes them to
-// control.ServeControl.
-func (s *Supervisor) ControlHandlers() []control.Handler {
-	return []control.Handler{
+// ctlserver.Serve.
+func (s *Supervisor) ControlHandlers() []ctlserver.Handler {
+	return []ctlserver.Handler{
 		{Kind: control.KindPoll, Serve: s.servePoll, Timeout: func() time.Duration {
 			cfg := s.config()
 			return cfg.PollTimeout + cfg.PollInterval + 5*time.Second
@@ -121,20 +123,20 @@ func (s *Supervisor) ControlHandlers() []control.Handler {
 // new session, else when there is news after since (readings, status,
 // hellos), or with no frames after poll_timeout; never sooner than
 // poll_interval after the session's previous answer.
-func (s *Supervisor) servePoll(ctx context.Context, arg []byte, _ io.Reader) control.Answer {
+func (s *Supervisor) servePoll(ctx context.Context, arg []byte, _ io.Reader) ctlserver.Answer {
 	var req control.PollRequest
-	if err := control.DecodeRequest(arg, &req); err != nil {
-		return control.ErrorAnswer(400, control.ErrCodeBad, err.Error())
+	if err := ctlserver.DecodeRequest(arg, &req); err != nil {
+		return ctlserver.ErrorAnswer(400, control.ErrCodeBad, err.Error())
 	}
 	var ps *pollSession
 	opened := false
 	if req.Session != "" {
-		var ans *control.Answer
+		var ans *ctlserver.Answer
 		if ps, ans = s.pollSession(req.Session, req.Origin); ans != nil {
 			return *ans
 		}
 	} else {
-		var ans control.Answer
+		var ans ctlserver.Answer
 		if ps, ans = s.openPoll(req); ps == nil {
 			return ans
 		}
@@ -144,17 +146,17 @@ func (s *Supervisor) servePoll(ctx context.Context, arg []byte, _ io.Reader) con
 }
 
 // pollSession finds session id for a request from origin.
-func (s *Supervisor) pollSession(id, origin string) (*pollSession, *control.Answer) {
+func (s *Supervisor) pollSession(id, origin string) (*pollSession, *ctlserver.Answer) {
 	s.polls.mu.Lock()
 	ps := s.polls.sessions[id]
 	s.polls.mu.Unlock()
 	if ps == nil {
-		a := control.ErrorAnswer(410, control.ErrCodeSession, "poll session unknown or expired: fetch ?connect again")
+		a := ctlserver.ErrorAnswer(410, control.ErrCodeSession, "poll session unknown or expired: fetch ?connect again")
 		return nil, &a
 	}
 	if ps.origin != origin {
 		ps.c.Log().Info("poll refused: session of another origin", "origin", origin)
-		a := control.ErrorAnswer(403, control.ErrCodeForbidden, "poll session belongs to another origin")
+		a := ctlserver.ErrorAnswer(403, control.ErrCodeForbidden, "poll session belongs to another origin")
 		return nil, &a
 	}
 	return ps, nil
@@ -163,11 +165,11 @@ func (s *Supervisor) pollSession(id, origin string) (*pollSession, *control.Answ
 // openPoll lets a first poll in through admission (check: token, origin,
 // role; the stub checked Host; enter: the client caps) and opens a
 // session.
-func (s *Supervisor) openPoll(req control.PollRequest) (*pollSession, control.Answer) {
+func (s *Supervisor) openPoll(req control.PollRequest) (*pollSession, ctlserver.Answer) {
 	cfg := s.config()
 	e, err := s.check(cfg, ticket{via: viaPoll, stub: true, token: req.Token, origin: req.Origin, remote: req.Remote})
 	if err != nil {
-		return nil, control.ErrorAnswer(403, control.ErrCodeForbidden, err.Error())
+		return nil, ctlserver.ErrorAnswer(403, control.ErrCodeForbidden, err.Error())
 	}
 	var b [16]byte
 	rand.Read(b[:])
@@ -178,11 +180,11 @@ func (s *Supervisor) openPoll(req control.PollRequest) (*pollSession, control.An
 	switch err := s.enter(cfg, ps.c); err {
 	case nil:
 	case fanout.ErrTooMany:
-		return nil, control.ErrorAnswer(503, control.ErrCodeTooMany, "too many clients")
+		return nil, ctlserver.ErrorAnswer(503, control.ErrCodeTooMany, "too many clients")
 	case fanout.ErrTooManyPerKey:
-		return nil, control.ErrorAnswer(503, control.ErrCodeTooMany, "too many clients from your address")
+		return nil, ctlserver.ErrorAnswer(503, control.ErrCodeTooMany, "too many clients from your address")
 	default:
-		return nil, control.ErrorAnswer(503, control.ErrCodeStopping, "supervisor stopping")
+		return nil, ctlserver.ErrorAnswer(503, control.ErrCodeStopping, "supervisor stopping")
 	}
 	s.polls.mu.Lock()
 	if s.polls.sessions == nil {
@@ -191,10 +193,10 @@ func (s *Supervisor) openPoll(req control.PollRequest) (*pollSession, control.An
 	s.polls.sessions[ps.id] = ps
 	s.polls.mu.Unlock()
 	ps.c.Log().Debug("poll session opened")
-	return ps, control.Answer{}
+	return ps, ctlserver.Answer{}
 }
 
-func (s *Supervisor) answerPoll(ctx context.Context, ps *pollSession, since *uint64, opened bool) control.Answer {
+func (s *Supervisor) answerPoll(ctx context.Context, ps *pollSession, since *uint64, opened bool) ctlserver.Answer {
 	cfg := s.config()
 	mine := make(chan struct{})
 	ps.mu.Lock()
@@ -220,7 +222,7 @@ func (s *Supervisor) answerPoll(ctx context.Context, ps *pollSession, since *uin
 	if since != nil {
 		cur = *since
 	}
-	empty := func() control.Answer { return pollAnswer(ps.id, cur, nil) }
+	empty := func() ctlserver.Answer { return pollAnswer(ps.id, cur, nil) }
 	if opened {
 		cur = ps.c.Cursor() // attach's snapshot covers up to here
 		since = &cur
@@ -235,7 +237,7 @@ func (s *Supervisor) answerPoll(ctx context.Context, ps *pollSession, since *uin
 			return empty()
 		case <-ctx.Done():
 			t.Stop()
-			return control.ErrorAnswer(503, control.ErrCodeStopping, "supervisor stopping")
+			return ctlserver.ErrorAnswer(503, control.ErrCodeStopping, "supervisor stopping")
 		}
 	}
 	timeout := time.NewTimer(cfg.PollTimeout)
@@ -243,7 +245,7 @@ func (s *Supervisor) answerPoll(ctx context.Context, ps *pollSession, since *uin
 	for {
 		published := s.hub.Published()
 		if frames, seq, ok := s.collect(ps, since); ok {
-			s.hub.delivered.Add(uint64(len(frames)))
+			s.hub.Counters().Delivered.Add(uint64(len(frames)))
 			return pollAnswer(ps.id, seq, frames)
 		}
 		select {
@@ -254,7 +256,7 @@ func (s *Supervisor) answerPoll(ctx context.Context, ps *pollSession, since *uin
 		case <-timeout.C:
 			return empty()
 		case <-ctx.Done():
-			return control.ErrorAnswer(503, control.ErrCodeStopping, "supervisor stopping")
+			return ctlserver.ErrorAnswer(503, control.ErrCodeStopping, "supervisor stopping")
 		}
 	}
 }
@@ -272,7 +274,7 @@ func (s *Supervisor) collect(ps *pollSession, since *uint64) (frames [][]byte, s
 
 // pollAnswer is the document a poll answers:
 // {"session": ID, "seq": SEQ, "frames": [FRAME, ...]}.
-func pollAnswer(id string, seq uint64, frames [][]byte) control.Answer {
+func pollAnswer(id string, seq uint64, frames [][]byte) ctlserver.Answer {
 	n := 64
 	for _, f := range frames {
 		n += len(f) + 1
@@ -289,24 +291,24 @@ func pollAnswer(id string, seq uint64, frames [][]byte) control.Answer {
 		}
 		b = append(b, f...)
 	}
-	return control.Answer{Status: 200, Body: append(b, "]}\n"...)}
+	return ctlserver.Answer{Status: 200, Body: append(b, "]}\n"...)}
 }
 
 // servePollCommand takes a session's command frame through the frame
 // path (ask: rate, size, UTF-8, decoding, role, schema, run, audit), as
 // a WebSocket's, and answers its result or error frame.
-func (s *Supervisor) servePollCommand(ctx context.Context, arg []byte, rest io.Reader) control.Answer {
+func (s *Supervisor) servePollCommand(ctx context.Context, arg []byte, rest io.Reader) ctlserver.Answer {
 	cfg := s.config()
 	var req control.CommandRequest
-	if err := control.DecodeRequest(arg, &req); err != nil {
-		return control.ErrorAnswer(400, control.ErrCodeBad, err.Error())
+	if err := ctlserver.DecodeRequest(arg, &req); err != nil {
+		return ctlserver.ErrorAnswer(400, control.ErrCodeBad, err.Error())
 	}
 	if req.Len < 0 || int64(req.Len) > cfg.MaxFrame {
-		return control.ErrorAnswer(413, control.ErrCodeBad, fmt.Sprintf("command frame of %d bytes: the limit is max_frame = %d", req.Len, cfg.MaxFrame))
+		return ctlserver.ErrorAnswer(413, control.ErrCodeBad, fmt.Sprintf("command frame of %d bytes: the limit is max_frame = %d", req.Len, cfg.MaxFrame))
 	}
 	data := make([]byte, req.Len)
 	if _, err := io.ReadFull(rest, data); err != nil {
-		return control.ErrorAnswer(400, control.ErrCodeBad, "command frame cut short")
+		return ctlserver.ErrorAnswer(400, control.ErrCodeBad, "command frame cut short")
 	}
 	ps, ans := s.pollSession(req.Session, req.Origin)
 	if ans != nil {
@@ -316,14 +318,14 @@ func (s *Supervisor) servePollCommand(ctx context.Context, arg []byte, rest io.R
 	ps.lastUse = time.Now()
 	ps.mu.Unlock()
 	b := s.ask(ctx, sender{who: ps.c.Who(), setup: ps.c.Setup(), remote: req.Remote, log: ps.c.Log()}, &ps.gate, data)
-	return control.Answer{Status: 200, Body: append(b, '\n')}
+	return ctlserver.Answer{Status: 200, Body: append(b, '\n')}
 }
 
 // runCommand runs m for the broker bridge as the frame path runs a
 // decoded command (Supervisor.command: role, schema, run, audit) and
 // returns its answer: the result or error frame. The bridge's role is
 // who, the configuration's (no token: setup "").
-func (s *Supervisor) runCommand(ctx context.Context, who control.Identity, setup, remote string, log *slog.Logger, m *wire.CommandMsg) ([]byte, error) {
+func (s *Supervisor) runCommand(ctx context.Context, who auth.Identity, setup, remote string, log *slog.Logger, m *wire.CommandMsg) ([]byte, error) {
 	var r reply
 	s.command(ctx, s.config(), &sender{who: who, setup: setup, remote: remote, log: log, answer: r.put, wait: true}, m)
 	return r.frame, nil

@@ -20,8 +20,10 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/livecgi/livecgi/proto"
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/supervisor/internal/fanout"
+	"github.com/livecgi/livecgi/supervisor/internal/pluginhost"
 )
 
 // builtinPlugin is the plugin id of the supervisor's own figures.
@@ -29,21 +31,21 @@ const builtinPlugin = "livecgid"
 
 // Options configures a Supervisor.
 type Options struct {
-	Config control.Config
+	Config config.Config
 	// ConfigPath is the file Config was read from. With it, livecgid
 	// follows the file (see Reload); "" runs Config as it is.
 	ConfigPath string
 	// Load reads ConfigPath again: the file's configuration with the
 	// command line's overrides, state_dir as the file says. Default:
-	// control.Load.
-	Load func() (control.Config, error)
+	// config.Load.
+	Load func() (config.Config, error)
 	// Level, if set, is the log level of Logger: Reload sets it from
 	// log_level.
 	Level *slog.LevelVar
 	// Reloaded, if set, is called with each configuration Reload applied,
 	// from the goroutine that applied it (cmd/livecgid sets the memory
 	// settings from it).
-	Reloaded func(control.Config)
+	Reloaded func(config.Config)
 	Secret   []byte       // HMAC secret of the tokens; required
 	Logger   *slog.Logger // default: discard
 	Version  string       // reported in hello and the control socket
@@ -62,28 +64,42 @@ type Options struct {
 	pollUnused time.Duration
 }
 
+// timing holds the delays of the plugin host and of the broker bridge.
+// Tests shorten them per supervisor (Options.timing), so they can run in
+// parallel.
+type timing struct {
+	host pluginhost.Timing
+	// The broker bridge's reconnect backoff (mqttbridge.Options).
+	mqttBackoffMin, mqttBackoffMax time.Duration
+}
+
+// defaultTiming is the timing of a real supervisor.
+func defaultTiming() timing {
+	return timing{host: pluginhost.DefaultTiming(), mqttBackoffMin: time.Second, mqttBackoffMax: time.Minute}
+}
+
 // Supervisor serves browsers and runs plugins. Create it with New and start
 // it with Run; it is done when Run returns. Its methods may be called
 // concurrently.
 type Supervisor struct {
 	// cfg is the configuration in force; Reload replaces it whole. Read
 	// it with config, once per request or command.
-	cfg     atomic.Pointer[control.Config]
+	cfg     atomic.Pointer[config.Config]
 	secret  []byte
 	log     *slog.Logger
 	version string
 	writers int
 	stats   time.Duration
-	hub     *hub
-	plugins *manager
-	demand  *demand // consumers of readings (see demand)
+	timing  timing
+	hub     *fanout.Hub
+	plugins *pluginhost.Host
 
 	// tls_cert and tls_key: cert is nil for plain ws://; tlsConf serves
 	// the current one (Reload swaps it).
 	cert    atomic.Pointer[tls.Certificate]
 	tlsConf *tls.Config
 
-	mqtt  mqttRun   // the broker bridge (mqtt.go), none without mqtt_url
+	mqtt  mqttRun   // the broker bridge (internal/mqttbridge), none without mqtt_url
 	rl    reloader  // following the configuration file (reload.go)
 	users usersFile // auth_users, as Recheck reads it (reload.go)
 
@@ -122,6 +138,10 @@ func New(opts Options) (*Supervisor, error) {
 	}
 	s.audit.log = log
 	s.cfg.Store(&cfg)
+	s.timing = defaultTiming()
+	if opts.timing != nil {
+		s.timing = *opts.timing
+	}
 	if s.version == "" {
 		s.version = "dev"
 	}
@@ -137,21 +157,10 @@ func New(opts Options) (*Supervisor, error) {
 	}
 	epoch := make([]byte, 6)
 	rand.Read(epoch)
-	s.demand = newDemand()
-	consumers := 0 // guarded by the hub's lock (OnConsumers)
-	s.hub = newHub(fanout.Options{
+	s.hub = fanout.New(fanout.Options{
 		Epoch: hex.EncodeToString(epoch), Version: s.version, History: cfg.History,
 		MaxClients: cfg.MaxClients, MaxPerKey: cfg.MaxClientsPerAddr, Writers: s.writers, WriteTimeout: cfg.WriteTimeout,
 		CommandRole: func(command string) string { return s.config().CommandRole(command) },
-		// Each attached client, a poll session's too, holds demand.
-		OnConsumers: func(n int) {
-			for ; consumers < n; consumers++ {
-				s.demand.hold()
-			}
-			for ; consumers > n; consumers-- {
-				s.demand.release()
-			}
-		},
 	})
 	cert, err := loadCert(cfg)
 	if err != nil {
@@ -167,39 +176,35 @@ func New(opts Options) (*Supervisor, error) {
 		},
 		MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"},
 	}
-	b, err := newBridge(s, cfg.MQTT)
-	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
-	}
-	s.mqtt.cur = b
 	socketDir := opts.SocketDir
 	if socketDir == "" {
 		socketDir = filepath.Join(cfg.StateDir, control.SocketDir)
 	}
-	s.plugins = &manager{
-		dir: cfg.PluginsDir, socketDir: socketDir, sums: cfg.PluginSHA256, hub: s.hub,
-		log: log, cmdTO: cfg.CommandTimeout, slots: map[string]*slot{}, timing: defaultTiming(), demand: s.demand,
-		env: pluginEnv(cfg),
+	s.plugins = pluginhost.New(pluginhost.Options{
+		Dir: cfg.PluginsDir, SocketDir: socketDir, Env: pluginEnv(cfg), Sums: cfg.PluginSHA256, Reserved: builtinPlugin,
+		CommandTimeout: cfg.CommandTimeout, Hub: s.hub, Demand: s.hub, Log: log, Timing: &s.timing.host,
+	})
+	b, err := s.newBridge(cfg.MQTT)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
 	}
-	if opts.timing != nil {
-		s.plugins.timing = *opts.timing
-	}
+	s.mqtt.cur = b
 	s.initReload(opts)
 	return s, nil
 }
 
 // config returns the configuration in force; the caller must not change
 // it.
-func (s *Supervisor) config() *control.Config { return s.cfg.Load() }
+func (s *Supervisor) config() *config.Config { return s.cfg.Load() }
 
 // pluginEnv is the environment plugins start with under cfg.
-func pluginEnv(cfg control.Config) []string {
+func pluginEnv(cfg config.Config) []string {
 	return append(os.Environ(), proto.EnvProcRoot+"="+cfg.ProcRoot, proto.EnvSysRoot+"="+cfg.SysRoot,
 		proto.EnvExecDir+"="+cfg.ExecDir, proto.EnvNetInterfaces+"="+cfg.NetInterfaces)
 }
 
 // loadCert loads tls_cert and tls_key; nil without them.
-func loadCert(cfg control.Config) (*tls.Certificate, error) {
+func loadCert(cfg config.Config) (*tls.Certificate, error) {
 	if cfg.TLSCert == "" {
 		return nil, nil
 	}
@@ -215,7 +220,7 @@ func (s *Supervisor) Status() control.Status {
 	s.mu.Lock()
 	port := s.port
 	s.mu.Unlock()
-	st := control.Status{PID: os.Getpid(), Port: port, Version: s.version, Epoch: s.hub.Epoch(), Clients: s.hub.clientCount(),
+	st := control.Status{PID: os.Getpid(), Port: port, Version: s.version, Epoch: s.hub.Epoch(), Clients: s.hub.ClientCount(),
 		TLS: s.cert.Load() != nil, ConfigSum: s.config().Sum}
 	st.ConfigError, st.Restart = s.rl.state()
 	return st
@@ -234,16 +239,15 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 	ln = &tlsListener{Listener: ln, s: s}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if err := os.MkdirAll(s.plugins.socketDir, 0o700); err != nil {
-		return fmt.Errorf("plugin socket dir: %w", err)
+	pctx, stopPlugins := context.WithCancel(context.Background())
+	if err := s.plugins.Start(pctx); err != nil {
+		stopPlugins()
+		return err
 	}
-	cleanSockets(s.plugins.socketDir, s.log)
 	s.audit.open(s.config().StateDir)
 	defer s.closeAudit()
+	defer stopPlugins() // before the audit trail closes, as step 3 below
 
-	pctx, stopPlugins := context.WithCancel(context.Background())
-	defer stopPlugins()
-	s.plugins.ctx = pctx
 	s.registerBuiltin()
 
 	s.hub.Start()
@@ -253,7 +257,7 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 	bg.Go(func() { s.sweepPolls(ctx) })
 	s.startBridge(ctx, &bg)
 	watchErr := make(chan error, 1)
-	bg.Go(func() { watchErr <- s.watch(ctx) })
+	bg.Go(func() { watchErr <- s.plugins.Watch(ctx) })
 	bg.Go(func() { s.follow(ctx) })
 
 	serveErr := make(chan error, 1)
@@ -286,20 +290,10 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 	cw.Wait()
 	// 3. Stop every plugin.
 	stopPlugins()
-	s.plugins.wait()
+	s.plugins.Wait()
 	// 4. The watcher and the rest.
 	bg.Wait()
 	s.hub.Stop()
 	s.log.Info("livecgid stopped")
 	return err
-}
-
-// cleanSockets removes go-plugin socket dirs left by a killed supervisor.
-func cleanSockets(dir string, log *slog.Logger) {
-	ents, _ := os.ReadDir(dir)
-	for _, e := range ents {
-		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err == nil {
-			log.Info("removed stale plugin socket", "path", e.Name())
-		}
-	}
 }

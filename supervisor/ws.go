@@ -12,6 +12,7 @@ import (
 
 	"github.com/livecgi/livecgi/proto/wire"
 	"github.com/livecgi/livecgi/supervisor/internal/fanout"
+	"github.com/livecgi/livecgi/supervisor/internal/ratelimit"
 )
 
 // The WebSocket transport: the upgrade of a connection accept.go read
@@ -82,11 +83,12 @@ func (s *Supervisor) upgrade(w *connWriter, r *http.Request) {
 //
 // The rate limit is checked before a frame is read: a frame over it is
 // discarded unread, never decoded. A client that keeps sending over its
-// rate for floodGrace is closed with wire.CloseRateLimits. The limits
+// rate for ratelimit.FloodGrace is closed with wire.CloseRateLimits. The limits
 // (max_frame, rate, burst) are the configuration's as each frame comes.
 func (s *Supervisor) read(ctx context.Context, c *fanout.Client) {
 	defer c.Conn().CloseNow()
-	var lim limiter
+	var lim ratelimit.Limiter
+	var lastWarn time.Time
 	var maxFrame int64
 	snd := wsSender(c)
 	for {
@@ -95,7 +97,7 @@ func (s *Supervisor) read(ctx context.Context, c *fanout.Client) {
 			maxFrame = cfg.MaxFrame
 			c.Conn().SetReadLimit(maxFrame)
 		}
-		lim.set(cfg.Rate, cfg.Burst)
+		lim.Set(cfg.Rate, cfg.Burst)
 		typ, r, err := c.Conn().Reader(ctx)
 		if err != nil {
 			if st := websocket.CloseStatus(err); st != -1 {
@@ -106,19 +108,19 @@ func (s *Supervisor) read(ctx context.Context, c *fanout.Client) {
 			return
 		}
 		now := time.Now()
-		if !lim.allow(now) {
+		if !lim.Allow(now) {
 			if _, err := io.Copy(io.Discard, r); err != nil {
 				c.Log().Debug("read ended", "err", err)
 				return
 			}
-			if lim.drop(now) {
-				c.Log().Warn("client closed: kept sending over its rate limit", "rate", lim.rate, "for", floodGrace)
+			if lim.Drop(now) {
+				c.Log().Warn("client closed: kept sending over its rate limit", "rate", lim.Rate(), "for", ratelimit.FloodGrace)
 				c.Conn().Close(wire.CloseRateLimits, "rate limit exceeded")
 				return
 			}
-			if now.Sub(lim.lastWarn) > time.Second {
-				lim.lastWarn = now
-				c.QueueJSON(overRate(lim.rate))
+			if now.Sub(lastWarn) > time.Second {
+				lastWarn = now
+				c.QueueJSON(overRate(lim.Rate()))
 			}
 			continue
 		}
@@ -128,7 +130,7 @@ func (s *Supervisor) read(ctx context.Context, c *fanout.Client) {
 			linger(c.Net())
 			return
 		}
-		lim.charge(len(data))
+		lim.Charge(len(data))
 		if typ != websocket.MessageText {
 			c.QueueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrBadMessage, Message: "binary frames are not accepted"})
 			continue
