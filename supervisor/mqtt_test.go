@@ -116,6 +116,7 @@ func TestMQTTDevice(t *testing.T) {
 		{"not an object", "leds.set_brightness", `[1, 2]`, "bad_message", ""},
 		{"oversized", "leds.set_brightness", `{"led": "` + strings.Repeat("x", 70<<10) + `"}`, "bad_message", "max_frame = 65536"},
 		{"not UTF-8", "leds.set_brightness", "{\"led\": \"\xff\"}", "bad_message", "UTF-8"},
+		{"name too long", "leds." + strings.Repeat("n", 200), `{}`, "bad_message", "command name"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			topic := "livecgi/board1/result/" + tc.command

@@ -6,15 +6,12 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
-	"log/slog"
 	"strconv"
 	"sync"
 	"time"
 
-	"github.com/livecgi/livecgi/proto/auth"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/control/ctlserver"
-	"github.com/livecgi/livecgi/proto/wire"
 	"github.com/livecgi/livecgi/supervisor/internal/fanout"
 )
 
@@ -319,16 +316,6 @@ func (s *Supervisor) servePollCommand(ctx context.Context, arg []byte, rest io.R
 	ps.mu.Unlock()
 	b := s.ask(ctx, sender{who: ps.c.Who(), setup: ps.c.Setup(), remote: req.Remote, log: ps.c.Log()}, &ps.gate, data)
 	return ctlserver.Answer{Status: 200, Body: append(b, '\n')}
-}
-
-// runCommand runs m for the broker bridge as the frame path runs a
-// decoded command (Supervisor.command: role, schema, run, audit) and
-// returns its answer: the result or error frame. The bridge's role is
-// who, the configuration's (no token: setup "").
-func (s *Supervisor) runCommand(ctx context.Context, who auth.Identity, setup, remote string, log *slog.Logger, m *wire.CommandMsg) ([]byte, error) {
-	var r reply
-	s.command(ctx, s.config(), &sender{who: who, setup: setup, remote: remote, log: log, answer: r.put, wait: true}, m)
-	return r.frame, nil
 }
 
 // sweepPolls ends the poll sessions nobody polled for pollIdle, those

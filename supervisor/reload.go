@@ -486,17 +486,16 @@ type mqttRun struct {
 }
 
 // newBridge returns the broker bridge m asks for, nil without mqtt_url:
-// a client of the hub, whose commands run as every transport's do
-// (runCommand), held to the limits in force.
+// a client of the hub whose command messages take the frame path as
+// every transport's frames do (ask), under one rate limit for all of
+// them.
 func (s *Supervisor) newBridge(m config.MQTT) (*mqttbridge.Bridge, error) {
+	g := new(gate)
 	return mqttbridge.New(mqttbridge.Options{
 		MQTT: m, Hub: s.hub, Described: s.plugins.Described, Log: s.log,
-		Limits: func() mqttbridge.Limits {
-			cfg := s.config()
-			return mqttbridge.Limits{Rate: cfg.Rate, Burst: cfg.Burst, MaxFrame: cfg.MaxFrame}
-		},
-		Commands: func(ctx context.Context, who auth.Identity, remote string, log *slog.Logger, m *wire.CommandMsg) ([]byte, error) {
-			return s.runCommand(ctx, who, "", remote, log, m)
+		Limits: func() mqttbridge.Limits { return mqttbridge.Limits{MaxFrame: s.config().MaxFrame} },
+		Frames: func(ctx context.Context, who auth.Identity, remote string, log *slog.Logger, frame []byte) []byte {
+			return s.ask(ctx, sender{who: who, remote: remote, log: log}, g, frame)
 		},
 		Backoff: s.timing.mqttBackoffMin, MaxBackoff: s.timing.mqttBackoffMax,
 	})

@@ -1,6 +1,7 @@
 package mqttbridge
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -14,7 +15,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -27,7 +27,6 @@ import (
 	"github.com/livecgi/livecgi/proto/trust"
 	"github.com/livecgi/livecgi/proto/wire"
 	"github.com/livecgi/livecgi/supervisor/internal/fanout"
-	"github.com/livecgi/livecgi/supervisor/internal/ratelimit"
 	"github.com/livecgi/livecgi/supervisor/internal/wsconn"
 )
 
@@ -49,22 +48,24 @@ import (
 // never queue them, and never slows the hub's writers. While the broker
 // is unreachable it is detached and retries with backoff; the hub keeps
 // the last value of each sensor, which the next connection publishes
-// first. Commands go through Options.Commands (the supervisor's: role
-// (mqtt_role), schema, audit, as every other transport's).
+// first. A command message becomes a client frame, as a WebSocket
+// carries one, which goes through Options.Frames: the supervisor's frame
+// path, every transport's (rate, size, UTF-8, decoding, role (mqtt_role),
+// schema, run, audit).
 
 // Options configures a Bridge.
 type Options struct {
 	MQTT config.MQTT // mqtt_url and the other mqtt_ keys
-	// Limits returns the limits in force (a reload may change them),
-	// which commands from the broker are held to.
+	// Limits returns the limits in force (a reload may change them).
 	Limits func() Limits
 	// Hub is where the readings and descriptors come from: the bridge is
 	// a client of it while connected.
 	Hub *fanout.Hub
-	// Commands runs a command from the broker for who and returns its
-	// answer, the result or error frame; it fails only when ctx ends
-	// first.
-	Commands func(ctx context.Context, who auth.Identity, remote string, log *slog.Logger, m *wire.CommandMsg) ([]byte, error)
+	// Frames takes one command frame from the broker for who (a client
+	// frame, as a WebSocket carries it) through the checks every
+	// transport's frames go through (rate, size, UTF-8, decoding, role,
+	// schema), runs it and returns its answer: the result or error frame.
+	Frames func(ctx context.Context, who auth.Identity, remote string, log *slog.Logger, frame []byte) []byte
 	// Described reports whether the plugins have described themselves,
 	// and a channel closed when that may have changed (see
 	// pluginhost.Host.Described): the first $meta waits for it. Nil:
@@ -79,9 +80,7 @@ type Options struct {
 
 // Limits are the configuration's limits on what clients send.
 type Limits struct {
-	Rate     float64 // messages a second
-	Burst    int
-	MaxFrame int64 // bytes
+	MaxFrame int64 // bytes of a frame: of a message over MQTT over WebSocket, with 64 KiB more
 }
 
 // Bridge is one broker bridge; New makes it, Run runs it.
@@ -94,10 +93,7 @@ type Bridge struct {
 	log    *slog.Logger
 	who    auth.Identity
 	sem    chan struct{} // commands in flight
-
-	limMu sync.Mutex
-	lim   ratelimit.Limiter // commands from the broker, all together
-	cmdN  atomic.Uint64
+	cmdN   atomic.Uint64
 
 	// Owned by the session loop.
 	//
@@ -599,8 +595,11 @@ func (b *Bridge) received(ctx context.Context) func(paho.PublishReceived) (bool,
 	}
 }
 
-// command checks one command message as the WebSocket reader checks a
-// frame (rate, size, UTF-8, JSON, the command's schema) and runs it.
+// command makes one command message the client frame a WebSocket would
+// carry, {"type": "command", "id": ID, "name": NAME, "args": PAYLOAD}
+// (the payload is the arguments, none is {}; the id is the correlation
+// data, if any), takes it through Options.Frames and publishes the
+// answer.
 func (b *Bridge) command(ctx context.Context, cli *paho.Client, name string, p *paho.Publish) {
 	id := "mqtt-" + strconv.FormatUint(b.cmdN.Add(1), 10)
 	if p.Properties != nil {
@@ -608,33 +607,14 @@ func (b *Bridge) command(ctx context.Context, cli *paho.Client, name string, p *
 			id = string(cd)
 		}
 	}
-	fail := func(code, msg string) { b.answer(ctx, cli, name, p, id, wire.Error{Code: code, Message: msg}, 1) }
-	cfg := b.o.Limits()
-	now := time.Now()
-	b.limMu.Lock()
-	b.lim.Set(cfg.Rate, cfg.Burst)
-	allowed := b.lim.Allow(now)
-	if allowed {
-		b.lim.Charge(len(p.Payload))
-	}
-	b.limMu.Unlock()
-	switch {
-	case !allowed:
-		fail(wire.ErrRateLimited, fmt.Sprintf("more than %g commands per second from the broker: command dropped", cfg.Rate))
-		return
-	case int64(len(p.Payload)) > cfg.MaxFrame:
-		fail(wire.ErrBadMessage, fmt.Sprintf("payload of %d bytes: the limit is max_frame = %d", len(p.Payload), cfg.MaxFrame))
-		return
-	case !utf8.Valid(p.Payload):
-		fail(wire.ErrBadMessage, "payload is not UTF-8")
-		return
-	}
 	args := p.Payload
-	if len(strings.TrimSpace(string(args))) == 0 {
+	if len(bytes.TrimSpace(args)) == 0 {
 		args = []byte("{}")
 	}
+	// One JSON value, so that nothing of the payload can be another
+	// member of the frame (a "name" of its own).
 	if !json.Valid(args) {
-		fail(wire.ErrBadJSON, "payload is not JSON: want the command's arguments as an object, e.g. {\"name\": 1}")
+		b.answer(ctx, cli, name, p, id, wire.Error{Code: wire.ErrBadJSON, Message: "payload is not JSON: want the command's arguments as an object, e.g. {\"name\": 1}"}, 1)
 		return
 	}
 	frame, _ := json.Marshal(struct {
@@ -643,16 +623,13 @@ func (b *Bridge) command(ctx context.Context, cli *paho.Client, name string, p *
 		Name string          `json:"name"`
 		Args json.RawMessage `json:"args"`
 	}{wire.TypeCommand, id, name, args})
-	msg, err := wire.DecodeClient(frame)
-	if err != nil {
-		var de *wire.DecodeError
-		errors.As(err, &de)
-		fail(de.Code, err.Error())
+	res := b.o.Frames(ctx, b.who, b.url.Host, b.log, frame)
+	if len(res) == 0 {
 		return
 	}
-	res, err := b.o.Commands(ctx, b.who, b.url.Host, b.log, msg.(*wire.CommandMsg))
-	if err != nil {
-		return // stopping
+	var e wire.Error
+	if json.Unmarshal(res, &e) == nil && e.Type == wire.TypeError {
+		b.log.Info("mqtt: command refused", "command", name, "code", e.Code, "err", e.Message)
 	}
 	b.reply(ctx, cli, name, p, res, 1)
 }

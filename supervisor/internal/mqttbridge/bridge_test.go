@@ -27,8 +27,10 @@ func topicIs(topic string) func(brokertest.Message) bool {
 // TestBridgeAlone runs a bridge with what its Options give and nothing
 // else (a bare hub, a command function, a Described the test controls)
 // against a real Mosquitto: readings flow at once, $meta waits for
-// Described; a command from the broker reaches Commands with the
-// bridge's identity (mqtt_role) and its answer comes back on result/;
+// Described; a command from the broker reaches Frames as a client frame
+// with the bridge's identity (mqtt_role) and its answer comes back on
+// result/; a payload that is not one JSON value never reaches Frames (it
+// cannot add members to the frame);
 // Check connects under a client id of its own.
 func TestBridgeAlone(t *testing.T) {
 	b := brokertest.Start(t, brokertest.Options{})
@@ -55,15 +57,22 @@ func TestBridgeAlone(t *testing.T) {
 	m.URL, m.DeviceID, m.Role = b.URL, "solo", auth.RoleOperator
 	br, err := New(Options{
 		MQTT: m, Hub: hub, Log: slog.New(slog.DiscardHandler),
-		Limits: func() Limits { return Limits{Rate: 100, Burst: 100, MaxFrame: 64 << 10} },
+		Limits: func() Limits { return Limits{MaxFrame: 64 << 10} },
 		Described: func() (bool, <-chan struct{}) {
 			mu.Lock()
 			defer mu.Unlock()
 			return described, wake
 		},
-		Commands: func(ctx context.Context, who auth.Identity, remote string, log *slog.Logger, m *wire.CommandMsg) ([]byte, error) {
+		Frames: func(ctx context.Context, who auth.Identity, remote string, log *slog.Logger, frame []byte) []byte {
+			msg, err := wire.DecodeClient(frame)
+			if err != nil {
+				t.Errorf("Frames got %q: %v", frame, err)
+				return nil
+			}
+			m := msg.(*wire.CommandMsg)
 			calls <- call{who, remote, m}
-			return json.Marshal(wire.Result{Type: wire.TypeResult, ID: m.ID, OK: true, Value: json.RawMessage("7")})
+			b, _ := json.Marshal(wire.Result{Type: wire.TypeResult, ID: m.ID, OK: true, Value: json.RawMessage("7")})
+			return b
 		},
 	})
 	if err != nil {
@@ -108,11 +117,21 @@ func TestBridgeAlone(t *testing.T) {
 			t.Errorf("Commands got %+v from %q for %+v", c.who, c.remote, *c.m)
 		}
 	case <-time.After(wait):
-		t.Fatal("the command did not reach Commands")
+		t.Fatal("the command did not reach Frames")
 	}
-	res, _ := sub.WaitFor(wait, 0, "the result", topicIs("livecgi/solo/result/p.set"))
+	res, at := sub.WaitFor(wait, 0, "the result", topicIs("livecgi/solo/result/p.set"))
 	if !strings.Contains(res.Payload, `"ok":true`) || !strings.Contains(res.Payload, `"value":7`) {
 		t.Errorf("result %s, want ok with value 7", res.Payload)
+	}
+	b.Publish(t, "livecgi/solo/cmd/p.set", []byte(`{}, "name": "p.other"`))
+	res, _ = sub.WaitFor(wait, at+1, "the refusal", topicIs("livecgi/solo/result/p.set"))
+	if !strings.Contains(res.Payload, `"code":"bad_json"`) {
+		t.Errorf("a payload with members of its own: %s, want bad_json", res.Payload)
+	}
+	select {
+	case c := <-calls:
+		t.Errorf("Frames got %+v", *c.m)
+	default:
 	}
 
 	msg, err := Check(ctx, m, 64<<10)

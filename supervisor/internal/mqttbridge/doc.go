@@ -2,9 +2,10 @@
 // "Many devices"): an MQTT 5 client of one broker that publishes the
 // readings, the descriptors ($meta) and its state, announces them to Home
 // Assistant if asked, and takes commands in. It is a client of the fan-out
-// hub, as a long poll is, and runs commands through the function it is
-// given (the supervisor's, which holds them to roles, schemas and the
-// audit trail). It knows nothing of the supervisor that wires it.
+// hub, as a long poll is, and makes each command message a client frame
+// that it takes through the function it is given (the supervisor's frame
+// path, every transport's: rate, size, decoding, role, schema, audit).
+// It knows nothing of the supervisor that wires it.
 //
 // Start with New and Bridge.Run; Check is livecgid -check's look at the
 // broker. The files:
