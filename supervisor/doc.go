@@ -2,29 +2,74 @@
 // directory as go-plugin processes, keeps the last value of every sensor,
 // and serves browsers over WebSockets (protocol in proto/wire).
 //
-// Start with New and Supervisor.Run: supervisor.go wires the parts and
-// reads each WebSocket client's frames. The parts that run on their own
-// are packages under internal/, each built from what it needs and none
-// reaching back into this one (proto/deps_test.go keeps it so):
+// Start with New and Supervisor.Run: supervisor.go wires the parts. Every
+// way in passes one door: admission.go lets clients in (the WebSocket
+// port, the same-port hand-over, long polling), frames.go takes every
+// client frame (those three and the broker bridge's); the transports
+// only carry bytes. The parts that run on their own are packages under
+// internal/, each built from what it needs and none reaching back into
+// this one (proto/deps_test.go keeps it so):
 //
-//	internal/fanout      the hub: last values, a ring of readings, the writers to clients; counts the consumers of readings (Demand)
+//	internal/fanout      the hub: last values, a ring of readings, the writers to clients; counts the consumers of readings (Demand) and the clients of each address (MaxPerKey)
 //	internal/pluginhost  the plugin host: one slot per binary, restarts, hot swap, the plugins directory, commands on plugins
-//	internal/mqttbridge  the broker bridge (mqtt_url): readings and $meta out, commands in
+//	internal/mqttbridge  the broker bridge (mqtt_url): readings and $meta out, command messages in as frames
 //	internal/ratelimit   the token bucket each transport holds a client's messages to
 //	internal/wsconn      the WebSocket client the bridge dials a ws:// broker with
 //
 // (internal/history and internal/alarm say what they are in their own
 // doc.go.) The files of this package:
 //
-//	supervisor.go  Options, New, Run and its shutdown in order; the WebSocket upgrade, reader and commands
-//	accept.go      the listener: a goroutine per connection, small buffers, bounded unfinished handshakes
-//	poll.go        long polls through the control socket; runCommand, for clients without a socket (polls, the bridge)
-//	reload.go      following the configuration file, holding each command to it; the bridge's start and restarts
-//	audit.go       the audit trail and the role check of every command
-//	stats.go       the supervisor's own figures (plugin livecgid) and the idle timeout
+//	supervisor.go  Options, New, Status, Run and its shutdown in order: the wiring
+//	admission.go   the door of every client: Host, token, origin, nonce, role (check); max_clients and max_clients_per_addr (enter)
+//	frames.go      the path of every client frame: rate, size, UTF-8, decoding, role, schema, run, audit, answer; ask, for transports that wait
+//	accept.go      the listener: a goroutine per connection, small buffers, bounded unfinished handshakes; the hand-over's entry
+//	ws.go          the WebSocket transport: upgrade, the reader, pings
+//	poll.go        the long-poll transport through the control socket: sessions, polls, commands
+//	audit.go       the audit trail: bounded records, operators' and viewers' files, refusals summarised
+//	reload.go      following the configuration file, holding each client to it; the bridge's start and restarts
+//	stats.go       the supervisor's own figures (plugin livecgid)
+//	idle.go        the idle exit: no consumer of readings for idle_timeout
 //	check.go       what livecgid -check asks of the internal parts (CheckPluginFile, CheckBroker)
 //	daemon.go      the single-instance lock and the rotated log file
 //
 // brokertest runs a real Mosquitto for the bridge's tests (and for
 // livecgi-bench).
+//
+// # Locking
+//
+// Every lock order of the process, "A -> B" meaning B may be taken while
+// A is held and never the other way round. A lock not named on the left
+// of any line is a leaf: nothing else is taken while it is held. No lock
+// is held across a call into another package but for those listed.
+//
+// internal/fanout (the contracts on Hub and Client):
+//
+//	Hub.mu -> Client.mu                 broadcast, Attach and Rehello queue frames under mu
+//	Client.mu -> (Control sink)         a socketless client's frames are handed over under its lock: here pollQueue.mu
+//	Hub.idleMu, Hub.waitMu, Cork.mu     leaves, taken with no other fanout lock held
+//
+// internal/pluginhost (the contracts on Host, slot and instance):
+//
+//	Host.mu -> Hub.mu                   load reports a refused file name
+//	instance.descMu -> slot.pub         a redescription publishes only if its instance is still current
+//	slot.pub -> Hub.mu                  the current instance changes together with its descriptors
+//	instance.descMu -> instance.reshapeMu
+//	instance.mu, debouncer.mu, startup.mu, links.mu, the stderr tail's mu: leaves
+//
+// This package:
+//
+//	reloader.mu -> Hub.mu               a reload sets the hub's limits (SetLimits, SetMaxPerKey)
+//	mqttRun.mu -> (the bridge's run)    swapBridge waits under it for the old bridge to return, which detaches from the hub
+//	polls.mu -> pollSession.mu          sweepPolls reads each session's use; endPoll and sweepPolls detach after letting go
+//	polls.mu -> pollQueue.mu            sweepPolls reads an overflow
+//	Client.mu -> pollQueue.mu           (above) a poll session's control frames
+//	pollSession.mu, gate.mu, nonceMu, hsMu, Supervisor.mu, usersFile.mu,
+//	refusals.mu, LogFile.mu, commands.mu, keepalive's mu: leaves (the
+//	audit trail writes a summary after letting refusals.mu go)
+//
+// internal/mqttbridge holds no lock of its own; it reaches the hub as a
+// client does. internal/wsconn's write lock is a leaf. Not wired into
+// livecgid yet: internal/history (Store.mu -> series.mu, one at a time)
+// and internal/alarm (Engine.mu and Runner.mu leaves; Log.mu -> its
+// writer's lock, LogFile.mu once wired).
 package supervisor

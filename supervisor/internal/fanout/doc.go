@@ -9,5 +9,7 @@
 // Subscribe, Resume and the client's queue; a client without a socket (a
 // long poll) gets its control frames through ClientOptions.Control and
 // its readings from Collect, waking at Published. The concurrency
-// contract is written on Hub and Client.
+// contract is written on Hub and Client; every lock order of livecgid,
+// this package's among them, is listed in one place: the supervisor's
+// doc.go, "Locking".
 package fanout

@@ -77,7 +77,8 @@ type Counters struct {
 //   - idleMu guards idle and every client's inIdle.
 //   - Lock order: mu, then a client's mu (broadcast queues under mu).
 //     Nothing takes mu while holding a client's mu; idleMu is taken with
-//     no other lock held.
+//     no other lock held. (Every lock order of livecgid: the
+//     supervisor's doc.go, "Locking".)
 //   - work holds each client at most once (its scheduled flag) and has
 //     room for MaxClients+16: with Attach refusing past MaxClients, a send
 //     to it never blocks. chunks holds idle clients woken by a reading;

@@ -21,6 +21,8 @@
 //	stderr.go     a plugin's last word on stderr, for the reason shown when it fails
 //	hclog.go      go-plugin's logger over slog
 //
-// The concurrency rules are written on Host and slot. Its tests run the
-// test binary as a plugin; the supervisor's run the host end to end.
+// The concurrency rules are written on Host and slot; their lock orders
+// are listed with every other of livecgid in the supervisor's doc.go,
+// "Locking". Its tests run the test binary as a plugin; the
+// supervisor's run the host end to end.
 package pluginhost
