@@ -204,3 +204,20 @@ func TestPollCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestPollCommandTimeout: a poll's command that its plugin does not
+// answer within command_timeout is answered as a WebSocket's is: a
+// result with ok false saying so, with its id (never bad_message).
+func TestPollCommandTimeout(t *testing.T) {
+	ts := startSup(t, func(c *config.Config) { c.CommandTimeout = 300 * time.Millisecond }, "counter")
+	o := ts.origin()
+	waitFor(t, "the counter plugin's commands", func() bool { _, ok := ts.hub.Command("helper_counter.block"); return ok })
+	a := ts.poll(context.Background(), control.PollRequest{Token: ts.token(o, auth.Identity{User: "op", Role: auth.RoleOperator}), Origin: o})
+	frame := `{"type":"command","id":"t1","name":"helper_counter.block"}`
+	arg, _ := json.Marshal(control.CommandRequest{Session: a.Session, Origin: o, Remote: "192.0.2.7", Len: len(frame)})
+	ans := ts.servePollCommand(context.Background(), arg, strings.NewReader(frame))
+	var r wire.Result
+	if json.Unmarshal(ans.Body, &r); ans.Status != 200 || r.Type != wire.TypeResult || r.ID != "t1" || r.OK || !strings.Contains(r.Error, "did not answer within 300ms") {
+		t.Errorf("a command past command_timeout: %d %s", ans.Status, ans.Body)
+	}
+}
