@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -375,20 +376,22 @@ func TestBrowserRoles(t *testing.T) {
 	for _, pid := range testkit.Supervisors(e.state) {
 		stopAndReap(pid)
 	}
-	f, err := os.Open(filepath.Join(e.state, "audit.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	// Operators' commands in audit.log, viewers' in audit-viewer.log.
 	var got []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var r struct{ User, Role, Command, Result, Remote string }
-		json.Unmarshal(sc.Bytes(), &r)
-		res, _, _ := strings.Cut(r.Result, ":")
-		got = append(got, r.User+" "+r.Role+" "+r.Command+" "+res)
-		if !strings.HasPrefix(r.Remote, "127.0.0.1:") {
-			t.Errorf("audit remote %q", r.Remote)
+	for _, name := range []string{"audit.log", "audit-viewer.log"} {
+		b, err := os.ReadFile(filepath.Join(e.state, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(bytes.NewReader(b))
+		for sc.Scan() {
+			var r struct{ User, Role, Command, Result, Remote string }
+			json.Unmarshal(sc.Bytes(), &r)
+			res, _, _ := strings.Cut(r.Result, ":")
+			got = append(got, r.User+" "+r.Role+" "+r.Command+" "+res)
+			if !strings.HasPrefix(r.Remote, "127.0.0.1:") {
+				t.Errorf("audit remote %q", r.Remote)
+			}
 		}
 	}
 	if want := []string{"otto operator leds.set_brightness ok", "vera viewer leds.set_brightness forbidden"}; strings.Join(got, "\n") != strings.Join(want, "\n") {
