@@ -8,7 +8,8 @@ import (
 
 // TestDependenciesFlowOneWay keeps the package boundaries: the supervisor
 // knows plugins only through proto, plugins never see the supervisor, and
-// the contracts the stub shares (wire, control) stay standard-library only.
+// the contracts the stub shares (wire, control) and the report-by-exception
+// rule both sides of the plugin RPC apply (rbe) stay standard-library only.
 // cmd/livecgid is wiring: it links the built-in plugins (system, leds, exec) to
 // serve them as processes of their own, and nothing else of plugins/.
 func TestDependenciesFlowOneWay(t *testing.T) {
@@ -27,7 +28,7 @@ func TestDependenciesFlowOneWay(t *testing.T) {
 		{[]string{mod + "plugins/..."}, func(d string) bool {
 			return strings.HasPrefix(d, mod+"supervisor") || strings.HasPrefix(d, mod+"cgi")
 		}},
-		{[]string{mod + "proto/wire", mod + "proto/control"}, func(d string) bool {
+		{[]string{mod + "proto/wire", mod + "proto/control", mod + "proto/rbe"}, func(d string) bool {
 			first, _, _ := strings.Cut(d, "/")
 			return strings.Contains(first, ".") && !strings.HasPrefix(d, mod+"proto/")
 		}},
