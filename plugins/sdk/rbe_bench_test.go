@@ -26,8 +26,9 @@ import (
 // host's own /proc and /sys; and, on the moving fixture, with only two
 // sensors demanded every 10 s (a record kept while nobody watches) against
 // all of them. One op is one second: plugin-µs/s is the plugin process's
-// CPU time per second, msgs/s and B/s the readings and their protobuf
-// bytes it sent per second (the first reading of each sensor excluded).
+// CPU time per second, plugin-runs/s the times its threads were put on a
+// CPU, msgs/s and B/s the readings and their protobuf bytes it sent per
+// second (the first reading of each sensor excluded).
 //
 //	go test -run '^$' -bench StreamRBE -benchtime 20x -count 6 ./plugins/sdk/
 func BenchmarkStreamRBE(b *testing.B) {
@@ -109,7 +110,7 @@ func streamRate(b *testing.B, bin string, req *proto.StreamRequest, env ...strin
 	}()
 	msgs.Store(0)
 	bytes.Store(0)
-	cpu, _ := cpuNanos(b, pid)
+	cpu, runs := cpuNanos(b, pid)
 	start := time.Now()
 	b.ResetTimer()
 	for b.Loop() {
@@ -117,11 +118,12 @@ func streamRate(b *testing.B, bin string, req *proto.StreamRequest, env ...strin
 	}
 	b.StopTimer()
 	secs := time.Since(start).Seconds()
-	cpuEnd, _ := cpuNanos(b, pid)
+	cpuEnd, runsEnd := cpuNanos(b, pid)
 	n, size := msgs.Load(), bytes.Load()
 	cancel()
 	<-done
 	b.ReportMetric(float64(cpuEnd-cpu)/1e3/secs, "plugin-µs/s")
+	b.ReportMetric(float64(runsEnd-runs)/secs, "plugin-runs/s")
 	b.ReportMetric(float64(n)/secs, "msgs/s")
 	b.ReportMetric(float64(size)/secs, "B/s")
 	b.ReportMetric(0, "ns/op")
