@@ -86,10 +86,10 @@ install: build
 	for p in $(BUILTIN); do ln -sfn /usr/sbin/livecgid $(DESTDIR)/usr/lib/livecgi/plugins/$$p; done
 	install -m 0755 $(BIN)/live.cgi $(DESTDIR)/usr/lib/cgi-bin/live.cgi
 	ln -sf live.cgi $(DESTDIR)/usr/lib/cgi-bin/nph-live.cgi
-	test -e $(DESTDIR)/etc/livecgi/livecgi.conf || install -m 0644 proto/control/sample.conf $(DESTDIR)/etc/livecgi/livecgi.conf
+	test -e $(DESTDIR)/etc/livecgi/livecgi.conf || install -m 0644 proto/config/sample.conf $(DESTDIR)/etc/livecgi/livecgi.conf
 	echo "d $(STATE_DIR) 0700 $(WWW_USER) - -" >$(DESTDIR)/usr/lib/tmpfiles.d/livecgi.conf
 	if [ "$$(id -u)" = 0 ]; then install -d -m 0700 -o $(WWW_USER) $(DESTDIR)$(STATE_DIR); \
-	  else echo "not root: create $(STATE_DIR) for $(WWW_USER) on the device (see README)"; fi
+	  else echo "not root: create $(STATE_DIR) for $(WWW_USER) on the device (see cmd/livecgid/README.md)"; fi
 
 # check-arch: every binary under $(BIN) is an ELF executable for the
 # GOARCH being built (e_machine and byte order, read with od).

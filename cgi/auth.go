@@ -15,7 +15,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/auth"
+	"github.com/livecgi/livecgi/proto/config"
+	"github.com/livecgi/livecgi/proto/trust"
 )
 
 // Error codes of authentication failures.
@@ -85,32 +87,32 @@ func contains(list []string, s string) bool {
 
 // authenticate decides who r is under the configured auth mode. It returns
 // the identity to put in the token, or the answer to send instead.
-func (s *Stub) authenticate(ctx context.Context, r Request, st *starter) (control.Identity, *Response) {
+func (s *Stub) authenticate(ctx context.Context, r Request, st *starter) (auth.Identity, *Response) {
 	cfg := s.Config
 	switch cfg.Auth {
-	case control.AuthWebserver:
+	case config.AuthWebserver:
 		if r.RemoteUser == "" {
 			return refuse(403, ErrUnauthorized, "not signed in: auth = webserver, but the web server passed no REMOTE_USER; protect this CGI with the server's own authentication")
 		}
-		if !control.ValidUser(r.RemoteUser) {
+		if !auth.ValidUser(r.RemoteUser) {
 			return refuse(403, ErrUnauthorized, "REMOTE_USER "+quote(r.RemoteUser)+" is not a valid user name")
 		}
-		id := control.Identity{User: r.RemoteUser, Role: control.RoleOperator}
+		id := auth.Identity{User: r.RemoteUser, Role: auth.RoleOperator}
 		if cfg.AuthUsers != "" {
-			users, err := control.ReadUsers(cfg.AuthUsers)
+			users, err := auth.ReadUsers(cfg.AuthUsers)
 			if err != nil {
 				st.log("%v", err)
 				return refuse(500, ErrConfig, err.Error())
 			}
-			id.Role = control.RoleViewer
-			if u, ok := control.Lookup(users, r.RemoteUser); ok {
+			id.Role = auth.RoleViewer
+			if u, ok := auth.Lookup(users, r.RemoteUser); ok {
 				id.Role = u.Role
 			}
 		}
 		return id, nil
-	case control.AuthBasic:
+	case config.AuthBasic:
 		return s.basic(r, st)
-	case control.AuthCommand:
+	case config.AuthCommand:
 		id, status, err := runAuthCommand(ctx, cfg.AuthCommand, r.Env, AuthCommandTimeout)
 		if err != nil {
 			st.log("auth_command %s: %v (remote %s)", cfg.AuthCommand, err, r.RemoteAddr)
@@ -122,39 +124,39 @@ func (s *Stub) authenticate(ctx context.Context, r Request, st *starter) (contro
 		}
 		return id, nil
 	}
-	return control.Identity{Role: control.RoleViewer}, nil // none: an anonymous viewer
+	return auth.Identity{Role: auth.RoleViewer}, nil // none: an anonymous viewer
 }
 
-func refuse(status int, code, reason string) (control.Identity, *Response) {
+func refuse(status int, code, reason string) (auth.Identity, *Response) {
 	resp := errorResponse(status, code, reason)
-	return control.Identity{}, &resp
+	return auth.Identity{}, &resp
 }
 
 // basic checks HTTP Basic credentials against auth_users.
-func (s *Stub) basic(r Request, st *starter) (control.Identity, *Response) {
+func (s *Stub) basic(r Request, st *starter) (auth.Identity, *Response) {
 	if r.Authorization == "" && (r.RemoteUser != "" || strings.HasPrefix(r.ServerSoftware, "busybox")) {
 		// busybox httpd never passes Authorization; a server that did
 		// the authentication itself passes REMOTE_USER instead.
 		return refuse(500, ErrConfig, "auth = basic, but the web server does not pass the Authorization header to CGIs; use auth = webserver")
 	}
-	challenge := func(reason string) (control.Identity, *Response) {
+	challenge := func(reason string) (auth.Identity, *Response) {
 		_, resp := refuse(401, ErrUnauthorized, reason)
 		resp.Header = append(resp.Header, Field{"WWW-Authenticate", `Basic realm="livecgi", charset="UTF-8"`})
-		return control.Identity{}, resp
+		return auth.Identity{}, resp
 	}
-	user, pass, err := control.ParseBasic(r.Authorization)
+	user, pass, err := auth.ParseBasic(r.Authorization)
 	switch {
-	case errors.Is(err, control.ErrNoCredentials):
+	case errors.Is(err, auth.ErrNoCredentials):
 		return challenge("sign in: this device asks for a user name and password")
-	case errors.Is(err, control.ErrHeaderTooLong):
+	case errors.Is(err, auth.ErrHeaderTooLong):
 		return refuse(431, ErrBadRequest, err.Error())
 	case err != nil:
 		return refuse(400, ErrBadRequest, err.Error())
 	}
-	if !control.ValidUser(user) {
+	if !auth.ValidUser(user) {
 		return challenge("wrong user name or password") // no such user can exist
 	}
-	users, err := control.ReadUsers(s.Config.AuthUsers)
+	users, err := auth.ReadUsers(s.Config.AuthUsers)
 	if err != nil {
 		st.log("%v", err)
 		return refuse(500, ErrConfig, err.Error())
@@ -174,15 +176,15 @@ func (s *Stub) basic(r Request, st *starter) (control.Identity, *Response) {
 		}
 		_, resp := refuse(429, ErrThrottled, "too many failed sign-ins as "+quote(user)+where+"; try again in "+secs+" s")
 		resp.Header = append(resp.Header, Field{"Retry-After", secs})
-		return control.Identity{}, resp
+		return auth.Identity{}, resp
 	}
-	u, ok := control.CheckPassword(users, user, pass)
+	u, ok := auth.CheckPassword(users, user, pass)
 	if !ok {
 		st.log("sign-in failed for user %s from %s", quote(user), r.RemoteAddr)
 		return challenge("wrong user name or password")
 	}
 	settleAttempt(failPath, user, addr, s.Now())
-	return control.Identity{User: u.Name, Role: u.Role}, nil
+	return auth.Identity{User: u.Name, Role: u.Role}, nil
 }
 
 // failEntry is one line of AuthFailFile, "user addr count unix-seconds":
@@ -342,12 +344,12 @@ func parseFails(b []byte) []failEntry {
 // timeout, or when the stub dies. Exit 0 with a first line "USER ROLE" on
 // stdout signs USER in as ROLE; a non-zero exit refuses (status 403);
 // anything else is the administrator's to fix (500).
-func runAuthCommand(ctx context.Context, path string, env []string, timeout time.Duration) (control.Identity, int, error) {
-	if err := control.CheckTrusted(path, false); err != nil {
+func runAuthCommand(ctx context.Context, path string, env []string, timeout time.Duration) (auth.Identity, int, error) {
+	if err := trust.Check(path, trust.Options{}); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return control.Identity{}, 500, fmt.Errorf("auth_command %s does not exist", path)
+			return auth.Identity{}, 500, fmt.Errorf("auth_command %s does not exist", path)
 		}
-		return control.Identity{}, 500, fmt.Errorf("auth_command refused: %w", err)
+		return auth.Identity{}, 500, fmt.Errorf("auth_command refused: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -371,24 +373,24 @@ func runAuthCommand(ctx context.Context, path string, env []string, timeout time
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // whatever it left behind
 	}
 	if ctx.Err() != nil {
-		return control.Identity{}, 500, fmt.Errorf("auth_command %s took longer than %v; killed", path, timeout)
+		return auth.Identity{}, 500, fmt.Errorf("auth_command %s took longer than %v; killed", path, timeout)
 	}
 	if len(reaperErr.b) > 0 {
-		return control.Identity{}, 500, fmt.Errorf("auth_command %s: %s", path, bytes.TrimSpace(reaperErr.b))
+		return auth.Identity{}, 500, fmt.Errorf("auth_command %s: %s", path, bytes.TrimSpace(reaperErr.b))
 	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
-		return control.Identity{}, 403, fmt.Errorf("not signed in (auth_command refused: %v)", ee.ProcessState)
+		return auth.Identity{}, 403, fmt.Errorf("not signed in (auth_command refused: %v)", ee.ProcessState)
 	}
 	if err != nil {
-		return control.Identity{}, 500, fmt.Errorf("auth_command %s: %v", path, err)
+		return auth.Identity{}, 500, fmt.Errorf("auth_command %s: %v", path, err)
 	}
 	line, _, _ := bytes.Cut(out.b, []byte("\n"))
 	f := strings.Fields(string(line))
-	if len(f) != 2 || !control.ValidUser(f[0]) || !control.ValidRole(f[1]) {
-		return control.Identity{}, 500, fmt.Errorf("auth_command %s printed %s: want \"USER ROLE\", ROLE viewer or operator", path, quote(string(line)))
+	if len(f) != 2 || !auth.ValidUser(f[0]) || !auth.ValidRole(f[1]) {
+		return auth.Identity{}, 500, fmt.Errorf("auth_command %s printed %s: want \"USER ROLE\", ROLE viewer or operator", path, quote(string(line)))
 	}
-	return control.Identity{User: f[0], Role: f[1]}, 0, nil
+	return auth.Identity{User: f[0], Role: f[1]}, 0, nil
 }
 
 // capped keeps the first max bytes written to it and drops the rest.
@@ -408,7 +410,7 @@ func (c *capped) Write(p []byte) (int, error) {
 // basic, so that the browser prompts and then sends them with the page's
 // ?connect; the other modes check at ?connect only.
 func (s *Stub) pageAuth(ctx context.Context, r Request) *Response {
-	if s.ConfigErr != nil || s.Config.Auth != control.AuthBasic {
+	if s.ConfigErr != nil || s.Config.Auth != config.AuthBasic {
 		return nil
 	}
 	st, err := s.starter()

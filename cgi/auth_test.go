@@ -16,11 +16,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livecgi/livecgi/proto/auth"
 	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/testkit"
 )
 
 // connectAs asks s for a token and returns who it was minted for.
-func connectAs(t *testing.T, s *Stub, e testEnv, r Request) control.Identity {
+func connectAs(t *testing.T, s *Stub, e testEnv, r Request) auth.Identity {
 	t.Helper()
 	r.Host, r.Query = "127.0.0.1", "connect"
 	resp := serve(t, s, r)
@@ -53,11 +55,11 @@ func mustUsers(t *testing.T, entries ...string) string {
 	path := filepath.Join(t.TempDir(), "users")
 	for _, e := range entries {
 		f := strings.SplitN(e, " ", 3)
-		hash, err := control.HashPassword(f[2])
+		hash, err := auth.HashPassword(f[2])
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := control.SetUser(path, control.User{Name: f[0], Role: f[1], Hash: hash}); err != nil {
+		if _, err := auth.SetUser(path, auth.User{Name: f[0], Role: f[1], Hash: hash}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -67,7 +69,7 @@ func mustUsers(t *testing.T, entries ...string) string {
 func TestAuthNone(t *testing.T) {
 	e := mustEnv(t)
 	s := New(e.conf, testAssets)
-	if id := connectAs(t, s, e, Request{RemoteUser: "alice"}); id != (control.Identity{Role: control.RoleViewer}) {
+	if id := connectAs(t, s, e, Request{RemoteUser: "alice"}); id != (auth.Identity{Role: auth.RoleViewer}) {
 		t.Errorf("auth = none: %+v, want an anonymous viewer", id)
 	}
 }
@@ -80,12 +82,12 @@ func TestAuthWebserver(t *testing.T) {
 		t.Errorf("reason %q", reason)
 	}
 	wantError(t, serve(t, s, Request{Host: "localhost", Query: "connect", RemoteUser: "a b"}), 403, ErrUnauthorized)
-	if id := connectAs(t, s, e, Request{RemoteUser: "alice"}); id != (control.Identity{User: "alice", Role: control.RoleOperator}) {
+	if id := connectAs(t, s, e, Request{RemoteUser: "alice"}); id != (auth.Identity{User: "alice", Role: auth.RoleOperator}) {
 		t.Errorf("without auth_users: %+v, want operator alice", id)
 	}
 	s.Config.AuthUsers = mustUsers(t, "vera viewer x", "otto operator y")
-	for user, role := range map[string]string{"vera": control.RoleViewer, "otto": control.RoleOperator, "alice": control.RoleViewer} {
-		if id := connectAs(t, s, e, Request{RemoteUser: user}); id != (control.Identity{User: user, Role: role}) {
+	for user, role := range map[string]string{"vera": auth.RoleViewer, "otto": auth.RoleOperator, "alice": auth.RoleViewer} {
+		if id := connectAs(t, s, e, Request{RemoteUser: user}); id != (auth.Identity{User: user, Role: role}) {
 			t.Errorf("with auth_users: %s is %+v, want %s", user, id, role)
 		}
 	}
@@ -119,10 +121,10 @@ func TestAuthBasic(t *testing.T) {
 	if page := serve(t, s, Request{Host: "localhost", Authorization: basicHeader("vera", "secret")}); page.Status != 200 {
 		t.Errorf("page with credentials: %d", page.Status)
 	}
-	if id := connectAs(t, s, e, Request{Authorization: basicHeader("alice", odd), RemoteAddr: "10.0.0.1"}); id != (control.Identity{User: "alice", Role: control.RoleOperator}) {
+	if id := connectAs(t, s, e, Request{Authorization: basicHeader("alice", odd), RemoteAddr: "10.0.0.1"}); id != (auth.Identity{User: "alice", Role: auth.RoleOperator}) {
 		t.Errorf("alice: %+v", id)
 	}
-	if id := connectAs(t, s, e, Request{Authorization: basicHeader("vera", "secret"), RemoteAddr: "10.0.0.1"}); id != (control.Identity{User: "vera", Role: control.RoleViewer}) {
+	if id := connectAs(t, s, e, Request{Authorization: basicHeader("vera", "secret"), RemoteAddr: "10.0.0.1"}); id != (auth.Identity{User: "vera", Role: auth.RoleViewer}) {
 		t.Errorf("vera: %+v", id)
 	}
 
@@ -210,7 +212,7 @@ esac
 	s := New(e.conf, testAssets)
 	t.Setenv("LIVECGI_TEST_SECRET", "do not pass")
 	env := CGIEnv(append(os.Environ(), "HTTP_COOKIE=lang=en; session=good", "REMOTE_ADDR=10.0.0.1", "HTTP_AUTHORIZATION=Basic eA==", "HTTP_PROXY=evil"))
-	if id := connectAs(t, s, e, Request{Env: env}); id != (control.Identity{User: "alice", Role: control.RoleOperator}) {
+	if id := connectAs(t, s, e, Request{Env: env}); id != (auth.Identity{User: "alice", Role: auth.RoleOperator}) {
 		t.Errorf("good session: %+v", id)
 	}
 	got, _ := os.ReadFile(dump)
@@ -255,7 +257,7 @@ esac
 	}
 	for _, f := range strings.Fields(string(b)) {
 		pid, _ := strconv.Atoi(f)
-		if alive(pid) {
+		if testkit.Alive(pid) {
 			t.Errorf("the hung auth_command left pid %d running", pid)
 		}
 	}
@@ -279,20 +281,28 @@ esac
 			t.Errorf("reason %q", reason)
 		}
 	})
-}
-
-// alive reports whether pid runs (a zombie waiting for this reaper does
-// not count).
-func alive(pid int) bool {
-	if syscall.Kill(pid, 0) != nil {
-		return false
-	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	i := strings.LastIndexByte(string(stat), ')')
-	return i < 0 || i+2 >= len(stat) || stat[i+2] != 'Z'
+	// auth_command is a program run with the stub's rights: trusted as
+	// plugins are (trust.Check), its symlinks followed, never from a
+	// directory others may write to, sticky or not.
+	t.Run("link into a directory others may write", func(t *testing.T) {
+		script := mustScript(t, "echo alice operator")
+		os.Chmod(filepath.Dir(script), 0o777)
+		link := filepath.Join(t.TempDir(), "check-session")
+		if err := os.Symlink(script, link); err != nil {
+			t.Fatal(err)
+		}
+		s.Config.AuthCommand = link
+		if reason := wantError(t, serve(t, s, Request{Host: "localhost", Query: "connect"}), 500, ErrConfig); !strings.Contains(reason, filepath.Dir(script)+" is writable by group or others") {
+			t.Errorf("reason %q", reason)
+		}
+	})
+	t.Run("in a sticky directory", func(t *testing.T) {
+		s.Config.AuthCommand = mustScript(t, "echo alice operator")
+		os.Chmod(filepath.Dir(s.Config.AuthCommand), 0o777|os.ModeSticky)
+		if reason := wantError(t, serve(t, s, Request{Host: "localhost", Query: "connect"}), 500, ErrConfig); !strings.Contains(reason, "writable by group or others") {
+			t.Errorf("reason %q", reason)
+		}
+	})
 }
 
 // TestAuthBasicPerUser: failures are counted per user and address, and
@@ -381,7 +391,7 @@ func slowHash(password string, iter int) string {
 // ends.
 func TestAuthBasicParallel(t *testing.T) {
 	users := filepath.Join(t.TempDir(), "users")
-	if _, err := control.SetUser(users, control.User{Name: "alice", Role: control.RoleOperator, Hash: slowHash("right", 200_000)}); err != nil {
+	if _, err := auth.SetUser(users, auth.User{Name: "alice", Role: auth.RoleOperator, Hash: slowHash("right", 200_000)}); err != nil {
 		t.Fatal(err)
 	}
 	e := mustEnv(t, "auth = basic", "auth_users = "+users)
@@ -436,7 +446,7 @@ func TestAuthCommandDiesWithStub(t *testing.T) {
 				cmd.Process.Kill()
 				<-exited
 				for _, pid := range procs {
-					killAndReap(pid)
+					testkit.KillAndReap(pid)
 				}
 			})
 			deadline := time.Now().Add(20 * time.Second)
@@ -459,7 +469,7 @@ func TestAuthCommandDiesWithStub(t *testing.T) {
 			for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
 				var left []int
 				for _, pid := range procs {
-					if alive(pid) {
+					if testkit.Alive(pid) {
 						left = append(left, pid)
 					}
 				}

@@ -3,6 +3,7 @@ package cgi
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/testkit"
 )
 
 // boaWrapper runs the stub ($0) the way boa 0.94.13 does: umask 0177,
@@ -178,7 +180,7 @@ func TestDetach(t *testing.T) {
 
 	out := runStub(t, bin, cgiEnv("connect"), true, leakR, leakW)
 	mustConnect(t, out)
-	st, err := probe(e.state, time.Second)
+	st, err := control.Probe(context.Background(), e.state)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,7 +292,7 @@ func TestColdStartConcurrent(t *testing.T) {
 	if c := startCount(t, e.state); c != 1 {
 		t.Errorf("supervisor exec'd %d times, want 1", c)
 	}
-	if pids := supervisorPids(e.state); len(pids) != 1 {
+	if pids := testkit.Supervisors(e.state); len(pids) != 1 {
 		t.Errorf("supervisors running: %v, want one", pids)
 	}
 	for i, h := range hosts {
@@ -322,18 +324,18 @@ func TestStale(t *testing.T) {
 		return c
 	}
 	c1 := connect()
-	st1, err := probe(e.state, time.Second)
+	st1, err := control.Probe(context.Background(), e.state)
 	if err != nil {
 		t.Fatal(err)
 	}
-	killAndReap(st1.PID)
+	testkit.KillAndReap(st1.PID)
 	for _, f := range []string{control.ControlFile, control.LockFile} {
 		if _, err := os.Stat(filepath.Join(e.state, f)); err != nil {
 			t.Fatalf("the killed supervisor left no %s: %v", f, err)
 		}
 	}
 	c2 := connect()
-	st2, err := probe(e.state, time.Second)
+	st2, err := control.Probe(context.Background(), e.state)
 	if err != nil {
 		t.Fatal(err)
 	}

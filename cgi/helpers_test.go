@@ -11,22 +11,21 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/testkit"
 )
 
 // TestMain makes this test process the reaper of the supervisors that the
 // stubs it runs leave behind, so that t.Cleanup can kill and reap them.
 func TestMain(m *testing.M) {
-	syscall.RawSyscall(syscall.SYS_PRCTL, 36, 1, 0) // PR_SET_CHILD_SUBREAPER
-	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
-	}
-	os.Exit(code)
+	testkit.Main(m, func() {
+		if buildDir != "" {
+			os.RemoveAll(buildDir)
+		}
+	})
 }
 
 var (
@@ -100,62 +99,8 @@ func mustEnvB(t testing.TB, extra ...string) testEnv {
 	if err := os.WriteFile(e.conf, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { killSupervisors(t, e.state) })
+	t.Cleanup(func() { testkit.KillSupervisors(e.state) })
 	return e
-}
-
-// supervisorPids lists the live processes started with -state-dir state,
-// leaving out children between fork and exec, which still show the
-// parent's command line.
-func supervisorPids(state string) []int {
-	var pids []int
-	ents, _ := os.ReadDir("/proc")
-	want := []byte("\x00-state-dir\x00" + state + "\x00")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmdline, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err != nil || !bytes.Contains(cmdline, want) {
-			continue
-		}
-		if stat, err := os.ReadFile("/proc/" + e.Name() + "/stat"); err == nil {
-			if i := bytes.LastIndexByte(stat, ')'); i > 0 && len(stat) > i+2 && (stat[i+2] == 'Z' || stat[i+2] == 'X') {
-				continue
-			}
-		}
-		pids = append(pids, pid)
-	}
-	in := map[int]bool{}
-	for _, p := range pids {
-		in[p] = true
-	}
-	var out []int
-	for _, p := range pids {
-		stat, _ := os.ReadFile("/proc/" + strconv.Itoa(p) + "/stat")
-		if f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:])); len(f) > 1 {
-			if pp, _ := strconv.Atoi(f[1]); in[pp] {
-				continue
-			}
-		}
-		out = append(out, p)
-	}
-	return out
-}
-
-// killSupervisors SIGKILLs and reaps every process started for state.
-func killSupervisors(t testing.TB, state string) {
-	for _, pid := range supervisorPids(state) {
-		killAndReap(pid)
-	}
-}
-
-func killAndReap(pid int) {
-	syscall.Kill(pid, syscall.SIGKILL)
-	// Ours by birth or as subreaper; ECHILD otherwise.
-	var ws syscall.WaitStatus
-	syscall.Wait4(pid, &ws, 0, nil)
 }
 
 // startCount is how many times the fake supervisor was exec'd for state.

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
 )
 
@@ -148,7 +149,7 @@ func TestTransportURLs(t *testing.T) {
 
 	direct := []struct {
 		https, tls bool
-		edit       func(c *control.Config)
+		edit       func(c *config.Config)
 		want       string
 		usable     bool
 	}{
@@ -156,12 +157,12 @@ func TestTransportURLs(t *testing.T) {
 		{true, false, nil, "ws://device.lan:8081", false},
 		{true, true, nil, "wss://device.lan:8081", true},
 		{false, true, nil, "wss://device.lan:8081", true},
-		{false, false, func(c *control.Config) { c.PublicPort = 9000 }, "ws://device.lan:9000", true},
-		{true, false, func(c *control.Config) { c.PublicURL = "wss://proxy.example/livecgi/" }, "wss://proxy.example/livecgi", true},
-		{true, false, func(c *control.Config) { c.PublicURL = "ws://device.lan:9000" }, "ws://device.lan:9000", false},
+		{false, false, func(c *config.Config) { c.PublicPort = 9000 }, "ws://device.lan:9000", true},
+		{true, false, func(c *config.Config) { c.PublicURL = "wss://proxy.example/livecgi/" }, "wss://proxy.example/livecgi", true},
+		{true, false, func(c *config.Config) { c.PublicURL = "ws://device.lan:9000" }, "ws://device.lan:9000", false},
 	}
 	for _, d := range direct {
-		s := &Stub{Config: control.Default()}
+		s := &Stub{Config: config.Default()}
 		if d.edit != nil {
 			d.edit(&s.Config)
 		}

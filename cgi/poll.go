@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/livecgi/livecgi/proto/control"
@@ -29,9 +27,6 @@ import (
 // which every browser sends with Origin: one without is refused, and its
 // origin must be the session's.
 
-// maxAnswer bounds a poll answer read from the supervisor.
-const maxAnswer = 4 << 20
-
 // poll answers GET ?poll.
 func (s *Stub) poll(ctx context.Context, r Request, p Params) Response {
 	origin, st, refused := s.pollCheck(r)
@@ -42,8 +37,8 @@ func (s *Stub) poll(ctx context.Context, r Request, p Params) Response {
 	if p.HasSince {
 		req.Since = &p.Since
 	}
-	line := append([]byte(control.KindPoll+" "), pollRequestJSON(req)...)
-	return s.ask(ctx, st, append(line, '\n'), s.Config.PollTimeout+s.Config.PollInterval+5*time.Second)
+	status, body, err := control.Poll(st.stateDir, req, s.Config.PollTimeout+s.Config.PollInterval+5*time.Second)
+	return s.answer(ctx, st, status, body, err)
 }
 
 // command answers POST ?command: the body is one command frame, at most
@@ -71,9 +66,8 @@ func (s *Stub) command(ctx context.Context, r Request, p Params) Response {
 		return errorResponse(400, ErrBadRequest, fmt.Sprintf("command body shorter than its Content-Length (%d bytes)", n))
 	}
 	req := control.CommandRequest{Session: p.Session, Origin: origin, Remote: r.RemoteAddr, Len: int(n)}
-	msg := append([]byte(control.KindCommand+" "), commandRequestJSON(req)...)
-	msg = append(append(msg, '\n'), frame...)
-	return s.ask(ctx, st, msg, s.Config.CommandTimeout+5*time.Second)
+	status, body, err := control.Command(st.stateDir, req, frame, s.Config.CommandTimeout+5*time.Second)
+	return s.answer(ctx, st, status, body, err)
 }
 
 type eofReader struct{}
@@ -94,15 +88,14 @@ func (s *Stub) pollCheck(r Request) (string, *starter, *Response) {
 	return origin, st, nil
 }
 
-// ask sends one request to the supervisor and answers what it says. A
+// answer answers what the supervisor said to a poll or a command. A
 // supervisor that is not running is started again, and the client told
 // to fetch ?connect again: its session or token died with the old one.
-func (s *Stub) ask(ctx context.Context, st *starter, msg []byte, timeout time.Duration) Response {
-	status, body, err := controlRequest(st.stateDir, msg, timeout)
+func (s *Stub) answer(ctx context.Context, st *starter, status int, body []byte, err error) Response {
 	if err == nil {
 		return jsonResponse(status, body)
 	}
-	if errors.Is(err, errNotRunning) {
+	if errors.Is(err, control.ErrNotRunning) {
 		if _, err := st.ensure(ctx); err != nil {
 			var se *StartError
 			if errors.As(err, &se) {
@@ -114,58 +107,4 @@ func (s *Stub) ask(ctx context.Context, st *starter, msg []byte, timeout time.Du
 	}
 	st.log("control request: %v", err)
 	return errorResponse(503, ErrSupervisor, "the supervisor did not answer: "+err.Error())
-}
-
-// errNotRunning: nobody listens on the control socket.
-var errNotRunning = errors.New("supervisor not running")
-
-// controlRequest sends msg on the control socket in stateDir and reads
-// the answer: a decimal status, a newline, the body up to EOF (see
-// control.Handler). Raw syscalls, as probe.
-func controlRequest(stateDir string, msg []byte, timeout time.Duration) (int, []byte, error) {
-	fd, err := dialControl(filepath.Join(stateDir, control.ControlFile), timeout)
-	if err != nil {
-		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
-			return 0, nil, fmt.Errorf("%w: %v", errNotRunning, err)
-		}
-		return 0, nil, err
-	}
-	defer syscall.Close(fd)
-	for len(msg) > 0 {
-		n, err := syscall.Write(fd, msg)
-		if err == syscall.EINTR {
-			continue
-		}
-		if err != nil {
-			return 0, nil, fmt.Errorf("write: %w", err)
-		}
-		msg = msg[n:]
-	}
-	var buf []byte
-	chunk := make([]byte, 16<<10)
-	for {
-		n, err := syscall.Read(fd, chunk)
-		if err == syscall.EINTR {
-			continue
-		}
-		if err != nil {
-			return 0, nil, fmt.Errorf("read: %w", err)
-		}
-		if n == 0 {
-			break
-		}
-		if len(buf)+n > maxAnswer {
-			return 0, nil, errors.New("answer too long")
-		}
-		buf = append(buf, chunk[:n]...)
-	}
-	i := indexByte(buf, '\n')
-	if i < 0 {
-		return 0, nil, errors.New("connection closed before an answer")
-	}
-	status, err := strconv.Atoi(string(buf[:i]))
-	if err != nil || status < 200 || status > 599 {
-		return 0, nil, fmt.Errorf("bad answer status %q", buf[:min(i, 16)])
-	}
-	return status, buf[i+1:], nil
 }

@@ -106,10 +106,11 @@ type Params struct {
 // the query as a whole is bounded by maxQuery).
 const maxParam = 200
 
-// ParseQuery returns the action a query string asks for: "" for the page,
-// "client.js", "connect", "ws" (under nph-live.cgi), "poll" or "command".
-// Parameters named "v" or "_" (cache busters) may follow; anything else
-// is an error.
+// ParseQuery returns the action a query string asks for: ActionPage for
+// none, else the one of "client.js", "connect", "ws" (under
+// nph-live.cgi), "poll" or "command" it names. Parameters named "v" or
+// "_" (cache busters) may follow, and the values ParseParams reads;
+// anything else is an error.
 func ParseQuery(q string) (Action, error) {
 	act, _, err := ParseParams(q)
 	return act, err

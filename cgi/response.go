@@ -4,18 +4,20 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/livecgi/livecgi/proto/control"
 )
 
 // Error codes of the "error" field of a JSON error answer.
 const (
-	ErrBadRequest  = "bad_request"        // 400: unknown query, bad or missing Host, bad Origin
+	ErrBadRequest  = "bad_request"        // 400: unknown query, bad or missing Host, bad Origin, a bad command body (413: too long; 431: Authorization too long)
 	ErrCrossSite   = "cross_site"         // 403: Origin on another host than Host
 	ErrHost        = "host_not_allowed"   // 403: Host (or Origin) not in allowed_hosts
-	ErrMethod      = "method_not_allowed" // 405: not GET or HEAD
+	ErrMethod      = "method_not_allowed" // 405: not GET or HEAD (for ?command: not POST)
 	ErrConfig      = "config"             // 500: the configuration file is unreadable or wrong
 	ErrStateDir    = "state_dir"          // 500: no usable state directory
 	ErrSupervisor  = "supervisor"         // 500/503: livecgid missing, failing or not answering
-	ErrInternal    = "internal"           // 500: anything else (the stub's own deadline)
+	ErrInternal    = "internal"           // 503: the stub's own deadline passed (a hung file system)
 	ErrNoSocket    = "no_socket"          // 501: ?ws, but the web server gave nph-live.cgi a pipe, not the client's socket
 	ErrNoUpgrade   = "no_upgrade"         // 501: ?ws without the Upgrade and Sec-WebSocket-* headers (not passed by the server)
 	maxReasonBytes = 512
@@ -34,7 +36,8 @@ type Response struct {
 	HandedOver bool
 }
 
-// ErrorBody is the JSON document of every failure.
+// ErrorBody is the JSON document of every failure (control.ErrorJSON
+// writes it).
 type ErrorBody struct {
 	Error  string `json:"error"`
 	Reason string `json:"reason"`
@@ -45,7 +48,7 @@ func errorResponse(status int, code, reason string) Response {
 	if len(reason) > maxReasonBytes {
 		reason = strings.ToValidUTF8(reason[:maxReasonBytes], "") + "..."
 	}
-	return jsonResponse(status, errorJSON(ErrorBody{Error: code, Reason: reason}))
+	return jsonResponse(status, control.ErrorJSON(code, reason))
 }
 
 func jsonResponse(status int, body []byte) Response {

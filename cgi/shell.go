@@ -5,7 +5,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/config"
 )
 
 // Describe writes what the stub is and what it would use: the config file
@@ -14,7 +14,7 @@ import (
 // creates nothing and starts nothing. cmd/live.cgi prints it when run
 // from a shell.
 func Describe(w io.Writer, version string) {
-	cfg, err := control.Load(ConfigPath)
+	cfg, err := config.Load(ConfigPath)
 	conf := ConfigPath
 	switch _, serr := os.Stat(ConfigPath); {
 	case err != nil:

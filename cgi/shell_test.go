@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/livecgi/livecgi/proto/testkit"
 )
 
 // TestShell runs the built stub from a shell (no GATEWAY_INTERFACE, a
@@ -68,7 +70,7 @@ func TestShell(t *testing.T) {
 			if ents, _ := os.ReadDir(cwd); len(ents) > 0 {
 				t.Errorf("files created in the working dir: %v", ents)
 			}
-			if pids := supervisorPids(e.state); len(pids) > 0 {
+			if pids := testkit.Supervisors(e.state); len(pids) > 0 {
 				t.Errorf("supervisor started: pids %v", pids)
 			}
 		})

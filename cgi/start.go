@@ -14,7 +14,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/trust"
 )
 
 // StartLockFile serialises stubs that find no supervisor, so that only one
@@ -36,7 +38,7 @@ func (e *StartError) Error() string { return e.Reason }
 
 // starter starts livecgid for one stub run.
 type starter struct {
-	cfg        control.Config
+	cfg        config.Config
 	configPath string // absolute; passed as -config
 	stateDir   string // absolute; passed as -state-dir
 	log        func(format string, args ...any)
@@ -86,15 +88,14 @@ func (s *starter) startOnce(ctx context.Context) (control.Status, error) {
 
 // probe asks the control socket for the status, with a short deadline.
 func (s *starter) probe(ctx context.Context) (control.Status, error) {
-	if err := ctx.Err(); err != nil {
-		return control.Status{}, err
-	}
-	return probe(s.stateDir, time.Second)
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	return control.Probe(ctx, s.stateDir)
 }
 
 // checkBinary says in words what is wrong with the supervisor binary, if
 // anything, before an attempt to run it: missing, not executable, or open
-// to others (control.CheckTrust: whoever can replace it runs as the web
+// to others (trust.Check: whoever can replace it runs as the web
 // server's user).
 func checkBinary(path string) error {
 	fi, err := os.Stat(path)
@@ -108,7 +109,7 @@ func checkBinary(path string) error {
 	case syscall.Access(path, 1) != nil:
 		return &StartError{500, fmt.Sprintf("supervisor binary %s is not executable by uid %d", path, os.Getuid())}
 	}
-	if err := control.CheckTrust(path); err != nil {
+	if err := trust.Check(path, trust.Options{}); err != nil {
 		return &StartError{500, fmt.Sprintf("supervisor binary not trusted, not started: %v", err)}
 	}
 	return nil

@@ -13,8 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
-	"github.com/livecgi/livecgi/proto/wire"
 )
 
 // ConfigPath is the configuration file the stub reads, fixed at build
@@ -35,9 +35,9 @@ type Assets struct {
 // goroutines (tests do) as long as the fields are not changed.
 type Stub struct {
 	Assets     Assets
-	ConfigPath string         // passed to the supervisor as -config
-	Config     control.Config // loaded from ConfigPath
-	ConfigErr  error          // why ConfigPath could not be used; ?connect fails with it
+	ConfigPath string        // passed to the supervisor as -config
+	Config     config.Config // loaded from ConfigPath
+	ConfigErr  error         // why ConfigPath could not be used; ?connect fails with it
 	Now        func() time.Time
 }
 
@@ -47,7 +47,7 @@ func New(path string, assets Assets) *Stub {
 	if abs, err := filepath.Abs(path); err == nil {
 		path = abs
 	}
-	cfg, err := control.Load(path)
+	cfg, err := config.Load(path)
 	return &Stub{Assets: assets, ConfigPath: path, Config: cfg, ConfigErr: err, Now: time.Now}
 }
 
@@ -262,7 +262,7 @@ func (s *Stub) connect(ctx context.Context, r Request) Response {
 		URL:      direct + "/live?token=" + token,
 		Token:    token,
 		Expires:  expires.UnixMilli(),
-		Protocol: wire.Subprotocol,
+		Protocol: control.Subprotocol,
 	}
 	// Each WebSocket transport has its own token: trying one must not
 	// spend another's.
@@ -275,7 +275,7 @@ func (s *Stub) connect(ctx context.Context, r Request) Response {
 	}
 	t, _ := mint()
 	doc.AddTransport(control.TransportPoll, pollURL(r.ScriptName, t))
-	return jsonResponse(200, connectJSON(doc))
+	return jsonResponse(200, doc.JSON())
 }
 
 // originRefused answers a request whose Host or Origin TokenOrigin refused.

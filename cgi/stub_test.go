@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/testkit"
 	"github.com/livecgi/livecgi/proto/wire"
 )
 
@@ -258,7 +259,7 @@ func TestHTTP(t *testing.T) {
 		if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
 			t.Errorf("connect Cache-Control %q", cc)
 		}
-		st, err := probe(e.state, time.Second)
+		st, err := control.Probe(context.Background(), e.state)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -325,7 +326,7 @@ func TestServeConcurrentColdStart(t *testing.T) {
 	if c := startCount(t, e.state); c != 1 {
 		t.Errorf("supervisor exec'd %d times, want 1", c)
 	}
-	if pids := supervisorPids(e.state); len(pids) != 1 {
+	if pids := testkit.Supervisors(e.state); len(pids) != 1 {
 		t.Errorf("supervisors running: %v, want one", pids)
 	}
 	for i, u := range urls {
@@ -398,7 +399,7 @@ func TestStateDirSquatted(t *testing.T) {
 	if len(dirs) != 1 {
 		t.Fatalf("private dirs %q, want one", dirs)
 	}
-	t.Cleanup(func() { killSupervisors(t, dirs[0]) })
+	t.Cleanup(func() { testkit.KillSupervisors(dirs[0]) })
 	if n := startCount(t, dirs[0]); n != 1 {
 		t.Errorf("supervisor started %d times in %s", n, dirs[0])
 	}

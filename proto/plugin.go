@@ -1,8 +1,11 @@
 // Package proto holds the contracts of livecgi: the plugin RPC (plugin.proto
 // and its generated code), the go-plugin handshake and the client/server
-// adapters in this file. The browser wire protocol is in the wire
-// sub-package and the stub↔supervisor contract in control; both are
-// standard-library only so the CGI stub can use them without gRPC.
+// adapters in this file, and the rules on ids and descriptions that the
+// supervisor and the SDK both check (ids.go: ValidID, CheckDescription).
+// The browser wire protocol is in the wire sub-package and the
+// stub↔supervisor contract in control; both are standard-library only so
+// the CGI stub can use them without gRPC. README.md here documents the
+// browser protocol and its transports.
 //
 // Start with Handshake and GRPCPlugin; plugin authors should use
 // plugins/sdk instead of this package.

@@ -12,7 +12,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/control/ctlserver"
 	"github.com/livecgi/livecgi/supervisor/internal/fanout"
 )
 
@@ -41,14 +41,14 @@ const (
 // reads one HTTP request and hands it to upgrade: a WebSocket upgrade
 // keeps the goroutine as the client's reader; anything else is answered
 // and closed. This replaces http.Server to keep per-client memory small.
-// A shortage of descriptors is waited out (control.Accept); serve returns
+// A shortage of descriptors is waited out (ctlserver.Accept); serve returns
 // only when ln fails for good.
 func (s *Supervisor) serve(ctx context.Context, ln net.Listener) error {
 	retried := func(err error, delay time.Duration) {
 		s.log.Warn("accept failed, retrying", "err", err, "in", delay)
 	}
 	for {
-		nc, err := control.Accept(ln, retried)
+		nc, err := ctlserver.Accept(ln, retried)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil

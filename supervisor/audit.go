@@ -8,7 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/auth"
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/wire"
 	"github.com/livecgi/livecgi/supervisor/internal/fanout"
 )
@@ -50,7 +51,7 @@ func (s *Supervisor) openAudit() {
 // auditCommand records one command of who (with the role it was held
 // to) from remote and what became of it: "ok", or an error ("forbidden:
 // ...", "failed: ...").
-func (s *Supervisor) auditCommand(who control.Identity, remote string, m *wire.CommandMsg, result string) {
+func (s *Supervisor) auditCommand(who auth.Identity, remote string, m *wire.CommandMsg, result string) {
 	r := auditRecord{
 		Time: time.Now().UTC().Format("2006-01-02T15:04:05.000Z07:00"), User: who.User, Role: who.Role,
 		Remote: remote, Command: m.Name, ID: m.ID, Result: result,
@@ -74,8 +75,8 @@ func (s *Supervisor) auditCommand(who control.Identity, remote string, m *wire.C
 // command m before anything else is done with it, and returns who c is
 // held to (see hold); a refused command is answered with a "forbidden"
 // error and audited. Every transport's commands go through it and
-// control.Config.Authorize.
-func (s *Supervisor) authorize(cfg *control.Config, c *fanout.Client, m *wire.CommandMsg) (control.Identity, bool) {
+// config.Config.Authorize.
+func (s *Supervisor) authorize(cfg *config.Config, c *fanout.Client, m *wire.CommandMsg) (auth.Identity, bool) {
 	who, err := s.hold(cfg, c)
 	if err == nil {
 		err = cfg.Authorize(who, m.Name)
@@ -83,8 +84,8 @@ func (s *Supervisor) authorize(cfg *control.Config, c *fanout.Client, m *wire.Co
 	if err == nil {
 		return who, true
 	}
-	if !errors.Is(err, control.ErrForbidden) {
-		err = fmt.Errorf("%w: %v", control.ErrForbidden, err)
+	if !errors.Is(err, config.ErrForbidden) {
+		err = fmt.Errorf("%w: %v", config.ErrForbidden, err)
 	}
 	c.Log().Info("command refused", "command", m.Name, "id", m.ID, "err", err)
 	c.QueueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrForbidden, ID: m.ID, Message: err.Error()})

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livecgi/livecgi/proto/auth"
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
 )
@@ -21,20 +23,20 @@ import (
 // one command; every command lands in the audit trail (mode 0600) and no
 // token in any log.
 func TestRoles(t *testing.T) {
-	ts := startSup(t, func(c *control.Config) {
-		c.CommandRoles = map[string]string{"helper_counter.fail": control.RoleViewer}
+	ts := startSup(t, func(c *config.Config) {
+		c.CommandRoles = map[string]string{"helper_counter.fail": auth.RoleViewer}
 	}, "counter")
 	state := filepath.Join(filepath.Dir(ts.dir), "state")
-	viewerURL := ts.urlFor(ts.origin(), control.Identity{User: "vera", Role: control.RoleViewer})
+	viewerURL := ts.urlFor(ts.origin(), auth.Identity{User: "vera", Role: auth.RoleViewer})
 	viewer, err := ts.tryDial(viewerURL, ts.origin())
 	if err != nil {
 		t.Fatal(err)
 	}
-	anon, err := ts.tryDial(ts.urlFor(ts.origin(), control.Identity{}), ts.origin())
+	anon, err := ts.tryDial(ts.urlFor(ts.origin(), auth.Identity{}), ts.origin())
 	if err != nil {
 		t.Fatal(err)
 	}
-	op, err := ts.tryDial(ts.urlFor(ts.origin(), control.Identity{User: "otto", Role: control.RoleOperator}), ts.origin())
+	op, err := ts.tryDial(ts.urlFor(ts.origin(), auth.Identity{User: "otto", Role: auth.RoleOperator}), ts.origin())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +128,7 @@ func TestRoles(t *testing.T) {
 // it fail verification; the upgrade is refused.
 func TestTamperedTokenRole(t *testing.T) {
 	ts := startSup(t, nil)
-	u := ts.urlFor(ts.origin(), control.Identity{User: "vera", Role: control.RoleViewer})
+	u := ts.urlFor(ts.origin(), auth.Identity{User: "vera", Role: auth.RoleViewer})
 	i := strings.Index(u, "token=") + len("token=")
 	raw, err := base64.RawURLEncoding.DecodeString(u[i:])
 	if err != nil {
@@ -163,18 +165,13 @@ func readAudit(t *testing.T, path string) []auditRecord {
 // TestAuditAtShutdown: a command still running when livecgid stops has
 // its record in the audit trail, written before the trail is closed.
 func TestAuditAtShutdown(t *testing.T) {
-	ts := startSup(t, func(c *control.Config) { c.CommandTimeout = 300 * time.Millisecond }, "counter")
+	ts := startSup(t, func(c *config.Config) { c.CommandTimeout = 300 * time.Millisecond }, "counter")
 	c := ts.dial(t)
 	online(c, "helper_counter")
 	c.send(wire.CommandMsg{Type: "command", ID: "b1", Name: "helper_counter.block"})
 	waitFor(t, "the command in the plugin", func() bool {
-		in := ts.plugins.slot("helper_counter").cur.Load()
-		if in == nil {
-			return false
-		}
-		in.mu.Lock()
-		defer in.mu.Unlock()
-		return in.inflight > 0
+		_, _, inFlight := ts.plugins.Slot("helper_counter")
+		return inFlight > 0
 	})
 	ts.stop()
 	for _, r := range readAudit(t, filepath.Join(ts.config().StateDir, AuditFile)) {

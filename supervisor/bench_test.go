@@ -38,7 +38,7 @@ func BenchmarkFanout(b *testing.B) {
 func benchFanout(b *testing.B, n int) {
 	ts := startSup(b, nil)
 	const sensor = "bench.tick_us"
-	ts.hub.setPlugin("bench", &wire.PluginInfo{ID: "bench", State: wire.StateOnline},
+	ts.hub.SetPlugin("bench", &wire.PluginInfo{ID: "bench", State: wire.StateOnline},
 		[]wire.Sensor{{ID: sensor, Plugin: "bench", Title: "tick", Unit: "µs", ValueType: wire.ValueNumber, IntervalMS: 10}}, nil, nil)
 
 	var (
@@ -96,14 +96,14 @@ func benchFanout(b *testing.B, n int) {
 			}
 		})
 	}
-	waitFor(b, "every client attached", func() bool { return ts.hub.clientCount() == n })
+	waitFor(b, "every client attached", func() bool { return ts.hub.ClientCount() == n })
 
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()
 	for i := 0; b.Loop(); i++ {
 		target.Store(int64(n) * int64(i+1))
-		if !ts.hub.publish(wire.Reading{Sensor: sensor, Value: float64(time.Now().UnixMicro()), T: time.Now().UnixMilli()}) {
+		if !ts.hub.Publish(wire.Reading{Sensor: sensor, Value: float64(time.Now().UnixMicro()), T: time.Now().UnixMilli()}) {
 			b.Fatal("sensor unknown to the hub")
 		}
 		select {
@@ -150,17 +150,17 @@ func BenchmarkBridge(b *testing.B) {
 	br := brokertest.Start(b, brokertest.Options{})
 	ts := startSup(b, withBridge(br, "bench", nil))
 	const sensor = "bench.tick_us"
-	ts.hub.setPlugin("bench", &wire.PluginInfo{ID: "bench", State: wire.StateOnline},
+	ts.hub.SetPlugin("bench", &wire.PluginInfo{ID: "bench", State: wire.StateOnline},
 		[]wire.Sensor{{ID: sensor, Plugin: "bench", Title: "tick", Unit: "µs", ValueType: wire.ValueNumber, IntervalMS: 10}}, nil, nil)
 	sub := br.Subscribe(b, []string{"livecgi/bench/" + sensor})
-	waitFor(b, "the bridge attached", func() bool { return ts.hub.clientCount() == 1 })
+	waitFor(b, "the bridge attached", func() bool { return ts.hub.ClientCount() == 1 })
 	at := 0
 	b.ReportAllocs()
 	var before, after syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &before)
 	for i := 0; b.Loop(); i++ {
 		v := strconv.Itoa(i)
-		if !ts.hub.publish(wire.Reading{Sensor: sensor, Value: float64(i), T: time.Now().UnixMilli()}) {
+		if !ts.hub.Publish(wire.Reading{Sensor: sensor, Value: float64(i), T: time.Now().UnixMilli()}) {
 			b.Fatal("sensor unknown to the hub")
 		}
 		_, at = sub.WaitFor(30*time.Second, at, "reading "+v, func(m brokertest.Message) bool { return m.Payload == v })

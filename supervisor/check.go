@@ -1,50 +1,31 @@
 package supervisor
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"fmt"
-	"io"
-	"os"
+	"context"
+
+	"github.com/livecgi/livecgi/proto/config"
+	"github.com/livecgi/livecgi/supervisor/internal/mqttbridge"
+	"github.com/livecgi/livecgi/supervisor/internal/pluginhost"
 )
+
+// What livecgid -check asks of the parts it cannot reach itself (they
+// are internal to the supervisor).
+
+// ErrRefused is the error of a plugin binary livecgid does not trust:
+// see CheckPluginFile.
+var ErrRefused = pluginhost.ErrRefused
 
 // CheckPluginFile reports why livecgid would not run the file name in the
 // plugins directory dir: not a complete executable, not trusted (see
-// control.CheckTrust), or not allowed by sums (cfg plugin_sha256; empty allows
+// trust.Check), or not allowed by sums (cfg plugin_sha256; empty allows
 // any). ok is false for names livecgid ignores (".x", "x~", "x.tmp", …).
 func CheckPluginFile(dir, name string, sums map[string]string) (ok bool, err error) {
-	if !candidate(name) {
-		return false, nil
-	}
-	path := dir + "/" + name
-	fi, err := os.Stat(path)
-	if err != nil {
-		return true, err
-	}
-	if err := usableBinary(path, fi); err != nil {
-		return true, err
-	}
-	if err := checkTrust(path); err != nil {
-		return true, err
-	}
-	if len(sums) == 0 {
-		return true, nil
-	}
-	want, listed := sums[name]
-	if !listed {
-		return true, fmt.Errorf("%w: %s is not in the plugin_sha256 allowlist", ErrRefused, path)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return true, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return true, err
-	}
-	if hex.EncodeToString(h.Sum(nil)) != want {
-		return true, fmt.Errorf("%w: SHA-256 of %s does not match plugin_sha256 in the config", ErrRefused, path)
-	}
-	return true, nil
+	return pluginhost.CheckPluginFile(dir, name, sums)
+}
+
+// CheckBroker connects to the broker cfg names, as the bridge would but
+// under a client id of its own (the running bridge keeps its session),
+// and disconnects. It says where it connected.
+func CheckBroker(ctx context.Context, cfg config.Config) (string, error) {
+	return mqttbridge.Check(ctx, cfg.MQTT, cfg.MaxFrame)
 }

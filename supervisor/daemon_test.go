@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livecgi/livecgi/proto/auth"
 	"github.com/livecgi/livecgi/proto/control"
 )
 
@@ -127,7 +128,7 @@ func readingFrom(t *testing.T, state string, prefixes ...string) {
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", st.Port)
 	origin := "http://" + addr
-	tok, _ := control.MintToken(secret, origin, st.Epoch, time.Now(), time.Minute, control.Identity{})
+	tok, _ := control.MintToken(secret, origin, st.Epoch, time.Now(), time.Minute, auth.Identity{})
 	c, err := (&testSup{t: t}).tryDial("ws://"+addr+"/live?token="+tok, origin)
 	if err != nil {
 		t.Fatal(err)

@@ -19,7 +19,7 @@ type helperStreams struct {
 // so it needs no consumer.
 func (ts *testSup) streams(t *testing.T, plugin string) helperStreams {
 	t.Helper()
-	v, err := ts.plugins.do(context.Background(), plugin, "streams", "s", nil)
+	v, err := ts.plugins.Do(context.Background(), plugin, "streams", "s", nil)
 	if err != nil {
 		t.Fatalf("streams: %v", err)
 	}
@@ -35,7 +35,7 @@ func (ts *testSup) streams(t *testing.T, plugin string) helperStreams {
 func (ts *testSup) span(t *testing.T, plugin string, ms int) {
 	t.Helper()
 	args, _ := json.Marshal(map[string]any{"ms": ms})
-	if _, err := ts.plugins.do(context.Background(), plugin, "sleep", "s", args); err != nil {
+	if _, err := ts.plugins.Do(context.Background(), plugin, "sleep", "s", args); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -43,8 +43,8 @@ func (ts *testSup) span(t *testing.T, plugin string, ms int) {
 func (ts *testSup) up(t *testing.T, plugin string) {
 	t.Helper()
 	waitFor(t, plugin+" running", func() bool {
-		sl := ts.plugins.slot(plugin)
-		return sl != nil && sl.cur.Load() != nil
+		_, running, _ := ts.plugins.Slot(plugin)
+		return running
 	})
 }
 
@@ -63,14 +63,14 @@ func TestDemandDrivenSampling(t *testing.T) {
 	// intervals, 5 s)): an idle plugin is not taken for a hung one.
 	ts.span(t, p, 5500)
 	idle := ts.streams(t, p)
-	if idle.Opened != 0 || idle.Sent != 0 || ts.plugins.streams.Load() != 0 {
-		t.Fatalf("no client: plugin opened %d streams and sent %d readings, supervisor has %d open; want none", idle.Opened, idle.Sent, ts.plugins.streams.Load())
+	if idle.Opened != 0 || idle.Sent != 0 || ts.plugins.Streams() != 0 {
+		t.Fatalf("no client: plugin opened %d streams and sent %d readings, supervisor has %d open; want none", idle.Opened, idle.Sent, ts.plugins.Streams())
 	}
 	if h := ts.hub.Hello().Seq; h != head {
 		t.Errorf("no client: %d readings published, want none", h-head)
 	}
-	if idle.PID != first.PID || ts.plugins.restarts.Load() != 0 {
-		t.Errorf("idle plugin restarted (pid %d → %d, %d restarts)", first.PID, idle.PID, ts.plugins.restarts.Load())
+	if idle.PID != first.PID || ts.plugins.Restarts() != 0 {
+		t.Errorf("idle plugin restarted (pid %d → %d, %d restarts)", first.PID, idle.PID, ts.plugins.Restarts())
 	}
 
 	c := ts.dial(t)
@@ -90,7 +90,7 @@ func TestDemandDrivenSampling(t *testing.T) {
 	c2 := ts.dial(t)
 	c2.next("a reading", func(m map[string]any) bool { return m["type"] == "reading" && m["sensor"] == p+".count" })
 	c.conn.Close(websocket.StatusNormalClosure, "")
-	waitFor(t, "one client left", func() bool { return ts.hub.clientCount() == 1 })
+	waitFor(t, "one client left", func() bool { return ts.hub.ClientCount() == 1 })
 	c2.next("a reading", func(m map[string]any) bool { return m["type"] == "reading" && m["sensor"] == p+".count" })
 	if s := ts.streams(t, p); s.Opened != 1 || s.Open != 1 {
 		t.Errorf("after one of two left: %d streams opened, %d open; want 1, 1", s.Opened, s.Open)
@@ -98,7 +98,7 @@ func TestDemandDrivenSampling(t *testing.T) {
 
 	// The last one leaving closes it.
 	c2.conn.Close(websocket.StatusNormalClosure, "")
-	waitFor(t, "the stream closed", func() bool { return ts.streams(t, p).Open == 0 && ts.plugins.streams.Load() == 0 })
+	waitFor(t, "the stream closed", func() bool { return ts.streams(t, p).Open == 0 && ts.plugins.Streams() == 0 })
 	before, head := ts.streams(t, p), ts.hub.Hello().Seq
 	ts.span(t, p, 300)
 	if after := ts.streams(t, p); after.Sent != before.Sent || after.Opened != 1 {
@@ -126,9 +126,9 @@ func TestIdlePluginKilledRestarts(t *testing.T) {
 	if err := syscall.Kill(old, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "a restart", func() bool { return ts.plugins.restarts.Load() == 1 })
+	waitFor(t, "a restart", func() bool { return ts.plugins.Restarts() == 1 })
 	waitFor(t, "the new process", func() bool {
-		sl := ts.plugins.slot(p)
-		return sl != nil && sl.cur.Load() != nil && ts.streams(t, p).PID != old
+		_, running, _ := ts.plugins.Slot(p)
+		return running && ts.streams(t, p).PID != old
 	})
 }

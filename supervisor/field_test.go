@@ -22,8 +22,11 @@ import (
 	"github.com/coder/websocket"
 	"golang.org/x/sys/unix"
 
+	"github.com/livecgi/livecgi/proto/auth"
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
+	"github.com/livecgi/livecgi/supervisor/internal/ratelimit"
 )
 
 // What the field does to a supervisor that runs for months: descriptor
@@ -48,7 +51,7 @@ func upgradeRequest(t testing.TB, addr string, secret []byte, epoch string) net.
 		t.Fatal(err)
 	}
 	origin := "http://" + addr
-	tok, _ := control.MintToken(secret, origin, epoch, time.Now(), time.Minute, control.Identity{})
+	tok, _ := control.MintToken(secret, origin, epoch, time.Now(), time.Minute, auth.Identity{})
 	fmt.Fprintf(nc, "GET /live?token=%s HTTP/1.1\r\nHost: %s\r\nOrigin: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: livecgi.v1\r\n\r\n",
 		tok, addr, origin)
@@ -163,7 +166,7 @@ func TestVanishedClientsReleaseDescriptors(t *testing.T) {
 	first := ts.dial(t)
 	first.next("hello", is("hello"))
 	first.conn.Close(websocket.StatusNormalClosure, "")
-	waitFor(t, "the first client to be detached", func() bool { return ts.hub.clientCount() == 0 })
+	waitFor(t, "the first client to be detached", func() bool { return ts.hub.ClientCount() == 0 })
 	_, port, _ := net.SplitHostPort(ts.addr)
 	base := serverConns(t, port)
 
@@ -172,7 +175,7 @@ func TestVanishedClientsReleaseDescriptors(t *testing.T) {
 	for range n {
 		conns = append(conns, ts.rawUpgrade(t))
 	}
-	waitFor(t, "the clients to be attached", func() bool { return ts.hub.clientCount() == n })
+	waitFor(t, "the clients to be attached", func() bool { return ts.hub.ClientCount() == n })
 	if got := serverConns(t, port); got < base+n {
 		t.Fatalf("%d connections of the supervisor open with %d clients attached: the count misses them", got, n)
 	}
@@ -180,7 +183,7 @@ func TestVanishedClientsReleaseDescriptors(t *testing.T) {
 		c.SetLinger(0) // a reset, no close frame
 		c.Close()
 	}
-	waitFor(t, "the clients to be detached", func() bool { return ts.hub.clientCount() == 0 })
+	waitFor(t, "the clients to be detached", func() bool { return ts.hub.ClientCount() == 0 })
 	var now int
 	for end := time.Now().Add(15 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
 		if now = serverConns(t, port); now <= base {
@@ -366,7 +369,7 @@ func (c *tclient) closedCounting(code string) (websocket.StatusCode, int) {
 }
 
 // TestFloodOfMessages sends ~500 messages a second against a rate of 20:
-// they are dropped, and the client is closed after floodGrace.
+// they are dropped, and the client is closed after ratelimit.FloodGrace.
 func TestFloodOfMessages(t *testing.T) {
 	ts := startSup(t, nil, "counter")
 	bystander, flooder := ts.dial(t), ts.dial(t)
@@ -406,12 +409,12 @@ func TestBurstThenCalm(t *testing.T) {
 	ts := startSup(t, nil, "counter")
 	c := ts.dial(t)
 	online(c, "helper_counter")
-	for range 3 * control.Default().Burst {
+	for range 3 * config.Default().Burst {
 		c.send(wire.Resume{Type: "resume", Epoch: "x", Seq: 1})
 	}
 	c.next("rate_limited error", is("error", "code", wire.ErrRateLimited))
-	// Well under the rate, for longer than floodGrace: each answered.
-	for i := range int(2 * floodGrace / (250 * time.Millisecond)) {
+	// Well under the rate, for longer than ratelimit.FloodGrace: each answered.
+	for i := range int(2 * ratelimit.FloodGrace / (250 * time.Millisecond)) {
 		time.Sleep(250 * time.Millisecond)
 		id := fmt.Sprint("calm-", i)
 		c.send(wire.CommandMsg{Type: "command", ID: id, Name: "helper_counter.add", Args: map[string]any{"a": 1}})

@@ -17,6 +17,8 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/livecgi/livecgi/proto/auth"
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
 )
@@ -53,20 +55,20 @@ func (s *syncBuf) String() string {
 
 // startSup runs a supervisor over a fresh plugins dir holding the helper
 // plugins named by modes. edit may change the config first.
-func startSup(t testing.TB, edit func(*control.Config), modes ...string) *testSup {
+func startSup(t testing.TB, edit func(*config.Config), modes ...string) *testSup {
 	t.Helper()
 	return startSupOn(t, nil, edit, modes...)
 }
 
 // startSupOn is startSup with the listener passed through wrap (if not nil).
-func startSupOn(t testing.TB, wrap func(net.Listener) net.Listener, edit func(*control.Config), modes ...string) *testSup {
+func startSupOn(t testing.TB, wrap func(net.Listener) net.Listener, edit func(*config.Config), modes ...string) *testSup {
 	t.Helper()
 	return startSupWith(t, wrap, edit, nil, modes...)
 }
 
 // startSupWith is startSupOn with the Options passed through opt (if not
 // nil) before New.
-func startSupWith(t testing.TB, wrap func(net.Listener) net.Listener, edit func(*control.Config), opt func(*Options), modes ...string) *testSup {
+func startSupWith(t testing.TB, wrap func(net.Listener) net.Listener, edit func(*config.Config), opt func(*Options), modes ...string) *testSup {
 	t.Helper()
 	root := t.TempDir()
 	dir := filepath.Join(root, "plugins")
@@ -79,7 +81,7 @@ func startSupWith(t testing.TB, wrap func(net.Listener) net.Listener, edit func(
 	for _, m := range modes {
 		installHelper(t, dir, m)
 	}
-	cfg := control.Default()
+	cfg := config.Default()
 	cfg.PluginsDir, cfg.StateDir, cfg.Listen = dir, state, "127.0.0.1:0"
 	cfg.CommandTimeout = 2 * time.Second
 	if edit != nil {
@@ -139,11 +141,11 @@ func (ts *testSup) origin() string { return "http://" + ts.addr }
 
 // url returns a ws URL with a fresh token for origin, for an operator.
 func (ts *testSup) url(origin string) string {
-	return ts.urlFor(origin, control.Identity{User: "test", Role: control.RoleOperator})
+	return ts.urlFor(origin, auth.Identity{User: "test", Role: auth.RoleOperator})
 }
 
 // urlFor returns a ws URL with a fresh token for origin and id.
-func (ts *testSup) urlFor(origin string, id control.Identity) string {
+func (ts *testSup) urlFor(origin string, id auth.Identity) string {
 	tok, _ := control.MintToken(ts.secret, origin, ts.Status().Epoch, time.Now(), time.Minute, id)
 	return "ws://" + ts.addr + "/live?token=" + tok
 }

@@ -14,7 +14,8 @@ import (
 	"time"
 
 	"github.com/livecgi/livecgi/plugins/sdk/sdktest"
-	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/auth"
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/wire"
 	"github.com/livecgi/livecgi/supervisor/brokertest"
 )
@@ -31,8 +32,8 @@ func topicIs(topic string) func(brokertest.Message) bool {
 }
 
 // withBridge points the supervisor's bridge at b as device dev.
-func withBridge(b *brokertest.Broker, dev string, edit func(m *control.MQTT)) func(*control.Config) {
-	return func(c *control.Config) {
+func withBridge(b *brokertest.Broker, dev string, edit func(m *config.MQTT)) func(*config.Config) {
+	return func(c *config.Config) {
 		c.MQTT.URL, c.MQTT.DeviceID = b.URL, dev
 		if edit != nil {
 			edit(&c.MQTT)
@@ -164,7 +165,7 @@ func TestMQTTTransports(t *testing.T) {
 	t.Run("TLS, client certificate, password", func(t *testing.T) {
 		b := brokertest.Start(t, brokertest.Options{TLS: true, ClientCert: true, Users: map[string]string{"dev": "s3cret"}})
 		pw := pwFile(t, "s3cret")
-		startSup(t, withBridge(b, "tls1", func(m *control.MQTT) {
+		startSup(t, withBridge(b, "tls1", func(m *config.MQTT) {
 			m.CA, m.Cert, m.Key, m.Username, m.PasswordFile = b.CA, b.Cert, b.Key, "dev", pw
 		}), "counter")
 		sub := b.Subscribe(t, []string{"livecgi/tls1/#"}, "-u", "dev", "-P", "s3cret")
@@ -178,7 +179,7 @@ func TestMQTTTransports(t *testing.T) {
 	})
 	t.Run("QoS 1, not retained", func(t *testing.T) {
 		b := brokertest.Start(t, brokertest.Options{})
-		startSup(t, withBridge(b, "q1", func(m *control.MQTT) { m.QoS, m.Retain = 1, false }), "counter")
+		startSup(t, withBridge(b, "q1", func(m *config.MQTT) { m.QoS, m.Retain = 1, false }), "counter")
 		early := b.Subscribe(t, []string{"livecgi/q1/helper_counter.count"}, "-q", "1")
 		if m, _ := early.WaitFor(mqttWait, 0, "a reading at QoS 1", topicIs("livecgi/q1/helper_counter.count")); m.QoS != 1 {
 			t.Errorf("reading delivered at QoS %d, want 1", m.QoS)
@@ -193,7 +194,7 @@ func TestMQTTTransports(t *testing.T) {
 		setTiming(t, func(tm *timing) { tm.mqttBackoffMin, tm.mqttBackoffMax = 100*time.Millisecond, 100*time.Millisecond })
 		b := brokertest.Start(t, brokertest.Options{Users: map[string]string{"dev": "s3cret"}})
 		pw := filepath.Join(t.TempDir(), "mqtt.pw")
-		ts := startSup(t, withBridge(b, "late1", func(m *control.MQTT) { m.Username, m.PasswordFile = "dev", pw }), "counter")
+		ts := startSup(t, withBridge(b, "late1", func(m *config.MQTT) { m.Username, m.PasswordFile = "dev", pw }), "counter")
 		waitFor(t, "the missing file in the log", func() bool { return strings.Contains(ts.logs.String(), "mqtt_password_file: ") })
 		ts.dial(t).next("a reading for a browser meanwhile", is("reading", "sensor", "helper_counter.count"))
 		sub := b.Subscribe(t, []string{"livecgi/late1/#"}, "-u", "dev", "-P", "s3cret")
@@ -205,7 +206,7 @@ func TestMQTTTransports(t *testing.T) {
 	t.Run("wrong password", func(t *testing.T) {
 		b := brokertest.Start(t, brokertest.Options{Users: map[string]string{"dev": "s3cret"}})
 		pw := pwFile(t, "guess")
-		ts := startSup(t, withBridge(b, "pw1", func(m *control.MQTT) { m.Username, m.PasswordFile = "dev", pw }), "counter")
+		ts := startSup(t, withBridge(b, "pw1", func(m *config.MQTT) { m.Username, m.PasswordFile = "dev", pw }), "counter")
 		waitFor(t, "the refusal in the log", func() bool {
 			return strings.Contains(ts.logs.String(), "mqtt: not connected; retrying") &&
 				strings.Contains(ts.logs.String(), "connect:")
@@ -280,7 +281,7 @@ func TestMQTTBrokerRestart(t *testing.T) {
 // values with it.
 func TestHomeAssistantDiscovery(t *testing.T) {
 	b := brokertest.Start(t, brokertest.Options{})
-	ts := startSup(t, withBridge(b, "ha1", func(m *control.MQTT) { m.HomeAssistant, m.Role = true, control.RoleOperator }), "counter")
+	ts := startSup(t, withBridge(b, "ha1", func(m *config.MQTT) { m.HomeAssistant, m.Role = true, auth.RoleOperator }), "counter")
 	sub := b.Subscribe(t, []string{"homeassistant/#", "livecgi/ha1/#"})
 	cfg := func(topic string) map[string]any {
 		m, _ := sub.WaitFor(mqttWait, 0, topic, topicIs(topic))
@@ -356,9 +357,13 @@ func TestMQTTMetaAfterDescribe(t *testing.T) {
 	// subscribed, whichever of the two came first.)
 	b.Publish(t, "livecgi/d1/mark", []byte("x"), "-r")
 	sub.WaitFor(mqttWait, 0, "the subscription", topicIs("livecgi/d1/mark"))
-	ts := startSup(t, withBridge(b, "d1", func(m *control.MQTT) { m.HomeAssistant = true }), "counter", "nothing")
+	ts := startSup(t, withBridge(b, "d1", func(m *config.MQTT) { m.HomeAssistant = true }), "counter", "nothing")
 	m, at := sub.WaitFor(mqttWait, 0, "the first $meta", topicIs("livecgi/d1/$meta"))
-	var first meta
+	var first struct { // $meta
+		Sensors  []wire.Sensor     `json:"sensors"`
+		Commands []wire.Command    `json:"commands"`
+		Plugins  []wire.PluginInfo `json:"plugins"`
+	}
 	if err := json.Unmarshal([]byte(m.Payload), &first); err != nil {
 		t.Fatal(err)
 	}
@@ -434,7 +439,7 @@ func TestMQTTSensorErrors(t *testing.T) {
 // written there.
 func TestMQTTResponseTopics(t *testing.T) {
 	b := brokertest.Start(t, brokertest.Options{})
-	ts := startSup(t, withBridge(b, "rt1", func(m *control.MQTT) { m.Role, m.ReplyPrefix = control.RoleOperator, "replies" }), "counter")
+	ts := startSup(t, withBridge(b, "rt1", func(m *config.MQTT) { m.Role, m.ReplyPrefix = auth.RoleOperator, "replies" }), "counter")
 	sub := b.Subscribe(t, []string{"#"})
 	sub.WaitFor(mqttWait, 0, "$meta with the commands", func(m brokertest.Message) bool {
 		return m.Topic == "livecgi/rt1/$meta" && strings.Contains(m.Payload, "helper_counter.fail")
@@ -527,7 +532,7 @@ func TestMQTTSameDeviceID(t *testing.T) {
 func TestMQTTKeepsRunning(t *testing.T) {
 	setTiming(t, func(tm *timing) { tm.mqttBackoffMin, tm.mqttBackoffMax = 100*time.Millisecond, 100*time.Millisecond })
 	b := brokertest.Start(t, brokertest.Options{})
-	ts := startSup(t, func(c *control.Config) {
+	ts := startSup(t, func(c *config.Config) {
 		withBridge(b, "k1", nil)(c)
 		c.IdleTimeout = 50 * time.Millisecond
 	}, "counter")
@@ -555,7 +560,7 @@ func TestMQTTKeepsRunning(t *testing.T) {
 func TestMQTTBrokerStalls(t *testing.T) {
 	setTiming(t, func(tm *timing) { tm.mqttBackoffMin, tm.mqttBackoffMax = 100*time.Millisecond, 500*time.Millisecond })
 	b := brokertest.Start(t, brokertest.Options{})
-	ts := startSup(t, withBridge(b, "st1", func(m *control.MQTT) { m.KeepAlive = time.Second }), "counter")
+	ts := startSup(t, withBridge(b, "st1", func(m *config.MQTT) { m.KeepAlive = time.Second }), "counter")
 	browser := ts.dial(t)
 	waitFor(t, "the bridge to connect", func() bool { return strings.Contains(ts.logs.String(), "mqtt: connected") })
 	pid := b.PID()
@@ -577,29 +582,4 @@ func TestMQTTBrokerStalls(t *testing.T) {
 	}
 	sub := b.Subscribe(t, []string{"livecgi/st1/helper_counter.count"})
 	sub.WaitFor(mqttWait, 0, "a reading after the broker woke", func(m brokertest.Message) bool { return !m.Retain })
-}
-
-// TestHAClasses: the device and state class of each kind of sensor
-// livecgi ships.
-func TestHAClasses(t *testing.T) {
-	for _, tc := range []struct{ id, unit, device, state string }{
-		{"system.uptime_seconds", "s", "duration", ""},
-		{"system.mem_total_bytes", "B", "data_size", "measurement"},
-		{"system.net_eth0_rx_bytes_per_second", "B/s", "data_rate", "measurement"},
-		{"system.thermal_zone0_celsius", "°C", "temperature", "measurement"},
-		{"system.cpu_percent", "%", "", "measurement"},
-		{"system.load1", "", "", "measurement"},
-		{"livecgid.messages_per_second", "1/s", "", "measurement"},
-		{"livecgid.too_slow_total", "", "", "total_increasing"},
-		{"exec.sent_bytes_total", "B", "data_size", "total_increasing"},
-		{"exec.busy_seconds_total", "s", "duration", "total_increasing"},
-		{"exec.heat_celsius_total", "°C", "", "total_increasing"}, // temperature is a measurement only
-		{"bench.tick_us", "µs", "", "measurement"},
-	} {
-		plugin, _, _ := strings.Cut(tc.id, ".")
-		device, state := haClasses(wire.Sensor{ID: tc.id, Plugin: plugin, Unit: tc.unit, ValueType: wire.ValueNumber})
-		if device != tc.device || state != tc.state {
-			t.Errorf("%s (%s): device_class %q, state_class %q; want %q, %q", tc.id, tc.unit, device, state, tc.device, tc.state)
-		}
-	}
 }

@@ -15,9 +15,12 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/livecgi/livecgi/proto/auth"
 	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/control/ctlserver"
 	"github.com/livecgi/livecgi/proto/wire"
 	"github.com/livecgi/livecgi/supervisor/internal/fanout"
+	"github.com/livecgi/livecgi/supervisor/internal/ratelimit"
 )
 
 // Long polling through the stub (live.cgi?poll, proto/README.md,
@@ -45,8 +48,8 @@ type pollSession struct {
 	mu         sync.Mutex // guards the fields below
 	lastAnswer time.Time
 	lastUse    time.Time
-	waiter     chan struct{} // the waiting poll's; closed when another poll takes over
-	lim        limiter       // commands
+	waiter     chan struct{}     // the waiting poll's; closed when another poll takes over
+	lim        ratelimit.Limiter // commands
 }
 
 // pollQueue collects the control frames of a poll client (or the answer
@@ -100,9 +103,9 @@ func (s *Supervisor) pollIdle() time.Duration {
 
 // ControlHandlers are the control socket's request kinds besides status:
 // long polls and their commands. cmd/livecgid passes them to
-// control.ServeControl.
-func (s *Supervisor) ControlHandlers() []control.Handler {
-	return []control.Handler{
+// ctlserver.Serve.
+func (s *Supervisor) ControlHandlers() []ctlserver.Handler {
+	return []ctlserver.Handler{
 		{Kind: control.KindPoll, Serve: s.servePoll, Timeout: func() time.Duration {
 			cfg := s.config()
 			return cfg.PollTimeout + cfg.PollInterval + 5*time.Second
@@ -117,20 +120,20 @@ func (s *Supervisor) ControlHandlers() []control.Handler {
 // new session, else when there is news after since (readings, status,
 // hellos), or with no frames after poll_timeout; never sooner than
 // poll_interval after the session's previous answer.
-func (s *Supervisor) servePoll(ctx context.Context, arg []byte, _ io.Reader) control.Answer {
+func (s *Supervisor) servePoll(ctx context.Context, arg []byte, _ io.Reader) ctlserver.Answer {
 	var req control.PollRequest
-	if err := control.DecodeRequest(arg, &req); err != nil {
-		return control.ErrorAnswer(400, control.ErrCodeBad, err.Error())
+	if err := ctlserver.DecodeRequest(arg, &req); err != nil {
+		return ctlserver.ErrorAnswer(400, control.ErrCodeBad, err.Error())
 	}
 	var ps *pollSession
 	opened := false
 	if req.Session != "" {
-		var ans *control.Answer
+		var ans *ctlserver.Answer
 		if ps, ans = s.pollSession(req.Session, req.Origin); ans != nil {
 			return *ans
 		}
 	} else {
-		var ans control.Answer
+		var ans ctlserver.Answer
 		if ps, ans = s.openPoll(req); ps == nil {
 			return ans
 		}
@@ -140,17 +143,17 @@ func (s *Supervisor) servePoll(ctx context.Context, arg []byte, _ io.Reader) con
 }
 
 // pollSession finds session id for a request from origin.
-func (s *Supervisor) pollSession(id, origin string) (*pollSession, *control.Answer) {
+func (s *Supervisor) pollSession(id, origin string) (*pollSession, *ctlserver.Answer) {
 	s.polls.mu.Lock()
 	ps := s.polls.sessions[id]
 	s.polls.mu.Unlock()
 	if ps == nil {
-		a := control.ErrorAnswer(410, control.ErrCodeSession, "poll session unknown or expired: fetch ?connect again")
+		a := ctlserver.ErrorAnswer(410, control.ErrCodeSession, "poll session unknown or expired: fetch ?connect again")
 		return nil, &a
 	}
 	if ps.origin != origin {
 		ps.c.Log().Info("poll refused: session of another origin", "origin", origin)
-		a := control.ErrorAnswer(403, control.ErrCodeForbidden, "poll session belongs to another origin")
+		a := ctlserver.ErrorAnswer(403, control.ErrCodeForbidden, "poll session belongs to another origin")
 		return nil, &a
 	}
 	return ps, nil
@@ -158,22 +161,22 @@ func (s *Supervisor) pollSession(id, origin string) (*pollSession, *control.Answ
 
 // openPoll checks a first poll's token, as upgrade does a WebSocket's,
 // and opens a session.
-func (s *Supervisor) openPoll(req control.PollRequest) (*pollSession, control.Answer) {
+func (s *Supervisor) openPoll(req control.PollRequest) (*pollSession, ctlserver.Answer) {
 	cfg := s.config()
 	claims, err := control.VerifyToken(s.secret, req.Token, req.Origin, s.hub.Epoch(), time.Now())
 	if err == nil && !s.useNonce(claims.Nonce) {
 		err = errors.New("token already used")
 	}
-	var who control.Identity
+	var who auth.Identity
 	if err == nil {
 		who, err = s.admit(cfg, claims.Identity)
 	}
 	if err != nil {
 		s.log.Info("poll refused", "remote", req.Remote, "origin", req.Origin, "err", err)
-		return nil, control.ErrorAnswer(403, control.ErrCodeForbidden, err.Error())
+		return nil, ctlserver.ErrorAnswer(403, control.ErrCodeForbidden, err.Error())
 	}
 	if u, err := url.Parse(req.Origin); err != nil || u.Host == "" || !cfg.HostAllowed(u.Host) {
-		return nil, control.ErrorAnswer(403, control.ErrCodeForbidden, "bad origin or origin host not in allowed_hosts")
+		return nil, ctlserver.ErrorAnswer(403, control.ErrCodeForbidden, "bad origin or origin host not in allowed_hosts")
 	}
 	var b [16]byte
 	rand.Read(b[:])
@@ -186,9 +189,9 @@ func (s *Supervisor) openPoll(req control.PollRequest) (*pollSession, control.An
 	case nil:
 	case fanout.ErrTooMany:
 		s.log.Warn("poll refused: too many clients", "max_clients", cfg.MaxClients)
-		return nil, control.ErrorAnswer(503, control.ErrCodeTooMany, "too many clients")
+		return nil, ctlserver.ErrorAnswer(503, control.ErrCodeTooMany, "too many clients")
 	default:
-		return nil, control.ErrorAnswer(503, control.ErrCodeStopping, "supervisor stopping")
+		return nil, ctlserver.ErrorAnswer(503, control.ErrCodeStopping, "supervisor stopping")
 	}
 	s.polls.mu.Lock()
 	if s.polls.sessions == nil {
@@ -197,10 +200,10 @@ func (s *Supervisor) openPoll(req control.PollRequest) (*pollSession, control.An
 	s.polls.sessions[ps.id] = ps
 	s.polls.mu.Unlock()
 	ps.c.Log().Debug("poll session opened")
-	return ps, control.Answer{}
+	return ps, ctlserver.Answer{}
 }
 
-func (s *Supervisor) answerPoll(ctx context.Context, ps *pollSession, since *uint64, opened bool) control.Answer {
+func (s *Supervisor) answerPoll(ctx context.Context, ps *pollSession, since *uint64, opened bool) ctlserver.Answer {
 	cfg := s.config()
 	mine := make(chan struct{})
 	ps.mu.Lock()
@@ -225,7 +228,7 @@ func (s *Supervisor) answerPoll(ctx context.Context, ps *pollSession, since *uin
 	if since != nil {
 		cur = *since
 	}
-	empty := func() control.Answer { return pollAnswer(ps.id, cur, nil) }
+	empty := func() ctlserver.Answer { return pollAnswer(ps.id, cur, nil) }
 	if opened {
 		cur = ps.c.Cursor() // attach's snapshot covers up to here
 		since = &cur
@@ -240,7 +243,7 @@ func (s *Supervisor) answerPoll(ctx context.Context, ps *pollSession, since *uin
 			return empty()
 		case <-ctx.Done():
 			t.Stop()
-			return control.ErrorAnswer(503, control.ErrCodeStopping, "supervisor stopping")
+			return ctlserver.ErrorAnswer(503, control.ErrCodeStopping, "supervisor stopping")
 		}
 	}
 	timeout := time.NewTimer(cfg.PollTimeout)
@@ -248,7 +251,7 @@ func (s *Supervisor) answerPoll(ctx context.Context, ps *pollSession, since *uin
 	for {
 		published := s.hub.Published()
 		if frames, seq, ok := s.collect(ps, since); ok {
-			s.hub.delivered.Add(uint64(len(frames)))
+			s.hub.Counters().Delivered.Add(uint64(len(frames)))
 			return pollAnswer(ps.id, seq, frames)
 		}
 		select {
@@ -259,7 +262,7 @@ func (s *Supervisor) answerPoll(ctx context.Context, ps *pollSession, since *uin
 		case <-timeout.C:
 			return empty()
 		case <-ctx.Done():
-			return control.ErrorAnswer(503, control.ErrCodeStopping, "supervisor stopping")
+			return ctlserver.ErrorAnswer(503, control.ErrCodeStopping, "supervisor stopping")
 		}
 	}
 }
@@ -277,7 +280,7 @@ func (s *Supervisor) collect(ps *pollSession, since *uint64) (frames [][]byte, s
 
 // pollAnswer is the document a poll answers:
 // {"session": ID, "seq": SEQ, "frames": [FRAME, ...]}.
-func pollAnswer(id string, seq uint64, frames [][]byte) control.Answer {
+func pollAnswer(id string, seq uint64, frames [][]byte) ctlserver.Answer {
 	n := 64
 	for _, f := range frames {
 		n += len(f) + 1
@@ -294,24 +297,24 @@ func pollAnswer(id string, seq uint64, frames [][]byte) control.Answer {
 		}
 		b = append(b, f...)
 	}
-	return control.Answer{Status: 200, Body: append(b, "]}\n"...)}
+	return ctlserver.Answer{Status: 200, Body: append(b, "]}\n"...)}
 }
 
 // servePollCommand runs a session's command frame as a WebSocket
 // client's is run (Supervisor.command: role, schema, audit) and answers
 // its result or error frame.
-func (s *Supervisor) servePollCommand(ctx context.Context, arg []byte, rest io.Reader) control.Answer {
+func (s *Supervisor) servePollCommand(ctx context.Context, arg []byte, rest io.Reader) ctlserver.Answer {
 	cfg := s.config()
 	var req control.CommandRequest
-	if err := control.DecodeRequest(arg, &req); err != nil {
-		return control.ErrorAnswer(400, control.ErrCodeBad, err.Error())
+	if err := ctlserver.DecodeRequest(arg, &req); err != nil {
+		return ctlserver.ErrorAnswer(400, control.ErrCodeBad, err.Error())
 	}
 	if req.Len < 0 || int64(req.Len) > cfg.MaxFrame {
-		return control.ErrorAnswer(413, control.ErrCodeBad, fmt.Sprintf("command frame of %d bytes: the limit is max_frame = %d", req.Len, cfg.MaxFrame))
+		return ctlserver.ErrorAnswer(413, control.ErrCodeBad, fmt.Sprintf("command frame of %d bytes: the limit is max_frame = %d", req.Len, cfg.MaxFrame))
 	}
 	data := make([]byte, req.Len)
 	if _, err := io.ReadFull(rest, data); err != nil {
-		return control.ErrorAnswer(400, control.ErrCodeBad, "command frame cut short")
+		return ctlserver.ErrorAnswer(400, control.ErrCodeBad, "command frame cut short")
 	}
 	ps, ans := s.pollSession(req.Session, req.Origin)
 	if ans != nil {
@@ -320,16 +323,16 @@ func (s *Supervisor) servePollCommand(ctx context.Context, arg []byte, rest io.R
 	now := time.Now()
 	ps.mu.Lock()
 	ps.lastUse = now
-	ps.lim.set(cfg.Rate, cfg.Burst)
-	allowed := ps.lim.allow(now)
+	ps.lim.Set(cfg.Rate, cfg.Burst)
+	allowed := ps.lim.Allow(now)
 	if allowed {
-		ps.lim.charge(len(data))
+		ps.lim.Charge(len(data))
 	}
 	ps.mu.Unlock()
-	frame := func(e wire.Error) control.Answer {
+	frame := func(e wire.Error) ctlserver.Answer {
 		e.Type = wire.TypeError
 		b, _ := json.Marshal(e)
-		return control.Answer{Status: 200, Body: append(b, '\n')}
+		return ctlserver.Answer{Status: 200, Body: append(b, '\n')}
 	}
 	if !allowed {
 		return frame(wire.Error{Code: wire.ErrRateLimited, Message: fmt.Sprintf("more than %g messages per second: command dropped", cfg.Rate)})
@@ -347,9 +350,9 @@ func (s *Supervisor) servePollCommand(ctx context.Context, arg []byte, rest io.R
 	}
 	b, err := s.runCommand(ctx, ps.c.Who(), ps.c.Setup(), req.Remote, ps.c.Log(), m)
 	if err != nil {
-		return control.ErrorAnswer(503, control.ErrCodeStopping, "supervisor stopping")
+		return ctlserver.ErrorAnswer(503, control.ErrCodeStopping, "supervisor stopping")
 	}
-	return control.Answer{Status: 200, Body: append(b, '\n')}
+	return ctlserver.Answer{Status: 200, Body: append(b, '\n')}
 }
 
 // runCommand runs m for a client without a connection of its own (a
@@ -358,7 +361,7 @@ func (s *Supervisor) servePollCommand(ctx context.Context, arg []byte, rest io.R
 // result or error frame. who was admitted under the auth setup setup
 // ("" for the bridge, whose role is the configuration's). It fails only
 // when ctx ends first.
-func (s *Supervisor) runCommand(ctx context.Context, who control.Identity, setup, remote string, log *slog.Logger, m *wire.CommandMsg) ([]byte, error) {
+func (s *Supervisor) runCommand(ctx context.Context, who auth.Identity, setup, remote string, log *slog.Logger, m *wire.CommandMsg) ([]byte, error) {
 	// A client of its own for this one answer, with the caller's identity
 	// and address (for the audit trail).
 	q := newPollQueue()

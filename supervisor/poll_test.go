@@ -13,7 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livecgi/livecgi/proto/auth"
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/control/ctlserver"
 	"github.com/livecgi/livecgi/proto/wire"
 )
 
@@ -49,7 +52,7 @@ func (ts *testSup) poll(ctx context.Context, req control.PollRequest) pollAns {
 	return p
 }
 
-func (ts *testSup) token(origin string, id control.Identity) string {
+func (ts *testSup) token(origin string, id auth.Identity) string {
 	tok, _ := control.MintToken(ts.secret, origin, ts.Status().Epoch, time.Now(), time.Minute, id)
 	return tok
 }
@@ -59,10 +62,10 @@ func (ts *testSup) token(origin string, id control.Identity) string {
 // the server gets a snapshot; tokens are single-use and sessions bound to
 // their origin; poll sessions count against max_clients.
 func TestPollSession(t *testing.T) {
-	ts := startSup(t, func(c *control.Config) { c.MaxClients = 1; c.PollInterval = 0 }, "counter")
+	ts := startSup(t, func(c *config.Config) { c.MaxClients = 1; c.PollInterval = 0 }, "counter")
 	ctx := context.Background()
 	o := ts.origin()
-	tok := ts.token(o, control.Identity{})
+	tok := ts.token(o, auth.Identity{})
 	a := ts.poll(ctx, control.PollRequest{Token: tok, Origin: o})
 	if a.status != 200 || a.Session == "" || strings.Join(a.types()[:2], ",") != "hello,snapshot" {
 		t.Fatalf("open: %+v", a)
@@ -70,7 +73,7 @@ func TestPollSession(t *testing.T) {
 	if b := ts.poll(ctx, control.PollRequest{Token: tok, Origin: o}); b.status != 403 || !strings.Contains(b.Reason, "already used") {
 		t.Errorf("token used twice: %+v", b)
 	}
-	if b := ts.poll(ctx, control.PollRequest{Token: ts.token(o, control.Identity{}), Origin: o}); b.status != 503 || b.Error != control.ErrCodeTooMany {
+	if b := ts.poll(ctx, control.PollRequest{Token: ts.token(o, auth.Identity{}), Origin: o}); b.status != 503 || b.Error != control.ErrCodeTooMany {
 		t.Errorf("a second session with max_clients = 1: %+v", b)
 	}
 	if b := ts.poll(ctx, control.PollRequest{Session: a.Session, Origin: "http://127.0.0.1:1"}); b.status != 403 || b.Error != control.ErrCodeForbidden {
@@ -114,9 +117,9 @@ func TestPollSession(t *testing.T) {
 // TestPollTakeover: a page needs one poll at a time; a new poll of a
 // session answers the one still waiting at once, with no frames.
 func TestPollTakeover(t *testing.T) {
-	ts := startSup(t, func(c *control.Config) { c.PollInterval = 40 * time.Second; c.PollTimeout = 50 * time.Second })
+	ts := startSup(t, func(c *config.Config) { c.PollInterval = 40 * time.Second; c.PollTimeout = 50 * time.Second })
 	o := ts.origin()
-	a := ts.poll(context.Background(), control.PollRequest{Token: ts.token(o, control.Identity{}), Origin: o})
+	a := ts.poll(context.Background(), control.PollRequest{Token: ts.token(o, auth.Identity{}), Origin: o})
 	// The next poll is held for poll_interval after that answer.
 	first := make(chan pollAns, 1)
 	go func() {
@@ -147,11 +150,11 @@ func TestPollTakeover(t *testing.T) {
 // the schema and the audit trail as a WebSocket's does, over the control
 // socket's framing.
 func TestPollCommand(t *testing.T) {
-	ts := startSup(t, func(c *control.Config) { c.MaxFrame = 300 }, "counter")
+	ts := startSup(t, func(c *config.Config) { c.MaxFrame = 300 }, "counter")
 	o := ts.origin()
 	waitFor(t, "the counter plugin.s commands", func() bool { _, ok := ts.hub.Command("helper_counter.add"); return ok })
-	viewer := ts.poll(context.Background(), control.PollRequest{Token: ts.token(o, control.Identity{User: "v"}), Origin: o})
-	operator := ts.poll(context.Background(), control.PollRequest{Token: ts.token(o, control.Identity{User: "op", Role: control.RoleOperator}), Origin: o})
+	viewer := ts.poll(context.Background(), control.PollRequest{Token: ts.token(o, auth.Identity{User: "v"}), Origin: o})
+	operator := ts.poll(context.Background(), control.PollRequest{Token: ts.token(o, auth.Identity{User: "op", Role: auth.RoleOperator}), Origin: o})
 
 	sock := filepath.Join(t.TempDir(), "control.sock")
 	ln, err := net.Listen("unix", sock)
@@ -160,7 +163,7 @@ func TestPollCommand(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go control.ServeControl(ctx, ln, ts.Status, ts.ControlHandlers()...)
+	go ctlserver.Serve(ctx, ln, ts.Status, ts.ControlHandlers()...)
 	ask := func(session, frame string) (int, string) {
 		t.Helper()
 		c, err := net.Dial("unix", sock)

@@ -23,7 +23,10 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/livecgi/livecgi/proto/auth"
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/control/ctlserver"
 	"github.com/livecgi/livecgi/proto/wire"
 )
 
@@ -58,13 +61,13 @@ func mustCert(t *testing.T, dir string) (certFile, keyFile string, cert *x509.Ce
 // buffer measured (the TCP socket under the TLS connection).
 func TestTLS(t *testing.T) {
 	certFile, keyFile, cert := mustCert(t, t.TempDir())
-	ts := startSup(t, func(c *control.Config) { c.TLSCert, c.TLSKey = certFile, keyFile }, "counter")
+	ts := startSup(t, func(c *config.Config) { c.TLSCert, c.TLSKey = certFile, keyFile }, "counter")
 	if !ts.Status().TLS {
 		t.Error("status does not say tls")
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
-	tok, _ := control.MintToken(ts.secret, ts.origin(), ts.Status().Epoch, time.Now(), time.Minute, control.Identity{})
+	tok, _ := control.MintToken(ts.secret, ts.origin(), ts.Status().Epoch, time.Now(), time.Minute, auth.Identity{})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, _, err := websocket.Dial(ctx, "wss://"+ts.addr+"/live?token="+tok, &websocket.DialOptions{
@@ -88,7 +91,7 @@ func TestTLS(t *testing.T) {
 
 // TestTLSBadCert: a missing certificate fails New with the keys' names.
 func TestTLSBadCert(t *testing.T) {
-	cfg := control.Default()
+	cfg := config.Default()
 	cfg.TLSCert, cfg.TLSKey = "/nonexistent/cert.pem", "/nonexistent/key.pem"
 	_, err := New(Options{Config: cfg, Secret: []byte("0123456789abcdef")})
 	if err == nil || !strings.Contains(err.Error(), "tls_cert, tls_key") {
@@ -110,7 +113,7 @@ func TestHandOverServed(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go control.Control{Status: ts.Status, HandOver: ts.HandOver}.Serve(ctx, cln)
+	go ctlserver.Control{Status: ts.Status, HandOver: ts.HandOver}.Serve(ctx, cln)
 
 	// The web server: reads each request's head and hands the socket over.
 	web, err := net.Listen("tcp", "127.0.0.1:0")
@@ -140,7 +143,7 @@ func TestHandOverServed(t *testing.T) {
 		}
 	}()
 	origin := "http://" + web.Addr().String()
-	tok, _ := control.MintToken(ts.secret, origin, ts.Status().Epoch, time.Now(), time.Minute, control.Identity{User: "u", Role: control.RoleOperator})
+	tok, _ := control.MintToken(ts.secret, origin, ts.Status().Epoch, time.Now(), time.Minute, auth.Identity{User: "u", Role: auth.RoleOperator})
 	// The stub rewrites nph-live.cgi?ws&token=T to /live?token=T; this
 	// web server passes the request as it came.
 	u := "ws://" + web.Addr().String() + "/live?token=" + tok
@@ -161,13 +164,13 @@ func TestHandOverServed(t *testing.T) {
 		t.Errorf("token replayed through the hand-over: %v, want 403", err)
 	}
 	<-handErr
-	tok2, _ := control.MintToken(ts.secret, origin, ts.Status().Epoch, time.Now(), time.Minute, control.Identity{})
+	tok2, _ := control.MintToken(ts.secret, origin, ts.Status().Epoch, time.Now(), time.Minute, auth.Identity{})
 	if _, err := ts.tryDial("ws://"+web.Addr().String()+"/live?token="+tok2, "http://evil.example"); err == nil || !strings.Contains(err.Error(), "status 403") {
 		t.Errorf("another origin through the hand-over: %v, want 403", err)
 	}
 	<-handErr
 	// A socket passed with a request that asks for no upgrade.
-	tok3, _ := control.MintToken(ts.secret, origin, ts.Status().Epoch, time.Now(), time.Minute, control.Identity{})
+	tok3, _ := control.MintToken(ts.secret, origin, ts.Status().Epoch, time.Now(), time.Minute, auth.Identity{})
 	plain, err := net.Dial("tcp", web.Addr().String())
 	if err != nil {
 		t.Fatal(err)

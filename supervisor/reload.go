@@ -19,9 +19,12 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
-	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/auth"
+	"github.com/livecgi/livecgi/proto/config"
+	"github.com/livecgi/livecgi/proto/trust"
 	"github.com/livecgi/livecgi/proto/wire"
 	"github.com/livecgi/livecgi/supervisor/internal/fanout"
+	"github.com/livecgi/livecgi/supervisor/internal/mqttbridge"
 )
 
 // Following the configuration file (README.md, "Configuration
@@ -46,18 +49,18 @@ const configSettle = 100 * time.Millisecond
 // reloader is the supervisor's side of the configuration file. follow,
 // Run's goroutine, does every reload, one at a time.
 type reloader struct {
-	path     string                         // "": nothing to follow
-	load     func() (control.Config, error) // reads path
-	level    *slog.LevelVar                 // may be nil
-	reloaded func(control.Config)           // may be nil
-	req      chan chan error                // Reload's requests, taken by follow
+	path     string                        // "": nothing to follow
+	load     func() (config.Config, error) // reads path
+	level    *slog.LevelVar                // may be nil
+	reloaded func(config.Config)           // may be nil
+	req      chan chan error               // Reload's requests, taken by follow
 
-	mu      sync.Mutex     // guards the fields below
-	first   control.Config // the file as it was at start (for state_dir as it says)
-	file    control.Config // the file as last taken (for its Sum)
-	lastErr string         // why the file as it is now was not taken
-	restart []string       // keys whose new values wait for a restart
-	changed chan struct{}  // closed by the next reload that applies
+	mu      sync.Mutex    // guards the fields below
+	first   config.Config // the file as it was at start (for state_dir as it says)
+	file    config.Config // the file as last taken (for its Sum)
+	lastErr string        // why the file as it is now was not taken
+	restart []string      // keys whose new values wait for a restart
+	changed chan struct{} // closed by the next reload that applies
 }
 
 // initReload sets up the reloader from opts (New).
@@ -71,7 +74,7 @@ func (s *Supervisor) initReload(opts Options) {
 		return
 	}
 	if rl.load == nil {
-		rl.load = func() (control.Config, error) { return control.Load(rl.path) }
+		rl.load = func() (config.Config, error) { return config.Load(rl.path) }
 	}
 	// state_dir as the file says it (Config's is resolved), to tell its
 	// changes from. A file changed since Config was read is taken when
@@ -275,7 +278,7 @@ func (s *Supervisor) reload(why string, force bool) error {
 	run := next
 	var restart []string
 	var cert *tls.Certificate
-	var b *bridge
+	var b *mqttbridge.Bridge
 	mqttChanged := false
 	if err == nil {
 		// What a running process cannot change keeps its value.
@@ -296,7 +299,7 @@ func (s *Supervisor) reload(why string, force bool) error {
 	}
 	if err == nil && !reflect.DeepEqual(run.MQTT, cur.MQTT) {
 		mqttChanged = true
-		b, err = newBridge(s, run.MQTT)
+		b, err = s.newBridge(run.MQTT)
 	}
 	rl.mu.Lock()
 	if err != nil {
@@ -352,7 +355,7 @@ func (s *Supervisor) reload(why string, force bool) error {
 	}
 	if !slices.Equal(pluginEnv(*cur), pluginEnv(run)) || !reflect.DeepEqual(cur.PluginSHA256, run.PluginSHA256) {
 		s.log.Info("config: restarting the plugins with the new proc_root, sys_root, exec_dir, net_interfaces or plugin_sha256")
-		s.plugins.reconfigure(pluginEnv(run), run.PluginSHA256)
+		s.plugins.Reconfigure(pluginEnv(run), run.PluginSHA256)
 	}
 	if force || cur.AuthSetup() != run.AuthSetup() || !reflect.DeepEqual(cur.CommandRoles, run.CommandRoles) {
 		s.recheckClients(&run)
@@ -364,7 +367,7 @@ func (s *Supervisor) reload(why string, force bool) error {
 }
 
 // changedKeys names the keys whose values differ between a and b.
-func changedKeys(a, b *control.Config) []string {
+func changedKeys(a, b *config.Config) []string {
 	var out []string
 	var walk func(prefix string, va, vb reflect.Value)
 	walk = func(prefix string, va, vb reflect.Value) {
@@ -418,14 +421,14 @@ func keyName(field string) string {
 }
 
 // hold returns the identity c is held to under cfg: its token's, judged
-// again by control.Config.Recheck, so that a role revoked since c
+// again by config.Config.Recheck, so that a role revoked since c
 // connected is gone at its next command; the bridge's (no token) as it
 // is. The role is "" when c may do nothing at all.
-func (s *Supervisor) hold(cfg *control.Config, c *fanout.Client) (control.Identity, error) {
+func (s *Supervisor) hold(cfg *config.Config, c *fanout.Client) (auth.Identity, error) {
 	if c.Setup() == "" {
 		return c.Who(), nil
 	}
-	id, err := cfg.Recheck(c.Who(), c.Setup(), func() ([]control.User, error) { return s.users.read(cfg.AuthUsers) })
+	id, err := cfg.Recheck(c.Who(), c.Setup(), func() ([]auth.User, error) { return s.users.read(cfg.AuthUsers) })
 	if err == nil && id.Role == "" {
 		err = errSignedOut
 	}
@@ -437,8 +440,8 @@ var errSignedOut = errors.New("signed out: the configuration no longer lets this
 
 // admit holds a token's identity, just verified, to cfg (see hold): a
 // token minted under rules that changed since is judged by the new ones.
-func (s *Supervisor) admit(cfg *control.Config, id control.Identity) (control.Identity, error) {
-	who, err := cfg.Recheck(id, cfg.AuthSetup(), func() ([]control.User, error) { return s.users.read(cfg.AuthUsers) })
+func (s *Supervisor) admit(cfg *config.Config, id auth.Identity) (auth.Identity, error) {
+	who, err := cfg.Recheck(id, cfg.AuthSetup(), func() ([]auth.User, error) { return s.users.read(cfg.AuthUsers) })
 	if err == nil && who.Role == "" {
 		err = errSignedOut
 	}
@@ -449,8 +452,8 @@ func (s *Supervisor) admit(cfg *control.Config, id control.Identity) (control.Id
 // who may do what: one left with no role is closed (a WebSocket with
 // wire.CloseSignedOut, a poll session ended), and every other one gets a
 // fresh hello saying its role now and what each command needs.
-func (s *Supervisor) recheckClients(cfg *control.Config) {
-	who := map[*fanout.Client]control.Identity{}
+func (s *Supervisor) recheckClients(cfg *config.Config) {
+	who := map[*fanout.Client]auth.Identity{}
 	for _, c := range s.hub.Clients() {
 		if c.Setup() == "" {
 			continue // the bridge: its role is mqtt_role
@@ -497,15 +500,15 @@ type usersFile struct {
 	mu    sync.Mutex
 	path  string
 	stamp string
-	users []control.User
+	users []auth.User
 	err   error
 }
 
-func (u *usersFile) read(path string) ([]control.User, error) {
+func (u *usersFile) read(path string) ([]auth.User, error) {
 	if path == "" {
 		return nil, nil
 	}
-	if err := control.CheckTrusted(path, true); err != nil {
+	if err := trust.Check(path, trust.Options{Secret: true, StickyDirs: true}); err != nil {
 		return nil, fmt.Errorf("users file refused: %w", err)
 	}
 	st := fileStamp(path)
@@ -514,7 +517,7 @@ func (u *usersFile) read(path string) ([]control.User, error) {
 	if path == u.path && st == u.stamp && st != "" {
 		return u.users, u.err
 	}
-	u.users, u.err = control.ReadUsers(path)
+	u.users, u.err = auth.ReadUsers(path)
 	u.path, u.stamp = path, st
 	return u.users, u.err
 }
@@ -522,11 +525,28 @@ func (u *usersFile) read(path string) ([]control.User, error) {
 // mqttRun is the broker bridge of the configuration in force.
 type mqttRun struct {
 	mu   sync.Mutex
-	cur  *bridge         // nil without mqtt_url
-	ctx  context.Context // Run's; nil before Run
-	wg   *sync.WaitGroup // Run's background goroutines
+	cur  *mqttbridge.Bridge // nil without mqtt_url
+	ctx  context.Context    // Run's; nil before Run
+	wg   *sync.WaitGroup    // Run's background goroutines
 	stop context.CancelFunc
 	done chan struct{} // closed when the running bridge's run returned
+}
+
+// newBridge returns the broker bridge m asks for, nil without mqtt_url:
+// a client of the hub, whose commands run as every transport's do
+// (runCommand), held to the limits in force.
+func (s *Supervisor) newBridge(m config.MQTT) (*mqttbridge.Bridge, error) {
+	return mqttbridge.New(mqttbridge.Options{
+		MQTT: m, Hub: s.hub, Described: s.plugins.Described, Log: s.log,
+		Limits: func() mqttbridge.Limits {
+			cfg := s.config()
+			return mqttbridge.Limits{Rate: cfg.Rate, Burst: cfg.Burst, MaxFrame: cfg.MaxFrame}
+		},
+		Commands: func(ctx context.Context, who auth.Identity, remote string, log *slog.Logger, m *wire.CommandMsg) ([]byte, error) {
+			return s.runCommand(ctx, who, "", remote, log, m)
+		},
+		Backoff: s.timing.mqttBackoffMin, MaxBackoff: s.timing.mqttBackoffMax,
+	})
 }
 
 // startBridge runs the bridge, if any, among Run's goroutines bg.
@@ -547,13 +567,13 @@ func (s *Supervisor) runBridgeLocked() {
 	s.mqtt.stop, s.mqtt.done = cancel, done
 	s.mqtt.wg.Go(func() {
 		defer close(done)
-		b.run(ctx)
+		b.Run(ctx)
 	})
 }
 
 // swapBridge stops the running bridge (it says offline and disconnects)
 // and starts b (nil: none). Only follow calls it, while Run runs.
-func (s *Supervisor) swapBridge(b *bridge) {
+func (s *Supervisor) swapBridge(b *mqttbridge.Bridge) {
 	s.mqtt.mu.Lock()
 	defer s.mqtt.mu.Unlock()
 	if s.mqtt.stop != nil {
@@ -563,36 +583,9 @@ func (s *Supervisor) swapBridge(b *bridge) {
 	}
 	s.mqtt.cur = b
 	if b != nil {
-		b.log.Info("mqtt: bridge restarted for the new configuration")
+		s.log.Info("mqtt: bridge restarted for the new configuration", "mqtt", b.Broker())
 	}
 	s.runBridgeLocked()
-}
-
-// settings returns the environment and the checksums plugins start with.
-func (m *manager) settings() ([]string, map[string]string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.env, m.sums
-}
-
-// reconfigure makes plugins start with env and sums from now on, and
-// restarts every running one with them: one no longer allowed is
-// refused.
-func (m *manager) reconfigure(env []string, sums map[string]string) {
-	m.mu.Lock()
-	m.env, m.sums = env, sums
-	names := make([]string, 0, len(m.slots))
-	for n := range m.slots {
-		names = append(names, n)
-	}
-	m.mu.Unlock()
-	slices.Sort(names)
-	for _, n := range names {
-		m.unload(n)
-		if fi, err := os.Stat(filepath.Join(m.dir, n)); err == nil {
-			m.load(n, identify(fi))
-		}
-	}
 }
 
 // tlsListener serves TLS on the connections it accepts while tls_cert

@@ -16,6 +16,8 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/livecgi/livecgi/proto/auth"
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
 	"github.com/livecgi/livecgi/supervisor/brokertest"
@@ -34,10 +36,10 @@ func startConf(t *testing.T, text string, modes ...string) *confSup {
 	t.Helper()
 	conf := filepath.Join(t.TempDir(), "livecgi.conf")
 	cs := &confSup{path: conf}
-	cs.testSup = startSupWith(t, nil, func(c *control.Config) {
+	cs.testSup = startSupWith(t, nil, func(c *config.Config) {
 		cs.base = fmt.Sprintf("state_dir = %s\nplugins_dir = %s\nlisten = %s\ncommand_timeout = 2s\n", c.StateDir, c.PluginsDir, c.Listen)
 		cs.write(text)
-		loaded, err := control.Load(conf)
+		loaded, err := config.Load(conf)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -60,10 +62,10 @@ func (cs *confSup) write(text string) {
 
 // sum is the Config.Sum of base and text.
 func (cs *confSup) sum(text string) string {
-	var c control.Config
+	var c config.Config
 	path := filepath.Join(cs.t.TempDir(), "c")
 	os.WriteFile(path, []byte(cs.base+text), 0o600)
-	c, _ = control.Load(path)
+	c, _ = config.Load(path)
 	return c.Sum
 }
 
@@ -86,13 +88,13 @@ func commandRoles(m map[string]any) map[string]string {
 // session ended; a new token for it is refused.
 func TestReloadRevokesRole(t *testing.T) {
 	cs := startConf(t, "command_role = helper_counter.add viewer\n", "counter")
-	viewer, err := cs.tryDial(cs.urlFor(cs.origin(), control.Identity{Role: control.RoleViewer}), cs.origin())
+	viewer, err := cs.tryDial(cs.urlFor(cs.origin(), auth.Identity{Role: auth.RoleViewer}), cs.origin())
 	if err != nil {
 		t.Fatal(err)
 	}
 	online(viewer, "helper_counter")
 	o := cs.origin()
-	poll := cs.poll(context.Background(), control.PollRequest{Token: cs.token(o, control.Identity{}), Origin: o})
+	poll := cs.poll(context.Background(), control.PollRequest{Token: cs.token(o, auth.Identity{}), Origin: o})
 	if poll.status != 200 {
 		t.Fatalf("poll: %+v", poll)
 	}
@@ -104,7 +106,7 @@ func TestReloadRevokesRole(t *testing.T) {
 
 	cs.write("")
 	hello := viewer.next("a fresh hello", func(m map[string]any) bool {
-		return m["type"] == "hello" && commandRoles(m)["helper_counter.add"] == control.RoleOperator
+		return m["type"] == "hello" && commandRoles(m)["helper_counter.add"] == auth.RoleOperator
 	})
 	if u := fmt.Sprint(hello["user"]); u != "map[name: role:viewer]" {
 		t.Errorf("hello.user = %s", u)
@@ -118,12 +120,12 @@ func TestReloadRevokesRole(t *testing.T) {
 	for _, r := range readAudit(t, filepath.Join(cs.config().StateDir, AuditFile)) {
 		last = r
 	}
-	if last.ID != "a2" || last.Role != control.RoleViewer || !strings.HasPrefix(last.Result, "forbidden") {
+	if last.ID != "a2" || last.Role != auth.RoleViewer || !strings.HasPrefix(last.Result, "forbidden") {
 		t.Errorf("audit of a2: %+v", last)
 	}
 
 	users := filepath.Join(filepath.Dir(cs.path), "users")
-	if _, err := control.SetUser(users, control.User{Name: "otto", Role: control.RoleOperator, Hash: mustHash(t)}); err != nil {
+	if _, err := auth.SetUser(users, auth.User{Name: "otto", Role: auth.RoleOperator, Hash: mustHash(t)}); err != nil {
 		t.Fatal(err)
 	}
 	cs.write("auth = basic\nauth_users = " + users + "\n")
@@ -141,7 +143,7 @@ func TestReloadRevokesRole(t *testing.T) {
 	if p.status != 410 {
 		t.Errorf("anonymous poll session under auth = basic: %+v", p)
 	}
-	if _, err := cs.tryDial(cs.urlFor(cs.origin(), control.Identity{Role: control.RoleViewer}), cs.origin()); err == nil || !strings.Contains(err.Error(), "403") {
+	if _, err := cs.tryDial(cs.urlFor(cs.origin(), auth.Identity{Role: auth.RoleViewer}), cs.origin()); err == nil || !strings.Contains(err.Error(), "403") {
 		t.Errorf("a new anonymous token under auth = basic: %v", err)
 	}
 	if !strings.Contains(cs.logs.String(), "changed=auth,auth_users") {
@@ -150,7 +152,7 @@ func TestReloadRevokesRole(t *testing.T) {
 }
 
 func mustHash(t *testing.T) string {
-	h, err := control.HashPassword("pw")
+	h, err := auth.HashPassword("pw")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,16 +166,16 @@ func TestReloadUsersFile(t *testing.T) {
 	dir := t.TempDir()
 	users := filepath.Join(dir, "users")
 	for _, u := range []string{"otto", "olga"} {
-		if _, err := control.SetUser(users, control.User{Name: u, Role: control.RoleOperator, Hash: mustHash(t)}); err != nil {
+		if _, err := auth.SetUser(users, auth.User{Name: u, Role: auth.RoleOperator, Hash: mustHash(t)}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	cs := startConf(t, "auth = basic\nauth_users = "+users+"\n", "counter")
-	otto, err := cs.tryDial(cs.urlFor(cs.origin(), control.Identity{User: "otto", Role: control.RoleOperator}), cs.origin())
+	otto, err := cs.tryDial(cs.urlFor(cs.origin(), auth.Identity{User: "otto", Role: auth.RoleOperator}), cs.origin())
 	if err != nil {
 		t.Fatal(err)
 	}
-	olga, err := cs.tryDial(cs.urlFor(cs.origin(), control.Identity{User: "olga", Role: control.RoleOperator}), cs.origin())
+	olga, err := cs.tryDial(cs.urlFor(cs.origin(), auth.Identity{User: "olga", Role: auth.RoleOperator}), cs.origin())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +186,7 @@ func TestReloadUsersFile(t *testing.T) {
 		t.Fatalf("operator's command: %v", r)
 	}
 
-	if _, err := control.SetUser(users, control.User{Name: "otto", Role: control.RoleViewer, Hash: mustHash(t)}); err != nil {
+	if _, err := auth.SetUser(users, auth.User{Name: "otto", Role: auth.RoleViewer, Hash: mustHash(t)}); err != nil {
 		t.Fatal(err)
 	}
 	otto.next("a hello with role viewer", func(m map[string]any) bool {
@@ -228,7 +230,7 @@ func TestReloadBrokenKeepsLastGood(t *testing.T) {
 	if !strings.Contains(cs.logs.String(), "config not reloaded: the last good configuration keeps running") {
 		t.Errorf("log:\n%s", cs.logs.String())
 	}
-	viewer, err := cs.tryDial(cs.urlFor(cs.origin(), control.Identity{Role: control.RoleViewer}), cs.origin())
+	viewer, err := cs.tryDial(cs.urlFor(cs.origin(), auth.Identity{Role: auth.RoleViewer}), cs.origin())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,10 +272,10 @@ func TestReloadByCall(t *testing.T) {
 	conf := filepath.Join(t.TempDir(), "livecgi.conf")
 	level := new(slog.LevelVar)
 	var base string
-	ts := startSupWith(t, nil, func(c *control.Config) {
+	ts := startSupWith(t, nil, func(c *config.Config) {
 		base = fmt.Sprintf("state_dir = %s\nplugins_dir = %s\nlisten = %s\n", c.StateDir, c.PluginsDir, c.Listen)
 		os.WriteFile(conf, []byte(base), 0o600)
-		*c, _ = control.Load(conf)
+		*c, _ = config.Load(conf)
 	}, func(o *Options) { o.ConfigPath, o.Level = conf, level })
 	if err := ts.Reload(context.Background()); err != nil {
 		t.Fatal(err)
@@ -307,7 +309,7 @@ func TestBadCommandFrameKeepsID(t *testing.T) {
 		t.Errorf("WebSocket: %v", e)
 	}
 	o := ts.origin()
-	p := ts.poll(context.Background(), control.PollRequest{Token: ts.token(o, control.Identity{}), Origin: o})
+	p := ts.poll(context.Background(), control.PollRequest{Token: ts.token(o, auth.Identity{}), Origin: o})
 	req, _ := json.Marshal(control.CommandRequest{Session: p.Session, Origin: o, Len: len(bad)})
 	a := ts.servePollCommand(context.Background(), req, strings.NewReader(bad))
 	var e wire.Error
@@ -323,7 +325,7 @@ func TestBadCommandFrameKeepsID(t *testing.T) {
 // keep-alive ones.
 func TestFirstPingAfterInterval(t *testing.T) {
 	const every = time.Second
-	ts := startSup(t, func(c *control.Config) { c.PingInterval = every })
+	ts := startSup(t, func(c *config.Config) { c.PingInterval = every })
 	quiet := `{"type":"subscribe","sensors":["nothing.here"]}`
 	first := ts.dialRaw(t, ts.url(ts.origin()), ts.origin())
 	first.write(1, []byte(quiet))
@@ -443,10 +445,10 @@ func TestReloadTLS(t *testing.T) {
 // TestChangedKeys: the log names each changed key as the file spells it
 // (every field of Config has its key in the sample configuration).
 func TestChangedKeys(t *testing.T) {
-	a := control.Default()
+	a := config.Default()
 	var all []string
 	b := a
-	b.CommandRoles = map[string]string{"x.y": control.RoleViewer}
+	b.CommandRoles = map[string]string{"x.y": auth.RoleViewer}
 	b.MQTT.DeviceID, b.MQTT.KeepAlive, b.TLSCert, b.PluginSHA256 = "d", time.Minute, "/c", map[string]string{"p": "0"}
 	b.MemoryLimitMB, b.TokenTTL, b.Sum = 1, time.Hour, "ignored"
 	got := strings.Join(changedKeys(&a, &b), ",")
@@ -496,7 +498,7 @@ func TestChangedKeys(t *testing.T) {
 	b = a
 	fields(v)
 	for _, k := range all {
-		if !strings.Contains(control.SampleConfig, "\n"+k+" =") && !strings.Contains(control.SampleConfig, "# "+k+" =") {
+		if !strings.Contains(config.SampleConfig, "\n"+k+" =") && !strings.Contains(config.SampleConfig, "# "+k+" =") {
 			t.Errorf("key %s is not in the sample configuration", k)
 		}
 	}

@@ -18,7 +18,7 @@ func (s *Supervisor) registerBuiltin() {
 	sensor := func(id, title, unit string) wire.Sensor {
 		return wire.Sensor{ID: builtinPlugin + "." + id, Plugin: builtinPlugin, Title: title, Unit: unit, ValueType: wire.ValueNumber, IntervalMS: ms}
 	}
-	s.hub.setPlugin(builtinPlugin, &wire.PluginInfo{ID: builtinPlugin, State: wire.StateOnline, Version: s.version}, []wire.Sensor{
+	s.hub.SetPlugin(builtinPlugin, &wire.PluginInfo{ID: builtinPlugin, State: wire.StateOnline, Version: s.version}, []wire.Sensor{
 		sensor("clients", "Connected clients", ""),
 		sensor("messages_per_second", "Messages sent per second", "1/s"),
 		sensor("coalesced_total", "Readings coalesced for slow clients", ""),
@@ -40,25 +40,25 @@ func (s *Supervisor) publishStats(ctx context.Context, stop context.CancelFunc) 
 	idle := time.NewTimer(time.Hour)
 	idle.Stop()
 	defer idle.Stop()
-	last, lastT := s.hub.delivered.Load(), time.Now()
+	last, lastT := s.hub.Counters().Delivered.Load(), time.Now()
 	publish := func(now time.Time) {
-		d := s.hub.delivered.Load()
+		d := s.hub.Counters().Delivered.Load()
 		rate := float64(d-last) / max(now.Sub(lastT).Seconds(), 1e-3)
 		last, lastT = d, now
 		ms := now.UnixMilli()
 		pub := func(id string, v float64) {
-			s.hub.publish(wire.Reading{Sensor: builtinPlugin + "." + id, Value: v, T: ms})
+			s.hub.Publish(wire.Reading{Sensor: builtinPlugin + "." + id, Value: v, T: ms})
 		}
-		pub("clients", float64(s.hub.clientCount()))
+		pub("clients", float64(s.hub.ClientCount()))
 		pub("messages_per_second", rate)
-		pub("coalesced_total", float64(s.hub.coalesced.Load()))
-		pub("too_slow_total", float64(s.hub.tooSlow.Load()))
-		pub("plugin_restarts_total", float64(s.plugins.restarts.Load()))
+		pub("coalesced_total", float64(s.hub.Counters().Coalesced.Load()))
+		pub("too_slow_total", float64(s.hub.Counters().TooSlow.Load()))
+		pub("plugin_restarts_total", float64(s.plugins.Restarts()))
 		pub("rss_bytes", float64(rss()))
 		pub("goroutines", float64(runtime.NumGoroutine()))
 	}
 	for {
-		active, changed := s.demand.state()
+		active, changed := s.hub.Demand()
 		if active {
 			idle.Stop()
 			publish(time.Now())

@@ -25,9 +25,13 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/livecgi/livecgi/proto"
+	"github.com/livecgi/livecgi/proto/auth"
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
 	"github.com/livecgi/livecgi/supervisor/internal/fanout"
+	"github.com/livecgi/livecgi/supervisor/internal/pluginhost"
+	"github.com/livecgi/livecgi/supervisor/internal/ratelimit"
 )
 
 // builtinPlugin is the plugin id of the supervisor's own figures.
@@ -35,21 +39,21 @@ const builtinPlugin = "livecgid"
 
 // Options configures a Supervisor.
 type Options struct {
-	Config control.Config
+	Config config.Config
 	// ConfigPath is the file Config was read from. With it, livecgid
 	// follows the file (see Reload); "" runs Config as it is.
 	ConfigPath string
 	// Load reads ConfigPath again: the file's configuration with the
 	// command line's overrides, state_dir as the file says. Default:
-	// control.Load.
-	Load func() (control.Config, error)
+	// config.Load.
+	Load func() (config.Config, error)
 	// Level, if set, is the log level of Logger: Reload sets it from
 	// log_level.
 	Level *slog.LevelVar
 	// Reloaded, if set, is called with each configuration Reload applied,
 	// from the goroutine that applied it (cmd/livecgid sets the memory
 	// settings from it).
-	Reloaded func(control.Config)
+	Reloaded func(config.Config)
 	Secret   []byte       // HMAC secret of the tokens; required
 	Logger   *slog.Logger // default: discard
 	Version  string       // reported in hello and the control socket
@@ -65,28 +69,42 @@ type Options struct {
 	timing *timing // tests' delays; nil: defaultTiming
 }
 
+// timing holds the delays of the plugin host and of the broker bridge.
+// Tests shorten them per supervisor (Options.timing), so they can run in
+// parallel.
+type timing struct {
+	host pluginhost.Timing
+	// The broker bridge's reconnect backoff (mqttbridge.Options).
+	mqttBackoffMin, mqttBackoffMax time.Duration
+}
+
+// defaultTiming is the timing of a real supervisor.
+func defaultTiming() timing {
+	return timing{host: pluginhost.DefaultTiming(), mqttBackoffMin: time.Second, mqttBackoffMax: time.Minute}
+}
+
 // Supervisor serves browsers and runs plugins. Create it with New and start
 // it with Run; it is done when Run returns. Its methods may be called
 // concurrently.
 type Supervisor struct {
 	// cfg is the configuration in force; Reload replaces it whole. Read
 	// it with config, once per request or command.
-	cfg     atomic.Pointer[control.Config]
+	cfg     atomic.Pointer[config.Config]
 	secret  []byte
 	log     *slog.Logger
 	version string
 	writers int
 	stats   time.Duration
-	hub     *hub
-	plugins *manager
-	demand  *demand // consumers of readings (see demand)
+	timing  timing
+	hub     *fanout.Hub
+	plugins *pluginhost.Host
 
 	// tls_cert and tls_key: cert is nil for plain ws://; tlsConf serves
 	// the current one (Reload swaps it).
 	cert    atomic.Pointer[tls.Certificate]
 	tlsConf *tls.Config
 
-	mqtt  mqttRun   // the broker bridge (mqtt.go), none without mqtt_url
+	mqtt  mqttRun   // the broker bridge (internal/mqttbridge), none without mqtt_url
 	rl    reloader  // following the configuration file (reload.go)
 	users usersFile // auth_users, as Recheck reads it (reload.go)
 
@@ -122,6 +140,10 @@ func New(opts Options) (*Supervisor, error) {
 		writers: opts.Writers, stats: opts.Stats, nonces: map[string]time.Time{},
 	}
 	s.cfg.Store(&cfg)
+	s.timing = defaultTiming()
+	if opts.timing != nil {
+		s.timing = *opts.timing
+	}
 	if s.version == "" {
 		s.version = "dev"
 	}
@@ -133,21 +155,10 @@ func New(opts Options) (*Supervisor, error) {
 	}
 	epoch := make([]byte, 6)
 	rand.Read(epoch)
-	s.demand = newDemand()
-	consumers := 0 // guarded by the hub's lock (OnConsumers)
-	s.hub = newHub(fanout.Options{
+	s.hub = fanout.New(fanout.Options{
 		Epoch: hex.EncodeToString(epoch), Version: s.version, History: cfg.History,
 		MaxClients: cfg.MaxClients, Writers: s.writers, WriteTimeout: cfg.WriteTimeout,
 		CommandRole: func(command string) string { return s.config().CommandRole(command) },
-		// Each attached client, a poll session's too, holds demand.
-		OnConsumers: func(n int) {
-			for ; consumers < n; consumers++ {
-				s.demand.hold()
-			}
-			for ; consumers > n; consumers-- {
-				s.demand.release()
-			}
-		},
 	})
 	cert, err := loadCert(cfg)
 	if err != nil {
@@ -163,39 +174,35 @@ func New(opts Options) (*Supervisor, error) {
 		},
 		MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"},
 	}
-	b, err := newBridge(s, cfg.MQTT)
-	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
-	}
-	s.mqtt.cur = b
 	socketDir := opts.SocketDir
 	if socketDir == "" {
 		socketDir = filepath.Join(cfg.StateDir, control.SocketDir)
 	}
-	s.plugins = &manager{
-		dir: cfg.PluginsDir, socketDir: socketDir, sums: cfg.PluginSHA256, hub: s.hub,
-		log: log, cmdTO: cfg.CommandTimeout, slots: map[string]*slot{}, timing: defaultTiming(), demand: s.demand,
-		env: pluginEnv(cfg),
+	s.plugins = pluginhost.New(pluginhost.Options{
+		Dir: cfg.PluginsDir, SocketDir: socketDir, Env: pluginEnv(cfg), Sums: cfg.PluginSHA256, Reserved: builtinPlugin,
+		CommandTimeout: cfg.CommandTimeout, Hub: s.hub, Demand: s.hub, Log: log, Timing: &s.timing.host,
+	})
+	b, err := s.newBridge(cfg.MQTT)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
 	}
-	if opts.timing != nil {
-		s.plugins.timing = *opts.timing
-	}
+	s.mqtt.cur = b
 	s.initReload(opts)
 	return s, nil
 }
 
 // config returns the configuration in force; the caller must not change
 // it.
-func (s *Supervisor) config() *control.Config { return s.cfg.Load() }
+func (s *Supervisor) config() *config.Config { return s.cfg.Load() }
 
 // pluginEnv is the environment plugins start with under cfg.
-func pluginEnv(cfg control.Config) []string {
+func pluginEnv(cfg config.Config) []string {
 	return append(os.Environ(), proto.EnvProcRoot+"="+cfg.ProcRoot, proto.EnvSysRoot+"="+cfg.SysRoot,
 		proto.EnvExecDir+"="+cfg.ExecDir, proto.EnvNetInterfaces+"="+cfg.NetInterfaces)
 }
 
 // loadCert loads tls_cert and tls_key; nil without them.
-func loadCert(cfg control.Config) (*tls.Certificate, error) {
+func loadCert(cfg config.Config) (*tls.Certificate, error) {
 	if cfg.TLSCert == "" {
 		return nil, nil
 	}
@@ -211,7 +218,7 @@ func (s *Supervisor) Status() control.Status {
 	s.mu.Lock()
 	port := s.port
 	s.mu.Unlock()
-	st := control.Status{PID: os.Getpid(), Port: port, Version: s.version, Epoch: s.hub.Epoch(), Clients: s.hub.clientCount(),
+	st := control.Status{PID: os.Getpid(), Port: port, Version: s.version, Epoch: s.hub.Epoch(), Clients: s.hub.ClientCount(),
 		TLS: s.cert.Load() != nil, ConfigSum: s.config().Sum}
 	st.ConfigError, st.Restart = s.rl.state()
 	return st
@@ -230,16 +237,15 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 	ln = &tlsListener{Listener: ln, s: s}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if err := os.MkdirAll(s.plugins.socketDir, 0o700); err != nil {
-		return fmt.Errorf("plugin socket dir: %w", err)
+	pctx, stopPlugins := context.WithCancel(context.Background())
+	if err := s.plugins.Start(pctx); err != nil {
+		stopPlugins()
+		return err
 	}
-	cleanSockets(s.plugins.socketDir, s.log)
 	s.openAudit()
 	defer s.closeAudit()
+	defer stopPlugins() // before the audit trail closes, as step 3 below
 
-	pctx, stopPlugins := context.WithCancel(context.Background())
-	defer stopPlugins()
-	s.plugins.ctx = pctx
 	s.registerBuiltin()
 
 	s.hub.Start()
@@ -248,7 +254,7 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 	bg.Go(func() { s.sweepPolls(ctx) })
 	s.startBridge(ctx, &bg)
 	watchErr := make(chan error, 1)
-	bg.Go(func() { watchErr <- s.watch(ctx) })
+	bg.Go(func() { watchErr <- s.plugins.Watch(ctx) })
 	bg.Go(func() { s.follow(ctx) })
 
 	serveErr := make(chan error, 1)
@@ -281,22 +287,12 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 	cw.Wait()
 	// 3. Stop every plugin.
 	stopPlugins()
-	s.plugins.wait()
+	s.plugins.Wait()
 	// 4. The watcher and the rest.
 	bg.Wait()
 	s.hub.Stop()
 	s.log.Info("livecgid stopped")
 	return err
-}
-
-// cleanSockets removes go-plugin socket dirs left by a killed supervisor.
-func cleanSockets(dir string, log *slog.Logger) {
-	ents, _ := os.ReadDir(dir)
-	for _, e := range ents {
-		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err == nil {
-			log.Info("removed stale plugin socket", "path", e.Name())
-		}
-	}
 }
 
 // upgrade turns a request for /live into a WebSocket client after checking
@@ -318,7 +314,7 @@ func (s *Supervisor) upgrade(w *connWriter, r *http.Request) {
 	if err == nil && !s.useNonce(claims.Nonce) {
 		err = errors.New("token already used")
 	}
-	var who control.Identity
+	var who auth.Identity
 	if err == nil {
 		who, err = s.admit(cfg, claims.Identity)
 	}
@@ -397,11 +393,12 @@ func (s *Supervisor) useNonce(n string) bool {
 //
 // The rate limit is checked before a frame is read: a frame over it is
 // discarded unread, never decoded. A client that keeps sending over its
-// rate for floodGrace is closed with wire.CloseRateLimits. The limits
+// rate for ratelimit.FloodGrace is closed with wire.CloseRateLimits. The limits
 // (max_frame, rate, burst) are the configuration's as each frame comes.
 func (s *Supervisor) read(ctx context.Context, c *fanout.Client) {
 	defer c.Conn().CloseNow()
-	var lim limiter
+	var lim ratelimit.Limiter
+	var lastWarn time.Time
 	var maxFrame int64
 	for {
 		cfg := s.config()
@@ -409,7 +406,7 @@ func (s *Supervisor) read(ctx context.Context, c *fanout.Client) {
 			maxFrame = cfg.MaxFrame
 			c.Conn().SetReadLimit(maxFrame)
 		}
-		lim.set(cfg.Rate, cfg.Burst)
+		lim.Set(cfg.Rate, cfg.Burst)
 		typ, r, err := c.Conn().Reader(ctx)
 		if err != nil {
 			if st := websocket.CloseStatus(err); st != -1 {
@@ -420,20 +417,20 @@ func (s *Supervisor) read(ctx context.Context, c *fanout.Client) {
 			return
 		}
 		now := time.Now()
-		if !lim.allow(now) {
+		if !lim.Allow(now) {
 			if _, err := io.Copy(io.Discard, r); err != nil {
 				c.Log().Debug("read ended", "err", err)
 				return
 			}
-			if lim.drop(now) {
-				c.Log().Warn("client closed: kept sending over its rate limit", "rate", lim.rate, "for", floodGrace)
+			if lim.Drop(now) {
+				c.Log().Warn("client closed: kept sending over its rate limit", "rate", lim.Rate(), "for", ratelimit.FloodGrace)
 				c.Conn().Close(wire.CloseRateLimits, "rate limit exceeded")
 				return
 			}
-			if now.Sub(lim.lastWarn) > time.Second {
-				lim.lastWarn = now
+			if now.Sub(lastWarn) > time.Second {
+				lastWarn = now
 				c.QueueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrRateLimited,
-					Message: fmt.Sprintf("more than %g messages per second: messages dropped", lim.rate)})
+					Message: fmt.Sprintf("more than %g messages per second: messages dropped", lim.Rate())})
 			}
 			continue
 		}
@@ -443,7 +440,7 @@ func (s *Supervisor) read(ctx context.Context, c *fanout.Client) {
 			linger(c.Net())
 			return
 		}
-		lim.charge(len(data))
+		lim.Charge(len(data))
 		if typ != websocket.MessageText {
 			c.QueueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrBadMessage, Message: "binary frames are not accepted"})
 			continue
@@ -504,7 +501,7 @@ func (s *Supervisor) command(ctx context.Context, c *fanout.Client, m *wire.Comm
 		s.auditCommand(who, c.Remote(), m, wire.ErrUnknownCommand)
 		return
 	}
-	args, err := validateArgs(cmd.Args, m.Args)
+	args, err := pluginhost.ValidateArgs(cmd.Args, m.Args)
 	if err != nil {
 		c.QueueJSON(wire.Error{Type: wire.TypeError, Code: wire.ErrBadArgs, ID: m.ID, Message: fmt.Sprintf("%s: %v", m.Name, err)})
 		s.auditCommand(who, c.Remote(), m, wire.ErrBadArgs+": "+err.Error())
@@ -516,8 +513,8 @@ func (s *Supervisor) command(ctx context.Context, c *fanout.Client, m *wire.Comm
 		cctx, cancel := context.WithTimeout(context.Background(), cfg.CommandTimeout)
 		defer cancel()
 		local := m.Name[len(cmd.Plugin)+1:]
-		v, err := s.plugins.do(cctx, cmd.Plugin, local, m.ID, args)
-		if errors.Is(err, errNoAnswer) {
+		v, err := s.plugins.Do(cctx, cmd.Plugin, local, m.ID, args)
+		if errors.Is(err, pluginhost.ErrNoAnswer) {
 			err = fmt.Errorf("plugin %s did not answer within %v", cmd.Plugin, cfg.CommandTimeout)
 		}
 		res := wire.Result{Type: wire.TypeResult, ID: m.ID, OK: err == nil}
@@ -545,57 +542,4 @@ func linger(nc net.Conn) {
 		return
 	}
 	io.CopyN(io.Discard, nc, 1<<20)
-}
-
-// floodGrace is how long a client may keep sending over its rate limit
-// (frames dropped with no pause of a second) before it is closed with
-// wire.CloseRateLimits. A burst that calms down is only dropped from.
-const floodGrace = 3 * time.Second
-
-// frameCost is the frame size that costs one more message in the limiter:
-// the rate limits bytes too (rate × frameCost per second), so large frames
-// cannot flood at the message rate.
-const frameCost = 4 << 10
-
-// limiter is a token bucket for one client's messages; used by the
-// client's reader only.
-type limiter struct {
-	rate, burst, tokens float64
-	last                time.Time
-	overSince, lastDrop time.Time // the current run of dropped frames
-	lastWarn            time.Time
-}
-
-// set makes the bucket rate messages a second with bursts of burst (the
-// configuration's rate and burst, which a reload may change).
-func (l *limiter) set(rate float64, burst int) {
-	l.rate, l.burst = rate, float64(burst)
-}
-
-// allow reports whether a frame arriving now may be read; charge then
-// takes its cost.
-func (l *limiter) allow(now time.Time) bool {
-	if l.last.IsZero() {
-		l.tokens = l.burst
-	} else {
-		l.tokens = min(l.burst, l.tokens+now.Sub(l.last).Seconds()*l.rate)
-	}
-	l.last = now
-	return l.tokens >= 1
-}
-
-// charge takes the cost of a frame of n bytes: one message, and one more
-// per frameCost bytes (the bucket may go below zero).
-func (l *limiter) charge(n int) {
-	l.tokens -= 1 + float64(n/frameCost)
-}
-
-// drop counts a frame dropped now and reports whether the client has been
-// over its rate for floodGrace.
-func (l *limiter) drop(now time.Time) (flooding bool) {
-	if now.Sub(l.lastDrop) > time.Second {
-		l.overSince = now
-	}
-	l.lastDrop = now
-	return now.Sub(l.overSince) >= floodGrace
 }

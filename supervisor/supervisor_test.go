@@ -16,6 +16,8 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/livecgi/livecgi/proto/auth"
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
 )
@@ -71,7 +73,7 @@ func online(c *tclient, plugin string) {
 }
 
 func TestCommands(t *testing.T) {
-	ts := startSup(t, func(c *control.Config) { c.CommandTimeout = 300 * time.Millisecond }, "counter")
+	ts := startSup(t, func(c *config.Config) { c.CommandTimeout = 300 * time.Millisecond }, "counter")
 	c, other := ts.dial(t), ts.dial(t)
 	online(c, "helper_counter")
 
@@ -166,7 +168,7 @@ func TestBadFrames(t *testing.T) {
 }
 
 func TestSlowClientIsClosedOthersCarryOn(t *testing.T) {
-	ts := startSup(t, func(c *control.Config) { c.WriteTimeout = 500 * time.Millisecond }, "big")
+	ts := startSup(t, func(c *config.Config) { c.WriteTimeout = 500 * time.Millisecond }, "big")
 	// A client that never reads, with a tiny receive buffer.
 	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
 		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
@@ -182,8 +184,8 @@ func TestSlowClientIsClosedOthersCarryOn(t *testing.T) {
 	}
 	defer stuck.CloseNow()
 	healthy := ts.dial(t)
-	waitFor(t, "the stuck client to be closed as too slow", func() bool { return ts.hub.tooSlow.Load() > 0 })
-	waitFor(t, "the stuck client to be detached", func() bool { return ts.hub.clientCount() == 1 })
+	waitFor(t, "the stuck client to be closed as too slow", func() bool { return ts.hub.Counters().TooSlow.Load() > 0 })
+	waitFor(t, "the stuck client to be detached", func() bool { return ts.hub.ClientCount() == 1 })
 	// The healthy client reads on, getting the newest values.
 	healthy.next("reading after the stuck client went", is("reading", "sensor", "helper_big.label"))
 	if !strings.Contains(ts.logs.String(), "client too slow") {
@@ -195,13 +197,13 @@ func TestVanishedClientIsDropped(t *testing.T) {
 	ts := startSup(t, nil, "counter")
 	c := ts.dial(t)
 	c.next("hello", is("hello"))
-	waitFor(t, "client attached", func() bool { return ts.hub.clientCount() == 1 })
+	waitFor(t, "client attached", func() bool { return ts.hub.ClientCount() == 1 })
 	c.conn.CloseNow() // no close frame: the TCP connection just goes
-	waitFor(t, "client detached", func() bool { return ts.hub.clientCount() == 0 })
+	waitFor(t, "client detached", func() bool { return ts.hub.ClientCount() == 0 })
 }
 
 func TestDeadClientDroppedByPing(t *testing.T) {
-	ts := startSup(t, func(c *control.Config) { c.PingInterval = 200 * time.Millisecond }, "counter")
+	ts := startSup(t, func(c *config.Config) { c.PingInterval = 200 * time.Millisecond }, "counter")
 	// A raw TCP client that completes the upgrade and then never answers
 	// anything, pings included.
 	u := ts.url(ts.origin())
@@ -213,15 +215,15 @@ func TestDeadClientDroppedByPing(t *testing.T) {
 	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nOrigin: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: livecgi.v1\r\n\r\n",
 		u[len("ws://")+len(ts.addr):], ts.addr, ts.origin())
-	waitFor(t, "raw client attached", func() bool { return ts.hub.clientCount() == 1 })
-	waitFor(t, "dead client dropped", func() bool { return ts.hub.clientCount() == 0 })
+	waitFor(t, "raw client attached", func() bool { return ts.hub.ClientCount() == 1 })
+	waitFor(t, "dead client dropped", func() bool { return ts.hub.ClientCount() == 0 })
 }
 
 func TestTokens(t *testing.T) {
 	ts := startSup(t, nil)
 	o := ts.origin()
-	expired, _ := control.MintToken(ts.secret, o, ts.Status().Epoch, time.Now().Add(-2*time.Minute), time.Minute, control.Identity{})
-	forged, _ := control.MintToken([]byte("another secret of enough length!"), o, ts.Status().Epoch, time.Now(), time.Minute, control.Identity{})
+	expired, _ := control.MintToken(ts.secret, o, ts.Status().Epoch, time.Now().Add(-2*time.Minute), time.Minute, auth.Identity{})
+	forged, _ := control.MintToken([]byte("another secret of enough length!"), o, ts.Status().Epoch, time.Now(), time.Minute, auth.Identity{})
 	good := ts.url(o)
 	if _, err := ts.tryDial(good, o); err != nil {
 		t.Fatalf("good token: %v", err)
@@ -248,7 +250,7 @@ func TestTokens(t *testing.T) {
 }
 
 func TestMaxClients(t *testing.T) {
-	ts := startSup(t, func(c *control.Config) { c.MaxClients = 2 })
+	ts := startSup(t, func(c *config.Config) { c.MaxClients = 2 })
 	ts.dial(t).next("hello", is("hello"))
 	ts.dial(t).next("hello", is("hello"))
 	third := ts.dial(t)
@@ -258,7 +260,7 @@ func TestMaxClients(t *testing.T) {
 }
 
 func TestResume(t *testing.T) {
-	ts := startSup(t, func(c *control.Config) { c.History = 50 }, "counter")
+	ts := startSup(t, func(c *config.Config) { c.History = 50 }, "counter")
 	c := ts.dial(t)
 	hello := c.next("hello", is("hello"))
 	epoch := hello["epoch"].(string)
@@ -314,7 +316,7 @@ func TestSubscribe(t *testing.T) {
 }
 
 func TestBadPlugins(t *testing.T) {
-	setTiming(t, func(tm *timing) { tm.describe = 500 * time.Millisecond })
+	setTiming(t, func(tm *timing) { tm.host.Describe = 500 * time.Millisecond })
 	ts := startSup(t, nil, "counter", "crash", "garbage", "nodescribe", "baddesc", "wrongtype", "undeclared")
 	c := ts.dial(t)
 	state := func(plugin, st, reason string) {
@@ -425,7 +427,7 @@ func rawUpgrade(t *testing.T, addr, path, host, origin string) (status, body str
 func TestHostAllowed(t *testing.T) {
 	ts := startSup(t, nil)
 	_, port, _ := net.SplitHostPort(ts.addr)
-	tok, _ := control.MintToken(ts.secret, "http://evil.example:"+port, ts.Status().Epoch, time.Now(), time.Minute, control.Identity{})
+	tok, _ := control.MintToken(ts.secret, "http://evil.example:"+port, ts.Status().Epoch, time.Now(), time.Minute, auth.Identity{})
 	status, body := rawUpgrade(t, ts.addr, "/live?token="+tok, "evil.example:"+port, "http://evil.example:"+port)
 	if !strings.HasPrefix(status, "403") || !strings.Contains(body, `host "evil.example:`+port+`" is not in allowed_hosts`) {
 		t.Fatalf("rebound host: %s %q, want 403 naming the host", status, body)
@@ -436,22 +438,22 @@ func TestHostAllowed(t *testing.T) {
 	// IP literals and localhost are allowed by default.
 	for _, host := range []string{"127.0.0.1:" + port, "localhost:" + port} {
 		o := "http://" + host
-		tok, _ := control.MintToken(ts.secret, o, ts.Status().Epoch, time.Now(), time.Minute, control.Identity{})
+		tok, _ := control.MintToken(ts.secret, o, ts.Status().Epoch, time.Now(), time.Minute, auth.Identity{})
 		if status, body := rawUpgrade(t, ts.addr, "/live?token="+tok, host, o); !strings.HasPrefix(status, "101") {
 			t.Errorf("Host %s: %s %q, want 101", host, status, body)
 		}
 	}
 	// An allowed Host with an Origin elsewhere is refused too.
-	tok, _ = control.MintToken(ts.secret, "http://evil.example", ts.Status().Epoch, time.Now(), time.Minute, control.Identity{})
+	tok, _ = control.MintToken(ts.secret, "http://evil.example", ts.Status().Epoch, time.Now(), time.Minute, auth.Identity{})
 	if status, _ := rawUpgrade(t, ts.addr, "/live?token="+tok, ts.addr, "http://evil.example"); !strings.HasPrefix(status, "403") {
 		t.Errorf("origin on a refused host: %s, want 403", status)
 	}
 	ts.stop()
 
 	// allowed_hosts = evil.example lets it in.
-	ts = startSup(t, func(c *control.Config) { c.AllowedHosts = []string{"evil.example"} })
+	ts = startSup(t, func(c *config.Config) { c.AllowedHosts = []string{"evil.example"} })
 	_, port, _ = net.SplitHostPort(ts.addr)
-	tok, _ = control.MintToken(ts.secret, "http://evil.example:"+port, ts.Status().Epoch, time.Now(), time.Minute, control.Identity{})
+	tok, _ = control.MintToken(ts.secret, "http://evil.example:"+port, ts.Status().Epoch, time.Now(), time.Minute, auth.Identity{})
 	if status, body := rawUpgrade(t, ts.addr, "/live?token="+tok, "evil.example:"+port, "http://evil.example:"+port); !strings.HasPrefix(status, "101") {
 		t.Errorf("listed host: %s %q, want 101", status, body)
 	}
@@ -463,7 +465,7 @@ func TestHostAllowed(t *testing.T) {
 func TestTokenAfterRestart(t *testing.T) {
 	const origin = "http://127.0.0.1:8080"
 	ts := startSup(t, nil)
-	tok, _ := control.MintToken(ts.secret, origin, ts.Status().Epoch, time.Now(), time.Minute, control.Identity{})
+	tok, _ := control.MintToken(ts.secret, origin, ts.Status().Epoch, time.Now(), time.Minute, auth.Identity{})
 	if _, err := ts.tryDial("ws://"+ts.addr+"/live?token="+tok, origin); err != nil {
 		t.Fatalf("first use: %v", err)
 	}

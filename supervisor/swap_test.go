@@ -22,6 +22,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
 )
@@ -249,9 +250,9 @@ type timedReading struct {
 // client sees each swap as exactly one "swapped" status, and readings
 // resume after each. It logs the gap in readings around the swaps.
 func TestSwapUnderLoad(t *testing.T) {
-	setTiming(t, func(tm *timing) { tm.settle = 150 * time.Millisecond })
+	setTiming(t, func(tm *timing) { tm.host.Settle = 150 * time.Millisecond })
 	const name, swaps, clients = "helper_counter", 20, 200
-	ts := startSup(t, func(c *control.Config) {
+	ts := startSup(t, func(c *config.Config) {
 		writeHelper(t, filepath.Join(c.PluginsDir, name), 0o755, "counter", "0")
 	})
 	c := ts.dial(t)
@@ -348,7 +349,7 @@ func TestSwapUnderLoad(t *testing.T) {
 		}
 		lc.mu.Unlock()
 	}
-	if n := ts.hub.clientCount(); n != clients+2 {
+	if n := ts.hub.ClientCount(); n != clients+2 {
 		t.Errorf("%d clients connected, want %d", n, clients+2)
 	}
 	waitFor(t, "replaced processes to exit", func() bool { return len(pluginPids(filepath.Join(ts.dir, name))) == 1 })
@@ -384,7 +385,7 @@ func TestSwapUnderLoad(t *testing.T) {
 
 // TestArrivals covers each way a binary arrives in the plugins directory.
 func TestArrivals(t *testing.T) {
-	setTiming(t, func(tm *timing) { tm.settle = 150 * time.Millisecond })
+	setTiming(t, func(tm *timing) { tm.host.Settle = 150 * time.Millisecond })
 	ts := startSup(t, nil)
 	c := ts.dial(t)
 	c.next("hello", is("hello"))
@@ -533,10 +534,10 @@ func processGone(pid int) bool {
 // TestBrokenSwapKeepsOld swaps in binaries that cannot take over: the old
 // process keeps serving and clients are told why.
 func TestBrokenSwapKeepsOld(t *testing.T) {
-	setTiming(t, func(tm *timing) { tm.settle = 150 * time.Millisecond })
-	setTiming(t, func(tm *timing) { tm.describe = 500 * time.Millisecond })
+	setTiming(t, func(tm *timing) { tm.host.Settle = 150 * time.Millisecond })
+	setTiming(t, func(tm *timing) { tm.host.Describe = 500 * time.Millisecond })
 	const name = "helper_counter"
-	ts := startSup(t, func(c *control.Config) {
+	ts := startSup(t, func(c *config.Config) {
 		writeHelper(t, filepath.Join(c.PluginsDir, name), 0o755, "counter", "good")
 	})
 	c := ts.dial(t)
@@ -591,11 +592,13 @@ func TestBrokenSwapKeepsOld(t *testing.T) {
 // TestCommandsDuringSwap keeps commands in flight across a swap: each ends
 // on the old process or the new one, or fails with a clear error.
 func TestCommandsDuringSwap(t *testing.T) {
-	setTiming(t, func(tm *timing) { tm.settle = 150 * time.Millisecond })
+	setTiming(t, func(tm *timing) { tm.host.Settle = 150 * time.Millisecond })
 	const name = "helper_counter"
-	ts := startSup(t, func(c *control.Config) {
+	ts := startSup(t, func(c *config.Config) {
 		writeHelper(t, filepath.Join(c.PluginsDir, name), 0o755, "counter", "old")
-		c.CommandTimeout = time.Second
+		// 250 ms commands with room for a loaded machine (-race, two
+		// suites at once): a second was seen to be too little.
+		c.CommandTimeout = 2 * time.Second
 	})
 	c := ts.dial(t)
 	online(c, name)
@@ -640,7 +643,7 @@ loop:
 		if id == "block" {
 			// It never answers: the old process is stopped after the
 			// command timeout, and the client is told.
-			if m["ok"] != false || !strings.Contains(fmt.Sprint(m["error"]), "did not answer within 1s") {
+			if m["ok"] != false || !strings.Contains(fmt.Sprint(m["error"]), "did not answer within 2s") {
 				t.Errorf("block: %v", m)
 			}
 			continue
@@ -710,7 +713,7 @@ func TestKilledPluginRestarts(t *testing.T) {
 		socks, _ := filepath.Glob(filepath.Join(ts.config().StateDir, control.SocketDir, "plugin*"))
 		return len(socks) == 1
 	})
-	if got := ts.plugins.restarts.Load(); got != 3 {
+	if got := ts.plugins.Restarts(); got != 3 {
 		t.Errorf("restarts = %d, want 3", got)
 	}
 }
@@ -729,7 +732,7 @@ func sha256Hex(b []byte) string {
 // binaries of other owners and binaries off the SHA-256 allowlist, and
 // loads them once fixed.
 func TestTrust(t *testing.T) {
-	setTiming(t, func(tm *timing) { tm.settle = 150 * time.Millisecond })
+	setTiming(t, func(tm *timing) { tm.host.Settle = 150 * time.Millisecond })
 	t.Run("modes and owner", func(t *testing.T) {
 		ts := startSup(t, nil)
 		c := ts.dial(t)
@@ -801,7 +804,7 @@ func TestTrust(t *testing.T) {
 
 	t.Run("sha256 allowlist", func(t *testing.T) {
 		good := helperBinary(t, "counter", "pinned")
-		ts := startSup(t, func(c *control.Config) {
+		ts := startSup(t, func(c *config.Config) {
 			c.PluginSHA256 = map[string]string{"helper_pinned": sha256Hex(good), "helper_wrong": sha256Hex(good)}
 			writeHelper(t, filepath.Join(c.PluginsDir, "helper_pinned"), 0o755, "counter", "pinned")
 			writeHelper(t, filepath.Join(c.PluginsDir, "helper_wrong"), 0o755, "counter", "other")
@@ -841,7 +844,7 @@ func TestTrust(t *testing.T) {
 // TestIdleTimeout: with no client for idle_timeout the supervisor stops
 // and takes its plugins with it.
 func TestIdleTimeout(t *testing.T) {
-	ts := startSup(t, func(c *control.Config) { c.IdleTimeout = 500 * time.Millisecond }, "counter")
+	ts := startSup(t, func(c *config.Config) { c.IdleTimeout = 500 * time.Millisecond }, "counter")
 	c := ts.dial(t)
 	online(c, "helper_counter")
 	if len(children()) != 1 {
@@ -877,26 +880,24 @@ func TestIdleTimeout(t *testing.T) {
 // the command, clients see "removed" and then the new process online, and
 // its readings flow.
 func TestRemovedThenBack(t *testing.T) {
-	setTiming(t, func(tm *timing) { tm.settle = 150 * time.Millisecond })
+	setTiming(t, func(tm *timing) { tm.host.Settle = 150 * time.Millisecond })
 	const name = "helper_counter"
-	ts := startSup(t, func(c *control.Config) {
+	ts := startSup(t, func(c *config.Config) {
 		writeHelper(t, filepath.Join(c.PluginsDir, name), 0o755, "counter", "1")
 	})
 	c := ts.dial(t)
 	online(c, name)
 	c.send(wire.CommandMsg{Type: "command", ID: "slow", Name: name + ".sleep", Args: map[string]any{"ms": 1500}})
 	waitFor(t, "the command in flight", func() bool {
-		in := ts.plugins.slot(name).cur.Load()
-		in.mu.Lock()
-		defer in.mu.Unlock()
-		return in.inflight > 0
+		_, _, inFlight := ts.plugins.Slot(name)
+		return inFlight > 0
 	})
 	if err := os.Remove(filepath.Join(ts.dir, name)); err != nil {
 		t.Fatal(err)
 	}
 	// The removal is acted on (the slot is gone; its process finishes the
 	// command first), then the binary comes back.
-	waitFor(t, "the removal acted on", func() bool { return ts.plugins.slot(name) == nil })
+	waitFor(t, "the removal acted on", func() bool { loaded, _, _ := ts.plugins.Slot(name); return !loaded })
 	deployMv(t, ts.dir, name, 0o755, "counter", "2")
 
 	var seen []string
@@ -932,10 +933,10 @@ func TestRemovedThenBack(t *testing.T) {
 // file (the test waits until it has), then chmod 0755. Browsers see one
 // "swapped" and never "swap_failed".
 func TestSlowInstall(t *testing.T) {
-	setTiming(t, func(tm *timing) { tm.settle = 150 * time.Millisecond })
-	setTiming(t, func(tm *timing) { tm.patience = time.Minute }) // the test's own pauses never reach it
+	setTiming(t, func(tm *timing) { tm.host.Settle = 150 * time.Millisecond })
+	setTiming(t, func(tm *timing) { tm.host.Patience = time.Minute }) // the test's own pauses never reach it
 	const name = "helper_counter"
-	ts := startSup(t, func(c *control.Config) {
+	ts := startSup(t, func(c *config.Config) {
 		writeHelper(t, filepath.Join(c.PluginsDir, name), 0o755, "counter", "1")
 	})
 	c := ts.dial(t)
@@ -996,14 +997,14 @@ func TestSlowInstall(t *testing.T) {
 // plugins dir, as the built-in ones are to livecgid, are swapped when that
 // binary is replaced by rename in its own directory.
 func TestLinkTargetReplaced(t *testing.T) {
-	setTiming(t, func(tm *timing) { tm.settle = 150 * time.Millisecond })
+	setTiming(t, func(tm *timing) { tm.host.Settle = 150 * time.Millisecond })
 	sbin := filepath.Join(t.TempDir(), "sbin")
 	if err := os.Mkdir(sbin, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	exe := filepath.Join(sbin, "livecgid")
 	writeHelper(t, exe, 0o755, "counter", "1")
-	ts := startSup(t, func(c *control.Config) {
+	ts := startSup(t, func(c *config.Config) {
 		for _, n := range []string{"alpha", "beta"} {
 			if err := os.Symlink(exe, filepath.Join(c.PluginsDir, n)); err != nil {
 				t.Fatal(err)

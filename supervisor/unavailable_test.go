@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/wire"
 )
 
@@ -67,7 +67,7 @@ func restartsReadings(c *tclient, n int, seen func(map[string]any)) []float64 {
 // another plugin, ten ticks of the built-in figures), and comes online
 // when LEDs appear and its binary changes.
 func TestLEDsWithoutLEDs(t *testing.T) {
-	setTiming(t, func(tm *timing) { tm.settle = 150 * time.Millisecond })
+	setTiming(t, func(tm *timing) { tm.host.Settle = 150 * time.Millisecond })
 	for _, tt := range []struct {
 		name, reason string
 		prepare      func(sysRoot string)
@@ -83,7 +83,7 @@ func TestLEDsWithoutLEDs(t *testing.T) {
 			sysRoot := t.TempDir()
 			tt.prepare(sysRoot)
 			reason := fmt.Sprintf(tt.reason, sysRoot)
-			ts := startSup(t, func(c *control.Config) {
+			ts := startSup(t, func(c *config.Config) {
 				c.SysRoot = sysRoot
 				buildBuiltin(t, "leds", c.PluginsDir)
 				writeHelper(t, filepath.Join(c.PluginsDir, "helper_counter"), 0o755, "counter", "1")

@@ -2,57 +2,24 @@ package supervisor
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/wire"
 )
-
-// TestUsableBinary: a complete binary with compressed DWARF sections (a
-// plain go build) is usable; any prefix of it is not.
-func TestUsableBinary(t *testing.T) {
-	dir := t.TempDir()
-	src := filepath.Join(dir, "main.go")
-	os.WriteFile(src, []byte("package main\nfunc main() {}\n"), 0o600)
-	bin := filepath.Join(dir, "full")
-	cmd := exec.Command("go", "build", "-o", bin, src)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	fi, _ := os.Stat(bin)
-	if err := usableBinary(bin, fi); err != nil {
-		t.Fatalf("complete binary refused: %v", err)
-	}
-	b, _ := os.ReadFile(bin)
-	for _, n := range []int{16, len(b) / 3, len(b) - 1} {
-		part := filepath.Join(dir, "part")
-		os.WriteFile(part, b[:n], 0o755)
-		fi, _ := os.Stat(part)
-		if err := usableBinary(part, fi); err == nil {
-			t.Errorf("first %d of %d bytes accepted", n, len(b))
-		}
-	}
-	os.Chmod(bin, 0o644)
-	fi, _ = os.Stat(bin)
-	if err := usableBinary(bin, fi); err == nil || err.Error() != "not executable" {
-		t.Errorf("non-executable: %v", err)
-	}
-}
 
 // TestPluginsDirAppears starts livecgid before its plugins directory (and
 // the directory above it) exist: once created, a plugin dropped in loads;
 // removed and created again, the same. Only the watch on the nearest
 // ancestor can notice: the retry is set to an hour.
 func TestPluginsDirAppears(t *testing.T) {
-	setTiming(t, func(tm *timing) { tm.settle = 150 * time.Millisecond })
-	setTiming(t, func(tm *timing) { tm.dirRetryMin, tm.dirRetryMax = time.Hour, time.Hour })
+	setTiming(t, func(tm *timing) { tm.host.Settle = 150 * time.Millisecond })
+	setTiming(t, func(tm *timing) { tm.host.DirRetryMin, tm.host.DirRetryMax = time.Hour, time.Hour })
 	var dir string
-	ts := startSup(t, func(c *control.Config) {
+	ts := startSup(t, func(c *config.Config) {
 		dir = filepath.Join(filepath.Dir(c.PluginsDir), "opt", "plugins")
 		c.PluginsDir = dir
 	})

@@ -21,7 +21,9 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/livecgi/livecgi/plugins/sdk/sdktest"
+	"github.com/livecgi/livecgi/proto/auth"
 	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/testkit"
 	"github.com/livecgi/livecgi/proto/wire"
 )
 
@@ -74,7 +76,7 @@ func basic(user, pass string) map[string]string {
 
 // tokenFor fetches ?connect with header and returns the connect document
 // and who its token is for.
-func tokenFor(t *testing.T, e env, base string, header map[string]string) (control.Connect, control.Identity) {
+func tokenFor(t *testing.T, e env, base string, header map[string]string) (control.Connect, auth.Identity) {
 	t.Helper()
 	status, _, body := fetch(t, base+"?connect", header)
 	if status != 200 {
@@ -117,21 +119,21 @@ func TestAuthServers(t *testing.T) {
 	lighttpd := mustTool(t, "lighttpd")
 	e := mustEnv(t)
 	users := filepath.Join(e.dir, "users")
-	if _, err := control.SetUser(users, control.User{Name: "otto", Role: control.RoleOperator}); err != nil {
+	if _, err := auth.SetUser(users, auth.User{Name: "otto", Role: auth.RoleOperator}); err != nil {
 		t.Fatal(err)
 	}
-	hash, _ := control.HashPassword("pa:ss\xff")
-	control.SetUser(users, control.User{Name: "alice", Role: control.RoleOperator, Hash: hash})
-	control.SetUser(users, control.User{Name: "vera", Role: control.RoleViewer})
-	hash, _ = control.HashPassword("vicpw")
-	control.SetUser(users, control.User{Name: "vic", Role: control.RoleViewer, Hash: hash})
+	hash, _ := auth.HashPassword("pa:ss\xff")
+	auth.SetUser(users, auth.User{Name: "alice", Role: auth.RoleOperator, Hash: hash})
+	auth.SetUser(users, auth.User{Name: "vera", Role: auth.RoleViewer})
+	hash, _ = auth.HashPassword("vicpw")
+	auth.SetUser(users, auth.User{Name: "vic", Role: auth.RoleViewer, Hash: hash})
 	bbAuth := fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/live.cgi", mustStartServer(t, busyboxAuth("otto:ottopw", "vera:verapw", "eve:evepw"), busybox, e))
 	bb := fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/live.cgi", mustStartServer(t, serverNamed("busybox"), busybox, e))
 	lt := fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/live.cgi", mustStartServer(t, serverNamed("lighttpd"), lighttpd, e))
 
 	t.Run("none", func(t *testing.T) {
 		setConf(t, e, "auth = none\n")
-		if _, id := tokenFor(t, e, bb, nil); id != (control.Identity{Role: control.RoleViewer}) {
+		if _, id := tokenFor(t, e, bb, nil); id != (auth.Identity{Role: auth.RoleViewer}) {
 			t.Errorf("auth = none: %+v, want an anonymous viewer", id)
 		}
 	})
@@ -140,15 +142,15 @@ func TestAuthServers(t *testing.T) {
 		if status, _, _ := fetch(t, bbAuth+"?connect", nil); status != 401 {
 			t.Errorf("no credentials: %d, want busybox's 401", status)
 		}
-		if _, id := tokenFor(t, e, bbAuth, basic("otto", "ottopw")); id != (control.Identity{User: "otto", Role: control.RoleOperator}) {
+		if _, id := tokenFor(t, e, bbAuth, basic("otto", "ottopw")); id != (auth.Identity{User: "otto", Role: auth.RoleOperator}) {
 			t.Errorf("otto: %+v", id)
 		}
-		if _, id := tokenFor(t, e, bbAuth, basic("eve", "evepw")); id != (control.Identity{User: "eve", Role: control.RoleViewer}) {
+		if _, id := tokenFor(t, e, bbAuth, basic("eve", "evepw")); id != (auth.Identity{User: "eve", Role: auth.RoleViewer}) {
 			t.Errorf("eve, not in auth_users: %+v", id)
 		}
 		// A viewer's token, dialled from Go: its command is refused.
 		c, id := tokenFor(t, e, bbAuth, basic("vera", "verapw"))
-		if id.Role != control.RoleViewer {
+		if id.Role != auth.RoleViewer {
 			t.Fatalf("vera: %+v", id)
 		}
 		m := commandOver(t, c, strings.TrimSuffix(bbAuth, "/cgi-bin/live.cgi"), "livecgid.nothing")
@@ -180,7 +182,7 @@ func TestAuthServers(t *testing.T) {
 		if status, _, _ := fetch(t, lt, basic("alice", "pa:ss\xff")); status != 200 {
 			t.Errorf("page with credentials: %d", status)
 		}
-		if _, id := tokenFor(t, e, lt, basic("alice", "pa:ss\xff")); id != (control.Identity{User: "alice", Role: control.RoleOperator}) {
+		if _, id := tokenFor(t, e, lt, basic("alice", "pa:ss\xff")); id != (auth.Identity{User: "alice", Role: auth.RoleOperator}) {
 			t.Errorf("alice: %+v", id)
 		}
 		// Over our 1 KiB cap but under lighttpd's own: refused by the stub,
@@ -204,7 +206,7 @@ func TestAuthServers(t *testing.T) {
 			t.Errorf("after 5 failures: %d %q %s", status, h.Get("Retry-After"), body)
 		}
 		// Another user at the same address (a NAT, a proxy) still signs in.
-		if _, id := tokenFor(t, e, lt, basic("vic", "vicpw")); id != (control.Identity{User: "vic", Role: control.RoleViewer}) {
+		if _, id := tokenFor(t, e, lt, basic("vic", "vicpw")); id != (auth.Identity{User: "vic", Role: auth.RoleViewer}) {
 			t.Errorf("vic, after alice's lock-out at the same address: %+v", id)
 		}
 	})
@@ -217,7 +219,7 @@ case "$HTTP_COOKIE" in
 esac
 `), 0o755)
 		setConf(t, e, "auth = command\nauth_command = "+script+"\n")
-		if _, id := tokenFor(t, e, bb, map[string]string{"Cookie": "lang=en; sid=7f3a9c"}); id != (control.Identity{User: "alice", Role: control.RoleOperator}) {
+		if _, id := tokenFor(t, e, bb, map[string]string{"Cookie": "lang=en; sid=7f3a9c"}); id != (auth.Identity{User: "alice", Role: auth.RoleOperator}) {
 			t.Errorf("good session: %+v", id)
 		}
 		for _, cookie := range []string{"", "sid=expired"} {
@@ -280,8 +282,8 @@ func TestBrowserRoles(t *testing.T) {
 	sysRoot := sdktest.CopyFixture(t, filepath.Join("..", "..", "plugins", "leds", "testdata", "sys"))
 	e := mustEnvWith(t, "sys_root = "+sysRoot+"\n", "leds")
 	users := filepath.Join(e.dir, "users")
-	control.SetUser(users, control.User{Name: "otto", Role: control.RoleOperator})
-	control.SetUser(users, control.User{Name: "vera", Role: control.RoleViewer})
+	auth.SetUser(users, auth.User{Name: "otto", Role: auth.RoleOperator})
+	auth.SetUser(users, auth.User{Name: "vera", Role: auth.RoleViewer})
 	setConf(t, e, "auth = webserver\nauth_users = "+users+"\n")
 	port := mustStartServer(t, busyboxAuth("otto:ottopw", "vera:verapw"), busybox, e)
 	page := fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/live.cgi", port)
@@ -370,7 +372,7 @@ func TestBrowserRoles(t *testing.T) {
 	b.checkConsole(t)
 
 	// The audit trail, read after the supervisor stopped.
-	for _, pid := range supervisorPids(e.state) {
+	for _, pid := range testkit.Supervisors(e.state) {
 		stopAndReap(pid)
 	}
 	f, err := os.Open(filepath.Join(e.state, "audit.log"))

@@ -20,6 +20,7 @@ import (
 	"github.com/chromedp/chromedp/kb"
 
 	"github.com/livecgi/livecgi/plugins/sdk/sdktest"
+	"github.com/livecgi/livecgi/proto/testkit"
 )
 
 // chromiumPath is where Debian's chromium package puts the browser.
@@ -179,7 +180,7 @@ func TestBrowser(t *testing.T) {
 
 	// Kill the supervisor hard; the page must notice, reconnect by itself
 	// (its ?connect starts a new supervisor) and show fresh readings.
-	before := supervisorPids(e.state)
+	before := testkit.Supervisors(e.state)
 	if len(before) != 1 {
 		t.Fatalf("supervisors before the kill: %v, want one", before)
 	}
@@ -192,7 +193,7 @@ func TestBrowser(t *testing.T) {
 		})()`))
 		return err
 	})
-	killAndReap(before[0])
+	testkit.KillAndReap(before[0])
 	step("reconnecting", 30*time.Second, func(ctx context.Context) error {
 		return waitFor(ctx, `window.connStates.includes("reconnecting")`)
 	})
@@ -201,7 +202,7 @@ func TestBrowser(t *testing.T) {
 	})
 	states, _ := chromedp.Run(ctx, chromedp.Evaluate[[]string](`window.connStates`))
 	t.Logf("indicator after SIGKILL: %v", states)
-	if after := supervisorPids(e.state); len(after) != 1 || after[0] == before[0] {
+	if after := testkit.Supervisors(e.state); len(after) != 1 || after[0] == before[0] {
 		t.Errorf("supervisors after SIGKILL of %d and the reconnect: %v, want one new one", before[0], after)
 	}
 	step("readings flow again", 30*time.Second, changes("system.uptime_seconds"))
@@ -271,7 +272,7 @@ func mustBrowser(t *testing.T, chromium string, extra ...chromedp.ExecAllocatorO
 	profile := t.TempDir()
 	// A hang guard for everything the browser does in this test.
 	root, cancelRoot := context.WithTimeout(context.Background(), 5*time.Minute)
-	out := &lockedBuffer{}
+	out := &testkit.Buffer{}
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(root, append([]chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromium),
 		chromedp.Headless,
@@ -306,7 +307,7 @@ func mustBrowser(t *testing.T, chromium string, extra ...chromedp.ExecAllocatorO
 		// Whatever outlived the browser's process group: any process
 		// that uses the profile.
 		for range 3 {
-			killMatching(func(cmdline []byte) bool { return bytes.Contains(cmdline, []byte("--user-data-dir="+profile)) })
+			testkit.KillMatching("--user-data-dir=" + profile)
 			time.Sleep(50 * time.Millisecond)
 		}
 		if s := out.String(); t.Failed() {
@@ -362,24 +363,6 @@ func (b *browser) dump(t *testing.T) {
 	}
 	t.Logf("page state: %s", state)
 	b.checkConsole(t)
-}
-
-// lockedBuffer is a bytes.Buffer safe for concurrent use.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // waitFor polls a JavaScript condition, evaluated from outside the page:

@@ -21,6 +21,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/testkit"
 	"github.com/livecgi/livecgi/proto/wire"
 )
 
@@ -42,7 +43,7 @@ func mustDemo(t *testing.T, bin string, args ...string) demo {
 	}
 	cmd := exec.Command("make", append([]string{"--no-print-directory", "-C", filepath.Dir(strings.TrimSpace(string(root))), "demo", "BIN=" + bin, "PORT=0"}, args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	var stderr lockedBuffer
+	var stderr testkit.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -23,24 +23,19 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/testkit"
 	"github.com/livecgi/livecgi/proto/wire"
 )
 
 // TestMain makes this process the reaper of the supervisors the stubs
 // start (they are orphaned when the stub exits), so cleanups can reap them.
 func TestMain(m *testing.M) {
-	syscall.RawSyscall(syscall.SYS_PRCTL, 36, 1, 0) // PR_SET_CHILD_SUBREAPER
-	code := m.Run()
-	if buildDir != "" {
-		killMatching(func(cmdline []byte) bool { return bytes.Contains(cmdline, []byte(buildDir)) })
-		os.RemoveAll(buildDir)
-	}
-	for { // reap whatever is left
-		if pid, _ := syscall.Wait4(-1, nil, syscall.WNOHANG, nil); pid <= 0 {
-			break
+	testkit.Main(m, func() {
+		if buildDir != "" {
+			testkit.KillMatching(buildDir)
+			os.RemoveAll(buildDir)
 		}
-	}
-	os.Exit(code)
+	})
 }
 
 // server starts one web server on 127.0.0.1:port serving docroot, whose
@@ -114,7 +109,7 @@ func testServer(t *testing.T, srv server, bin string) {
 		logs(t, e)
 		return
 	}
-	pids := supervisorPids(e.state)
+	pids := testkit.Supervisors(e.state)
 	if len(pids) != 1 {
 		t.Errorf("%d concurrent first contacts left supervisors %v, want one", n, pids)
 	}
@@ -154,15 +149,15 @@ func testServer(t *testing.T, srv server, bin string) {
 
 	// A supervisor killed hard leaves a stale socket and lock; the next
 	// first contact starts a new one.
-	for _, pid := range supervisorPids(e.state) {
-		killAndReap(pid)
+	for _, pid := range testkit.Supervisors(e.state) {
+		testkit.KillAndReap(pid)
 	}
 	c, err = connect(base)
 	if err != nil {
 		logs(t, e)
 		t.Fatalf("after SIGKILL: %v", err)
 	}
-	if pids2 := supervisorPids(e.state); len(pids2) != 1 || len(pids) == 1 && pids2[0] == pids[0] {
+	if pids2 := testkit.Supervisors(e.state); len(pids2) != 1 || len(pids) == 1 && pids2[0] == pids[0] {
 		t.Errorf("after SIGKILL of %v: supervisors %v", pids, pids2)
 		for _, pid := range pids2 {
 			stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -316,7 +311,7 @@ func mustEnvWith(t *testing.T, extraConf string, pluginNames ...string) env {
 	os.WriteFile(filepath.Join(e.docroot, "index.html"), []byte("<html>device</html>\n"), 0o644)
 	copyExe(t, stub, filepath.Join(e.docroot, "cgi-bin", "live.cgi"))
 	t.Cleanup(func() {
-		for _, pid := range supervisorPids(e.state) {
+		for _, pid := range testkit.Supervisors(e.state) {
 			stopAndReap(pid)
 		}
 	})
@@ -448,78 +443,6 @@ func copyExe(t *testing.T, from, to string) {
 	if err := os.WriteFile(to, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// supervisorPids lists the live processes started with -state-dir state,
-// leaving out their children between fork and exec (a supervisor starting a
-// plugin), which still show its command line.
-func supervisorPids(state string) []int {
-	all := pidsMatching(func(cmdline []byte) bool {
-		return bytes.Contains(cmdline, []byte("\x00-state-dir\x00"+state+"\x00"))
-	})
-	return withoutChildren(all)
-}
-
-func pidsMatching(match func(cmdline []byte) bool) []int {
-	var pids []int
-	ents, _ := os.ReadDir("/proc")
-	for _, ent := range ents {
-		pid, err := strconv.Atoi(ent.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		cmdline, err := os.ReadFile("/proc/" + ent.Name() + "/cmdline")
-		if err != nil || !match(cmdline) {
-			continue
-		}
-		if stat, err := os.ReadFile("/proc/" + ent.Name() + "/stat"); err == nil {
-			if i := bytes.LastIndexByte(stat, ')'); i > 0 && len(stat) > i+2 && (stat[i+2] == 'Z' || stat[i+2] == 'X') {
-				continue
-			}
-		}
-		pids = append(pids, pid)
-	}
-	return pids
-}
-
-// withoutChildren drops the pids whose parent is in pids.
-func withoutChildren(pids []int) []int {
-	in := map[int]bool{}
-	for _, p := range pids {
-		in[p] = true
-	}
-	var out []int
-	for _, p := range pids {
-		if !in[ppid(p)] {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
-// ppid reads a process's parent from /proc, 0 if it is gone.
-func ppid(pid int) int {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-	if len(f) < 2 {
-		return 0
-	}
-	n, _ := strconv.Atoi(f[1])
-	return n
-}
-
-func killMatching(match func(cmdline []byte) bool) {
-	for _, pid := range pidsMatching(match) {
-		killAndReap(pid)
-	}
-}
-
-func killAndReap(pid int) {
-	syscall.Kill(pid, syscall.SIGKILL)
-	syscall.Wait4(pid, nil, 0, nil) // ours as subreaper; ECHILD otherwise
 }
 
 // stopAndReap asks pid to stop (SIGTERM: the supervisor stops its plugins)

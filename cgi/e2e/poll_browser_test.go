@@ -12,6 +12,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/livecgi/livecgi/plugins/sdk/sdktest"
+	"github.com/livecgi/livecgi/proto/testkit"
 )
 
 // TestBrowserPoll opens the dashboard in headless Chromium through busybox
@@ -70,7 +71,7 @@ func TestBrowserPoll(t *testing.T) {
 		t.Errorf("led0 brightness holds %q, want 42", got)
 	}
 
-	before := supervisorPids(e.state)
+	before := testkit.Supervisors(e.state)
 	if len(before) != 1 {
 		t.Fatalf("supervisors: %v, want one", before)
 	}
@@ -82,10 +83,10 @@ func TestBrowserPoll(t *testing.T) {
 	})()`)); err != nil {
 		t.Fatal(err)
 	}
-	killAndReap(before[0])
+	testkit.KillAndReap(before[0])
 	step("reconnecting", 60*time.Second, `window.connStates.includes("reconnecting")`)
 	step("live again over long polling", 60*time.Second, `window.connStates.lastIndexOf("live") > window.connStates.indexOf("reconnecting") && `+onPoll)
-	if after := supervisorPids(e.state); len(after) != 1 || after[0] == before[0] {
+	if after := testkit.Supervisors(e.state); len(after) != 1 || after[0] == before[0] {
 		t.Errorf("supervisors after SIGKILL of %d: %v, want one new one", before[0], after)
 	}
 	first, _ = chromedp.Run(b.ctx, chromedp.Evaluate[string](`document.querySelector('.card[data-sensor="system.uptime_seconds"]').dataset.value`))

@@ -16,6 +16,7 @@ import (
 
 	"github.com/livecgi/livecgi/plugins/sdk/sdktest"
 	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/testkit"
 	"github.com/livecgi/livecgi/proto/wire"
 )
 
@@ -280,16 +281,16 @@ func TestPoll(t *testing.T) {
 
 	// The supervisor killed: the session is gone; the stub starts a new
 	// supervisor and says to fetch ?connect again, which works.
-	pids := supervisorPids(e.state)
+	pids := testkit.Supervisors(e.state)
 	if len(pids) != 1 {
 		t.Fatalf("supervisors %v", pids)
 	}
 	syscall.Kill(pids[0], syscall.SIGKILL)
-	killAndReap(pids[0])
+	testkit.KillAndReap(pids[0])
 	if st, d := next(seq); st != 410 || d.Error != control.ErrCodeSession {
 		t.Errorf("poll after the supervisor died: %d %+v, want 410 %s", st, d, control.ErrCodeSession)
 	}
-	if p := supervisorPids(e.state); len(p) != 1 || p[0] == pids[0] {
+	if p := testkit.Supervisors(e.state); len(p) != 1 || p[0] == pids[0] {
 		t.Errorf("supervisors after the poll: %v (the killed one was %d)", p, pids[0])
 	}
 	doc, err = connect(base)

@@ -24,6 +24,7 @@ import (
 
 	"github.com/livecgi/livecgi/plugins/sdk/sdktest"
 	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/testkit"
 	"github.com/livecgi/livecgi/proto/wire"
 )
 
@@ -179,7 +180,7 @@ func TestSamePort(t *testing.T) {
 	}
 	// The stub has handed over and exited; the socket lives on.
 	stub := filepath.Join(e.docroot, "cgi-bin", "nph-live.cgi")
-	for len(pidsMatching(func(cmdline []byte) bool { return strings.Contains(string(cmdline), stub) })) > 0 {
+	for len(testkit.Matching(stub)) > 0 {
 		select {
 		case <-ctx.Done():
 			t.Fatal("nph-live.cgi still running after the hand-over")

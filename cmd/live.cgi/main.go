@@ -1,7 +1,10 @@
 // Command live.cgi is the CGI stub of livecgi: drop it into a web server's
 // cgi-bin. It starts the supervisor (livecgid) when needed and serves the
-// dashboard (live.cgi), the JavaScript client (live.cgi?client.js) and the
-// connect document (live.cgi?connect). See package cgi.
+// dashboard (live.cgi), the JavaScript client (live.cgi?client.js), the
+// connect document (live.cgi?connect), long polling (live.cgi?poll, and
+// POST live.cgi?command) and, linked as nph-live.cgi, the WebSocket on
+// the web server's own port (nph-live.cgi?ws). See package cgi and its
+// README.md.
 //
 // Run from a shell (no GATEWAY_INTERFACE in the environment) it only says
 // what it is and which config file, state dir and supervisor it would use;

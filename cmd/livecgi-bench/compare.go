@@ -129,7 +129,7 @@ func runCompare(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	defer r.close(*work == "")
 
 	rep := &Report{Started: time.Now().UTC(), Machine: machine(ctx), Duration: d.Seconds()}
-	rep.MemoryDefaults = "memory_limit_mb = 64 (GOMEMLIMIT), gogc = 50: livecgi.conf defaults, see proto/control/sample.conf"
+	rep.MemoryDefaults = "memory_limit_mb = 64 (GOMEMLIMIT), gogc = 50: livecgi.conf defaults, see proto/config/sample.conf"
 	if err := r.footprint(ctx, rep); err != nil {
 		return fmt.Errorf("footprint: %w", err)
 	}

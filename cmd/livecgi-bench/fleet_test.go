@@ -3,12 +3,11 @@ package main
 import (
 	"context"
 	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/livecgi/livecgi/proto/testkit"
 	"github.com/livecgi/livecgi/supervisor/brokertest"
 )
 
@@ -32,8 +31,8 @@ func TestFleetSmall(t *testing.T) {
 	defer cancel()
 	var log strings.Builder
 	res, err := fleet(ctx, cfg, &log)
-	if left := processesUnder(work); len(left) > 0 {
-		t.Errorf("processes left running: %s", strings.Join(left, "; "))
+	if left := testkit.Matching(work); len(left) > 0 {
+		t.Errorf("processes left running: %v", left)
 	}
 	if err != nil {
 		t.Fatalf("fleet: %v\n%s", err, log.String())
@@ -73,21 +72,4 @@ func TestFleetSmall(t *testing.T) {
 			t.Errorf("report lacks %q", want)
 		}
 	}
-}
-
-// processesUnder lists the processes whose command line names a path
-// under dir.
-func processesUnder(dir string) []string {
-	var out []string
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && strings.Contains(string(b), dir) {
-			out = append(out, e.Name()+" "+strings.ReplaceAll(strings.TrimRight(string(b), "\x00"), "\x00", " "))
-		}
-	}
-	return out
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/livecgi/livecgi/proto/auth"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
 )
@@ -407,7 +408,7 @@ func (l Load) dialer() (dialFunc, error) {
 			if err != nil {
 				return nil, 0, 0, err
 			}
-			tok, _ := control.MintToken(secret, origin, st.Epoch, time.Now(), time.Minute, control.Identity{})
+			tok, _ := control.MintToken(secret, origin, st.Epoch, time.Now(), time.Minute, auth.Identity{})
 			t0 := time.Now()
 			conn, err := dialWS(ctx, hc, l.URL+sep+"token="+tok, origin, wire.Subprotocol)
 			return wsStream(conn), time.Since(t0), 0, err

@@ -14,7 +14,8 @@
 // soak.go samples a long run, churn.go brings the field into it;
 // fleet.go runs many supervisors bridged into one Mosquitto.
 // sensorprog/ and pollcgi/ are the websocketd and long-poll sensors;
-// tick/ is the reading schedule and format they share.
+// tick/ is the reading schedule and format they share. README.md here
+// has the measurements and how to repeat them.
 package main
 
 import (

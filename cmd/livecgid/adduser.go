@@ -11,7 +11,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/auth"
+	"github.com/livecgi/livecgi/proto/config"
 )
 
 // The -adduser flags' help, shared with livecgid -help.
@@ -43,7 +44,7 @@ func addUser(args []string, stdin *os.File, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("livecgid -adduser", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	name := fs.String("adduser", "", addUserUsage)
-	role := fs.String("role", control.RoleOperator, roleUsage)
+	role := fs.String("role", auth.RoleOperator, roleUsage)
 	configPath := fs.String("config", "/etc/livecgi/livecgi.conf", "configuration `file`, for auth_users")
 	users := fs.String("users", "", usersUsage)
 	if err := fs.Parse(args); err != nil {
@@ -54,7 +55,7 @@ func addUser(args []string, stdin *os.File, stdout, stderr io.Writer) error {
 	}
 	path := *users
 	if path == "" {
-		cfg, err := control.Load(*configPath)
+		cfg, err := config.Load(*configPath)
 		if err != nil {
 			return err
 		}
@@ -62,21 +63,21 @@ func addUser(args []string, stdin *os.File, stdout, stderr io.Writer) error {
 			return fmt.Errorf("%s sets no auth_users: set it, or pass -users", *configPath)
 		}
 	}
-	if !control.ValidUser(*name) {
-		return fmt.Errorf("bad user name %q: 1 to %d bytes, no spaces, colons or control characters", *name, control.MaxUser)
+	if !auth.ValidUser(*name) {
+		return fmt.Errorf("bad user name %q: 1 to %d bytes, no spaces, colons or control characters", *name, auth.MaxUser)
 	}
-	if !control.ValidRole(*role) {
+	if !auth.ValidRole(*role) {
 		return fmt.Errorf("role %q: want operator or viewer", *role)
 	}
 	pass, err := readPassword(stdin, stderr)
 	if err != nil {
 		return err
 	}
-	hash, err := control.HashPassword(pass)
+	hash, err := auth.HashPassword(pass)
 	if err != nil {
 		return err
 	}
-	replaced, err := control.SetUser(path, control.User{Name: *name, Role: *role, Hash: hash})
+	replaced, err := auth.SetUser(path, auth.User{Name: *name, Role: *role, Hash: hash})
 	if err != nil {
 		return err
 	}

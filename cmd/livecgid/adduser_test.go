@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/auth"
 )
 
 // TestAddUser: -adduser writes a users file (0600) the stub can check
@@ -45,23 +45,23 @@ func TestAddUser(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("users file: %v %v", err, fi.Mode())
 	}
-	list, err := control.ReadUsers(users)
+	list, err := auth.ReadUsers(users)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if u, ok := control.CheckPassword(list, "alice", odd); !ok || u.Role != control.RoleOperator {
+	if u, ok := auth.CheckPassword(list, "alice", odd); !ok || u.Role != auth.RoleOperator {
 		t.Errorf("alice with her odd password: %v %v", u, ok)
 	}
 	for _, wrong := range []string{"", "p", odd + "\r", strings.ToValidUTF8(odd, "?")} {
-		if _, ok := control.CheckPassword(list, "alice", wrong); ok {
+		if _, ok := auth.CheckPassword(list, "alice", wrong); ok {
 			t.Errorf("alice with %q accepted", wrong)
 		}
 	}
 	if out, err := add("new\n", "-users", users, "-adduser", "alice", "-role", "viewer"); err != nil || !strings.Contains(out, "changed alice (viewer)") {
 		t.Fatalf("change alice: %v %q", err, out)
 	}
-	list, _ = control.ReadUsers(users)
-	if u, ok := control.CheckPassword(list, "alice", "new"); !ok || u.Role != control.RoleViewer || len(list) != 2 {
+	list, _ = auth.ReadUsers(users)
+	if u, ok := auth.CheckPassword(list, "alice", "new"); !ok || u.Role != auth.RoleViewer || len(list) != 2 {
 		t.Errorf("alice changed: %v %v, %d users", u, ok, len(list))
 	}
 	for _, tt := range []struct{ pass, want string }{

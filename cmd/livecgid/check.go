@@ -13,7 +13,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/trust"
 	"github.com/livecgi/livecgi/supervisor"
 )
 
@@ -21,7 +23,7 @@ import (
 // as the web server's user: the stub and the supervisor it starts run as
 // that user): one line per part, "ok" or "FAIL" with the fix. It may
 // create the state dir, as the stub would. It reports whether all is ok.
-func check(w io.Writer, configPath string, cfg control.Config, cfgErr error) bool {
+func check(w io.Writer, configPath string, cfg config.Config, cfgErr error) bool {
 	good := true
 	line := func(ok bool, what, msg, fix string) {
 		if ok {
@@ -32,9 +34,9 @@ func check(w io.Writer, configPath string, cfg control.Config, cfgErr error) boo
 		fmt.Fprintf(w, "FAIL  %-10s %s\n      %-10s fix: %s\n", what, msg, "", fix)
 	}
 	// trustLine reports a file that others could replace, with
-	// control.CheckTrust's own fix.
+	// trust.Check's own fix.
 	trustLine := func(what string, err error, why string) {
-		var te *control.TrustError
+		var te *trust.Error
 		if errors.As(err, &te) {
 			line(false, what, te.Path+" "+te.Problem, te.Fix+" ("+why+")")
 		} else {
@@ -53,7 +55,7 @@ func check(w io.Writer, configPath string, cfg control.Config, cfgErr error) boo
 	default:
 		if err := cfg.Validate(); err != nil {
 			line(false, "config", configPath+": "+err.Error(), "correct the value")
-		} else if err := control.CheckTrust(configPath); err != nil {
+		} else if err := trust.Check(configPath, trust.Options{}); err != nil {
 			trustLine("config", err, "it names the program the stub runs")
 		} else {
 			line(true, "config", configPath, "")
@@ -81,7 +83,7 @@ func check(w io.Writer, configPath string, cfg control.Config, cfgErr error) boo
 		line(false, "supervisor", err.Error(), "install livecgid there, or set supervisor in the config")
 	} else if !fi.Mode().IsRegular() || syscall.Access(bin, 1) != nil {
 		line(false, "supervisor", bin+" is not an executable file for uid "+strconv.Itoa(os.Getuid()), "chmod 0755 "+bin)
-	} else if err := control.CheckTrust(bin); err != nil {
+	} else if err := trust.Check(bin, trust.Options{}); err != nil {
 		trustLine("supervisor", err, "the stub runs it")
 	} else {
 		line(true, "supervisor", bin, "")
@@ -176,7 +178,7 @@ func probe(ctx context.Context, dir string) (control.Status, error) {
 
 // running says whether the supervisor that runs (st) runs the
 // configuration file as it is now.
-func running(line func(ok bool, what, msg, fix string), configPath string, cfg control.Config, st control.Status) {
+func running(line func(ok bool, what, msg, fix string), configPath string, cfg config.Config, st control.Status) {
 	pid := strconv.Itoa(st.PID)
 	switch {
 	case st.ConfigError != "":

@@ -10,14 +10,16 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/control/ctlserver"
 	"github.com/livecgi/livecgi/supervisor/brokertest"
 )
 
 // checkSetup lays out a working installation in a temp dir: a config, a
 // state dir, a supervisor binary and one plugin (copies of /bin/true: ELF
 // executables), listen on a free loopback port.
-func checkSetup(t *testing.T) (conf string, cfg control.Config) {
+func checkSetup(t *testing.T) (conf string, cfg config.Config) {
 	t.Helper()
 	dir := t.TempDir()
 	prog, err := os.ReadFile("/bin/true")
@@ -31,7 +33,7 @@ func checkSetup(t *testing.T) (conf string, cfg control.Config) {
 			t.Fatal(err)
 		}
 	}
-	cfg = control.Default()
+	cfg = config.Default()
 	cfg.StateDir, cfg.PluginsDir, cfg.Supervisor, cfg.Listen = filepath.Join(dir, "state"), plugins, filepath.Join(dir, "livecgid"), "127.0.0.1:0"
 	conf = filepath.Join(dir, "livecgi.conf")
 	text := "state_dir = " + cfg.StateDir + "\nplugins_dir = " + plugins + "\nsupervisor = " + cfg.Supervisor + "\nlisten = 127.0.0.1:0\n"
@@ -56,44 +58,44 @@ func fails(out string) []string {
 func TestCheck(t *testing.T) {
 	tests := []struct {
 		name    string
-		breakIt func(t *testing.T, conf string, cfg *control.Config)
+		breakIt func(t *testing.T, conf string, cfg *config.Config)
 		want    string // in the one FAIL line; "" for none
 	}{
-		{"working", func(*testing.T, string, *control.Config) {}, ""},
-		{"missing plugins dir", func(t *testing.T, _ string, cfg *control.Config) {
+		{"working", func(*testing.T, string, *config.Config) {}, ""},
+		{"missing plugins dir", func(t *testing.T, _ string, cfg *config.Config) {
 			os.RemoveAll(cfg.PluginsDir)
 		}, "FAIL  plugins    open "},
-		{"empty plugins dir", func(t *testing.T, _ string, cfg *control.Config) {
+		{"empty plugins dir", func(t *testing.T, _ string, cfg *config.Config) {
 			os.Remove(filepath.Join(cfg.PluginsDir, "system"))
 		}, "holds no plugin"},
-		{"group-writable plugin", func(t *testing.T, _ string, cfg *control.Config) {
+		{"group-writable plugin", func(t *testing.T, _ string, cfg *config.Config) {
 			os.Chmod(filepath.Join(cfg.PluginsDir, "system"), 0o775)
 		}, "FAIL  plugin     system: plugin binary not trusted: "},
-		{"group-writable plugins dir", func(t *testing.T, _ string, cfg *control.Config) {
+		{"group-writable plugins dir", func(t *testing.T, _ string, cfg *config.Config) {
 			os.Chmod(cfg.PluginsDir, 0o777)
 		}, "is writable by group or others (mode -rwxrwxrwx): every plugin is refused"},
-		{"plugin not executable", func(t *testing.T, _ string, cfg *control.Config) {
+		{"plugin not executable", func(t *testing.T, _ string, cfg *config.Config) {
 			os.WriteFile(filepath.Join(cfg.PluginsDir, "half"), []byte("\x7fELF"), 0o755)
 		}, "FAIL  plugin     half: not a complete ELF binary"},
-		{"plugin not in the allowlist", func(t *testing.T, _ string, cfg *control.Config) {
+		{"plugin not in the allowlist", func(t *testing.T, _ string, cfg *config.Config) {
 			cfg.PluginSHA256 = map[string]string{"other": strings.Repeat("0", 64)}
 		}, "system: plugin binary not trusted: "},
-		{"unusable state dir", func(t *testing.T, _ string, cfg *control.Config) {
+		{"unusable state dir", func(t *testing.T, _ string, cfg *config.Config) {
 			file := filepath.Join(t.TempDir(), "file")
 			os.WriteFile(file, nil, 0o600)
 			cfg.StateDir = filepath.Join(file, "state")
 			t.Setenv("TMPDIR", file) // and no fallback either
 		}, "FAIL  state dir  state dir not usable: "},
-		{"supervisor missing", func(t *testing.T, _ string, cfg *control.Config) {
+		{"supervisor missing", func(t *testing.T, _ string, cfg *config.Config) {
 			os.Remove(cfg.Supervisor)
 		}, "FAIL  supervisor stat "},
-		{"supervisor writable by others", func(t *testing.T, _ string, cfg *control.Config) {
+		{"supervisor writable by others", func(t *testing.T, _ string, cfg *config.Config) {
 			os.Chmod(cfg.Supervisor, 0o757)
 		}, "livecgid is writable by group or others (mode -rwxr-xrwx)"},
-		{"config writable by others", func(t *testing.T, conf string, cfg *control.Config) {
+		{"config writable by others", func(t *testing.T, conf string, cfg *config.Config) {
 			os.Chmod(conf, 0o666)
 		}, "livecgi.conf is writable by group or others (mode -rw-rw-rw-)"},
-		{"port in use by something else", func(t *testing.T, _ string, cfg *control.Config) {
+		{"port in use by something else", func(t *testing.T, _ string, cfg *config.Config) {
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				t.Fatal(err)
@@ -139,7 +141,7 @@ func TestCheckPortHeldBySupervisor(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	port := ws.Addr().(*net.TCPAddr).Port
-	go control.ServeControl(ctx, cln, func() control.Status {
+	go ctlserver.Serve(ctx, cln, func() control.Status {
 		return control.Status{PID: 4242, Port: port, Version: "v9"}
 	})
 	var out bytes.Buffer

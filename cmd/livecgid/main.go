@@ -3,6 +3,7 @@
 // contact; it can also be run by hand or from an init script. The
 // built-in plugins are in it too (see builtins): run through a link named
 // after one of them, or as livecgid plugin NAME, it serves that plugin.
+// README.md here is the operator's manual.
 package main
 
 import (
@@ -20,7 +21,10 @@ import (
 	"runtime/debug"
 	"syscall"
 
+	"github.com/livecgi/livecgi/proto/auth"
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/control/ctlserver"
 	"github.com/livecgi/livecgi/supervisor"
 )
 
@@ -60,7 +64,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	checkMode := fs.Bool("check", false, "check config, state dir, supervisor, plugins and port, as the web server's user; exit 1 on a FAIL")
 	// Listed for -help; isAddUser has sent a run with -adduser to addUser.
 	fs.String("adduser", "", addUserUsage)
-	role := fs.String("role", control.RoleOperator, roleUsage)
+	role := fs.String("role", auth.RoleOperator, roleUsage)
 	users := fs.String("users", "", usersUsage)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -73,12 +77,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	if *role != control.RoleOperator || *users != "" {
+	if *role != auth.RoleOperator || *users != "" {
 		return errors.New("-role and -users go with -adduser NAME")
 	}
 	switch {
 	case *printConfig:
-		_, err := io.WriteString(stdout, control.SampleConfig)
+		_, err := io.WriteString(stdout, config.SampleConfig)
 		return err
 	case *showVersion:
 		_, err := fmt.Fprintln(stdout, "livecgid", version)
@@ -86,8 +90,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	// The file with the command line's overrides; state_dir as the file
 	// says (the stub passes -state-dir: where it found the file's).
-	loadFile := func() (control.Config, error) {
-		cfg, err := control.Load(*configPath)
+	loadFile := func() (config.Config, error) {
+		cfg, err := config.Load(*configPath)
 		for flagVal, field := range map[*string]*string{listen: &cfg.Listen, pluginsDir: &cfg.PluginsDir, logLevel: &cfg.LogLevel} {
 			if *flagVal != "" {
 				*field = *flagVal
@@ -95,7 +99,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return cfg, err
 	}
-	load := func() (control.Config, error) {
+	load := func() (config.Config, error) {
 		cfg, err := loadFile()
 		if err == nil {
 			err = cfg.Validate()
@@ -173,7 +177,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	sup, err := supervisor.New(supervisor.Options{
 		Config: cfg, ConfigPath: *configPath, Load: load, Level: level,
-		Reloaded: func(cfg control.Config) { smallBoardDefaults(cfg, log) },
+		Reloaded: func(cfg config.Config) { smallBoardDefaults(cfg, log) },
 		Secret:   secret, Logger: log, Version: version,
 	})
 	if err != nil {
@@ -213,7 +217,7 @@ func serve(ctx context.Context, sup *supervisor.Supervisor, ln, cln net.Listener
 	}()
 	ctlErr := make(chan error, 1)
 	go func() {
-		err := control.Control{Status: sup.Status, HandOver: sup.HandOver, Handlers: sup.ControlHandlers()}.Serve(ctx, cln)
+		err := ctlserver.Control{Status: sup.Status, HandOver: sup.HandOver, Handlers: sup.ControlHandlers()}.Serve(ctx, cln)
 		if err != nil {
 			err = fmt.Errorf("control socket: %w", err)
 			cancel()
@@ -230,7 +234,7 @@ func serve(ctx context.Context, sup *supervisor.Supervisor, ln, cln net.Listener
 
 // smallBoardDefaults applies the configured GC settings unless the
 // environment already chose (GOGC, GOMEMLIMIT); again at each reload.
-func smallBoardDefaults(cfg control.Config, log *slog.Logger) {
+func smallBoardDefaults(cfg config.Config, log *slog.Logger) {
 	if os.Getenv("GOMEMLIMIT") == "" && cfg.MemoryLimitMB > 0 {
 		debug.SetMemoryLimit(int64(cfg.MemoryLimitMB) << 20)
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/supervisor"
 )
@@ -111,7 +112,7 @@ func (l brokenListener) Accept() (net.Conn, error) {
 // listener of a real livecgid).
 func TestServeStopsOnControlFailure(t *testing.T) {
 	dir := t.TempDir()
-	cfg := control.Default()
+	cfg := config.Default()
 	cfg.PluginsDir, cfg.StateDir = filepath.Join(dir, "plugins"), filepath.Join(dir, "state")
 	os.Mkdir(cfg.PluginsDir, 0o700)
 	sup, err := supervisor.New(supervisor.Options{Config: cfg, Secret: []byte("0123456789abcdef0123456789abcdef")})

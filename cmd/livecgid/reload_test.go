@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
 )
 
@@ -45,7 +46,7 @@ func replace(t *testing.T, path, text string) {
 func sumOf(t *testing.T, text string) string {
 	p := filepath.Join(t.TempDir(), "c")
 	os.WriteFile(p, []byte(text), 0o600)
-	c, _ := control.Load(p)
+	c, _ := config.Load(p)
 	return c.Sum
 }
 

@@ -18,7 +18,9 @@ import (
 
 	"github.com/livecgi/livecgi/plugins/sdk/sdktest"
 	"github.com/livecgi/livecgi/proto"
+	"github.com/livecgi/livecgi/proto/auth"
 	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/testkit"
 	"github.com/livecgi/livecgi/proto/wire"
 )
 
@@ -92,7 +94,7 @@ func TestEndToEnd(t *testing.T) {
 type daemon struct {
 	t      *testing.T
 	cmd    *exec.Cmd
-	logs   *logBuf
+	logs   *testkit.Buffer
 	state  string
 	port   int
 	secret []byte
@@ -113,7 +115,7 @@ func startDaemon(t *testing.T, execDir string) *daemon {
 	}
 	conf := filepath.Join(root, "livecgi.conf")
 	os.WriteFile(conf, []byte("listen = 127.0.0.1:0\nstate_dir = "+state+"\nplugins_dir = "+plugins+"\nexec_dir = "+execDir+"\n"), 0o600)
-	d := &daemon{t: t, logs: &logBuf{}}
+	d := &daemon{t: t, logs: &testkit.Buffer{}}
 	d.cmd = exec.Command(livecgid, "-config", conf, "-log", "-", "-log-level", "debug")
 	d.cmd.Stderr = d.logs
 	if err := d.cmd.Start(); err != nil {
@@ -192,7 +194,7 @@ type browser struct {
 func (d *daemon) dial() *browser {
 	d.t.Helper()
 	origin := "http://127.0.0.1:" + strconv.Itoa(d.port)
-	tok, _ := control.MintToken(d.secret, origin, d.epoch, time.Now(), time.Minute, control.Identity{User: "test", Role: control.RoleOperator})
+	tok, _ := control.MintToken(d.secret, origin, d.epoch, time.Now(), time.Minute, auth.Identity{User: "test", Role: auth.RoleOperator})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	d.t.Cleanup(cancel)
 	conn, _, err := websocket.Dial(ctx, "ws://127.0.0.1:"+strconv.Itoa(d.port)+"/live?token="+tok, &websocket.DialOptions{
@@ -321,19 +323,19 @@ func TestSupervisor(t *testing.T) {
 		waitFor(t, f, func() bool { return len(readPIDs(t, filepath.Join(execDir, f))) == 1 })
 		pids = append(pids, readPIDs(t, filepath.Join(execDir, f))...)
 	}
-	pids = append(pids, childrenOf(sup.Process.Pid)...)
+	pids = append(pids, testkit.Children(sup.Process.Pid)...)
 	if len(pids) != 3 {
 		t.Fatalf("pids %v: want the stream, its grandchild and the plugin", pids)
 	}
 	for _, pid := range pids {
-		if gone(pid) {
+		if !testkit.Alive(pid) {
 			t.Fatalf("pid %d not running before the kill", pid)
 		}
 	}
 	sup.Process.Kill()
 	sup.Wait()
 	for _, pid := range pids {
-		waitFor(t, "pid "+strconv.Itoa(pid)+" gone after livecgid was killed", func() bool { return gone(pid) })
+		waitFor(t, "pid "+strconv.Itoa(pid)+" gone after livecgid was killed", func() bool { return !testkit.Alive(pid) })
 	}
 }
 
@@ -409,26 +411,4 @@ func TestConfAddedWhileNobodyWatches(t *testing.T) {
 	if d.logged("undeclared") > 0 {
 		t.Error("livecgid dropped readings of undeclared sensors")
 	}
-}
-
-// childrenOf returns the live processes whose parent is pid.
-func childrenOf(pid int) []int {
-	var out []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		child, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(f) > 1 && f[1] == strconv.Itoa(pid) && f[0] != "Z" {
-			out = append(out, child)
-		}
-	}
-	return out
 }

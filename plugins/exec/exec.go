@@ -17,7 +17,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/livecgi/livecgi/plugins/sdk"
-	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/trust"
 )
 
 // How the directory is followed: events are debounced, and the directory
@@ -278,7 +278,7 @@ func (p *plugin) load(name, confPath string) *loaded {
 	if !validKey(name) {
 		return fail(fmt.Errorf("%s.conf: the file name must be lower_snake (it names the sensor)", name))
 	}
-	if err := control.CheckTrust(confPath); err != nil {
+	if err := trust.Check(confPath, trust.Options{}); err != nil {
 		return fail(fmt.Errorf("%s.conf refused: %w", name, err))
 	}
 	b, err := os.ReadFile(confPath)
@@ -298,7 +298,7 @@ func (p *plugin) load(name, confPath string) *loaded {
 	case !fi.Mode().IsRegular() || fi.Mode()&0o111 == 0:
 		broken = fmt.Errorf("program %s is not an executable file (mode %v)", prog, fi.Mode())
 	default:
-		if err := control.CheckTrust(prog); err != nil {
+		if err := trust.Check(prog, trust.Options{}); err != nil {
 			broken = fmt.Errorf("program refused: %w", err)
 		}
 	}
@@ -318,7 +318,7 @@ func (p *plugin) retype() {
 	}
 }
 
-// trustIdent is what CheckTrust looks at in a directory: its mode and
+// trustIdent is what trust.Check looks at in a directory: its mode and
 // owner (not its time, which every file added changes).
 func trustIdent(dir string) string {
 	fi, err := os.Stat(dir)

@@ -14,35 +14,18 @@ import (
 	"time"
 
 	"github.com/livecgi/livecgi/plugins/sdk"
+	"github.com/livecgi/livecgi/proto/testkit"
 )
-
-// logBuf collects a plugin's log for a test.
-type logBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // startIn runs the plugin over a fresh exec dir holding files (name →
 // content; names ending in .sh are made executable).
-func startIn(t *testing.T, files map[string]string) (*plugin, string, *logBuf) {
+func startIn(t *testing.T, files map[string]string) (*plugin, string, *testkit.Buffer) {
 	t.Helper()
 	dir := t.TempDir()
 	for name, content := range files {
 		writeFile(t, filepath.Join(dir, name), content)
 	}
-	logs := &logBuf{}
+	logs := &testkit.Buffer{}
 	p := start(dir, slog.New(slog.NewTextHandler(logs, nil)))
 	t.Cleanup(func() {
 		p.close()
@@ -128,17 +111,6 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 		}
 	}
 	t.Fatalf("timed out waiting for %s", what)
-}
-
-// gone reports whether pid has ended (no process, or a zombie).
-func gone(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return true
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	return len(f) > 0 && (f[0] == "Z" || f[0] == "X")
 }
 
 // readPIDs reads the pids a test program wrote, one a line.
@@ -244,7 +216,7 @@ func TestHang(t *testing.T) {
 	}
 	p.close()
 	for _, pid := range readPIDs(t, filepath.Join(dir, "runs")) {
-		waitFor(t, "run "+strconv.Itoa(pid)+" to be gone", func() bool { return gone(pid) })
+		waitFor(t, "run "+strconv.Itoa(pid)+" to be gone", func() bool { return !testkit.Alive(pid) })
 	}
 }
 
@@ -260,15 +232,15 @@ func TestDoubleFork(t *testing.T) {
 	if len(pids) != 1 {
 		t.Fatalf("grandchild pids = %v", pids)
 	}
-	waitFor(t, "the periodic run's grandchild to be killed", func() bool { return gone(pids[0]) })
+	waitFor(t, "the periodic run's grandchild to be killed", func() bool { return !testkit.Alive(pids[0]) })
 
 	await(t, slotOf(t, p, "stream", ""), "2", func(s state) bool { return s.val == 2.0 })
 	pids = readPIDs(t, filepath.Join(dir, "stream_grandchild"))
-	if len(pids) != 1 || gone(pids[0]) {
+	if len(pids) != 1 || !testkit.Alive(pids[0]) {
 		t.Fatalf("stream's grandchild %v not running", pids)
 	}
 	os.Remove(filepath.Join(dir, "stream.conf"))
-	waitFor(t, "the stream's grandchild to be killed once its conf is gone", func() bool { return gone(pids[0]) })
+	waitFor(t, "the stream's grandchild to be killed once its conf is gone", func() bool { return !testkit.Alive(pids[0]) })
 }
 
 // TestFlood: a stream that prints 100000 lines at once reaches the
@@ -438,7 +410,7 @@ int main(void) {
 	return 0;
 }`)
 	writeFile(t, filepath.Join(dir, "weather.conf"), "run = ./weather\nmode = stream\nsensors = temp hum\nunit.temp = °C\nunit = %\ntitle.hum = Humidity\n")
-	logs := &logBuf{}
+	logs := &testkit.Buffer{}
 	p := start(dir, slog.New(slog.NewTextHandler(logs, nil)))
 	defer p.close()
 	temp, hum := slotOf(t, p, "weather", "temp"), slotOf(t, p, "weather", "hum")
@@ -462,7 +434,7 @@ int main(void) {
 func TestLive(t *testing.T) {
 	root := t.TempDir()
 	dir := filepath.Join(root, "exec.d")
-	logs := &logBuf{}
+	logs := &testkit.Buffer{}
 	p := start(dir, slog.New(slog.NewTextHandler(logs, nil)))
 	defer p.close()
 	if def := p.definition(); len(def.Sensors)+len(def.Commands) != 0 {

@@ -1,7 +1,6 @@
 package control
 
 import (
-	"context"
 	"encoding/base64"
 	"errors"
 	"net"
@@ -13,100 +12,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/livecgi/livecgi/proto/auth"
 )
-
-func TestParseConfig(t *testing.T) {
-	tests := []struct {
-		name, in string
-		check    func(Config) bool
-		wantErr  string
-	}{
-		{"empty", "", func(c Config) bool { return c.Listen == ":8081" && c.MaxFrame == 64<<10 }, ""},
-		{"comments and blanks", "# hi\n\n   # indented\nlisten = 127.0.0.1:9000\n", func(c Config) bool { return c.Listen == "127.0.0.1:9000" }, ""},
-		{"durations and numbers", "ping_interval = 5s\nmax_clients = 10\nrate = 2.5\nmax_frame = 1024", func(c Config) bool {
-			return c.PingInterval == 5*time.Second && c.MaxClients == 10 && c.Rate == 2.5 && c.MaxFrame == 1024
-		}, ""},
-		{"sha256 allowlist", "plugin_sha256 = system " + strings.Repeat("ab", 32) + "\nplugin_sha256 = leds " + strings.Repeat("CD", 32),
-			func(c Config) bool {
-				return c.PluginSHA256["system"] == strings.Repeat("ab", 32) && c.PluginSHA256["leds"] == strings.Repeat("cd", 32)
-			}, ""},
-		{"the sample is the defaults", SampleConfig, func(c Config) bool {
-			d := Default()
-			return c.Listen == d.Listen && c.StateDir == d.StateDir && c.History == d.History && c.IdleTimeout == d.IdleTimeout
-		}, ""},
-		{"unknown key", "listen = :1\nlisten_addr = :2", nil, `2: listen_addr: unknown key`},
-		{"no equals", "listen :1", nil, `1: want key = value`},
-		{"twice", "listen = :1\nlisten = :2", nil, `2: "listen" set twice`},
-		{"bad sum", "plugin_sha256 = system abc", nil, "want \"<file name> <64 hex digits>\""},
-		{"invalid value", "max_clients = 0", nil, "max_clients must be at least 1"},
-		{"bad level", "log_level = loud", nil, `log_level "loud"`},
-		{"allowed hosts", "allowed_hosts = Device.LAN., other.local  localhost,*", func(c Config) bool {
-			return strings.Join(c.AllowedHosts, " ") == "device.lan other.local localhost *"
-		}, ""},
-		{"allowed hosts with port", "allowed_hosts = device.lan:8080", nil, `want a host name without scheme or port`},
-		{"allowed hosts empty", "allowed_hosts = ,", nil, `allowed_hosts: empty`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c := Default()
-			err := c.Parse([]byte(tt.in))
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want %q", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil || !tt.check(c) {
-				t.Fatalf("err = %v, config = %+v", err, c)
-			}
-		})
-	}
-}
-
-// TestConfigValueErrors: a bad value of each kind of key is named with
-// what the key wants, in the file's words, not Go's.
-func TestConfigValueErrors(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"token_ttl = 60", "1: token_ttl = 60: a duration needs a unit, e.g. 60s"},
-		{"ping_interval = 1.5", "1: ping_interval = 1.5: a duration needs a unit, e.g. 1.5s"},
-		{"idle_timeout = soon", "1: idle_timeout = soon: want a duration with a unit, e.g. 500ms, 20s or 5m"},
-		{"max_clients = many", "1: max_clients = many: want a whole number, e.g. 100"},
-		{"history = 1.5", "1: history = 1.5: want a whole number, e.g. 100"},
-		{"gogc = 99999999999", "1: gogc = 99999999999: too large"},
-		{"max_frame = 64k", "1: max_frame = 64k: want a whole number, e.g. 65536"},
-		{"rate = fast", "1: rate = fast: want a number, e.g. 20 or 0.5"},
-		{"rate = NaN", "1: rate = NaN: want a number, e.g. 20 or 0.5"},
-		{"rate = 1e999", "1: rate = 1e999: too large"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.in, func(t *testing.T) {
-			c := Default()
-			err := c.Parse([]byte(tt.in))
-			if err == nil || err.Error() != tt.want {
-				t.Fatalf("err = %v, want %q", err, tt.want)
-			}
-		})
-	}
-}
-
-func TestLoad(t *testing.T) {
-	dir := t.TempDir()
-	c, err := Load(filepath.Join(dir, "missing.conf"))
-	if err != nil || c.Listen != Default().Listen {
-		t.Fatalf("missing file: %v %+v", err, c)
-	}
-	p := filepath.Join(dir, "bad.conf")
-	os.WriteFile(p, []byte("nope = 1\n"), 0o600)
-	if _, err := Load(p); err == nil || !strings.Contains(err.Error(), p+":1: nope: unknown key") {
-		t.Fatalf("err = %v", err)
-	}
-}
 
 func TestTokens(t *testing.T) {
 	secret := []byte("0123456789abcdef0123456789abcdef")
 	now := time.Unix(1_800_000_000, 0)
 	const origin = "http://device.local"
-	tok, exp := MintToken(secret, origin, "run1", now, time.Minute, Identity{})
+	tok, exp := MintToken(secret, origin, "run1", now, time.Minute, auth.Identity{})
 	if exp.Sub(now) != time.Minute {
 		t.Errorf("expires %v", exp)
 	}
@@ -114,7 +28,7 @@ func TestTokens(t *testing.T) {
 	if err != nil || c1.Nonce == "" {
 		t.Fatalf("valid token: %v", err)
 	}
-	tok2, _ := MintToken(secret, origin, "run1", now, time.Minute, Identity{})
+	tok2, _ := MintToken(secret, origin, "run1", now, time.Minute, auth.Identity{})
 	if c2, _ := VerifyToken(secret, tok2, origin, "run1", now); c2.Nonce == c1.Nonce {
 		t.Error("two tokens share a nonce")
 	}
@@ -200,121 +114,6 @@ func TestSecretConcurrentFirstUse(t *testing.T) {
 	}
 }
 
-func TestProbe(t *testing.T) {
-	dir := t.TempDir()
-	if _, err := Probe(context.Background(), dir); err == nil {
-		t.Fatal("probe with nobody listening succeeded")
-	}
-	ln, err := net.Listen("unix", filepath.Join(dir, ControlFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go ServeControl(ctx, ln, func() Status { return Status{PID: 42, Port: 8081, Version: "v"} })
-	st, err := Probe(context.Background(), dir)
-	if err != nil || st.PID != 42 || st.Port != 8081 {
-		t.Fatalf("probe = %+v, %v", st, err)
-	}
-}
-
-func TestHostAllowed(t *testing.T) {
-	name, err := os.Hostname()
-	if err != nil || name == "" {
-		t.Fatalf("hostname: %q %v", name, err)
-	}
-	short, _, _ := strings.Cut(strings.ToLower(name), ".")
-	def := Default()
-	listed := Default()
-	listed.AllowedHosts = []string{"device.lan", "other.example"}
-	any := Default()
-	any.AllowedHosts = []string{"*"}
-	tests := []struct {
-		host              string
-		def, listed, star bool
-	}{
-		{"127.0.0.1", true, true, true},
-		{"127.0.0.1:8080", true, true, true},
-		{"192.168.1.20:80", true, true, true},
-		{"[::1]", true, true, true},
-		{"[::1]:8081", true, true, true},
-		{"::1", true, true, true},
-		{"[fe80::1%25eth0]:80", true, true, true}, // with a zone
-		{"localhost", true, false, true},
-		{"LocalHost.:8080", true, false, true},
-		{name, true, false, true},
-		{strings.ToUpper(name) + ".:80", true, false, true},
-		{short + ".local", true, false, true},
-		{short + ".local.", true, false, true},
-		{"evil.example", false, false, true},
-		{"evil.example:8080", false, false, true},
-		{"localhost.evil.example", false, false, true},
-		{name + ".evil.example", false, false, true},
-		{"device.lan", false, true, true},
-		{"DEVICE.lan.:8080", false, true, true},
-		{"", false, false, false},
-		{"[", false, false, false},
-		{":80", false, false, false},
-	}
-	for _, tt := range tests {
-		if got := def.HostAllowed(tt.host); got != tt.def {
-			t.Errorf("default: HostAllowed(%q) = %v", tt.host, got)
-		}
-		if got := listed.HostAllowed(tt.host); got != tt.listed {
-			t.Errorf("listed: HostAllowed(%q) = %v", tt.host, got)
-		}
-		if got := any.HostAllowed(tt.host); got != tt.star {
-			t.Errorf("*: HostAllowed(%q) = %v", tt.host, got)
-		}
-	}
-}
-
-func TestCheckTrust(t *testing.T) {
-	dir := t.TempDir()
-	f := filepath.Join(dir, "bin")
-	os.WriteFile(f, []byte("x"), 0o755)
-	if err := CheckTrust(f); err != nil {
-		t.Fatalf("private file: %v", err)
-	}
-	var te *TrustError
-	os.Chmod(f, 0o777)
-	if err := CheckTrust(f); !errors.As(err, &te) || te.Path != f || te.Fix != "chmod go-w "+f {
-		t.Fatalf("0777 file: %v", err)
-	}
-	os.Chmod(f, 0o755)
-	os.Chmod(dir, 0o770)
-	if err := CheckTrust(f); !errors.As(err, &te) || te.Path != dir || !strings.Contains(err.Error(), "writable by group or others") {
-		t.Fatalf("group-writable dir: %v", err)
-	}
-	os.Chmod(dir, 0o700)
-	if err := CheckTrust(filepath.Join(dir, "missing")); err == nil || errors.As(err, &te) {
-		t.Fatalf("missing file: %v, want a stat error", err)
-	}
-	if os.Getuid() != 0 {
-		return // chown needs root
-	}
-	os.Chown(f, 4321, 4321)
-	if err := CheckTrust(f); !errors.As(err, &te) || !strings.Contains(err.Error(), "owned by uid 4321") || te.Fix != "chown root "+f {
-		t.Fatalf("file of another user: %v", err)
-	}
-}
-
-// TestLoadUntrusted: a config file others could have written is refused.
-func TestLoadUntrusted(t *testing.T) {
-	dir := t.TempDir()
-	p := filepath.Join(dir, "livecgi.conf")
-	os.WriteFile(p, []byte("listen = :9\n"), 0o620)
-	os.Chmod(p, 0o620)
-	_, err := Load(p)
-	if err == nil || !strings.Contains(err.Error(), "config file not trusted: "+p+" is writable by group or others") || !strings.Contains(err.Error(), "chmod go-w "+p) {
-		t.Fatalf("group-writable config: %v", err)
-	}
-	os.Chmod(p, 0o640)
-	if c, err := Load(p); err != nil || c.Listen != ":9" {
-		t.Fatalf("fixed config: %v", err)
-	}
-}
-
 // TestStateDirSquatted: another user owning the fallback name does not
 // stop us: a private dir of ours is used, the same one each time.
 func TestStateDirSquatted(t *testing.T) {
@@ -367,63 +166,5 @@ func TestStateDirSquatted(t *testing.T) {
 	defer ln.Close()
 	if d, _, err := StateDir(want); err != nil || d != younger {
 		t.Fatalf("StateDir = %q, %v, want the one with a live control socket %s", d, err, younger)
-	}
-}
-
-// failingListener fails its first accepts with errs, then accepts from
-// the listener under it.
-type failingListener struct {
-	net.Listener
-	mu   sync.Mutex
-	errs []error
-}
-
-func (l *failingListener) Accept() (net.Conn, error) {
-	l.mu.Lock()
-	if len(l.errs) > 0 {
-		err := l.errs[0]
-		l.errs = l.errs[1:]
-		l.mu.Unlock()
-		return nil, err
-	}
-	l.mu.Unlock()
-	return l.Listener.Accept()
-}
-
-func acceptErr(errno syscall.Errno) error {
-	return &net.OpError{Op: "accept", Net: "unix", Err: os.NewSyscallError("accept4", errno)}
-}
-
-// TestServeControlShortage: a shortage of descriptors, buffers or memory
-// is waited out; any other accept error ends ServeControl.
-func TestServeControlShortage(t *testing.T) {
-	dir := t.TempDir()
-	ln, err := net.Listen("unix", filepath.Join(dir, ControlFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fl := &failingListener{Listener: ln, errs: []error{
-		acceptErr(syscall.EMFILE), acceptErr(syscall.ENFILE), acceptErr(syscall.ENOBUFS),
-		acceptErr(syscall.ENOMEM), acceptErr(syscall.ECONNABORTED),
-	}}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- ServeControl(ctx, fl, func() Status { return Status{PID: 42, Port: 8081} }) }()
-	if st, err := Probe(context.Background(), dir); err != nil || st.PID != 42 {
-		t.Fatalf("probe after a shortage = %+v, %v", st, err)
-	}
-
-	fl.mu.Lock()
-	fl.errs = []error{acceptErr(syscall.EINVAL)}
-	fl.mu.Unlock()
-	Probe(context.Background(), dir) // wakes the accept, which fails
-	select {
-	case err := <-done:
-		if !errors.Is(err, syscall.EINVAL) {
-			t.Errorf("ServeControl = %v, want the listener's error", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("ServeControl still running after its listener failed for good")
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -84,8 +83,8 @@ func ownDir(prefix string, uid int) string {
 		if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != uid {
 			continue
 		}
-		if c, err := net.DialTimeout("unix", filepath.Join(n, ControlFile), time.Second); err == nil {
-			c.Close()
+		if fd, err := dial(filepath.Join(n, ControlFile), time.Second); err == nil {
+			syscall.Close(fd)
 			return n
 		}
 		if first == "" {

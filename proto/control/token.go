@@ -8,6 +8,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"time"
+
+	"github.com/livecgi/livecgi/proto/auth"
 )
 
 // Token errors; the supervisor answers each with 403.
@@ -34,15 +36,15 @@ const (
 // forgotten the nonces it has seen, thus refuses every earlier token.
 // Layout: expiry (8 bytes), nonce (12), role (1), user length (1), user,
 // MAC (32).
-func MintToken(secret []byte, origin, epoch string, now time.Time, ttl time.Duration, id Identity) (token string, expires time.Time) {
+func MintToken(secret []byte, origin, epoch string, now time.Time, ttl time.Duration, id auth.Identity) (token string, expires time.Time) {
 	expires = now.Add(ttl).Truncate(time.Second)
 	user := id.User
-	if len(user) > MaxUser {
-		user = user[:MaxUser] // ValidUser names never are
+	if len(user) > auth.MaxUser {
+		user = user[:auth.MaxUser] // ValidUser names never are
 	}
-	role := byte(roleRank(id.Role))
+	role := byte(auth.Rank(id.Role))
 	if role == 0 {
-		role = byte(roleRank(RoleViewer))
+		role = byte(auth.Rank(auth.RoleViewer))
 	}
 	head := make([]byte, headLen, headLen+len(user)+macLen)
 	binary.BigEndian.PutUint64(head, uint64(expires.Unix()))
@@ -57,7 +59,7 @@ func MintToken(secret []byte, origin, epoch string, now time.Time, ttl time.Dura
 // Claims is what a verified token says.
 type Claims struct {
 	Nonce string // for single-use checks
-	Identity
+	auth.Identity
 }
 
 // VerifyToken checks token against the request's Origin header and the
@@ -66,7 +68,7 @@ func VerifyToken(secret []byte, token, origin, epoch string, now time.Time) (Cla
 	if token == "" {
 		return Claims{}, ErrTokenMissing
 	}
-	if len(token) < base64.RawURLEncoding.EncodedLen(headLen+macLen) || len(token) > base64.RawURLEncoding.EncodedLen(headLen+MaxUser+macLen) {
+	if len(token) < base64.RawURLEncoding.EncodedLen(headLen+macLen) || len(token) > base64.RawURLEncoding.EncodedLen(headLen+auth.MaxUser+macLen) {
 		return Claims{}, ErrTokenMalformed
 	}
 	b, err := base64.RawURLEncoding.DecodeString(token)
@@ -81,12 +83,12 @@ func VerifyToken(secret []byte, token, origin, epoch string, now time.Time) (Cla
 	if now.Unix() > exp {
 		return Claims{}, ErrTokenExpired
 	}
-	c := Claims{Nonce: string(b[8 : 8+nonceLen]), Identity: Identity{User: string(body[headLen:])}}
+	c := Claims{Nonce: string(b[8 : 8+nonceLen]), Identity: auth.Identity{User: string(body[headLen:])}}
 	switch int(b[8+nonceLen]) {
-	case roleRank(RoleViewer):
-		c.Role = RoleViewer
-	case roleRank(RoleOperator):
-		c.Role = RoleOperator
+	case auth.Rank(auth.RoleViewer):
+		c.Role = auth.RoleViewer
+	case auth.Rank(auth.RoleOperator):
+		c.Role = auth.RoleOperator
 	default:
 		return Claims{}, ErrTokenMalformed
 	}

@@ -15,10 +15,14 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+
+	"github.com/livecgi/livecgi/proto/control"
 )
 
-// Subprotocol is the WebSocket subprotocol a client must offer.
-const Subprotocol = "livecgi.v1"
+// Subprotocol is the WebSocket subprotocol a client must offer. The
+// connect document names it too: the stub, which writes that document,
+// links control but not this package (encoding/json).
+const Subprotocol = control.Subprotocol
 
 // Version is the protocol version sent in Hello.
 const Version = 1

@@ -75,7 +75,7 @@ func run() error {
 		return err
 	}
 	// auth = none makes every visitor a viewer; the demo opens its
-	// commands to them (README.md, "Who can do what").
+	// commands to them (cgi/README.md, "Who can do what").
 	conf := fmt.Sprintf("state_dir = %s\nplugins_dir = %s\nsupervisor = %s\nexec_dir = %s\nlisten = 127.0.0.1:0\nlog_level = debug\n"+
 		"auth = none\ncommand_role = leds.set_brightness viewer\ncommand_role = leds.set_trigger viewer\ncommand_role = exec.set_message viewer\n",
 		state, filepath.Join(binAbs, "plugins"), livecgid, execDir)

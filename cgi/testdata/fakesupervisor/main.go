@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/control/ctlserver"
 )
 
 func main() {
@@ -82,7 +83,7 @@ func run(state string) error {
 		return err
 	}
 	port := ws.Addr().(*net.TCPAddr).Port
-	return control.ServeControl(context.Background(), ln, func() control.Status {
+	return ctlserver.Serve(context.Background(), ln, func() control.Status {
 		return control.Status{PID: os.Getpid(), Port: port, Version: "fake", Epoch: "e"}
 	})
 }

@@ -18,7 +18,7 @@ import (
 	"github.com/coder/websocket"
 	"golang.org/x/sys/unix"
 
-	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/auth"
 	"github.com/livecgi/livecgi/proto/wire"
 )
 
@@ -44,7 +44,7 @@ type Client struct {
 	log  *slog.Logger
 	// Who the token was minted for, under which auth setup it was
 	// admitted, and from where.
-	who      control.Identity
+	who      auth.Identity
 	setup    string
 	remote   string
 	userJSON []byte
@@ -87,9 +87,9 @@ type ClientOptions struct {
 	Net  net.Conn // the connection under Conn
 	Cork *Cork    // under Conn's writes, on Net; nil: none
 	Log  *slog.Logger
-	Who  control.Identity // who the token was minted for
+	Who  auth.Identity // who the token was minted for
 	// Setup is the auth setup Who was admitted under
-	// (control.Config.AuthSetup); "" for a client that is not signed in
+	// (config.Config.AuthSetup); "" for a client that is not signed in
 	// with a token (the broker bridge).
 	Setup  string
 	Remote string
@@ -131,13 +131,13 @@ func (c *Client) Net() net.Conn { return c.nc }
 func (c *Client) Log() *slog.Logger { return c.log }
 
 // Who returns who c's token was minted for.
-func (c *Client) Who() control.Identity { return c.who }
+func (c *Client) Who() auth.Identity { return c.who }
 
 // Setup returns the auth setup c was admitted under ("": no token).
 func (c *Client) Setup() string { return c.setup }
 
 // setUser sets the "user" member of c's hellos.
-func (c *Client) setUser(id control.Identity) {
+func (c *Client) setUser(id auth.Identity) {
 	c.userJSON, _ = json.Marshal(wire.User{Name: id.User, Role: id.Role})
 }
 

@@ -17,7 +17,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/auth"
 	"github.com/livecgi/livecgi/proto/wire"
 )
 
@@ -144,11 +144,15 @@ func TestRequeue(t *testing.T) {
 }
 
 // TestAttachCapacity attaches from many goroutines at once: exactly
-// MaxClients get in, and OnConsumers sees every count in order.
+// MaxClients get in; Demand changes with the first client attached and
+// the last one detached, and only then.
 func TestAttachCapacity(t *testing.T) {
 	const maxClients, tries = 10, 200
-	var counts []int
-	h := newTestHub(t, Options{MaxClients: maxClients, OnConsumers: func(n int) { counts = append(counts, n) }})
+	h := newTestHub(t, Options{MaxClients: maxClients})
+	active, idle := h.Demand()
+	if active {
+		t.Fatal("demand with no client")
+	}
 	var ok, full atomic.Int64
 	var wg sync.WaitGroup
 	start := make(chan struct{})
@@ -174,12 +178,31 @@ func TestAttachCapacity(t *testing.T) {
 	if len(h.work) > cap(h.work) || cap(h.work) <= maxClients {
 		t.Fatalf("work queue %d of %d", len(h.work), cap(h.work))
 	}
-	for _, c := range h.Clients() {
+	select {
+	case <-idle:
+	default:
+		t.Fatal("Demand's channel not closed by the first client")
+	}
+	active, busy := h.Demand()
+	if !active {
+		t.Fatal("no demand with clients attached")
+	}
+	cs := h.Clients()
+	for _, c := range cs[1:] {
 		h.Detach(c)
 		h.Detach(c) // twice: counted once
 	}
-	if fmt.Sprint(counts) != "[1 2 3 4 5 6 7 8 9 10 9 8 7 6 5 4 3 2 1 0]" {
-		t.Fatalf("OnConsumers saw %v", counts)
+	if active, ch := h.Demand(); !active || ch != busy {
+		t.Fatal("demand changed with a client left")
+	}
+	h.Detach(cs[0])
+	select {
+	case <-busy:
+	default:
+		t.Fatal("Demand's channel not closed by the last client leaving")
+	}
+	if active, _ := h.Demand(); active || h.ClientCount() != 0 {
+		t.Fatalf("demand %v with %d clients after all left", active, h.ClientCount())
 	}
 	h.Shutdown()
 	if err := h.Attach(h.NewClient(ClientOptions{})); !errors.Is(err, ErrClosed) {
@@ -477,7 +500,7 @@ func TestControlSink(t *testing.T) {
 	h := newTestHub(t, Options{History: 4, MaxClients: 1})
 	pub(t, h, "p.a", 1)
 	var got [][]byte
-	c := h.NewClient(ClientOptions{Who: control.Identity{User: "ann", Role: "admin"}, Control: func(b []byte) { got = append(got, b) }})
+	c := h.NewClient(ClientOptions{Who: auth.Identity{User: "ann", Role: "admin"}, Control: func(b []byte) { got = append(got, b) }})
 	if err := h.Attach(c); err != nil {
 		t.Fatal(err)
 	}
@@ -571,7 +594,7 @@ func TestSetLimits(t *testing.T) {
 	h := newTestHub(t, Options{MaxClients: 3, History: 300})
 	var got [][]byte
 	mk := func() *Client {
-		return h.NewClient(ClientOptions{Who: control.Identity{User: "u", Role: control.RoleOperator}, Control: func(b []byte) { got = append(got, b) }})
+		return h.NewClient(ClientOptions{Who: auth.Identity{User: "u", Role: auth.RoleOperator}, Control: func(b []byte) { got = append(got, b) }})
 	}
 	a, b := mk(), mk()
 	for _, c := range []*Client{a, b} {
@@ -589,7 +612,7 @@ func TestSetLimits(t *testing.T) {
 		t.Errorf("SetLimits(100, 10) = %d, %d; want 3 (New's), 10", c, hist)
 	}
 	got = nil
-	h.Rehello(map[*Client]control.Identity{a: {User: "u", Role: control.RoleViewer}})
+	h.Rehello(map[*Client]auth.Identity{a: {User: "u", Role: auth.RoleViewer}})
 	if len(got) != 2 || !strings.Contains(string(got[0])+string(got[1]), `"user":{"name":"u","role":"viewer"}`) ||
 		!strings.Contains(string(got[0])+string(got[1]), `"user":{"name":"u","role":"operator"}`) {
 		t.Errorf("Rehello frames:\n%s", got)

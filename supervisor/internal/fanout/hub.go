@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/livecgi/livecgi/proto/control"
+	"github.com/livecgi/livecgi/proto/auth"
 	"github.com/livecgi/livecgi/proto/wire"
 )
 
@@ -44,10 +44,6 @@ type Options struct {
 	WriteTimeout time.Duration
 	// CommandRole gives the role a command needs, for hello; may be nil.
 	CommandRole func(command string) string
-	// OnConsumers, if set, is called with the number of attached clients
-	// each time it changes, under the hub's lock (so calls come in order):
-	// it must not block nor call the Hub.
-	OnConsumers func(n int)
 }
 
 // Counters are the hub's running totals, for the built-in sensors.
@@ -71,6 +67,8 @@ type Counters struct {
 //     publish, SetPlugin, SetState, Attach, Detach, Subscribe, Resume,
 //     Rehello and SetLimits take it.
 //   - The ring and head are read by writers without mu (see after).
+//   - demand is replaced under mu (Attach, Detach) and read without it
+//     (Demand).
 //   - idleMu guards idle and every client's inIdle.
 //   - Lock order: mu, then a client's mu (broadcast queues under mu).
 //     Nothing takes mu while holding a client's mu; idleMu is taken with
@@ -86,7 +84,6 @@ type Hub struct {
 	epoch        string
 	version      string
 	commandRole  func(command string) string
-	onConsumers  func(n int)
 	writers      int
 	writeTimeout atomic.Int64 // nanoseconds (SetLimits)
 	history      atomic.Int64 // how far back resume may replay (≤ len(ring); SetLimits)
@@ -116,6 +113,10 @@ type Hub struct {
 	waitMu sync.Mutex
 	waitCh chan struct{} // closed by the next Publish; nil when nobody waits
 
+	// demand is whether a client is attached, replaced under mu at each
+	// change (see Demand); read without a lock.
+	demand atomic.Pointer[demand]
+
 	counters Counters
 }
 
@@ -135,7 +136,6 @@ func New(o Options) *Hub {
 		epoch:       o.Epoch,
 		version:     o.Version,
 		commandRole: o.CommandRole,
-		onConsumers: o.OnConsumers,
 		maxClients:  o.MaxClients,
 		writers:     o.Writers,
 		sensors:     map[string]*sensorState{},
@@ -148,6 +148,7 @@ func New(o Options) *Hub {
 	}
 	h.writeTimeout.Store(int64(o.WriteTimeout))
 	h.history.Store(int64(o.History))
+	h.demand.Store(&demand{changed: make(chan struct{})})
 	return h
 }
 
@@ -380,7 +381,7 @@ func (h *Hub) SetState(st wire.Status) {
 // Rehello sends every client a fresh hello: what CommandRole says may
 // have changed. A client in who is told it is signed in as that identity
 // from now on (the "user" member of its hellos).
-func (h *Hub) Rehello(who map[*Client]control.Identity) {
+func (h *Hub) Rehello(who map[*Client]auth.Identity) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	hello, _ := json.Marshal(h.helloLocked())
@@ -534,10 +535,32 @@ func (h *Hub) Detach(c *Client) {
 	}
 }
 
+// demand is one state of Hub.Demand: it is never changed, but replaced.
+type demand struct {
+	active  bool
+	changed chan struct{} // closed when it is replaced
+}
+
+// consumersLocked replaces the demand when the client count went from 0
+// to 1 or from 1 to 0.
 func (h *Hub) consumersLocked() {
-	if h.onConsumers != nil {
-		h.onConsumers(len(h.clients))
+	old := h.demand.Load()
+	if active := len(h.clients) > 0; active != old.active {
+		h.demand.Store(&demand{active: active, changed: make(chan struct{})})
+		close(old.changed)
 	}
+}
+
+// Demand reports whether anyone consumes readings now: every attached
+// client does (a browser, a poll session, the broker bridge), and a
+// channel that is closed at the next change (the first client attached,
+// the last detached). Sampling follows it: plugins stream, and the
+// supervisor publishes its own figures and pings clients, only while
+// someone consumes readings; the idle timeout runs only while no one
+// does. It takes no lock.
+func (h *Hub) Demand() (active bool, changed <-chan struct{}) {
+	d := h.demand.Load()
+	return d.active, d.changed
 }
 
 // Plugin returns what the hub knows of plugin id.
