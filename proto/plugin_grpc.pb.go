@@ -38,9 +38,9 @@ type PluginClient interface {
 	// Stream).
 	Describe(ctx context.Context, in *DescribeRequest, opts ...grpc.CallOption) (*Description, error)
 	// Stream sends readings of the sensors the request asks for until the
-	// caller cancels: all, or those named in sensors, every reading (as
-	// before demand); or, with demand or all set, each at its demanded
-	// interval and reported by exception (see StreamRequest).
+	// caller cancels: all, or those named in sensors, every reading; or,
+	// with demand or all set, each at its demanded interval and reported
+	// by exception (see StreamRequest).
 	Stream(ctx context.Context, in *StreamRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Reading], error)
 	// Do executes one command. Arguments were validated by the supervisor
 	// against the command's declared schema.
@@ -132,9 +132,9 @@ type PluginServer interface {
 	// Stream).
 	Describe(context.Context, *DescribeRequest) (*Description, error)
 	// Stream sends readings of the sensors the request asks for until the
-	// caller cancels: all, or those named in sensors, every reading (as
-	// before demand); or, with demand or all set, each at its demanded
-	// interval and reported by exception (see StreamRequest).
+	// caller cancels: all, or those named in sensors, every reading; or,
+	// with demand or all set, each at its demanded interval and reported
+	// by exception (see StreamRequest).
 	Stream(*StreamRequest, grpc.ServerStreamingServer[Reading]) error
 	// Do executes one command. Arguments were validated by the supervisor
 	// against the command's declared schema.

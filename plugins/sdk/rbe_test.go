@@ -202,7 +202,7 @@ func TestRBEIntervalNotFaster(t *testing.T) {
 }
 
 // TestRBEOldRequest: a Stream request without demand gets every reading,
-// as before: a sensor with a deadband and an hour's heartbeat whose value
+// as from an SDK without the rule: a sensor with a deadband and an hour's heartbeat whose value
 // does not change still arrives every interval.
 func TestRBEOldRequest(t *testing.T) {
 	c, _ := rbePlugin(t, "10")
