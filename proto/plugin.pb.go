@@ -125,7 +125,12 @@ type Description struct {
 	Dynamic bool `protobuf:"varint,5,opt,name=dynamic,proto3" json:"dynamic,omitempty"`
 	// title is a short line about the plugin as a whole, shown beside its
 	// name (the exec plugin: where its confs go); optional.
-	Title         string `protobuf:"bytes,6,opt,name=title,proto3" json:"title,omitempty"`
+	Title string `protobuf:"bytes,6,opt,name=title,proto3" json:"title,omitempty"`
+	// demand: the plugin honours StreamRequest's demand and all (it reads
+	// each sensor at the demanded interval and sends by exception). Without
+	// it (a plugin that predates them), a Stream brings every reading of
+	// the sensors named in sensors, each at its own interval.
+	Demand        bool `protobuf:"varint,7,opt,name=demand,proto3" json:"demand,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -200,6 +205,13 @@ func (x *Description) GetTitle() string {
 		return x.Title
 	}
 	return ""
+}
+
+func (x *Description) GetDemand() bool {
+	if x != nil {
+		return x.Demand
+	}
+	return false
 }
 
 type SensorDesc struct {
@@ -948,14 +960,15 @@ var File_proto_plugin_proto protoreflect.FileDescriptor
 const file_proto_plugin_proto_rawDesc = "" +
 	"\n" +
 	"\x12proto/plugin.proto\x12\x11livecgi.plugin.v1\"\x11\n" +
-	"\x0fDescribeRequest\"\xe0\x01\n" +
+	"\x0fDescribeRequest\"\xf8\x01\n" +
 	"\vDescription\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x127\n" +
 	"\asensors\x18\x03 \x03(\v2\x1d.livecgi.plugin.v1.SensorDescR\asensors\x12:\n" +
 	"\bcommands\x18\x04 \x03(\v2\x1e.livecgi.plugin.v1.CommandDescR\bcommands\x12\x18\n" +
 	"\adynamic\x18\x05 \x01(\bR\adynamic\x12\x14\n" +
-	"\x05title\x18\x06 \x01(\tR\x05title\"\xd8\x01\n" +
+	"\x05title\x18\x06 \x01(\tR\x05title\x12\x16\n" +
+	"\x06demand\x18\a \x01(\bR\x06demand\"\xd8\x01\n" +
 	"\n" +
 	"SensorDesc\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +

@@ -219,7 +219,7 @@ func TestDescribe(t *testing.T) {
 	got, _ := json.Marshal(d)
 	want := `{"name":"demo","version":"1.2",` +
 		`"sensors":[{"id":"a_count","type":1,"interval_ms":1500,"deadband":0.25,"heartbeat_ms":90000},{"id":"b_text","title":"B","type":2,"interval_ms":60000}],` +
-		`"commands":[{"id":"go","title":"Go","args":[{"name":"speed","type":1,"min":0,"max":9},{"name":"mode","type":2,"required":true,"enum":["fast","slow"]}]}]}`
+		`"commands":[{"id":"go","title":"Go","args":[{"name":"speed","type":1,"min":0,"max":9},{"name":"mode","type":2,"required":true,"enum":["fast","slow"]}]}],"demand":true}`
 	if string(got) != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}

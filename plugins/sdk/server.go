@@ -68,9 +68,9 @@ func (s *server) Describe(context.Context, *proto.DescribeRequest) (*proto.Descr
 }
 
 // describe returns p's self-description, types defaulting to Number; a
-// plugin with Changes is dynamic.
+// plugin with Changes is dynamic; every SDK plugin honours demand.
 func (p Plugin) describe() *proto.Description {
-	d := &proto.Description{Name: p.Name, Version: p.Version, Title: p.Title, Dynamic: p.Changes != nil}
+	d := &proto.Description{Name: p.Name, Version: p.Version, Title: p.Title, Dynamic: p.Changes != nil, Demand: true}
 	for _, x := range p.Sensors {
 		d.Sensors = append(d.Sensors, x.describe())
 	}

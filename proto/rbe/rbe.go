@@ -5,6 +5,14 @@
 // arrives anyway (a plugin that predates the rule sends every reading), so
 // both sides share this one copy. Standard library only.
 //
+// To apply the rule again to readings a plugin filtered already, pass as
+// now the reading's own time in whole milliseconds (time.UnixMilli of its
+// t_ms): with a heartbeat in whole milliseconds, as the plugin RPC carries
+// it, every reading the plugin let through passes again (unless the wall
+// clock stepped back between two of them), and the rule drops only what a
+// plugin without it sent. Arrival times would not do: a reading delayed on
+// the way makes the next heartbeat look early.
+//
 // Start with Filter.
 package rbe
 

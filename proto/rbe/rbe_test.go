@@ -227,3 +227,34 @@ func sameValue(a, b any) bool {
 	}
 	return a == b
 }
+
+// FuzzPassTwice: a rule applied again, with now the reading's time in
+// whole milliseconds (t_ms), to the readings a first application let
+// through (with now to the nanosecond), lets every one of them through:
+// livecgid may filter what an SDK plugin filtered already, as long as the
+// heartbeat is whole milliseconds (the protocol's heartbeat_ms).
+func FuzzPassTwice(f *testing.F) {
+	f.Add(0.5, uint16(300), int64(123456789), []byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12})
+	f.Add(0.0, uint16(1), int64(999999), []byte{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2})
+	f.Fuzz(func(t *testing.T, deadband float64, heartbeatMs uint16, phase int64, data []byte) {
+		rule := Filter{Deadband: deadband, Heartbeat: time.Duration(heartbeatMs) * time.Millisecond}
+		plugin, again := rule, rule
+		now := t0.Add(time.Duration(phase % int64(time.Second)))
+		for len(data) >= 3 {
+			op, x, dt := data[0], data[1], data[2]
+			data = data[3:]
+			now = now.Add(time.Duration(dt) * 997 * time.Microsecond) // readings come at any phase
+			var v any = float64(int8(x)) / 4
+			if op%3 == 1 {
+				v = x%2 == 0
+			}
+			if !plugin.Pass(v, "", now) {
+				continue
+			}
+			tms := time.UnixMilli(now.UnixMilli())
+			if !again.Pass(v, "", tms) {
+				t.Fatalf("%v at %v (t_ms %v) passed once, not again (rule %v/%v)", v, now.Sub(t0), tms.Sub(t0), rule.Deadband, rule.Heartbeat)
+			}
+		}
+	})
+}
