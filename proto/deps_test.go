@@ -9,7 +9,8 @@ import (
 // TestDependenciesFlowOneWay keeps the package boundaries: the supervisor
 // knows plugins only through proto, plugins never see the supervisor, its
 // plugin host and broker bridge see neither it nor each other, the
-// contracts the stub shares (wire, control, config, auth, trust) stay
+// contracts the stub shares (wire, control, config, auth, trust) and the
+// report-by-exception rule both sides of the plugin RPC apply (rbe) stay
 // standard-library only, what the stub links stays light, and the tests'
 // kit (testkit) is standard library only and linked by no program.
 // cmd/livecgid is wiring: it links the built-in plugins (system, leds, exec) to
@@ -42,7 +43,7 @@ func TestDependenciesFlowOneWay(t *testing.T) {
 		{[]string{mod + "plugins/..."}, func(d string) bool {
 			return strings.HasPrefix(d, mod+"supervisor") || strings.HasPrefix(d, mod+"cgi")
 		}},
-		{[]string{mod + "proto/wire", mod + "proto/control", mod + "proto/control/ctlserver", mod + "proto/config", mod + "proto/auth", mod + "proto/trust"}, func(d string) bool {
+		{[]string{mod + "proto/wire", mod + "proto/control", mod + "proto/control/ctlserver", mod + "proto/config", mod + "proto/auth", mod + "proto/trust", mod + "proto/rbe"}, func(d string) bool {
 			first, _, _ := strings.Cut(d, "/")
 			return strings.Contains(first, ".") && !strings.HasPrefix(d, mod+"proto/")
 		}},

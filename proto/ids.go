@@ -20,8 +20,9 @@ func ValidID(id string) bool { return wire.ValidID(id) }
 // CheckDescription validates a plugin's self-description: at least one
 // sensor or command (none is fine for a dynamic plugin, whose set may
 // grow later), ids lower_snake and unique across both, known value
-// types, intervals of at least MinInterval, argument names unique and not
-// empty, min not above max. The SDK checks a plugin with it before
+// types, intervals of at least MinInterval, report-by-exception rules
+// that rbe.Filter.Check accepts, argument names unique and not empty, min
+// not above max. The SDK checks a plugin with it before
 // serving, and livecgid every plugin it starts.
 func CheckDescription(d *Description) error {
 	if len(d.Sensors) == 0 && len(d.Commands) == 0 && !d.Dynamic {
@@ -38,6 +39,9 @@ func CheckDescription(d *Description) error {
 		}
 		if s.IntervalMs < MinInterval.Milliseconds() {
 			return fmt.Errorf("sensor %s: interval_ms %d below %d", s.Id, s.IntervalMs, MinInterval.Milliseconds())
+		}
+		if f := s.Filter(); f.Check() != nil {
+			return fmt.Errorf("sensor %s: %w", s.Id, f.Check())
 		}
 	}
 	for _, c := range d.Commands {

@@ -125,7 +125,12 @@ type Description struct {
 	Dynamic bool `protobuf:"varint,5,opt,name=dynamic,proto3" json:"dynamic,omitempty"`
 	// title is a short line about the plugin as a whole, shown beside its
 	// name (the exec plugin: where its confs go); optional.
-	Title         string `protobuf:"bytes,6,opt,name=title,proto3" json:"title,omitempty"`
+	Title string `protobuf:"bytes,6,opt,name=title,proto3" json:"title,omitempty"`
+	// demand: the plugin honours StreamRequest's demand and all (it reads
+	// each sensor at the demanded interval and sends by exception). Without
+	// it (a plugin that predates them), a Stream brings every reading of
+	// the sensors named in sensors, each at its own interval.
+	Demand        bool `protobuf:"varint,7,opt,name=demand,proto3" json:"demand,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -202,14 +207,32 @@ func (x *Description) GetTitle() string {
 	return ""
 }
 
+func (x *Description) GetDemand() bool {
+	if x != nil {
+		return x.Demand
+	}
+	return false
+}
+
 type SensorDesc struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// id is lower_snake, unique within the plugin.
-	Id            string    `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Title         string    `protobuf:"bytes,2,opt,name=title,proto3" json:"title,omitempty"`
-	Unit          string    `protobuf:"bytes,3,opt,name=unit,proto3" json:"unit,omitempty"`
-	Type          ValueType `protobuf:"varint,4,opt,name=type,proto3,enum=livecgi.plugin.v1.ValueType" json:"type,omitempty"`
-	IntervalMs    int64     `protobuf:"varint,5,opt,name=interval_ms,json=intervalMs,proto3" json:"interval_ms,omitempty"`
+	Id    string    `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Title string    `protobuf:"bytes,2,opt,name=title,proto3" json:"title,omitempty"`
+	Unit  string    `protobuf:"bytes,3,opt,name=unit,proto3" json:"unit,omitempty"`
+	Type  ValueType `protobuf:"varint,4,opt,name=type,proto3,enum=livecgi.plugin.v1.ValueType" json:"type,omitempty"`
+	// interval_ms is how often the plugin reads the sensor, its fastest.
+	IntervalMs int64 `protobuf:"varint,5,opt,name=interval_ms,json=intervalMs,proto3" json:"interval_ms,omitempty"`
+	// deadband and heartbeat_ms are the sensor's report-by-exception rule
+	// (package proto/rbe), the plugin's defaults: on a Stream with demand,
+	// a reading is sent only when it differs from the last one sent by more
+	// than deadband (absolute, in unit; 0: any change; text and bools: any
+	// change), when its error appears, changes or clears, or when
+	// heartbeat_ms have passed since the last one sent (0: no heartbeat).
+	// Both 0 (what a plugin that predates them declares): every reading is
+	// sent. deadband is finite and not negative, heartbeat_ms not negative.
+	Deadband      float64 `protobuf:"fixed64,6,opt,name=deadband,proto3" json:"deadband,omitempty"`
+	HeartbeatMs   int64   `protobuf:"varint,7,opt,name=heartbeat_ms,json=heartbeatMs,proto3" json:"heartbeat_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -275,6 +298,20 @@ func (x *SensorDesc) GetType() ValueType {
 func (x *SensorDesc) GetIntervalMs() int64 {
 	if x != nil {
 		return x.IntervalMs
+	}
+	return 0
+}
+
+func (x *SensorDesc) GetDeadband() float64 {
+	if x != nil {
+		return x.Deadband
+	}
+	return 0
+}
+
+func (x *SensorDesc) GetHeartbeatMs() int64 {
+	if x != nil {
+		return x.HeartbeatMs
 	}
 	return 0
 }
@@ -432,9 +469,36 @@ func (x *Arg) GetEnum() []string {
 	return nil
 }
 
+// StreamRequest says which sensors to read, how often, and which readings
+// to send.
+//
+// Without demand and all (the request of a supervisor that predates
+// them), the plugin reads the sensors named in sensors (all when empty),
+// each at its own interval, and sends every reading.
+//
+// With demand or all set, sensors is ignored: the plugin reads the
+// sensors demand lists (and, with all, every other one, sensors that a
+// dynamic plugin adds later included, as if listed with nothing
+// overridden), each at its demanded interval, and sends a reading only
+// when it passes the sensor's report-by-exception rule: its declared
+// deadband and heartbeat_ms, unless demand overrides them. Each Stream
+// keeps its own rule state: its first reading of each sensor is sent.
+//
+// A plugin that predates demand sees only sensors: it reads them all, or
+// those named, at their own interval, and sends every reading. So a
+// supervisor that sends demand without all also names the same sensors in
+// sensors, and applies the demanded intervals and rules itself to what
+// arrives (rbe.Filter), which a plugin that honours them already did.
 type StreamRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Sensors       []string               `protobuf:"bytes,1,rep,name=sensors,proto3" json:"sensors,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Sensors []string               `protobuf:"bytes,1,rep,name=sensors,proto3" json:"sensors,omitempty"`
+	// demand lists the sensors to read and how, each id once. A static
+	// plugin refuses (InvalidArgument) an id it does not have, or an
+	// invalid entry; a dynamic one ignores the ids it does not have.
+	Demand []*SensorDemand `protobuf:"bytes,2,rep,name=demand,proto3" json:"demand,omitempty"`
+	// all: read every sensor, those demand does not list at their own
+	// interval with their declared rule.
+	All           bool `protobuf:"varint,3,opt,name=all,proto3" json:"all,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -476,6 +540,96 @@ func (x *StreamRequest) GetSensors() []string {
 	return nil
 }
 
+func (x *StreamRequest) GetDemand() []*SensorDemand {
+	if x != nil {
+		return x.Demand
+	}
+	return nil
+}
+
+func (x *StreamRequest) GetAll() bool {
+	if x != nil {
+		return x.All
+	}
+	return false
+}
+
+// SensorDemand is what a Stream asks of one sensor.
+type SensorDemand struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// interval_ms is how often to read it: 0 or anything shorter than its
+	// own interval_ms means its own (a sensor's interval is its fastest).
+	// A sensor whose readings come when they come (a line a program prints)
+	// ignores it.
+	IntervalMs int64 `protobuf:"varint,2,opt,name=interval_ms,json=intervalMs,proto3" json:"interval_ms,omitempty"`
+	// deadband, when set, replaces the sensor's declared deadband.
+	Deadband *float64 `protobuf:"fixed64,3,opt,name=deadband,proto3,oneof" json:"deadband,omitempty"`
+	// heartbeat_ms, when set, replaces the sensor's declared heartbeat_ms.
+	// deadband and heartbeat_ms both 0 send every reading.
+	HeartbeatMs   *int64 `protobuf:"varint,4,opt,name=heartbeat_ms,json=heartbeatMs,proto3,oneof" json:"heartbeat_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SensorDemand) Reset() {
+	*x = SensorDemand{}
+	mi := &file_proto_plugin_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SensorDemand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SensorDemand) ProtoMessage() {}
+
+func (x *SensorDemand) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_plugin_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SensorDemand.ProtoReflect.Descriptor instead.
+func (*SensorDemand) Descriptor() ([]byte, []int) {
+	return file_proto_plugin_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *SensorDemand) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *SensorDemand) GetIntervalMs() int64 {
+	if x != nil {
+		return x.IntervalMs
+	}
+	return 0
+}
+
+func (x *SensorDemand) GetDeadband() float64 {
+	if x != nil && x.Deadband != nil {
+		return *x.Deadband
+	}
+	return 0
+}
+
+func (x *SensorDemand) GetHeartbeatMs() int64 {
+	if x != nil && x.HeartbeatMs != nil {
+		return *x.HeartbeatMs
+	}
+	return 0
+}
+
 type Reading struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Sensor string                 `protobuf:"bytes,1,opt,name=sensor,proto3" json:"sensor,omitempty"`
@@ -500,7 +654,7 @@ type Reading struct {
 
 func (x *Reading) Reset() {
 	*x = Reading{}
-	mi := &file_proto_plugin_proto_msgTypes[6]
+	mi := &file_proto_plugin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -512,7 +666,7 @@ func (x *Reading) String() string {
 func (*Reading) ProtoMessage() {}
 
 func (x *Reading) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_plugin_proto_msgTypes[6]
+	mi := &file_proto_plugin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -525,7 +679,7 @@ func (x *Reading) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Reading.ProtoReflect.Descriptor instead.
 func (*Reading) Descriptor() ([]byte, []int) {
-	return file_proto_plugin_proto_rawDescGZIP(), []int{6}
+	return file_proto_plugin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Reading) GetSensor() string {
@@ -620,7 +774,7 @@ type ChangesRequest struct {
 
 func (x *ChangesRequest) Reset() {
 	*x = ChangesRequest{}
-	mi := &file_proto_plugin_proto_msgTypes[7]
+	mi := &file_proto_plugin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -632,7 +786,7 @@ func (x *ChangesRequest) String() string {
 func (*ChangesRequest) ProtoMessage() {}
 
 func (x *ChangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_plugin_proto_msgTypes[7]
+	mi := &file_proto_plugin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -645,7 +799,7 @@ func (x *ChangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangesRequest.ProtoReflect.Descriptor instead.
 func (*ChangesRequest) Descriptor() ([]byte, []int) {
-	return file_proto_plugin_proto_rawDescGZIP(), []int{7}
+	return file_proto_plugin_proto_rawDescGZIP(), []int{8}
 }
 
 // Change says that Describe may answer differently now.
@@ -657,7 +811,7 @@ type Change struct {
 
 func (x *Change) Reset() {
 	*x = Change{}
-	mi := &file_proto_plugin_proto_msgTypes[8]
+	mi := &file_proto_plugin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -669,7 +823,7 @@ func (x *Change) String() string {
 func (*Change) ProtoMessage() {}
 
 func (x *Change) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_plugin_proto_msgTypes[8]
+	mi := &file_proto_plugin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -682,7 +836,7 @@ func (x *Change) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Change.ProtoReflect.Descriptor instead.
 func (*Change) Descriptor() ([]byte, []int) {
-	return file_proto_plugin_proto_rawDescGZIP(), []int{8}
+	return file_proto_plugin_proto_rawDescGZIP(), []int{9}
 }
 
 type CommandRequest struct {
@@ -698,7 +852,7 @@ type CommandRequest struct {
 
 func (x *CommandRequest) Reset() {
 	*x = CommandRequest{}
-	mi := &file_proto_plugin_proto_msgTypes[9]
+	mi := &file_proto_plugin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -710,7 +864,7 @@ func (x *CommandRequest) String() string {
 func (*CommandRequest) ProtoMessage() {}
 
 func (x *CommandRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_plugin_proto_msgTypes[9]
+	mi := &file_proto_plugin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -723,7 +877,7 @@ func (x *CommandRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandRequest.ProtoReflect.Descriptor instead.
 func (*CommandRequest) Descriptor() ([]byte, []int) {
-	return file_proto_plugin_proto_rawDescGZIP(), []int{9}
+	return file_proto_plugin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CommandRequest) GetId() string {
@@ -759,7 +913,7 @@ type CommandResponse struct {
 
 func (x *CommandResponse) Reset() {
 	*x = CommandResponse{}
-	mi := &file_proto_plugin_proto_msgTypes[10]
+	mi := &file_proto_plugin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -771,7 +925,7 @@ func (x *CommandResponse) String() string {
 func (*CommandResponse) ProtoMessage() {}
 
 func (x *CommandResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_plugin_proto_msgTypes[10]
+	mi := &file_proto_plugin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -784,7 +938,7 @@ func (x *CommandResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommandResponse.ProtoReflect.Descriptor instead.
 func (*CommandResponse) Descriptor() ([]byte, []int) {
-	return file_proto_plugin_proto_rawDescGZIP(), []int{10}
+	return file_proto_plugin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CommandResponse) GetValueJson() []byte {
@@ -806,14 +960,15 @@ var File_proto_plugin_proto protoreflect.FileDescriptor
 const file_proto_plugin_proto_rawDesc = "" +
 	"\n" +
 	"\x12proto/plugin.proto\x12\x11livecgi.plugin.v1\"\x11\n" +
-	"\x0fDescribeRequest\"\xe0\x01\n" +
+	"\x0fDescribeRequest\"\xf8\x01\n" +
 	"\vDescription\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x127\n" +
 	"\asensors\x18\x03 \x03(\v2\x1d.livecgi.plugin.v1.SensorDescR\asensors\x12:\n" +
 	"\bcommands\x18\x04 \x03(\v2\x1e.livecgi.plugin.v1.CommandDescR\bcommands\x12\x18\n" +
 	"\adynamic\x18\x05 \x01(\bR\adynamic\x12\x14\n" +
-	"\x05title\x18\x06 \x01(\tR\x05title\"\x99\x01\n" +
+	"\x05title\x18\x06 \x01(\tR\x05title\x12\x16\n" +
+	"\x06demand\x18\a \x01(\bR\x06demand\"\xd8\x01\n" +
 	"\n" +
 	"SensorDesc\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
@@ -821,7 +976,9 @@ const file_proto_plugin_proto_rawDesc = "" +
 	"\x04unit\x18\x03 \x01(\tR\x04unit\x120\n" +
 	"\x04type\x18\x04 \x01(\x0e2\x1c.livecgi.plugin.v1.ValueTypeR\x04type\x12\x1f\n" +
 	"\vinterval_ms\x18\x05 \x01(\x03R\n" +
-	"intervalMs\"_\n" +
+	"intervalMs\x12\x1a\n" +
+	"\bdeadband\x18\x06 \x01(\x01R\bdeadband\x12!\n" +
+	"\fheartbeat_ms\x18\a \x01(\x03R\vheartbeatMs\"_\n" +
 	"\vCommandDesc\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x12*\n" +
@@ -835,9 +992,19 @@ const file_proto_plugin_proto_rawDesc = "" +
 	"\x03max\x18\x06 \x01(\x01H\x01R\x03max\x88\x01\x01\x12\x12\n" +
 	"\x04enum\x18\a \x03(\tR\x04enumB\x06\n" +
 	"\x04_minB\x06\n" +
-	"\x04_max\")\n" +
+	"\x04_max\"t\n" +
 	"\rStreamRequest\x12\x18\n" +
-	"\asensors\x18\x01 \x03(\tR\asensors\"\xb3\x01\n" +
+	"\asensors\x18\x01 \x03(\tR\asensors\x127\n" +
+	"\x06demand\x18\x02 \x03(\v2\x1f.livecgi.plugin.v1.SensorDemandR\x06demand\x12\x10\n" +
+	"\x03all\x18\x03 \x01(\bR\x03all\"\xa6\x01\n" +
+	"\fSensorDemand\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
+	"\vinterval_ms\x18\x02 \x01(\x03R\n" +
+	"intervalMs\x12\x1f\n" +
+	"\bdeadband\x18\x03 \x01(\x01H\x00R\bdeadband\x88\x01\x01\x12&\n" +
+	"\fheartbeat_ms\x18\x04 \x01(\x03H\x01R\vheartbeatMs\x88\x01\x01B\v\n" +
+	"\t_deadbandB\x0f\n" +
+	"\r_heartbeat_ms\"\xb3\x01\n" +
 	"\aReading\x12\x16\n" +
 	"\x06sensor\x18\x01 \x01(\tR\x06sensor\x12\x18\n" +
 	"\x06number\x18\x02 \x01(\x01H\x00R\x06number\x12\x14\n" +
@@ -882,7 +1049,7 @@ func file_proto_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_proto_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_proto_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_proto_plugin_proto_goTypes = []any{
 	(ValueType)(0),          // 0: livecgi.plugin.v1.ValueType
 	(*DescribeRequest)(nil), // 1: livecgi.plugin.v1.DescribeRequest
@@ -891,11 +1058,12 @@ var file_proto_plugin_proto_goTypes = []any{
 	(*CommandDesc)(nil),     // 4: livecgi.plugin.v1.CommandDesc
 	(*Arg)(nil),             // 5: livecgi.plugin.v1.Arg
 	(*StreamRequest)(nil),   // 6: livecgi.plugin.v1.StreamRequest
-	(*Reading)(nil),         // 7: livecgi.plugin.v1.Reading
-	(*ChangesRequest)(nil),  // 8: livecgi.plugin.v1.ChangesRequest
-	(*Change)(nil),          // 9: livecgi.plugin.v1.Change
-	(*CommandRequest)(nil),  // 10: livecgi.plugin.v1.CommandRequest
-	(*CommandResponse)(nil), // 11: livecgi.plugin.v1.CommandResponse
+	(*SensorDemand)(nil),    // 7: livecgi.plugin.v1.SensorDemand
+	(*Reading)(nil),         // 8: livecgi.plugin.v1.Reading
+	(*ChangesRequest)(nil),  // 9: livecgi.plugin.v1.ChangesRequest
+	(*Change)(nil),          // 10: livecgi.plugin.v1.Change
+	(*CommandRequest)(nil),  // 11: livecgi.plugin.v1.CommandRequest
+	(*CommandResponse)(nil), // 12: livecgi.plugin.v1.CommandResponse
 }
 var file_proto_plugin_proto_depIdxs = []int32{
 	3,  // 0: livecgi.plugin.v1.Description.sensors:type_name -> livecgi.plugin.v1.SensorDesc
@@ -903,19 +1071,20 @@ var file_proto_plugin_proto_depIdxs = []int32{
 	0,  // 2: livecgi.plugin.v1.SensorDesc.type:type_name -> livecgi.plugin.v1.ValueType
 	5,  // 3: livecgi.plugin.v1.CommandDesc.args:type_name -> livecgi.plugin.v1.Arg
 	0,  // 4: livecgi.plugin.v1.Arg.type:type_name -> livecgi.plugin.v1.ValueType
-	1,  // 5: livecgi.plugin.v1.Plugin.Describe:input_type -> livecgi.plugin.v1.DescribeRequest
-	6,  // 6: livecgi.plugin.v1.Plugin.Stream:input_type -> livecgi.plugin.v1.StreamRequest
-	10, // 7: livecgi.plugin.v1.Plugin.Do:input_type -> livecgi.plugin.v1.CommandRequest
-	8,  // 8: livecgi.plugin.v1.Plugin.Changes:input_type -> livecgi.plugin.v1.ChangesRequest
-	2,  // 9: livecgi.plugin.v1.Plugin.Describe:output_type -> livecgi.plugin.v1.Description
-	7,  // 10: livecgi.plugin.v1.Plugin.Stream:output_type -> livecgi.plugin.v1.Reading
-	11, // 11: livecgi.plugin.v1.Plugin.Do:output_type -> livecgi.plugin.v1.CommandResponse
-	9,  // 12: livecgi.plugin.v1.Plugin.Changes:output_type -> livecgi.plugin.v1.Change
-	9,  // [9:13] is the sub-list for method output_type
-	5,  // [5:9] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	7,  // 5: livecgi.plugin.v1.StreamRequest.demand:type_name -> livecgi.plugin.v1.SensorDemand
+	1,  // 6: livecgi.plugin.v1.Plugin.Describe:input_type -> livecgi.plugin.v1.DescribeRequest
+	6,  // 7: livecgi.plugin.v1.Plugin.Stream:input_type -> livecgi.plugin.v1.StreamRequest
+	11, // 8: livecgi.plugin.v1.Plugin.Do:input_type -> livecgi.plugin.v1.CommandRequest
+	9,  // 9: livecgi.plugin.v1.Plugin.Changes:input_type -> livecgi.plugin.v1.ChangesRequest
+	2,  // 10: livecgi.plugin.v1.Plugin.Describe:output_type -> livecgi.plugin.v1.Description
+	8,  // 11: livecgi.plugin.v1.Plugin.Stream:output_type -> livecgi.plugin.v1.Reading
+	12, // 12: livecgi.plugin.v1.Plugin.Do:output_type -> livecgi.plugin.v1.CommandResponse
+	10, // 13: livecgi.plugin.v1.Plugin.Changes:output_type -> livecgi.plugin.v1.Change
+	10, // [10:14] is the sub-list for method output_type
+	6,  // [6:10] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_proto_plugin_proto_init() }
@@ -924,7 +1093,8 @@ func file_proto_plugin_proto_init() {
 		return
 	}
 	file_proto_plugin_proto_msgTypes[4].OneofWrappers = []any{}
-	file_proto_plugin_proto_msgTypes[6].OneofWrappers = []any{
+	file_proto_plugin_proto_msgTypes[6].OneofWrappers = []any{}
+	file_proto_plugin_proto_msgTypes[7].OneofWrappers = []any{
 		(*Reading_Number)(nil),
 		(*Reading_Text)(nil),
 		(*Reading_Flag)(nil),
@@ -935,7 +1105,7 @@ func file_proto_plugin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_plugin_proto_rawDesc), len(file_proto_plugin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -37,8 +37,10 @@ type PluginClient interface {
 	// and again whenever the plugin says that it changed (on Changes, or on
 	// Stream).
 	Describe(ctx context.Context, in *DescribeRequest, opts ...grpc.CallOption) (*Description, error)
-	// Stream sends readings of the named sensors (all when empty) until the
-	// caller cancels.
+	// Stream sends readings of the sensors the request asks for until the
+	// caller cancels: all, or those named in sensors, every reading; or,
+	// with demand or all set, each at its demanded interval and reported
+	// by exception (see StreamRequest).
 	Stream(ctx context.Context, in *StreamRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Reading], error)
 	// Do executes one command. Arguments were validated by the supervisor
 	// against the command's declared schema.
@@ -129,8 +131,10 @@ type PluginServer interface {
 	// and again whenever the plugin says that it changed (on Changes, or on
 	// Stream).
 	Describe(context.Context, *DescribeRequest) (*Description, error)
-	// Stream sends readings of the named sensors (all when empty) until the
-	// caller cancels.
+	// Stream sends readings of the sensors the request asks for until the
+	// caller cancels: all, or those named in sensors, every reading; or,
+	// with demand or all set, each at its demanded interval and reported
+	// by exception (see StreamRequest).
 	Stream(*StreamRequest, grpc.ServerStreamingServer[Reading]) error
 	// Do executes one command. Arguments were validated by the supervisor
 	// against the command's declared schema.

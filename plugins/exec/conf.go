@@ -15,6 +15,7 @@ import (
 
 	"github.com/livecgi/livecgi/plugins/sdk"
 	"github.com/livecgi/livecgi/proto"
+	"github.com/livecgi/livecgi/proto/rbe"
 )
 
 // Defaults and limits of a conf.
@@ -23,6 +24,7 @@ const (
 	minTimeout        = 50 * time.Millisecond
 	commandTimeout    = 5 * time.Second
 	streamStaleAfter  = 24 * time.Hour // the interval a stream sensor declares without one
+	defaultHeartbeat  = time.Minute    // an unchanged value is sent again after this long (deadband 0: every change)
 	maxLine           = 4 << 10        // longer stdout lines are dropped
 	maxSensorsPerConf = 64
 )
@@ -46,6 +48,8 @@ type sensorSpec struct {
 	typ                  proto.ValueType
 	typSet               bool // type given: never inferred from the output
 	min, max             *float64
+	deadband             float64       // report by exception: numbers sent when they move by more
+	heartbeat            time.Duration // and every value again after this long (0: never)
 }
 
 // commandSpec is a conf's command and its argument schema.
@@ -160,7 +164,7 @@ func parseConf(dir, name string, b []byte) (*spec, error) {
 				s.command = &commandSpec{}
 			}
 			s.command.args = append(s.command.args, a)
-		case base == "title" || base == "unit" || base == "type" || base == "min" || base == "max":
+		case base == "title" || base == "unit" || base == "type" || base == "min" || base == "max" || base == "deadband" || base == "heartbeat":
 			if !qualified {
 				defaults[base] = l
 				continue
@@ -182,7 +186,7 @@ func parseConf(dir, name string, b []byte) (*spec, error) {
 				return nil, bad(l, "a command conf runs its program per command: no %s", l.k)
 			}
 		}
-		for _, k := range []string{"unit", "type", "min", "max"} {
+		for _, k := range []string{"unit", "type", "min", "max", "deadband", "heartbeat"} {
 			if l, ok := defaults[k]; ok {
 				return nil, bad(l, "a command has no %s", k)
 			}
@@ -274,6 +278,21 @@ func parseConf(dir, name string, b []byte) (*spec, error) {
 		}
 		if x.min != nil && x.max != nil && *x.min > *x.max {
 			return nil, fmt.Errorf("%s: min above max", file)
+		}
+		x.heartbeat = defaultHeartbeat
+		if l, ok := get("deadband"); ok {
+			f, err := strconv.ParseFloat(l.v, 64)
+			if r := (rbe.Filter{Deadband: f}); err != nil || r.Check() != nil {
+				return nil, bad(l, "want a number, 0 or more, got %q", l.v)
+			}
+			x.deadband = f
+		}
+		if l, ok := get("heartbeat"); ok {
+			d, err := time.ParseDuration(l.v)
+			if r := (rbe.Filter{Heartbeat: d}); err != nil || r.Check() != nil {
+				return nil, bad(l, "want 0 (never) or a duration with a unit, e.g. 60s, got %q", l.v)
+			}
+			x.heartbeat = d
 		}
 	}
 	return s, nil

@@ -17,6 +17,10 @@ func TestParseConf(t *testing.T) {
 		{"typed", "run = /bin/true\ntype = bool\nunit = on\ntitle = Door\n", "[/bin/true] periodic 2s/2s sensors [t:BOOL:on:Door]"},
 		{"stream", "run = /bin/true\nmode = stream\nsensors = a b\nunit.a = °C\nunit = %\ntype.b = text\n",
 			"[/bin/true] stream 24h0m0s/24h0m0s sensors [t_a:NUMBER:°C:t a t_b:TEXT:%:t b]"},
+		{"rule", "run = /bin/true\ndeadband = 0.5\nheartbeat = 5m\n", "[/bin/true] periodic 2s/2s sensors [t:NUMBER:rbe 0.5/5m0s]"},
+		{"rule per sensor", "run = /bin/true\nsensors = a b c\ndeadband = 2\ndeadband.b = 0\nheartbeat.c = 0\n",
+			"[/bin/true] periodic 2s/2s sensors [t_a:NUMBER::t a:rbe 2/1m0s t_b:NUMBER::t b t_c:NUMBER::t c:rbe 2/0s]"},
+		{"rule off", "run = /bin/true\nheartbeat = 0\n", "[/bin/true] periodic 2s/2s sensors [t:NUMBER:rbe 0/0s]"},
 		{"command", "command = set_relay\nrun = /bin/true\narg.relay = number required min=1 max=4\narg.state = text enum=on,off title=New_state\n",
 			"[/bin/true] command set_relay relay:NUMBER:true:1:4 state:TEXT:false:New state:[on off]"},
 
@@ -33,6 +37,14 @@ func TestParseConf(t *testing.T) {
 		{"stream timeout", "run = /bin/true\nmode = stream\ntimeout = 1s\n", "t.conf:3: timeout: a stream runs until it exits: no timeout"},
 		{"command interval", "command = x\nrun = /bin/true\ninterval = 1s\n", "t.conf:3: interval: a command conf runs its program per command: no interval"},
 		{"bad arg", "command = x\nrun = /bin/true\narg.n = number max=lots\n", `t.conf:3: arg.n: max: want a number for a number argument, got "lots"`},
+		{"bad deadband", "run = /bin/true\ndeadband = -1\n", `t.conf:2: deadband: want a number, 0 or more, got "-1"`},
+		{"NaN deadband", "run = /bin/true\ndeadband = NaN\n", `t.conf:2: deadband: want a number, 0 or more, got "NaN"`},
+		{"deadband word", "run = /bin/true\ndeadband = lots\n", `t.conf:2: deadband: want a number, 0 or more, got "lots"`},
+		{"bad heartbeat", "run = /bin/true\nheartbeat = 60\n", `t.conf:2: heartbeat: want 0 (never) or a duration with a unit, e.g. 60s, got "60"`},
+		{"negative heartbeat", "run = /bin/true\nheartbeat = -1s\n", `t.conf:2: heartbeat: want 0 (never) or a duration with a unit, e.g. 60s, got "-1s"`},
+		{"deadband of no sensor", "run = /bin/true\nsensors = a\ndeadband.b = 1\n", `t.conf:3: deadband.b: no sensor "b" in sensors =`},
+		{"command deadband", "command = x\nrun = /bin/true\ndeadband = 1\n", "t.conf:3: deadband: a command has no deadband"},
+		{"command heartbeat", "command = x\nrun = /bin/true\nheartbeat.x = 1s\n", "t.conf:3: heartbeat.x: a command has no sensors"},
 		{"arg word", "command = x\nrun = /bin/true\narg.n = number optional\n", `t.conf:3: arg.n: unknown word "optional": want required, min=, max=, enum= or title=`},
 	}
 	for _, tt := range tests {
@@ -84,7 +96,23 @@ func summary(s *spec) string {
 		if x.unit != "" || x.title != "" {
 			fmt.Fprintf(&b, ":%s:%s", x.unit, x.title)
 		}
+		if x.deadband != 0 || x.heartbeat != defaultHeartbeat {
+			fmt.Fprintf(&b, ":rbe %v/%v", x.deadband, x.heartbeat)
+		}
 	}
 	b.WriteByte(']')
 	return b.String()
+}
+
+// TestREADMEWeather: the README's weather station conf parses as written,
+// with its report-by-exception rule.
+func TestREADMEWeather(t *testing.T) {
+	s, err := parseConf("/etc/x", "weather", []byte(readmeConf(t, "run = /usr/bin/weatherd --port /dev/ttyS1")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "[/usr/bin/weatherd --port /dev/ttyS1] stream 24h0m0s/24h0m0s sensors [weather_temp:NUMBER:°C:weather temp:rbe 0.2/5m0s weather_hum:NUMBER:%:weather hum:rbe 1/5m0s]"
+	if got := summary(s); got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
 }

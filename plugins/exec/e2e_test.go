@@ -29,7 +29,7 @@ import (
 // then the new sensor in Describe).
 func TestEndToEnd(t *testing.T) {
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "temp.conf"), "run = /bin/echo 21.5\ninterval = 100ms\nunit = °C\n")
+	writeFile(t, filepath.Join(dir, "temp.conf"), "run = /bin/echo 21.5\ninterval = 100ms\nunit = °C\ndeadband = 0.5\n")
 	writeFile(t, filepath.Join(dir, "hello.conf"), "command = hello\nrun = /bin/sh -c 'echo \"\\\"hi $LIVECGI_ARG_NAME\\\"\"'\narg.name = text required\n")
 	c, _ := sdktest.Start(t, sdktest.BuildBuiltin(t, "exec", "-X main.version=v1.2.3"), proto.EnvExecDir+"="+dir)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -39,8 +39,26 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	if d.Name != "exec" || d.Version != "v1.2.3" || !d.Dynamic || len(d.Sensors) != 1 || d.Sensors[0].Id != "temp" ||
-		d.Sensors[0].Unit != "°C" || d.Sensors[0].IntervalMs != 100 || len(d.Commands) != 1 || d.Commands[0].Id != "hello" {
+		d.Sensors[0].Unit != "°C" || d.Sensors[0].IntervalMs != 100 || len(d.Commands) != 1 || d.Commands[0].Id != "hello" ||
+		d.Sensors[0].Deadband != 0.5 || d.Sensors[0].HeartbeatMs != 60000 {
 		t.Fatalf("Describe = %v", d)
+	}
+	// By exception, the program's unchanged value is sent once a
+	// heartbeat, here overridden to 500 ms (it runs every 100 ms).
+	rbe, err := c.Stream(ctx, &proto.StreamRequest{Demand: []*proto.SensorDemand{{Id: "temp", HeartbeatMs: new(int64(500))}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prev int64
+	for i := range 3 {
+		r, err := rbe.Recv()
+		if err != nil || r.Sensor != "temp" || r.GetNumber() != 21.5 {
+			t.Fatalf("by exception: %v, %v; want temp 21.5", r, err)
+		}
+		if gap := r.TMs - prev; i > 0 && gap < 499 {
+			t.Fatalf("by exception: readings %d ms apart, want the 500 ms heartbeat", gap)
+		}
+		prev = r.TMs
 	}
 	resp, err := c.Do(ctx, &proto.CommandRequest{Command: "hello", ArgsJson: []byte(`{"name":"bob"}`)})
 	if err != nil || string(resp.ValueJson) != `"hi bob"` || resp.Error != "" {

@@ -112,7 +112,7 @@ func (p *program) sensors() []sdk.Sensor {
 		typ := sl.spec.typ
 		sl.mu.Unlock()
 		out = append(out, sdk.Sensor{
-			ID: ss.id, Title: ss.title, Unit: ss.unit, Type: typ, Interval: every,
+			ID: ss.id, Title: ss.title, Unit: ss.unit, Type: typ, Interval: every, Deadband: ss.deadband, Heartbeat: ss.heartbeat,
 			Watch: func(ctx context.Context, send func(sdk.Reading, error)) { sl.watch(ctx, typ, send) },
 		})
 	}

@@ -34,6 +34,9 @@ func TestEndToEnd(t *testing.T) {
 	var sensors []string
 	for _, s := range d.Sensors {
 		sensors = append(sensors, s.Id+":"+s.Type.String())
+		if s.Deadband != 0 || s.HeartbeatMs != 60000 {
+			t.Errorf("%s: deadband %v, heartbeat %d ms; want every change, and a heartbeat of 60000 ms", s.Id, s.Deadband, s.HeartbeatMs)
+		}
 	}
 	wantSensors := "input0_capslock_brightness:NUMBER input0_capslock_trigger:TEXT led0_brightness:NUMBER led0_trigger:TEXT " +
 		"mt7621_green_wlan_brightness:NUMBER mt7621_green_wlan_trigger:TEXT"

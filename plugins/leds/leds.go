@@ -156,6 +156,11 @@ func (l led) setTrigger(t string) (string, error) {
 	return t, nil
 }
 
+// heartbeat is the longest silence of an LED's sensors when livecgid asks
+// for readings by exception: every change is sent (deadband 0; a
+// brightness is a whole number), an unchanged value once a minute.
+const heartbeat = time.Minute
+
 // newPlugin describes the sensors and commands over leds.
 func newPlugin(leds []led) sdk.Plugin {
 	p := sdk.Plugin{Name: "leds"}
@@ -166,14 +171,14 @@ func newPlugin(leds []led) sdk.Plugin {
 		names[i], byName[l.name], maxMax = l.name, l, max(maxMax, l.max)
 		p.Sensors = append(p.Sensors,
 			sdk.Sensor{
-				ID: l.id + "_brightness", Title: l.name + " brightness", Interval: time.Second,
+				ID: l.id + "_brightness", Title: l.name + " brightness", Interval: time.Second, Heartbeat: heartbeat,
 				Read: func(context.Context) (sdk.Reading, error) {
 					n, err := readInt(filepath.Join(l.dir, "brightness"))
 					return sdk.Gauge(float64(n)), err
 				},
 			},
 			sdk.Sensor{
-				ID: l.id + "_trigger", Title: l.name + " trigger", Type: sdk.Text, Interval: 2 * time.Second,
+				ID: l.id + "_trigger", Title: l.name + " trigger", Type: sdk.Text, Interval: 2 * time.Second, Heartbeat: heartbeat,
 				Read: func(context.Context) (sdk.Reading, error) {
 					active, _, err := readTrigger(l.dir)
 					if err == nil && active == "" {

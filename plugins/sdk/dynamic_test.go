@@ -3,6 +3,7 @@ package sdk
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -123,5 +124,63 @@ func TestChangesRPC(t *testing.T) {
 	err := static.Changes(&proto.ChangesRequest{}, &chanStream[proto.Change]{ctx: context.Background(), out: make(chan *proto.Change)})
 	if status.Code(err) != codes.Unimplemented {
 		t.Errorf("Changes of a static plugin = %v, want Unimplemented", err)
+	}
+}
+
+// TestChangesDemand: a Stream with all and demand reads the sensors a
+// dynamic plugin adds later, each by its rule, and a demanded sensor it
+// did not have yet once it comes; readers start afresh after a change (the
+// first reading of each is sent), and a Watch sensor's readings pass the
+// rule too.
+func TestChangesDemand(t *testing.T) {
+	changes := make(chan Plugin)
+	steady := func(id string, v float64) Sensor {
+		return Sensor{ID: id, Interval: MinInterval, Heartbeat: time.Hour, Read: readConst(Gauge(v))}
+	}
+	s := newServer(Plugin{Name: "d", Changes: changes, Sensors: []Sensor{steady("a", 1)}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st := &chanStream[proto.Reading]{ctx: ctx, out: make(chan *proto.Reading)}
+	done := make(chan error, 1)
+	// c is demanded with its rule off; it does not exist yet.
+	req := &proto.StreamRequest{All: true, Demand: []*proto.SensorDemand{{Id: "c", Deadband: new(0.0)}}}
+	go func() { done <- s.Stream(req, st) }()
+	recv := func() *proto.Reading {
+		t.Helper()
+		select {
+		case r := <-st.out:
+			return r
+		case err := <-done:
+			t.Fatalf("Stream ended: %v", err)
+		case <-time.After(30 * time.Second): // hang guard only
+			t.Fatal("no message within 30s")
+		}
+		return nil
+	}
+	if r := recv(); r.Sensor != "a" {
+		t.Fatalf("got %v, want a", r)
+	}
+	c := Sensor{ID: "c", Interval: time.Hour, Heartbeat: time.Hour, Deadband: 5, Watch: func(ctx context.Context, send func(Reading, error)) {
+		for _, v := range []float64{3, 3, 4, 4, 3} {
+			send(Gauge(v), nil)
+		}
+		<-ctx.Done()
+	}}
+	changes <- Plugin{Sensors: []Sensor{steady("a", 1), steady("b", 2), c}}
+	if r := recv(); !r.Changed {
+		t.Fatalf("before Changed: %v (a is sent once an hour)", r)
+	}
+	got := map[string][]float64{}
+	for len(got["a"]) < 1 || len(got["b"]) < 1 || len(got["c"]) < 3 {
+		r := recv()
+		got[r.Sensor] = append(got[r.Sensor], r.GetNumber())
+	}
+	// c: deadband 0 demanded (over its own 5): every change, no repeat.
+	if fmt.Sprint(got) != "map[a:[1] b:[2] c:[3 4 3]]" {
+		t.Errorf("after the change: %v, want a and b once each, c 3 4 3", got)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Stream: %v", err)
 	}
 }

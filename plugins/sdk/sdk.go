@@ -2,8 +2,11 @@
 // func and an interval) and commands (a Do func and an argument schema) and
 // call Serve. The SDK does the go-plugin handshake, the gRPC service, the
 // per-sensor tickers (running only while a Stream is open: while someone
-// watches), JSON logging that keeps its levels in the
-// supervisor's log, and exits when the supervisor goes away.
+// watches, and only for the sensors it asks for, at the interval it asks
+// for), report by exception (a reading that did not change by more than
+// the sensor's deadband stays in the plugin until its heartbeat), JSON
+// logging that keeps its levels in the supervisor's log, and exits when
+// the supervisor goes away.
 //
 // Start with ServeSensor for a one-sensor plugin, or Serve with a Plugin.
 package sdk
@@ -81,21 +84,37 @@ func Last(r Reading) Reading {
 // should end in its unit (board_temp_celsius), in _total for a count that
 // only grows. Unit is the symbol livecgi spells it with (°C, %, B, B/s,
 // s; none for a count: proto/README.md, "Units"). Type defaults to Number.
-// Read is called from one goroutine per sensor, with a deadline of one
+// Read is called from one goroutine per sensor and open Stream (livecgid
+// keeps one open while readings are wanted), with a deadline of one
 // Interval.
 //
+// Interval is the sensor's fastest: livecgid may ask for a sensor less
+// often (a record kept every minute), never more often.
+//
+// Deadband and Heartbeat report by exception (package proto/rbe): when
+// livecgid asks so, a reading crosses to it only when it differs from the
+// last one sent by more than Deadband (absolute, in Unit; 0: any change;
+// text and bools: any change), when its error appears, changes or clears,
+// or when Heartbeat has passed since the last one sent (0: never). Both 0,
+// the default, sends every reading. livecgid's config may override both
+// per sensor. Heartbeat counts in whole milliseconds.
+//
 // Watch, instead of Read, suits a value that comes when it comes (a line
-// a program prints): it runs from one goroutine while livecgid streams,
-// calls send for each reading and returns when ctx ends. Interval then
-// only tells the page when a silent sensor is stale.
+// a program prints): it runs from one goroutine per open Stream, calls
+// send for each reading and returns when ctx ends. Interval then only
+// tells the page when a silent sensor is stale; Deadband and Heartbeat
+// apply to what it sends (it is sent again for the heartbeat only when it
+// sends again).
 type Sensor struct {
-	ID       string
-	Title    string
-	Unit     string
-	Type     proto.ValueType
-	Interval time.Duration
-	Read     func(ctx context.Context) (Reading, error)
-	Watch    func(ctx context.Context, send func(Reading, error))
+	ID        string
+	Title     string
+	Unit      string
+	Type      proto.ValueType
+	Interval  time.Duration
+	Deadband  float64
+	Heartbeat time.Duration
+	Read      func(ctx context.Context) (Reading, error)
+	Watch     func(ctx context.Context, send func(Reading, error))
 }
 
 // Arg is one command argument. Min and Max bound a Number; Enum lists the

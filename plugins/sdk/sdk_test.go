@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -56,6 +58,11 @@ func TestValidate(t *testing.T) {
 		{name: "Interval below the minimum", p: Plugin{Sensors: []Sensor{{ID: "x", Read: ok.Read, Interval: 9 * time.Millisecond}}}, wantErr: "Interval of at least 10ms"},
 		{name: "Interval at the minimum", p: Plugin{Sensors: []Sensor{{ID: "x", Read: ok.Read, Interval: 10 * time.Millisecond}}}},
 		{name: "no Do", p: Plugin{Commands: []Command{{ID: "reboot"}}}, wantErr: "command reboot: needs Do"},
+		{name: "deadband and heartbeat", p: Plugin{Sensors: []Sensor{{ID: "x", Read: ok.Read, Interval: time.Second, Deadband: 0.5, Heartbeat: time.Minute}}}},
+		{name: "negative deadband", p: Plugin{Sensors: []Sensor{{ID: "x", Read: ok.Read, Interval: time.Second, Deadband: -0.5}}},
+			wantErr: "sensor x: invalid report-by-exception rule: deadband -0.5"},
+		{name: "NaN deadband", p: Plugin{Sensors: []Sensor{{ID: "x", Read: ok.Read, Interval: time.Second, Deadband: math.NaN()}}}, wantErr: "deadband NaN"},
+		{name: "negative heartbeat", p: Plugin{Sensors: []Sensor{{ID: "x", Read: ok.Read, Interval: time.Second, Heartbeat: -time.Second}}}, wantErr: "heartbeat -1s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -140,7 +147,7 @@ func TestRead(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := time.Now().UnixMilli()
-			r := read(context.Background(), Sensor{ID: "x_count", Read: tt.read})
+			r, _ := read(context.Background(), Sensor{ID: "x_count", Read: tt.read})
 			if r.Sensor != "x_count" || r.TMs < before {
 				t.Errorf("sensor, t_ms = %q, %d; want x_count, >= %d", r.Sensor, r.TMs, before)
 			}
@@ -197,7 +204,7 @@ func TestDescribe(t *testing.T) {
 	s := &server{p: Plugin{
 		Name: "demo", Version: "1.2",
 		Sensors: []Sensor{
-			{ID: "a_count", Interval: 1500 * time.Millisecond, Read: readConst(Gauge(1))},
+			{ID: "a_count", Interval: 1500 * time.Millisecond, Deadband: 0.25, Heartbeat: 90*time.Second + 999*time.Microsecond, Read: readConst(Gauge(1))},
 			{ID: "b_text", Type: Text, Unit: "", Title: "B", Interval: time.Minute, Read: readConst(String(""))},
 		},
 		Commands: []Command{{ID: "go", Title: "Go", Args: []Arg{
@@ -211,8 +218,8 @@ func TestDescribe(t *testing.T) {
 	}
 	got, _ := json.Marshal(d)
 	want := `{"name":"demo","version":"1.2",` +
-		`"sensors":[{"id":"a_count","type":1,"interval_ms":1500},{"id":"b_text","title":"B","type":2,"interval_ms":60000}],` +
-		`"commands":[{"id":"go","title":"Go","args":[{"name":"speed","type":1,"min":0,"max":9},{"name":"mode","type":2,"required":true,"enum":["fast","slow"]}]}]}`
+		`"sensors":[{"id":"a_count","type":1,"interval_ms":1500,"deadband":0.25,"heartbeat_ms":90000},{"id":"b_text","title":"B","type":2,"interval_ms":60000}],` +
+		`"commands":[{"id":"go","title":"Go","args":[{"name":"speed","type":1,"min":0,"max":9},{"name":"mode","type":2,"required":true,"enum":["fast","slow"]}]}],"demand":true}`
 	if string(got) != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
@@ -346,5 +353,50 @@ func TestStreamReadsAtOnce(t *testing.T) {
 	a, b := reads[0].Load(), reads[1].Load()
 	if a != 1 || b != 1 {
 		t.Errorf("reads %d and %d, want one each", a, b)
+	}
+}
+
+// TestReaders checks what each kind of Stream request asks of each
+// sensor: which are read, how often, by which rule.
+func TestReaders(t *testing.T) {
+	sensors := []Sensor{
+		{ID: "a", Interval: time.Second, Deadband: 0.5, Heartbeat: time.Minute, Read: readConst(Gauge(1))},
+		{ID: "b", Interval: 5 * time.Second, Read: readConst(Gauge(1))},
+		{ID: "c", Interval: 10 * time.Millisecond, Heartbeat: 1500 * time.Microsecond, Read: readConst(Gauge(1))},
+	}
+	f := func(v float64) *float64 { return &v }
+	ms := func(v int64) *int64 { return &v }
+	tests := []struct {
+		name string
+		req  *proto.StreamRequest
+		want string
+	}{
+		{"empty: all, every reading", &proto.StreamRequest{}, "a 1s off; b 5s off; c 10ms off"},
+		{"sensors: those, every reading", &proto.StreamRequest{Sensors: []string{"c", "a"}}, "a 1s off; c 10ms off"},
+		{"all: declared rules", &proto.StreamRequest{All: true}, "a 1s 0.5/1m0s; b 5s off; c 10ms 0/1ms"},
+		{"demand: only those", &proto.StreamRequest{Sensors: []string{"b"}, Demand: []*proto.SensorDemand{{Id: "a", IntervalMs: 60000}}},
+			"a 1m0s 0.5/1m0s"},
+		{"demand: not faster than its own", &proto.StreamRequest{Demand: []*proto.SensorDemand{{Id: "b", IntervalMs: 1000}}}, "b 5s off"},
+		{"demand: overrides", &proto.StreamRequest{Demand: []*proto.SensorDemand{
+			{Id: "a", Deadband: f(0), HeartbeatMs: ms(0)}, {Id: "b", Deadband: f(2)}, {Id: "c", HeartbeatMs: ms(20)}}},
+			"a 1s off; b 5s 2/0s; c 10ms 0/20ms"},
+		{"all and demand", &proto.StreamRequest{All: true, Demand: []*proto.SensorDemand{{Id: "b", IntervalMs: 30000, HeartbeatMs: ms(60000)}}},
+			"a 1s 0.5/1m0s; b 30s 0/1m0s; c 10ms 0/1ms"},
+		{"demand of a sensor that went: ignored", &proto.StreamRequest{Demand: []*proto.SensorDemand{{Id: "gone"}, {Id: "c"}}}, "c 10ms 0/1ms"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			for _, r := range readers(tt.req, sensors) {
+				rule := "off"
+				if !r.rule.Off() {
+					rule = fmt.Sprintf("%v/%v", r.rule.Deadband, r.rule.Heartbeat)
+				}
+				got = append(got, fmt.Sprintf("%s %v %s", r.x.ID, r.every, rule))
+			}
+			if g := strings.Join(got, "; "); g != tt.want {
+				t.Errorf("got  %s\nwant %s", g, tt.want)
+			}
+		})
 	}
 }

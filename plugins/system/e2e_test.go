@@ -45,16 +45,21 @@ func TestEndToEnd(t *testing.T) {
 	for id, want := range map[string]struct {
 		title, unit string
 		ms          int64
+		deadband    float64
 	}{
-		"cpu_percent":                    {"CPU", "%", 1000},
-		"load1":                          {"Load average, 1 min", "", 5000},
-		"net_eth0_rx_bytes_per_second":   {"eth0 received", "B/s", 1000},
-		"net_br_lan_tx_bytes_per_second": {"br-lan sent", "B/s", 1000},
-		"thermal_zone0_celsius":          {"cpu-thermal", "°C", 5000},
-		"mem_total_bytes":                {"Memory total", "B", 5000},
+		"cpu_percent":                    {"CPU", "%", 1000, 1},
+		"load1":                          {"Load average, 1 min", "", 5000, 0.05},
+		"net_eth0_rx_bytes_per_second":   {"eth0 received", "B/s", 1000, 1024},
+		"net_br_lan_tx_bytes_per_second": {"br-lan sent", "B/s", 1000, 1024},
+		"thermal_zone0_celsius":          {"cpu-thermal", "°C", 5000, 0.5},
+		"mem_total_bytes":                {"Memory total", "B", 5000, 0},
+		"mem_available_bytes":            {"Memory available", "B", 5000, 256 << 10},
+		"mem_used_percent":               {"Memory used", "%", 5000, 0.5},
+		"uptime_seconds":                 {"Uptime", "s", 5000, 60},
 	} {
-		if s := desc[id]; s != nil && (s.Title != want.title || s.Unit != want.unit || s.IntervalMs != want.ms || s.Type != proto.ValueType_NUMBER) {
-			t.Errorf("%s: got %v, want %+v", id, s, want)
+		if s := desc[id]; s != nil && (s.Title != want.title || s.Unit != want.unit || s.IntervalMs != want.ms || s.Type != proto.ValueType_NUMBER ||
+			s.Deadband != want.deadband || s.HeartbeatMs != 60000) {
+			t.Errorf("%s: got %v, want %+v and a heartbeat of 60000 ms", id, s, want)
 		}
 	}
 

@@ -18,6 +18,14 @@ const (
 	slowInterval = 5 * time.Second // load, memory, uptime, thermal
 )
 
+// Report by exception (README.md, "Deadbands"): a reading is sent when it
+// moved by more than its sensor's deadband since the last one sent, and
+// at least once a heartbeat.
+const (
+	heartbeat = time.Minute
+	kib       = 1024
+)
+
 // newPlugin builds the plugin's sensors over procRoot and sysRoot, with
 // the network interfaces nets chooses (see netChoice). Network interfaces
 // and thermal zones are found once, here; a group that can't be listed is
@@ -25,9 +33,10 @@ const (
 func newPlugin(procRoot, sysRoot, nets string, log *slog.Logger) sdk.Plugin {
 	p := sdk.Plugin{Name: "system"}
 	ids := idSet{}
-	add := func(id, title, unit string, every time.Duration, sample func() (float64, error)) {
+	add := func(id, title, unit string, every time.Duration, deadband float64, sample func() (float64, error)) {
 		p.Sensors = append(p.Sensors, sdk.Sensor{
-			ID: ids.unique(id), Title: title, Unit: unit, Interval: every, Read: gauge(sample),
+			ID: ids.unique(id), Title: title, Unit: unit, Interval: every,
+			Deadband: deadband, Heartbeat: heartbeat, Read: gauge(sample),
 		})
 	}
 	load := func(i int) func() (float64, error) {
@@ -36,14 +45,14 @@ func newPlugin(procRoot, sysRoot, nets string, log *slog.Logger) sdk.Plugin {
 	mem := func(f func(memInfo) float64) func() (float64, error) {
 		return func() (float64, error) { m, err := readMem(procRoot); return f(m), err }
 	}
-	add("load1", "Load average, 1 min", "", slowInterval, load(0))
-	add("load5", "Load average, 5 min", "", slowInterval, load(1))
-	add("load15", "Load average, 15 min", "", slowInterval, load(2))
-	add("cpu_percent", "CPU", "%", fastInterval, (&cpuSensor{root: procRoot}).sample)
-	add("mem_total_bytes", "Memory total", "B", slowInterval, mem(func(m memInfo) float64 { return float64(m.total) }))
-	add("mem_available_bytes", "Memory available", "B", slowInterval, mem(func(m memInfo) float64 { return float64(m.available) }))
-	add("mem_used_percent", "Memory used", "%", slowInterval, mem(memInfo.usedPercent))
-	add("uptime_seconds", "Uptime", "s", slowInterval, func() (float64, error) { return readUptime(procRoot) })
+	add("load1", "Load average, 1 min", "", slowInterval, 0.05, load(0))
+	add("load5", "Load average, 5 min", "", slowInterval, 0.05, load(1))
+	add("load15", "Load average, 15 min", "", slowInterval, 0.05, load(2))
+	add("cpu_percent", "CPU", "%", fastInterval, 1, (&cpuSensor{root: procRoot}).sample)
+	add("mem_total_bytes", "Memory total", "B", slowInterval, 0, mem(func(m memInfo) float64 { return float64(m.total) }))
+	add("mem_available_bytes", "Memory available", "B", slowInterval, 256*kib, mem(func(m memInfo) float64 { return float64(m.available) }))
+	add("mem_used_percent", "Memory used", "%", slowInterval, 0.5, mem(memInfo.usedPercent))
+	add("uptime_seconds", "Uptime", "s", slowInterval, 60, func() (float64, error) { return readUptime(procRoot) })
 
 	devs, err := readNetDev(procRoot)
 	if err != nil {
@@ -56,8 +65,8 @@ func newPlugin(procRoot, sysRoot, nets string, log *slog.Logger) sdk.Plugin {
 			continue
 		}
 		id := "net_" + sanitize(d.name)
-		add(id+"_rx_bytes_per_second", d.name+" received", "B/s", fastInterval, (&netSensor{root: procRoot, iface: d.name}).sample)
-		add(id+"_tx_bytes_per_second", d.name+" sent", "B/s", fastInterval, (&netSensor{root: procRoot, iface: d.name, tx: true}).sample)
+		add(id+"_rx_bytes_per_second", d.name+" received", "B/s", fastInterval, kib, (&netSensor{root: procRoot, iface: d.name}).sample)
+		add(id+"_tx_bytes_per_second", d.name+" sent", "B/s", fastInterval, kib, (&netSensor{root: procRoot, iface: d.name, tx: true}).sample)
 	}
 
 	zones, err := findThermalZones(sysRoot)
@@ -65,7 +74,7 @@ func newPlugin(procRoot, sysRoot, nets string, log *slog.Logger) sdk.Plugin {
 		log.Warn("no thermal sensors", "err", err)
 	}
 	for _, z := range zones {
-		add(sanitize(z.name)+"_celsius", z.title, "°C", slowInterval, func() (float64, error) { return readCelsius(z.dir) })
+		add(sanitize(z.name)+"_celsius", z.title, "°C", slowInterval, 0.5, func() (float64, error) { return readCelsius(z.dir) })
 	}
 	return p
 }
