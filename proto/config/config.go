@@ -77,6 +77,8 @@ type Config struct {
 	CommandRoles map[string]string // command id → role it needs (default operator)
 	// The broker bridge (mqtt.go); none without mqtt_url.
 	MQTT MQTT
+	// Report by exception, alarms and history (sensors.go).
+	Sensors Sensors
 
 	// Sum is the SHA-256 (hex) of the file Load read, "" without one:
 	// which version of the file a configuration came from (livecgid
@@ -113,6 +115,7 @@ func Default() Config {
 		PollTimeout:    25 * time.Second,
 		PollInterval:   250 * time.Millisecond,
 		MQTT:           DefaultMQTT(),
+		Sensors:        DefaultSensors(),
 		// A person's tabs and phone, or a household or small office
 		// behind one NAT; 64 addresses are needed to fill max_clients.
 		MaxClientsPerAddr: 16,
@@ -247,6 +250,9 @@ func (c *Config) set(k, v string) error {
 	if ok, err := c.setMQTT(k, v); ok {
 		return err
 	}
+	if ok, err := c.setSensors(k, v); ok {
+		return err
+	}
 	return c.setAuth(k, v)
 }
 
@@ -329,6 +335,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel)
 	}
 	if err := c.validateMQTT(); err != nil {
+		return err
+	}
+	if err := c.validateSensors(); err != nil {
 		return err
 	}
 	return c.validateAuth()

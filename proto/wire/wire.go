@@ -35,6 +35,8 @@ const (
 	TypeStatus   = "status"
 	TypeResult   = "result"
 	TypeError    = "error"
+	TypeAlarm    = "alarm"
+	TypeHistory  = "history" // also a client request
 )
 
 // Client → server message types.
@@ -91,6 +93,15 @@ type Sensor struct {
 	Unit       string `json:"unit,omitempty"`
 	ValueType  string `json:"value_type"` // number, text or bool
 	IntervalMS int64  `json:"interval_ms"`
+	// Report by exception: a reading is sent when it moved by more than
+	// Deadband (in Unit) since the last one sent, or when HeartbeatMS
+	// passed since then; 0 and 0 send every reading. A page marks a
+	// sensor stale after twice its heartbeat (or interval) of silence.
+	Deadband    float64 `json:"deadband,omitempty"`
+	HeartbeatMS int64   `json:"heartbeat_ms,omitempty"`
+	// RecordMS is how often livecgid keeps the sensor in its history
+	// (record.<id>); 0: not recorded (a history request is refused).
+	RecordMS int64 `json:"record_ms,omitempty"`
 }
 
 // Command describes one command. ID is "<plugin>.<command>".
@@ -152,6 +163,9 @@ type Reading struct {
 	Seq    uint64 `json:"seq"`
 	T      int64  `json:"t"`
 	Error  string `json:"error,omitempty"`
+	// Changed is when (Unix ms) the sensor's value last changed: a
+	// heartbeat repeats the value and keeps it. 0: not known.
+	Changed int64 `json:"changed,omitempty"`
 }
 
 // AppendNumber appends v to dst as the protocol's JSON frames carry a
@@ -191,6 +205,69 @@ type Snapshot struct {
 	Reason   string    `json:"reason,omitempty"`
 	Seq      uint64    `json:"seq"`
 	Readings []Reading `json:"readings"`
+	// Alarms is the state of every alarm, sorted by name (in both modes);
+	// absent when none is configured.
+	Alarms []Alarm `json:"alarms,omitempty"`
+}
+
+// Alarm states, as in Alarm.State. An alarm's severity is warning or
+// critical: the state it raises to.
+const (
+	AlarmOK       = "ok"
+	AlarmWarning  = "warning"
+	AlarmCritical = "critical"
+	AlarmStale    = "stale" // its sensor sent no good reading for twice its heartbeat
+)
+
+// Alarm is the state of one alarm (alarm.<name> in the configuration):
+// sent as a frame of its own on every transition, and listed in every
+// Snapshot.
+type Alarm struct {
+	Type     string   `json:"type,omitempty"` // "alarm"; empty inside a Snapshot
+	Name     string   `json:"name"`
+	Sensor   string   `json:"sensor"`
+	State    string   `json:"state"`    // ok, warning, critical or stale
+	Severity string   `json:"severity"` // the rule's: warning or critical
+	Value    *float64 `json:"value"`    // the sensor's value at Since; null before any reading
+	Since    int64    `json:"since"`    // Unix ms of the last transition
+	Message  string   `json:"message"`  // why, for people
+}
+
+// History answers a HistoryRequest, to the client that asked only.
+type History struct {
+	Type   string  `json:"type"`         // "history"
+	ID     string  `json:"id,omitempty"` // the request's
+	Sensor string  `json:"sensor"`
+	From   int64   `json:"from"`
+	To     int64   `json:"to"`
+	Points []Point `json:"points"` // oldest first
+}
+
+// Point summarises a sensor's samples over one interval: JSON
+// [t, min, avg, max], t the interval's start in Unix ms. Values are kept
+// as float32 and written in its shortest form.
+type Point struct {
+	T             int64
+	Min, Avg, Max float64
+}
+
+// MarshalJSON encodes p as [t,min,avg,max].
+func (p Point) MarshalJSON() ([]byte, error) {
+	b := strconv.AppendInt(append(make([]byte, 0, 48), '['), p.T, 10)
+	for _, v := range [3]float64{p.Min, p.Avg, p.Max} {
+		b = strconv.AppendFloat(append(b, ','), v, 'g', -1, 32)
+	}
+	return append(b, ']'), nil
+}
+
+// UnmarshalJSON decodes [t,min,avg,max].
+func (p *Point) UnmarshalJSON(b []byte) error {
+	var a [4]float64
+	if err := json.Unmarshal(b, &a); err != nil {
+		return fmt.Errorf("history point: %w", err)
+	}
+	*p = Point{T: int64(a[0]), Min: a[1], Avg: a[2], Max: a[3]}
+	return nil
 }
 
 // Status reports a change in a plugin's state.
@@ -222,7 +299,8 @@ const (
 	ErrBadArgs        = "bad_args"
 	ErrRateLimited    = "rate_limited"
 	ErrUnknownSensor  = "unknown_sensor"
-	ErrForbidden      = "forbidden" // the connection's role may not run the command
+	ErrForbidden      = "forbidden"    // the connection's role may not run the command
+	ErrNotRecorded    = "not_recorded" // a history request for a sensor without record.<id>
 )
 
 // Error reports a client frame the server could not act on. ID is the
@@ -250,6 +328,25 @@ type Subscribe struct {
 	Sensors []string `json:"sensors"`
 }
 
+// History requests: Points is at most MaxHistoryPoints, and 0 means
+// DefaultHistoryPoints.
+const (
+	DefaultHistoryPoints = 300
+	MaxHistoryPoints     = 2000
+)
+
+// HistoryRequest asks for the history of a recorded sensor over
+// [From, To] (Unix ms; To 0: now; From 0: an hour before To) as at most
+// Points points. ID, chosen by the client, comes back in the answer.
+type HistoryRequest struct {
+	Type   string `json:"type"` // "history"
+	ID     string `json:"id,omitempty"`
+	Sensor string `json:"sensor"`
+	From   int64  `json:"from"`
+	To     int64  `json:"to"`
+	Points int    `json:"points"`
+}
+
 // Resume asks for the readings missed since Seq of Epoch; both are
 // required (a resume without them is a bad_message).
 type Resume struct {
@@ -275,8 +372,8 @@ func (e *DecodeError) Frame() Error {
 func (e *DecodeError) Error() string { return e.Err.Error() }
 func (e *DecodeError) Unwrap() error { return e.Err }
 
-// DecodeClient decodes one client frame into *CommandMsg, *Subscribe or
-// *Resume. Unknown fields are rejected so typos show up at once; a
+// DecodeClient decodes one client frame into *CommandMsg, *Subscribe,
+// *Resume or *HistoryRequest. Unknown fields are rejected so typos show up at once; a
 // command's id is 1 to 64 bytes and its name ValidName, so that nothing
 // long reaches a log or the audit trail from a command. A
 // command that fails with its id readable gets it in the DecodeError, so
@@ -301,6 +398,8 @@ func DecodeClient(frame []byte) (any, error) {
 		msg = new(Subscribe)
 	case TypeResume:
 		msg = new(Resume)
+	case TypeHistory:
+		msg = new(HistoryRequest)
 	case "":
 		return nil, &DecodeError{Code: ErrBadMessage, Err: errors.New(`missing "type"`)}
 	default:
@@ -321,6 +420,18 @@ func DecodeClient(frame []byte) (any, error) {
 		}
 		if !ValidName(c.Name) {
 			return nil, &DecodeError{Code: ErrBadMessage, ID: id, Err: fmt.Errorf("command name %s: want <plugin>.<command>, lower_snake ids of at most %d bytes each", quoteShort(c.Name), MaxID)}
+		}
+	}
+	if h, ok := msg.(*HistoryRequest); ok {
+		switch {
+		case len(h.ID) > 64:
+			return nil, &DecodeError{Code: ErrBadMessage, Err: errors.New("history id longer than 64 bytes")}
+		case !ValidName(h.Sensor):
+			return nil, &DecodeError{Code: ErrBadMessage, ID: h.ID, Err: fmt.Errorf("history sensor %s: want <plugin>.<sensor>", quoteShort(h.Sensor))}
+		case h.Points < 0 || h.Points > MaxHistoryPoints:
+			return nil, &DecodeError{Code: ErrBadMessage, ID: h.ID, Err: fmt.Errorf("history points %d: want 1 to %d (0: %d)", h.Points, MaxHistoryPoints, DefaultHistoryPoints)}
+		case h.From < 0 || h.To < 0 || h.To != 0 && h.From > h.To:
+			return nil, &DecodeError{Code: ErrBadMessage, ID: h.ID, Err: errors.New("history from and to: want Unix ms, from not after to")}
 		}
 	}
 	if _, ok := msg.(*Resume); ok {

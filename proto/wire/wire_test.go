@@ -91,6 +91,15 @@ func TestDecodeClient(t *testing.T) {
 		{"name without plugin", `{"type":"command","id":"1","name":"set"}`, ErrBadMessage, nil},
 		{"name not lower_snake", `{"type":"command","id":"1","name":"Leds.set"}`, ErrBadMessage, nil},
 		{"name with two dots", `{"type":"command","id":"1","name":"a.b.c"}`, ErrBadMessage, nil},
+		{"history", `{"type":"history","id":"h1","sensor":"system.load1","from":1,"to":2,"points":10}`, "", func(m any) bool {
+			h, ok := m.(*HistoryRequest)
+			return ok && *h == HistoryRequest{Type: TypeHistory, ID: "h1", Sensor: "system.load1", From: 1, To: 2, Points: 10}
+		}},
+		{"history with defaults", `{"type":"history","sensor":"system.load1"}`, "", func(m any) bool { h, ok := m.(*HistoryRequest); return ok && h.Points == 0 && h.To == 0 }},
+		{"history of a bad sensor", `{"type":"history","sensor":"load1"}`, ErrBadMessage, nil},
+		{"history of too many points", `{"type":"history","sensor":"a.b","points":2001}`, ErrBadMessage, nil},
+		{"history backwards", `{"type":"history","sensor":"a.b","from":5,"to":4}`, ErrBadMessage, nil},
+		{"history before 1970", `{"type":"history","sensor":"a.b","from":-5}`, ErrBadMessage, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,40 +2,19 @@ package history
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"strconv"
 	"time"
+
+	"github.com/livecgi/livecgi/proto/wire"
 )
 
-// Point summarises the samples of one interval. It marshals as the JSON
-// array [t, min, avg, max], values with float32's shortest form (the
-// precision they are stored with).
-type Point struct {
-	T             int64 // start of the interval, ms since the Unix epoch
-	Min, Avg, Max float64
-}
-
-// MarshalJSON encodes p as [t,min,avg,max].
-func (p Point) MarshalJSON() ([]byte, error) {
-	b := strconv.AppendInt(append(make([]byte, 0, 48), '['), p.T, 10)
-	for _, v := range [3]float64{p.Min, p.Avg, p.Max} {
-		b = strconv.AppendFloat(append(b, ','), v, 'g', -1, 32)
-	}
-	return append(b, ']'), nil
-}
-
-// UnmarshalJSON decodes [t,min,avg,max].
-func (p *Point) UnmarshalJSON(b []byte) error {
-	var a [4]float64
-	if err := json.Unmarshal(b, &a); err != nil {
-		return fmt.Errorf("history point: %w", err)
-	}
-	*p = Point{T: int64(a[0]), Min: a[1], Avg: a[2], Max: a[3]}
-	return nil
-}
+// Point summarises the samples of one interval: the wire protocol's
+// [t, min, avg, max], values with float32's shortest form (the precision
+// they are stored with).
+type Point = wire.Point
 
 // msRange bounds query times so that to+1 and widths cannot overflow.
 const msRange = 1 << 60
@@ -75,7 +54,7 @@ func (s *Store) Query(sensor string, from, to time.Time, points int) ([]Point, e
 	if points <= 0 || n <= points {
 		out := make([]Point, 0, n)
 		se.scan(f, t, func(ms int64, lo, avg, hi float32, _ uint16) {
-			out = append(out, Point{ms, float64(lo), float64(avg), float64(hi)})
+			out = append(out, Point{T: ms, Min: float64(lo), Avg: float64(avg), Max: float64(hi)})
 		})
 		return out, nil
 	}
@@ -97,7 +76,7 @@ func (s *Store) Query(sensor string, from, to time.Time, points int) ([]Point, e
 			weight[i] += float64(c)
 			return
 		}
-		out = append(out, Point{start, float64(lo), float64(avg) * float64(c), float64(hi)})
+		out = append(out, Point{T: start, Min: float64(lo), Avg: float64(avg) * float64(c), Max: float64(hi)})
 		weight = append(weight, float64(c))
 	})
 	for i := range out {

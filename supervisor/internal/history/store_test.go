@@ -82,13 +82,13 @@ func TestTierRollover(t *testing.T) {
 	if pts := mustQuery(t, s, "temp", t0, t0.Add(2*time.Hour), 0); len(pts) != 8 || pts[0].Avg != 44.5 {
 		t.Fatalf("after a day, the first two hours: %v, want 8 quarters", pts)
 	}
-	if pts := mustQuery(t, s, "temp", t0.Add(25*time.Hour), t0.Add(27*time.Hour), 0); len(pts) != 1 || pts[0] != (Point{ms(26 * time.Hour), 1000, 1000, 1000}) {
+	if pts := mustQuery(t, s, "temp", t0.Add(25*time.Hour), t0.Add(27*time.Hour), 0); len(pts) != 1 || pts[0] != (Point{T: ms(26 * time.Hour), Min: 1000, Avg: 1000, Max: 1000}) {
 		t.Fatalf("after a day, the last sample: %v", pts)
 	}
 	// 31 days after t0 the first two hours are gone, the quarter of 26 h
 	// (29.9 days before) is still there.
 	s.Record("temp", t0.Add(31*24*time.Hour), 1)
-	if pts := mustQuery(t, s, "temp", t0, t0.Add(27*time.Hour), 0); len(pts) != 1 || pts[0] != (Point{ms(26 * time.Hour), 1000, 1000, 1000}) {
+	if pts := mustQuery(t, s, "temp", t0, t0.Add(27*time.Hour), 0); len(pts) != 1 || pts[0] != (Point{T: ms(26 * time.Hour), Min: 1000, Avg: 1000, Max: 1000}) {
 		t.Fatalf("after 30 days: %v", pts)
 	}
 }
@@ -102,7 +102,7 @@ func TestRecordIgnores(t *testing.T) {
 	s.Record("other", t0.Add(2*time.Second), 3)         // not recorded
 	s.Record("temp", t0.Add(time.Second), 4)            // same time: kept
 	got := mustQuery(t, s, "temp", t0, t0.Add(time.Hour), 0)
-	want := []Point{{ms(time.Second), 1, 1, 1}, {ms(time.Second), 4, 4, 4}}
+	want := []Point{{T: ms(time.Second), Min: 1, Avg: 1, Max: 1}, {T: ms(time.Second), Min: 4, Avg: 4, Max: 4}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
@@ -129,7 +129,7 @@ func TestRawRebase(t *testing.T) {
 	// The first from the minute tier (the raw ring holds three samples).
 	for d := end - 60*time.Minute; d <= end; d += 20 * time.Minute {
 		v := float64(d / time.Minute)
-		want = append(want, Point{ms(d), v, v, v})
+		want = append(want, Point{T: ms(d), Min: v, Avg: v, Max: v})
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("got %v, want %v", got, want)
@@ -150,7 +150,7 @@ func TestQueryFinestTier(t *testing.T) {
 	end := t0.Add(2 * time.Hour)
 	t.Run("last hour: raw", func(t *testing.T) {
 		pts := mustQuery(t, s, "temp", end.Add(-50*time.Minute), end, 0)
-		if len(pts) != 300 || pts[0] != (Point{ms(70*time.Minute + 5*time.Second), 420, 420, 420}) {
+		if len(pts) != 300 || pts[0] != (Point{T: ms(70*time.Minute + 5*time.Second), Min: 420, Avg: 420, Max: 420}) {
 			t.Fatalf("%d points from %v", len(pts), pts[0])
 		}
 	})
@@ -160,10 +160,10 @@ func TestQueryFinestTier(t *testing.T) {
 		if len(pts) != 61+354 {
 			t.Fatalf("%d points", len(pts))
 		}
-		if p := pts[60]; p != (Point{ms(60 * time.Minute), 360, 362.5, 365}) {
+		if p := pts[60]; p != (Point{T: ms(60 * time.Minute), Min: 360, Avg: 362.5, Max: 365}) {
 			t.Fatalf("minute 60 = %v", p)
 		}
-		if p := pts[61]; p != (Point{ms(61*time.Minute + 5*time.Second), 366, 366, 366}) {
+		if p := pts[61]; p != (Point{T: ms(61*time.Minute + 5*time.Second), Min: 366, Avg: 366, Max: 366}) {
 			t.Fatalf("first raw = %v", p)
 		}
 		if gn, gs := totals(s, "temp", pts); gn != n || gs != sum {
@@ -172,7 +172,7 @@ func TestQueryFinestTier(t *testing.T) {
 	})
 	t.Run("a range inside the minute tier", func(t *testing.T) {
 		pts := mustQuery(t, s, "temp", t0.Add(10*time.Minute+30*time.Second), t0.Add(12*time.Minute), 0)
-		want := []Point{{ms(10 * time.Minute), 60, 62.5, 65}, {ms(11 * time.Minute), 66, 68.5, 71}, {ms(12 * time.Minute), 72, 74.5, 77}}
+		want := []Point{{T: ms(10 * time.Minute), Min: 60, Avg: 62.5, Max: 65}, {T: ms(11 * time.Minute), Min: 66, Avg: 68.5, Max: 71}, {T: ms(12 * time.Minute), Min: 72, Avg: 74.5, Max: 77}}
 		if fmt.Sprint(pts) != fmt.Sprint(want) {
 			t.Fatalf("got %v, want %v", pts, want)
 		}
@@ -224,7 +224,7 @@ func TestQueryMonth(t *testing.T) {
 				weight[i] += float64(n)
 				return
 			}
-			want = append(want, Point{start, float64(lo), float64(avg) * float64(n), float64(hi)})
+			want = append(want, Point{T: start, Min: float64(lo), Avg: float64(avg) * float64(n), Max: float64(hi)})
 			weight = append(weight, float64(n))
 		})
 		for i := range want {
@@ -243,11 +243,11 @@ func TestDownsample(t *testing.T) {
 		s.Record("x", t0.Add(time.Duration(i)*time.Second), v)
 	}
 	got := mustQuery(t, s, "x", t0, t0.Add(9*time.Second), 4) // 3 s each
-	want := []Point{{ms(0), 1, 3, 5}, {ms(3 * time.Second), 2, 17.0 / 3, 8}, {ms(6 * time.Second), 4, 19.0 / 3, 9}, {ms(9 * time.Second), 0, 0, 0}}
+	want := []Point{{T: ms(0), Min: 1, Avg: 3, Max: 5}, {T: ms(3 * time.Second), Min: 2, Avg: 17.0 / 3, Max: 8}, {T: ms(6 * time.Second), Min: 4, Avg: 19.0 / 3, Max: 9}, {T: ms(9 * time.Second), Min: 0, Avg: 0, Max: 0}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
-	if got := mustQuery(t, s, "x", t0, t0.Add(9*time.Second), 1); fmt.Sprint(got) != fmt.Sprint([]Point{{ms(0), 0, 4.5, 9}}) {
+	if got := mustQuery(t, s, "x", t0, t0.Add(9*time.Second), 1); fmt.Sprint(got) != fmt.Sprint([]Point{{T: ms(0), Min: 0, Avg: 4.5, Max: 9}}) {
 		t.Fatalf("one point: %v", got)
 	}
 	if got := mustQuery(t, s, "x", t0, t0.Add(9*time.Second), 10); len(got) != 10 || got[9].T != ms(9*time.Second) {
@@ -264,16 +264,16 @@ func TestDownsample(t *testing.T) {
 		s.Record("y", t0.Add(r.d), r.v)
 	}
 	all := mustQuery(t, s, "y", t0, t0.Add(2*time.Minute), 0)
-	if want := []Point{{ms(0), 10, 15, 20}, {ms(time.Minute), 30, 30, 30}, {ms(2 * time.Minute), 40, 40, 40}}; fmt.Sprint(all) != fmt.Sprint(want) {
+	if want := []Point{{T: ms(0), Min: 10, Avg: 15, Max: 20}, {T: ms(time.Minute), Min: 30, Avg: 30, Max: 30}, {T: ms(2 * time.Minute), Min: 40, Avg: 40, Max: 40}}; fmt.Sprint(all) != fmt.Sprint(want) {
 		t.Fatalf("got %v, want %v", all, want)
 	}
-	if one := mustQuery(t, s, "y", t0, t0.Add(time.Minute+59*time.Second), 1); fmt.Sprint(one) != fmt.Sprint([]Point{{ms(0), 10, 20, 30}}) {
+	if one := mustQuery(t, s, "y", t0, t0.Add(time.Minute+59*time.Second), 1); fmt.Sprint(one) != fmt.Sprint([]Point{{T: ms(0), Min: 10, Avg: 20, Max: 30}}) {
 		t.Fatalf("weighted: %v, want avg (15×2+30)/3 = 20", one)
 	}
 }
 
 func TestPointJSON(t *testing.T) {
-	pts := []Point{{1748736000000, 0.1, 21.5, float64(float32(45.1))}, {1748736060000, -3, 0, 1e9}}
+	pts := []Point{{T: 1748736000000, Min: 0.1, Avg: 21.5, Max: float64(float32(45.1))}, {T: 1748736060000, Min: -3, Avg: 0, Max: 1e9}}
 	b, err := json.Marshal(pts)
 	if err != nil {
 		t.Fatal(err)
@@ -440,7 +440,7 @@ func TestResize(t *testing.T) {
 	}
 	after := mustQuery(t, s, "temp", t0, t0.Add(time.Hour), 0)
 	// Samples 240…599 stay raw; minutes 0…3 answer before.
-	if len(after) != 4+360 || after[4] != before[240] || after[0] != (Point{ms(0), 0, 29.5, 59}) {
+	if len(after) != 4+360 || after[4] != before[240] || after[0] != (Point{T: ms(0), Min: 0, Avg: 29.5, Max: 59}) {
 		t.Fatalf("after resizing: %d points, %v, %v", len(after), after[0], after[4])
 	}
 	if err := s.Add("temp", 10*time.Second); err != nil {
