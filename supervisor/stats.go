@@ -43,7 +43,7 @@ func (s *Supervisor) publishStats(ctx context.Context) {
 		last, lastT = d, now
 		ms := now.UnixMilli()
 		pub := func(id string, v float64) {
-			s.hub.Publish(wire.Reading{Sensor: builtinPlugin + "." + id, Value: v, T: ms})
+			readings{s.hub, s}.Publish(wire.Reading{Sensor: builtinPlugin + "." + id, Value: v, T: ms})
 		}
 		pub("clients", float64(s.hub.ClientCount()))
 		pub("messages_per_second", rate)

@@ -103,6 +103,9 @@ type Supervisor struct {
 	rl    reloader  // following the configuration file (reload.go)
 	users usersFile // auth_users, as Recheck reads it (reload.go)
 
+	alarms  alarms  // alarm.<name> (alarms.go)
+	records records // record.<id>: the history (records.go)
+
 	audit trail    // the audit trail (audit.go)
 	cmds  commands // commands in hand, for closeAudit
 	polls polls    // long-poll sessions (poll.go)
@@ -182,7 +185,7 @@ func New(opts Options) (*Supervisor, error) {
 	}
 	s.plugins = pluginhost.New(pluginhost.Options{
 		Dir: cfg.PluginsDir, SocketDir: socketDir, Env: pluginEnv(cfg), Sums: cfg.PluginSHA256, Reserved: builtinPlugin,
-		CommandTimeout: cfg.CommandTimeout, Hub: s.hub, Demand: s.hub, Log: log, Timing: &s.timing.host,
+		CommandTimeout: cfg.CommandTimeout, Hub: readings{s.hub, s}, Demand: s.hub, Log: log, Timing: &s.timing.host,
 	})
 	b, err := s.newBridge(cfg.MQTT)
 	if err != nil {
