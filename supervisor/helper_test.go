@@ -124,8 +124,11 @@ func serveHelper(mode string) {
 		}
 	}()
 	var impl proto.PluginServer = &helper{mode: mode}
-	if mode == "olddyn" {
+	switch mode {
+	case "olddyn":
 		impl = newOldDyn()
+	case "demand", "quiet", "hush":
+		impl = newDemandHelper(mode)
 	}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: proto.Handshake,

@@ -103,6 +103,7 @@ type Supervisor struct {
 	rl    reloader  // following the configuration file (reload.go)
 	users usersFile // auth_users, as Recheck reads it (reload.go)
 
+	demand  demand  // what is wanted of each plugin's sensors (demand.go)
 	alarms  alarms  // alarm.<name> (alarms.go)
 	records records // record.<id>: the history (records.go)
 
@@ -165,6 +166,8 @@ func New(opts Options) (*Supervisor, error) {
 		MaxClients: cfg.MaxClients, MaxPerKey: cfg.MaxClientsPerAddr, Writers: s.writers, WriteTimeout: cfg.WriteTimeout,
 		CommandRole: func(command string) string { return s.config().CommandRole(command) },
 	})
+	s.hub.SetOverrides(overrides(cfg.Sensors))
+	s.demand.set(false, cfg.Sensors)
 	cert, err := loadCert(cfg)
 	if err != nil {
 		return nil, err
@@ -185,7 +188,7 @@ func New(opts Options) (*Supervisor, error) {
 	}
 	s.plugins = pluginhost.New(pluginhost.Options{
 		Dir: cfg.PluginsDir, SocketDir: socketDir, Env: pluginEnv(cfg), Sums: cfg.PluginSHA256, Reserved: builtinPlugin,
-		CommandTimeout: cfg.CommandTimeout, Hub: readings{s.hub, s}, Demand: s.hub, Log: log, Timing: &s.timing.host,
+		CommandTimeout: cfg.CommandTimeout, Hub: readings{s.hub, s}, Demand: &s.demand, Log: log, Timing: &s.timing.host,
 	})
 	b, err := s.newBridge(cfg.MQTT)
 	if err != nil {
@@ -255,6 +258,7 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 
 	s.hub.Start()
 	var bg sync.WaitGroup
+	bg.Go(func() { s.followDemand(ctx) })
 	bg.Go(func() { s.publishStats(ctx) })
 	bg.Go(func() { s.idleExit(ctx, cancel) })
 	bg.Go(func() { s.sweepPolls(ctx) })

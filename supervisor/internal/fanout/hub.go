@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/livecgi/livecgi/proto/auth"
+	"github.com/livecgi/livecgi/proto/rbe"
 	"github.com/livecgi/livecgi/proto/wire"
 )
 
@@ -23,8 +24,13 @@ type frame struct {
 
 // sensorState is what the hub knows of one sensor.
 type sensorState struct {
-	desc wire.Sensor
-	last *frame
+	desc     wire.Sensor // as clients see it: declared, with the overrides
+	declared wire.Sensor // as its plugin described it
+	last     *frame
+	// changed is the t of the reading whose value last moved (by more
+	// than the deadband) from value, the one it held before.
+	changed int64
+	value   any
 }
 
 // Options configures a Hub.
@@ -67,10 +73,10 @@ type Counters struct {
 //
 // Concurrency contract:
 //   - mu guards seq, sensors, commands, plugins, maxClients, maxPerKey,
-//     clients, perKey and closed, the ring's writes and the attached
-//     clients' userJSON;
-//     publish, SetPlugin, SetState, Attach, Detach, Subscribe, Resume,
-//     Rehello and SetLimits take it.
+//     clients, perKey, closed and overrides, the ring's writes and the
+//     attached clients' userJSON;
+//     publish, SetPlugin, SetState, SetOverrides, Last, Attach, Detach,
+//     Subscribe, Resume, Rehello and SetLimits take it.
 //   - The ring and head are read by writers without mu (see after).
 //   - demand is replaced under mu (Attach, Detach) and read without it
 //     (Demand).
@@ -124,6 +130,8 @@ type Hub struct {
 	// demand is whether a client is attached, replaced under mu at each
 	// change (see Demand); read without a lock.
 	demand atomic.Pointer[demand]
+
+	overrides Overrides // guarded by mu (SetOverrides)
 
 	counters Counters
 }
@@ -198,7 +206,11 @@ func (h *Hub) Counters() *Counters { return &h.counters }
 
 // Publish assigns the next sequence number to r, stores it as the sensor's
 // last value and in the ring, and wakes the idle clients. It returns false
-// if the sensor is unknown.
+// if the sensor is unknown. It sets r.Changed: the t of the sensor's
+// first reading, then of each whose value moved from the value before by
+// more than the sensor's deadband (any change of text or a flag); a
+// reading without a value (an error) or one repeating it (a heartbeat)
+// keeps it.
 func (h *Hub) Publish(r wire.Reading) bool {
 	r.Type = wire.TypeReading
 	h.mu.Lock()
@@ -212,6 +224,10 @@ func (h *Hub) Publish(r wire.Reading) bool {
 	if r.Unit == "" {
 		r.Unit = s.desc.Unit
 	}
+	if s.last == nil || r.Value != nil && moved(s.value, r.Value, s.desc.Deadband) {
+		s.changed, s.value = r.T, r.Value
+	}
+	r.Changed = s.changed
 	data, err := json.Marshal(r)
 	if err != nil { // a value that JSON cannot hold (NaN, ±Inf)
 		r.Value, r.Error = nil, "value not representable in JSON"
@@ -335,9 +351,9 @@ func (h *Hub) SetPlugin(id string, info *wire.PluginInfo, sensors []wire.Sensor,
 	}
 	for _, d := range sensors {
 		if s := h.sensors[d.ID]; s != nil {
-			s.desc = d
+			s.declared, s.desc = d, h.overrides.apply(d)
 		} else {
-			h.sensors[d.ID] = &sensorState{desc: d}
+			h.sensors[d.ID] = &sensorState{declared: d, desc: h.overrides.apply(d)}
 		}
 	}
 	for cid, c := range h.commands {
@@ -375,6 +391,84 @@ func (h *Hub) SetPlugin(id string, info *wire.PluginInfo, sensors []wire.Sensor,
 		}
 	}
 	h.mu.Unlock()
+}
+
+// Overrides are the configuration's settings of sensors, by sensor id,
+// that their descriptors carry over what their plugins declare: the
+// report-by-exception rule (deadband.<id>, heartbeat.<id>) and how
+// often the history keeps them (record.<id>). The maps are not changed
+// once handed to SetOverrides.
+type Overrides struct {
+	Deadband  map[string]float64
+	Heartbeat map[string]time.Duration
+	Record    map[string]time.Duration
+}
+
+// apply returns d with o's settings.
+func (o *Overrides) apply(d wire.Sensor) wire.Sensor {
+	if v, ok := o.Deadband[d.ID]; ok {
+		d.Deadband = v
+	}
+	if v, ok := o.Heartbeat[d.ID]; ok {
+		d.HeartbeatMS = v.Milliseconds()
+	}
+	d.RecordMS = o.Record[d.ID].Milliseconds()
+	return d
+}
+
+// SetOverrides replaces the overrides of every sensor's descriptor, now
+// and for the plugins described later, and sends every client a fresh
+// hello when a descriptor changed.
+func (h *Hub) SetOverrides(o Overrides) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.overrides = o
+	changed := false
+	for _, s := range h.sensors {
+		if d := o.apply(s.declared); d != s.desc {
+			s.desc, changed = d, true
+		}
+	}
+	if !changed {
+		return
+	}
+	hello, _ := json.Marshal(h.helloLocked())
+	for c := range h.clients {
+		c.QueueControl(c.hello(hello))
+	}
+}
+
+// moved reports whether value b differs from a: numbers by more than
+// deadband (rbe.Moved), others by any change.
+func moved(a, b any, deadband float64) bool {
+	x, ok1 := a.(float64)
+	y, ok2 := b.(float64)
+	if ok1 && ok2 {
+		return rbe.Moved(x, y, deadband)
+	}
+	switch a.(type) {
+	case nil, float64, string, bool:
+	default:
+		return true
+	}
+	switch b.(type) {
+	case nil, float64, string, bool:
+		return a != b
+	}
+	return true
+}
+
+// Last returns the last reading of sensor id, if any.
+func (h *Hub) Last(id string) (wire.Reading, bool) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	s := h.sensors[id]
+	if s == nil || s.last == nil {
+		return wire.Reading{}, false
+	}
+	r := s.last.r
+	r.Type = ""
+	return r, true
 }
 
 // SetState records a plugin's state without touching its descriptors and

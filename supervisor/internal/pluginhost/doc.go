@@ -3,15 +3,18 @@
 // crashes or hangs with backoff, swaps in a new binary without dropping
 // anyone, follows the directory with fsnotify, and runs commands on the
 // plugins. It publishes their readings, descriptors and states through
-// Publisher (the fan-out hub is one), and learns from Demand whether
-// anyone consumes readings: plugins stream only then. It knows nothing of
-// the supervisor that wires it.
+// Publisher (the fan-out hub is one), and learns from Demand what is
+// wanted of each plugin: all its sensors (someone consumes readings) or
+// some at their interval (records, alarms); plugins stream only that,
+// and only while something is wanted. It knows nothing of the
+// supervisor that wires it.
 //
 // Start with New, then Host.Start (the plugins' lifetime) and Host.Watch
 // (the directory); Host.Do runs a command, after ValidateArgs. The files:
 //
-//	plugins.go    Host, Options, Timing, Publisher, Demand; one slot per binary name (load, unload, Reconfigure)
-//	slot.go       a slot's loop: start, restart, swap; streaming while there is demand; a dynamic plugin's redescriptions
+//	plugins.go    Host, Options, Timing, Publisher; one slot per binary name (load, unload, Reconfigure)
+//	want.go       Demand and Want; a Stream's plan (its request, the watchdog's limit) and livecgid's filter of what it brings
+//	slot.go       a slot's loop: start, restart, swap, the watchdog; streaming what is wanted; a dynamic plugin's redescriptions
 //	instance.go   one plugin process: its start (trust, handshake, Describe, checks) and stop
 //	command.go    Do: a command on the slot's current process, which a swap drains first
 //	translate.go  descriptors and readings into wire form, readings checked against their sensors' types

@@ -80,7 +80,7 @@ func TestHostAlone(t *testing.T) {
 	tm.Settle = 50 * time.Millisecond
 	h := New(Options{
 		Dir: dir, SocketDir: filepath.Join(t.TempDir(), "sockets"), Env: os.Environ(), Reserved: "livecgid",
-		CommandTimeout: time.Second, Hub: hub, Demand: hub, Log: slog.New(slog.DiscardHandler), Timing: &tm,
+		CommandTimeout: time.Second, Hub: hub, Demand: AllWhile(hub), Log: slog.New(slog.DiscardHandler), Timing: &tm,
 	})
 	pctx, stopPlugins := context.WithCancel(context.Background())
 	if err := h.Start(pctx); err != nil {

@@ -23,15 +23,14 @@ import (
 
 // instance is one running plugin process.
 type instance struct {
-	id       string
-	client   *plugin.Client
-	rpc      proto.PluginClient
-	conn     *grpc.ClientConn   // its connection: leaves Ready when the process is gone
-	desc     *proto.Description // as first described: its Version stands for the process's life
-	known    atomic.Pointer[described]
-	minEvery atomic.Int64 // shortest sensor interval (a time.Duration); 0 without sensors
-	started  time.Time
-	socket   string // its unix socket in the host's socket dir, if any
+	id      string
+	client  *plugin.Client
+	rpc     proto.PluginClient
+	conn    *grpc.ClientConn   // its connection: leaves Ready when the process is gone
+	desc    *proto.Description // as first described: its Version stands for the process's life
+	known   atomic.Pointer[described]
+	started time.Time
+	socket  string // its unix socket in the host's socket dir, if any
 
 	// A dynamic plugin is described again (redescribe) by its Stream's
 	// reader and by the follower of its Changes; descMu makes one wait
@@ -47,6 +46,10 @@ type instance struct {
 	err       error              // why, once done is closed
 	lastRead  atomic.Int64       // unix nanos of the last reading, or of the stream's opening
 	streaming atomic.Bool        // a Stream is open
+	// watchLimit is how long the open Stream may bring nothing before
+	// the plugin is taken for hung (a time.Duration; see watchLimit); 0
+	// while none is open, or while it may be silent for ever.
+	watchLimit atomic.Int64
 
 	mu       sync.Mutex
 	inflight int

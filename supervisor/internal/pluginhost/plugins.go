@@ -70,12 +70,6 @@ type Publisher interface {
 	SetState(st wire.Status)
 }
 
-// Demand tells the host whether anyone consumes readings now: plugins
-// stream only then. changed is closed at the next change.
-type Demand interface {
-	Demand() (active bool, changed <-chan struct{})
-}
-
 // Options configures a Host.
 type Options struct {
 	Dir       string            // the plugins directory
@@ -107,7 +101,7 @@ type Host struct {
 	log       *slog.Logger
 	cmdTO     time.Duration
 	timing    Timing
-	demand    Demand  // plugins stream only while someone consumes readings
+	demand    Demand  // plugins stream only what is wanted, while it is
 	links     *links  // where plugin links lead (see watch)
 	start     startup // the directory's first look (see described)
 
@@ -194,6 +188,7 @@ type slot struct {
 	// successor's descriptors (or their removal).
 	pub     sync.Mutex
 	swap    chan struct{} // the binary changed
+	rewatch chan struct{} // a Stream opened or closed (see rewatched)
 	kick    chan struct{} // something it may depend on changed (the directory's mode): retry now if down
 	remove  chan struct{} // the binary is gone
 	stopped chan struct{} // closed when loop returns
@@ -240,7 +235,7 @@ func (m *Host) load(name, ident string) {
 	}
 	sl := &slot{
 		id: name, path: filepath.Join(m.dir, name), m: m, log: m.log.With("plugin", name), ident: ident,
-		swap: make(chan struct{}, 1), kick: make(chan struct{}, 1), remove: make(chan struct{}, 1), stopped: make(chan struct{}),
+		swap: make(chan struct{}, 1), rewatch: make(chan struct{}, 1), kick: make(chan struct{}, 1), remove: make(chan struct{}, 1), stopped: make(chan struct{}),
 	}
 	m.slots[name] = sl
 	m.wg.Add(1)

@@ -25,8 +25,9 @@ func (sl *slot) loop(ctx context.Context) {
 	unavailable := "" // the reason shown, while the plugin says it has nothing to serve
 	retry := time.NewTimer(0)
 	defer retry.Stop()
-	// The watchdog runs only while someone consumes readings: an idle
-	// plugin reads nothing and must not be taken for a hung one.
+	// The watchdog runs only while a Stream is open that must bring
+	// something (see watchLimit): an idle plugin reads nothing, and one
+	// quiet by exception sends nothing; neither is a hung one.
 	watchdog := time.NewTicker(time.Second)
 	watchdog.Stop()
 	defer watchdog.Stop()
@@ -42,8 +43,7 @@ func (sl *slot) loop(ctx context.Context) {
 		if cur != nil {
 			done = cur.done
 		}
-		active, changed := m.demand.Demand()
-		if want := active && cur != nil && cur.minEvery.Load() > 0; want != watching {
+		if want := cur != nil && cur.watchLimit.Load() > 0; want != watching {
 			watching = want
 			if want {
 				watchdog.Reset(time.Second)
@@ -52,7 +52,7 @@ func (sl *slot) loop(ctx context.Context) {
 			}
 		}
 		select {
-		case <-changed:
+		case <-sl.rewatch:
 			continue
 
 		case <-ctx.Done():
@@ -127,10 +127,13 @@ func (sl *slot) loop(ctx context.Context) {
 			sl.crashed(cur, reason, &backoff, retry)
 
 		case <-watchdog.C:
-			if cur == nil || cur.minEvery.Load() == 0 || !cur.streaming.Load() {
+			if cur == nil {
 				continue
 			}
-			limit := max(3*time.Duration(cur.minEvery.Load()), 5*time.Second)
+			limit := time.Duration(cur.watchLimit.Load())
+			if limit == 0 || !cur.streaming.Load() {
+				continue
+			}
 			if quiet := time.Since(time.Unix(0, cur.lastRead.Load())); quiet > limit {
 				sl.crashed(cur, fmt.Sprintf("plugin hung: no reading for %v", quiet.Round(time.Second)), &backoff, retry)
 			}
@@ -208,9 +211,9 @@ func (sl *slot) activate(in *instance, st wire.Status) {
 	go sl.run(ctx, in)
 }
 
-// run streams in's readings to the hub while someone consumes them and
-// leaves the plugin idle (no Stream open: its sensors are not read)
-// while no one does, until ctx ends or the plugin is gone. A dynamic
+// run streams in's readings to the hub while something of it is wanted
+// and leaves the plugin idle (no Stream open: its sensors are not read)
+// while nothing is, until ctx ends or the plugin is gone. A dynamic
 // plugin's Changes are followed all along (follow).
 func (sl *slot) run(ctx context.Context, in *instance) {
 	defer close(in.done)
@@ -234,34 +237,37 @@ func (sl *slot) run(ctx context.Context, in *instance) {
 	in.err = err
 }
 
-// serve is run's loop: a Stream while wanted (wantStream), idle while
-// not, until ctx ends (nil) or the plugin fails.
+// serve is run's loop: a Stream while something of the plugin is
+// wanted (see makePlan), idle while not, until ctx ends (nil) or the
+// plugin fails. A change of what is wanted, or of the plugin's sensors,
+// opens a new Stream only when the plan changed: one asking the same is
+// kept.
 func (sl *slot) serve(ctx context.Context, in *instance) error {
 	for ctx.Err() == nil {
-		active, changed := sl.m.demand.Demand()
+		w, changed := sl.m.demand.Want(sl.id)
 		reshaped := in.reshapes()
-		want := wantStream(in, active)
+		p := makePlan(in, w)
 		sctx, cancel := context.WithCancel(ctx)
 		go func() {
 			for {
 				select {
 				case <-changed:
-					cancel()
-					return
 				case <-reshaped:
 					reshaped = in.reshapes()
-					if wantStream(in, active) != want {
-						cancel()
-						return
-					}
 				case <-sctx.Done():
+					return
+				}
+				var w Want
+				w, changed = sl.m.demand.Want(sl.id)
+				if !makePlan(in, w).same(p) {
+					cancel()
 					return
 				}
 			}
 		}()
 		var err error
-		if want {
-			err = sl.stream(sctx, in)
+		if p.req != nil {
+			err = sl.stream(sctx, in, p)
 		} else {
 			err = idle(sctx, in.conn)
 		}
@@ -271,14 +277,6 @@ func (sl *slot) serve(ctx context.Context, in *instance) error {
 		}
 	}
 	return nil
-}
-
-// wantStream reports whether in should have a Stream open: while someone
-// consumes readings and it has sensors; or, for a dynamic plugin that
-// does not tell its changes on Changes, even without sensors, as its
-// Stream is then where it says that it changed.
-func wantStream(in *instance, active bool) bool {
-	return active && (len(in.known.Load().types) > 0 || in.desc.Dynamic && !in.follows.Load())
 }
 
 // idle waits, with no Stream open, until ctx ends (nil) or conn breaks: the
@@ -295,11 +293,12 @@ func idle(ctx context.Context, conn *grpc.ClientConn) error {
 	}
 }
 
-// stream feeds in's readings to the hub until ctx ends (nil) or the
-// stream fails.
-func (sl *slot) stream(ctx context.Context, in *instance) error {
+// stream feeds in's readings to the hub, asking what p says and
+// passing what livecgid's filter lets through (gates), until ctx ends
+// (nil) or the stream fails.
+func (sl *slot) stream(ctx context.Context, in *instance, p plan) error {
 	in.lastRead.Store(time.Now().UnixNano())
-	st, err := in.rpc.Stream(ctx, &proto.StreamRequest{})
+	st, err := in.rpc.Stream(ctx, p.req)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -308,10 +307,15 @@ func (sl *slot) stream(ctx context.Context, in *instance) error {
 	}
 	sl.m.streams.Add(1)
 	in.streaming.Store(true)
+	in.watchLimit.Store(int64(p.limit))
+	sl.rewatched()
 	defer func() {
+		in.watchLimit.Store(0)
 		in.streaming.Store(false)
 		sl.m.streams.Add(-1)
+		sl.rewatched()
 	}()
+	filter := gates{want: p.want, honours: in.desc.Demand}
 	empty := len(in.known.Load().types) == 0
 	if in.desc.Dynamic && !in.follows.Load() {
 		// It may have changed while nothing streamed, and it did not
@@ -371,7 +375,7 @@ func (sl *slot) stream(ctx context.Context, in *instance) error {
 			warned[r.Sensor] = true // once per sensor and process: a lying plugin must not flood the log
 			sl.log.Warn("bad reading", "err", err)
 		}
-		if wr.Sensor != "" {
+		if wr.Sensor != "" && filter.pass(in.known.Load(), r.Sensor, wr) {
 			sl.m.hub.Publish(wr)
 		}
 	}
@@ -379,7 +383,7 @@ func (sl *slot) stream(ctx context.Context, in *instance) error {
 
 // follow keeps a dynamic plugin's Changes open and describes it again
 // after each Change, streaming or not, until ctx ends. A plugin without
-// Changes, or whose Changes ends, is left to its Stream (wantStream). It
+// Changes, or whose Changes ends, is left to its Stream (makePlan). It
 // returns an error only for a description that fails the checks (the
 // plugin is restarted); a broken connection is run's to see.
 func (sl *slot) follow(ctx context.Context, in *instance) error {
@@ -456,7 +460,15 @@ func (sl *slot) redescribe(ctx context.Context, in *instance) error {
 	// redescription for this one to end, and the hub knows the sensors
 	// a Stream opened after reshape reads.
 	in.known.Store(k)
-	in.minEvery.Store(int64(k.minEvery))
 	in.reshape()
 	return nil
+}
+
+// rewatched tells the loop that a Stream opened or closed: its watchdog
+// runs only while one that must bring readings is open.
+func (sl *slot) rewatched() {
+	select {
+	case sl.rewatch <- struct{}{}:
+	default:
+	}
 }

@@ -66,7 +66,6 @@ func (in *instance) check() error {
 		return err
 	}
 	in.known.Store(k)
-	in.minEvery.Store(int64(k.minEvery))
 	return nil
 }
 
@@ -105,7 +104,7 @@ func describe(pid string, d *proto.Description) ([]wire.Sensor, []wire.Command) 
 	for _, s := range d.Sensors {
 		ss = append(ss, wire.Sensor{
 			ID: pid + "." + s.Id, Plugin: pid, Title: cmp(s.Title, s.Id), Unit: s.Unit,
-			ValueType: wireType(s.Type), IntervalMS: s.IntervalMs,
+			ValueType: wireType(s.Type), IntervalMS: s.IntervalMs, Deadband: s.Deadband, HeartbeatMS: s.HeartbeatMs,
 		})
 	}
 	var cs []wire.Command
