@@ -50,7 +50,7 @@ func TestMakePlan(t *testing.T) {
 		limit   time.Duration
 	}{
 		{"nothing wanted", true, false, Want{}, "", 0},
-		{"all", true, false, Want{All: true}, `{"all":true}`, 6 * time.Second},            // state: rule off, 3 × 2 s
+		{"all", true, false, Want{All: true}, `{"all":true}`, 6 * time.Second}, // state: rule off, 3 × 2 s
 		{"a recorded sensor", true, false, Want{Sensors: []*proto.SensorDemand{record}}, `{"demand":[{"id":"cpu","intervalMs":"10000"}]}`, 80 * time.Second}, // 60 s + 2 × 10 s
 		{"one that may stay silent", true, false, Want{Sensors: []*proto.SensorDemand{quiet}}, `{"demand":[{"id":"disk"}]}`, 0},
 		{"a sensor it does not have", true, false, Want{Sensors: []*proto.SensorDemand{gone}}, "", 0},
@@ -95,7 +95,9 @@ func TestMakePlan(t *testing.T) {
 func TestGates(t *testing.T) {
 	in := testInstance(t, &proto.Description{Name: "p", Sensors: planSensors()})
 	k := in.known.Load()
-	num := func(sensor string, ms int64, v float64) wire.Reading { return wire.Reading{Sensor: "p." + sensor, T: ms, Value: v} }
+	num := func(sensor string, ms int64, v float64) wire.Reading {
+		return wire.Reading{Sensor: "p." + sensor, T: ms, Value: v}
+	}
 	g := gates{want: Want{Sensors: []*proto.SensorDemand{
 		{Id: "cpu", IntervalMs: 10000, Deadband: ptr(5.0)},
 	}}}
