@@ -10,8 +10,8 @@
 // internal/, each built from what it needs and none reaching back into
 // this one (proto/deps_test.go keeps it so):
 //
-//	internal/fanout      the hub: last values, a ring of readings, the writers to clients; counts the consumers of readings (Demand) and the clients of each address (MaxPerKey)
-//	internal/pluginhost  the plugin host: one slot per binary, restarts, hot swap, the plugins directory, commands on plugins
+//	internal/fanout      the hub: last values (with when each changed), a ring of readings, the writers to clients; the sensors' descriptors with the configuration's overrides; counts the consumers of readings (Demand) and the clients of each address (MaxPerKey)
+//	internal/pluginhost  the plugin host: one slot per binary, restarts, hot swap, the plugins directory, commands on plugins; streams what is wanted of each plugin (Want), filtered by report by exception
 //	internal/mqttbridge  the broker bridge (mqtt_url): readings and $meta out, command messages in as frames
 //	internal/ratelimit   the token bucket each transport holds a client's messages to
 //	internal/wsconn      the WebSocket client the bridge dials a ws:// broker with
@@ -27,8 +27,9 @@
 //	poll.go        the long-poll transport through the control socket: sessions, polls, commands
 //	audit.go       the audit trail: bounded records, operators' and viewers' files, refusals summarised
 //	reload.go      following the configuration file, holding each client to it; the bridge's start and restarts
-//	stats.go       the supervisor's own figures (plugin livecgid)
-//	idle.go        the idle exit: no consumer of readings for idle_timeout
+//	demand.go      what is wanted of each plugin's sensors: the hub's consumers (all), record.<id>, alarm.<name>, with deadband.<id> and heartbeat.<id>
+//	stats.go       the supervisor's own figures (plugin livecgid), sampled as demand wants them
+//	idle.go        the idle exit: no consumer of readings for idle_timeout, and nothing recorded or alarmed
 //	check.go       what livecgid -check asks of the internal parts (CheckPluginFile, CheckBroker)
 //	daemon.go      the single-instance lock and the rotated log file
 //

@@ -34,6 +34,14 @@ commands:
               through the broker, latency sensor → subscriber (p50/p99),
               missing readings, device CPU per reading, broker CPU, RSS
               (make bench-fleet; needs mosquitto; BENCHFLAGS="-n 20 -duration 1m")
+  rbe         report by exception and demand per sensor, two builds
+              interleaved (-before 955293f, -after the working tree): the
+              system plugin with -n browsers (10) and the MQTT bridge to a
+              real Mosquitto; tree CPU, bytes to the browsers, messages to
+              the broker, reading latency (needs mosquitto; run from the
+              module root)
+  records     no browser: tree CPU with 5 recorded sensors at 10 s and 3
+              alarms, then with nothing configured
 
 Run a command with -h for its flags.
 `
@@ -59,6 +67,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runIdle(ctx, args[1:], stdout, stderr)
 	case "fleet":
 		return runFleet(ctx, args[1:], stdout, stderr)
+	case "rbe":
+		return runRBE(ctx, args[1:], stdout, stderr)
+	case "records":
+		return runRecords(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil

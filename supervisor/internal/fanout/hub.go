@@ -678,10 +678,9 @@ func (h *Hub) consumersLocked() {
 // Demand reports whether anyone consumes readings now: every attached
 // client does (a browser, a poll session, the broker bridge), and a
 // channel that is closed at the next change (the first client attached,
-// the last detached). Sampling follows it: plugins stream, and the
-// supervisor publishes its own figures and pings clients, only while
-// someone consumes readings; the idle timeout runs only while no one
-// does. It takes no lock.
+// the last detached). Sampling follows it: while someone consumes
+// readings every sensor is read (the supervisor's demand), and the idle
+// timeout runs only while no one does. It takes no lock.
 func (h *Hub) Demand() (active bool, changed <-chan struct{}) {
 	d := h.demand.Load()
 	return d.active, d.changed

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -157,4 +158,86 @@ func TestHostAlone(t *testing.T) {
 		_, cmd := hub.Command("solo.echo")
 		return !loaded && !cmd && hub.Plugin("solo").State == ""
 	})
+}
+
+// testDemand is a Demand a test sets.
+type testDemand struct {
+	mu      sync.Mutex
+	want    Want
+	changed chan struct{}
+}
+
+func (d *testDemand) Want(string) (Want, <-chan struct{}) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.changed == nil {
+		d.changed = make(chan struct{})
+	}
+	return d.want, d.changed
+}
+
+func (d *testDemand) set(w Want) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.want = w
+	if d.changed != nil {
+		close(d.changed)
+	}
+	d.changed = make(chan struct{})
+}
+
+// TestHostDemandPerSensor runs the SDK plugin solo under a demand for
+// its sensor at 300 ms (and for one it does not have, which its request
+// leaves out: a static plugin refuses an id it has not): it streams, and
+// its readings come at that interval, not its own 20 ms; with nothing
+// wanted its stream closes.
+func TestHostDemandPerSensor(t *testing.T) {
+	dir := t.TempDir()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(exe, filepath.Join(dir, "solo")); err != nil {
+		t.Fatal(err)
+	}
+	hub := fanout.New(fanout.Options{Epoch: "e1", Version: "test", MaxClients: 4})
+	hub.Start()
+	demand := &testDemand{}
+	tm := DefaultTiming()
+	tm.Settle = 50 * time.Millisecond
+	h := New(Options{
+		Dir: dir, SocketDir: filepath.Join(t.TempDir(), "sockets"), Env: os.Environ(),
+		CommandTimeout: time.Second, Hub: hub, Demand: demand, Log: slog.New(slog.DiscardHandler), Timing: &tm,
+	})
+	ctx, stop := context.WithCancel(context.Background())
+	if err := h.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	watched := make(chan error, 1)
+	go func() { watched <- h.Watch(ctx) }()
+	t.Cleanup(func() {
+		stop()
+		<-watched
+		h.Wait()
+		hub.Stop()
+	})
+	waitUntil(t, "solo described", func() bool { ok, _ := h.Described(); return ok })
+	if h.Streams() != 0 {
+		t.Fatal("a stream with nothing wanted")
+	}
+	demand.set(Want{Sensors: []*proto.SensorDemand{{Id: "count", IntervalMs: 300}, {Id: "nope", IntervalMs: 300}}})
+	var ts []int64
+	waitUntil(t, "three readings", func() bool {
+		if r, ok := hub.Last("solo.count"); ok && (len(ts) == 0 || r.T != ts[len(ts)-1]) {
+			ts = append(ts, r.T)
+		}
+		return len(ts) >= 3
+	})
+	for i := 1; i < len(ts); i++ {
+		if gap := ts[i] - ts[i-1]; gap < 250 {
+			t.Errorf("readings %d ms apart, want about 300 (the demanded interval)", gap)
+		}
+	}
+	demand.set(Want{})
+	waitUntil(t, "the stream closed", func() bool { return h.Streams() == 0 })
 }
