@@ -79,8 +79,13 @@ func runRBE(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	warmup := fs.Duration("warmup", 10*time.Second, "wait after the browsers connected, before the window")
 	work := fs.String("work", "", "work `dir` (default: a temporary one, removed)")
 	asJSON := fs.Bool("json", false, "print the runs as JSON")
+	conf := fs.String("conf", "", "more configuration `lines` for both builds (\\n between lines), e.g. deadband.system.cpu_percent = 5")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	extra := strings.ReplaceAll(*conf, `\n`, "\n")
+	if extra != "" && !strings.HasSuffix(extra, "\n") {
+		extra += "\n"
 	}
 	if *rounds < 1 || *n < 1 || *d <= 0 {
 		return errors.New("want -rounds ≥ 1, -n ≥ 1 and -d > 0")
@@ -118,7 +123,7 @@ func runRBE(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	for round := 1; round <= *rounds; round++ {
 		for _, v := range vs {
 			fmt.Fprintf(stderr, "== %s (%s), round %d\n", v.name, revName(v.rev), round)
-			r, err := rbeRun(ctx, dir, v, round, *n, *d, *warmup, broker.URL, tally, stderr)
+			r, err := rbeRun(ctx, dir, v, round, *n, *d, *warmup, broker.URL, extra, tally, stderr)
 			if err != nil {
 				return fmt.Errorf("%s, round %d: %w", v.name, round, err)
 			}
@@ -299,12 +304,12 @@ type browserTally struct {
 
 // rbeRun runs one build with n browsers and the bridge, and measures
 // over d after warmup.
-func rbeRun(ctx context.Context, dir string, v *rbeVariant, round, n int, d, warmup time.Duration, brokerURL string,
+func rbeRun(ctx context.Context, dir string, v *rbeVariant, round, n int, d, warmup time.Duration, brokerURL, extra string,
 	broker *brokerTally, log io.Writer) (*RBERun, error) {
 	dev := fmt.Sprintf("%s%d", v.name, round)
 	run := filepath.Join(dir, dev)
 	os.RemoveAll(run)
-	dv, err := startDevice(ctx, run, v.bin, fmt.Sprintf("device_id = %s\nmqtt_url = %s\n", dev, brokerURL))
+	dv, err := startDevice(ctx, run, v.bin, fmt.Sprintf("device_id = %s\nmqtt_url = %s\n%s", dev, brokerURL, extra))
 	if err != nil {
 		return nil, err
 	}

@@ -49,8 +49,8 @@ func TestEndToEnd(t *testing.T) {
 	}{
 		"cpu_percent":                    {"CPU", "%", 1000, 1},
 		"load1":                          {"Load average, 1 min", "", 5000, 0.05},
-		"net_eth0_rx_bytes_per_second":   {"eth0 received", "B/s", 1000, 1024},
-		"net_br_lan_tx_bytes_per_second": {"br-lan sent", "B/s", 1000, 1024},
+		"net_eth0_rx_bytes_per_second":   {"eth0 received", "B/s", 1000, 16384},
+		"net_br_lan_tx_bytes_per_second": {"br-lan sent", "B/s", 1000, 16384},
 		"thermal_zone0_celsius":          {"cpu-thermal", "°C", 5000, 0.5},
 		"mem_total_bytes":                {"Memory total", "B", 5000, 0},
 		"mem_available_bytes":            {"Memory available", "B", 5000, 256 << 10},

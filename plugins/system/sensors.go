@@ -24,7 +24,41 @@ const (
 const (
 	heartbeat = time.Minute
 	kib       = 1024
+	// netDeadband is a network rate's: the traffic of livecgi's own pages
+	// moves the rate of the link they come over by about 200 B/s per
+	// browser and reading sent, so a smaller one lets that traffic send
+	// the rate again every second, and each of those readings makes more
+	// of it (README.md, "Deadbands").
+	netDeadband = 16 * kib
 )
+
+// sharedFresh is how long a shared read serves: the SDK wakes every
+// reader of a tick together, within a few milliseconds; the next tick is
+// an interval (1 s at least) away.
+const sharedFresh = 100 * time.Millisecond
+
+// shared is one /proc file as the sensors that read it see it: read once
+// for all the readers of a tick (a read within sharedFresh of the last
+// one gives its result), parsed once.
+type shared[T any] struct {
+	read func() (T, error)
+
+	mu  sync.Mutex
+	at  time.Time // of the last read; zero before the first
+	v   T
+	err error
+}
+
+// get returns the file's content as of at.
+func (s *shared[T]) get() (T, time.Time, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if now := time.Now(); s.at.IsZero() || now.Sub(s.at) >= sharedFresh || now.Before(s.at) {
+		s.v, s.err = s.read()
+		s.at = time.Now()
+	}
+	return s.v, s.at, s.err
+}
 
 // newPlugin builds the plugin's sensors over procRoot and sysRoot, with
 // the network interfaces nets chooses (see netChoice). Network interfaces
@@ -39,11 +73,15 @@ func newPlugin(procRoot, sysRoot, nets string, log *slog.Logger) sdk.Plugin {
 			Deadband: deadband, Heartbeat: heartbeat, Read: gauge(sample),
 		})
 	}
+	// The sensors of one file read it once per tick (see shared).
+	loads := &shared[loadAvg]{read: func() (loadAvg, error) { return readLoad(procRoot) }}
+	mems := &shared[memInfo]{read: func() (memInfo, error) { return readMem(procRoot) }}
+	netdev := &shared[[]netDev]{read: func() ([]netDev, error) { return readNetDev(procRoot) }}
 	load := func(i int) func() (float64, error) {
-		return func() (float64, error) { l, err := readLoad(procRoot); return l[i], err }
+		return func() (float64, error) { l, _, err := loads.get(); return l[i], err }
 	}
 	mem := func(f func(memInfo) float64) func() (float64, error) {
-		return func() (float64, error) { m, err := readMem(procRoot); return f(m), err }
+		return func() (float64, error) { m, _, err := mems.get(); return f(m), err }
 	}
 	add("load1", "Load average, 1 min", "", slowInterval, 0.05, load(0))
 	add("load5", "Load average, 5 min", "", slowInterval, 0.05, load(1))
@@ -65,8 +103,8 @@ func newPlugin(procRoot, sysRoot, nets string, log *slog.Logger) sdk.Plugin {
 			continue
 		}
 		id := "net_" + sanitize(d.name)
-		add(id+"_rx_bytes_per_second", d.name+" received", "B/s", fastInterval, kib, (&netSensor{root: procRoot, iface: d.name}).sample)
-		add(id+"_tx_bytes_per_second", d.name+" sent", "B/s", fastInterval, kib, (&netSensor{root: procRoot, iface: d.name, tx: true}).sample)
+		add(id+"_rx_bytes_per_second", d.name+" received", "B/s", fastInterval, netDeadband, (&netSensor{root: procRoot, iface: d.name, devs: netdev}).sample)
+		add(id+"_tx_bytes_per_second", d.name+" sent", "B/s", fastInterval, netDeadband, (&netSensor{root: procRoot, iface: d.name, tx: true, devs: netdev}).sample)
 	}
 
 	zones, err := findThermalZones(sysRoot)
@@ -131,7 +169,8 @@ type netSensor struct {
 	root  string
 	iface string
 	tx    bool
-	now   func() time.Time // time.Now when nil; tests set a clock
+	devs  *shared[[]netDev] // net/dev as every network sensor reads it; nil: read it here
+	now   func() time.Time  // time.Now when nil; tests set a clock
 
 	mu   sync.Mutex
 	prev uint64
@@ -139,11 +178,17 @@ type netSensor struct {
 }
 
 func (n *netSensor) sample() (float64, error) {
-	devs, err := readNetDev(n.root)
+	var devs []netDev
+	var err error
+	now := time.Now()
+	if n.devs != nil {
+		devs, now, err = n.devs.get() // the counters' time: when they were read
+	} else {
+		devs, err = readNetDev(n.root)
+	}
 	if err != nil {
 		return 0, err
 	}
-	now := time.Now()
 	if n.now != nil {
 		now = n.now()
 	}
