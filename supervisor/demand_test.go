@@ -199,9 +199,11 @@ func sensorOf(t *testing.T, hello map[string]any, id string) map[string]any {
 // sensor, at the record's interval; with a browser, all, with the
 // configuration's overrides; when the browser leaves, the recorded one
 // again; a reload that adds an alarm on another sensor adds it (at its
-// own interval) and one that changes nothing of this plugin opens no new
-// Stream; with nothing configured, no Stream at all. The descriptors
-// carry the effective deadband, heartbeat and record interval.
+// own interval), one that changes an override asks with it, and one that
+// changes nothing of this plugin opens no new Stream; with nothing
+// configured, no Stream at all. The descriptors carry the effective
+// deadband, heartbeat and record interval, and a reload that changes
+// them sends a fresh hello.
 func TestDemandPerSensor(t *testing.T) {
 	const p = "helper_demand"
 	const conf = "record.helper_demand.count = 1s\ndeadband.helper_demand.slow = 0.25\n"
@@ -225,8 +227,22 @@ func TestDemandPerSensor(t *testing.T) {
 	}
 	cs.waitRequests(t, p, 2, `{"all":true,"demand":[{"id":"slow","deadband":0.25}]}`)
 	c.next("a reading of slow", is("reading", "sensor", p+".slow"))
+	// A reload that changes an override: a fresh hello, a new request.
+	cs.write(strings.Replace(conf, "0.25", "0.75", 1))
+	if err := cs.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	c.next("a fresh hello with slow's new deadband", func(m map[string]any) bool {
+		return m["type"] == "hello" && sensorOf(t, m, p+".slow")["deadband"] == 0.75
+	})
+	cs.waitRequests(t, p, 3, `{"all":true,"demand":[{"id":"slow","deadband":0.75}]}`)
+	cs.write(conf)
+	if err := cs.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	cs.waitRequests(t, p, 4, `{"all":true,"demand":[{"id":"slow","deadband":0.25}]}`)
 	c.conn.Close(websocket.StatusNormalClosure, "")
-	cs.waitRequests(t, p, 3, recorded)
+	cs.waitRequests(t, p, 5, recorded)
 
 	// A change for another plugin (livecgid's own figures): not this
 	// one's Stream.
@@ -244,7 +260,7 @@ func TestDemandPerSensor(t *testing.T) {
 	if err := cs.Reload(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	cs.waitRequests(t, p, 4, `{"demand":[{"id":"count","intervalMs":"1000"},{"id":"slow","deadband":0.25}]}`)
+	cs.waitRequests(t, p, 6, `{"demand":[{"id":"count","intervalMs":"1000"},{"id":"slow","deadband":0.25}]}`)
 	waitFor(t, "a reading of the alarmed sensor", func() bool { _, ok := cs.hub.Last(p + ".slow"); return ok })
 
 	// Nothing configured: no Stream.
@@ -253,8 +269,8 @@ func TestDemandPerSensor(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "no stream", func() bool { return cs.plugins.Streams() == 0 && cs.streams(t, p).Open == 0 })
-	if n := len(cs.requests(t, p)); n != 4 {
-		t.Errorf("%d stream requests, want no more than 4", n)
+	if n := len(cs.requests(t, p)); n != 6 {
+		t.Errorf("%d stream requests, want no more than 6", n)
 	}
 }
 

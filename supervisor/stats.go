@@ -20,7 +20,7 @@ var builtinSensors = []struct {
 	deadband        float64
 }{
 	{"clients", "Connected clients", "", 0},
-	{"messages_per_second", "Messages sent per second", "1/s", 5},
+	{"messages_per_second", "Messages sent per second", "1/s", 20},
 	{"coalesced_total", "Readings coalesced for slow clients", "", 0},
 	{"too_slow_total", "Clients closed for being too slow", "", 0},
 	{"plugin_restarts_total", "Plugin restarts", "", 0},

@@ -59,10 +59,10 @@ type RBERun struct {
 	Browsers   int     `json:"browsers"`
 	CPUTicks   int64   `json:"cpu_ticks"`
 	PluginCPU  int64   `json:"plugin_cpu_ticks"` // the plugins' part of it
-	CPUPercent float64 `json:"cpu_percent"` // of one core
-	Frames     uint64  `json:"frames"`      // to all browsers
-	Bytes      uint64  `json:"bytes"`       // frame payloads, to all browsers
-	Readings   uint64  `json:"readings"`    // reading frames, to all browsers
+	CPUPercent float64 `json:"cpu_percent"`      // of one core
+	Frames     uint64  `json:"frames"`           // to all browsers
+	Bytes      uint64  `json:"bytes"`            // frame payloads, to all browsers
+	Readings   uint64  `json:"readings"`         // reading frames, to all browsers
 	Messages   uint64  `json:"broker_messages"`
 	Latency    Dist    `json:"latency"`         // every reading: receipt − t
 	Moved      Dist    `json:"latency_changed"` // readings that moved past their deadband
