@@ -297,6 +297,9 @@ func (s *Supervisor) reload(why string, force bool) error {
 		// What can fail is done before anything is applied.
 		cert, err = loadCert(run)
 	}
+	if err == nil {
+		_, err = parseAlarms(run.Sensors)
+	}
 	if err == nil && !reflect.DeepEqual(run.MQTT, cur.MQTT) {
 		mqttChanged = true
 		b, err = s.newBridge(run.MQTT)
@@ -361,6 +364,7 @@ func (s *Supervisor) reload(why string, force bool) error {
 	if force || cur.AuthSetup() != run.AuthSetup() || !reflect.DeepEqual(cur.CommandRoles, run.CommandRoles) {
 		s.recheckClients(&run)
 	}
+	s.alarms.reconfigure(&run)
 	if rl.reloaded != nil {
 		rl.reloaded(run)
 	}
@@ -382,9 +386,26 @@ func changedKeys(a, b *config.Config) []string {
 				walk(keyName(f.Name)+"_", va.Field(i), vb.Field(i))
 				continue
 			}
-			if !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
-				out = append(out, keyName(prefix+f.Name))
+			fa, fb := va.Field(i), vb.Field(i)
+			if reflect.DeepEqual(fa.Interface(), fb.Interface()) {
+				continue
 			}
+			name := keyName(prefix + f.Name)
+			if !strings.HasSuffix(name, ".") {
+				out = append(out, name)
+				continue
+			}
+			// A key per entry (alarm.<name>, deadband.<id>...): those
+			// that differ.
+			var keys []string
+			for _, k := range append(fa.MapKeys(), fb.MapKeys()...) {
+				ea, eb := fa.MapIndex(k), fb.MapIndex(k)
+				if ea.IsValid() != eb.IsValid() || ea.IsValid() && !reflect.DeepEqual(ea.Interface(), eb.Interface()) {
+					keys = append(keys, name+k.String())
+				}
+			}
+			slices.Sort(keys)
+			out = append(out, slices.Compact(keys)...)
 		}
 	}
 	walk("", reflect.ValueOf(*a), reflect.ValueOf(*b))
@@ -405,7 +426,12 @@ func keyName(field string) string {
 		return "mqtt_keepalive"
 	case "mqtt_HomeAssistant":
 		return "mqtt_homeassistant"
+	case "sensors_Deadband", "sensors_Heartbeat", "sensors_Record":
+		return strings.ToLower(strings.TrimPrefix(field, "sensors_")) + "." // a key per sensor id
+	case "sensors_Alarms":
+		return "alarm." // a key per alarm name
 	}
+	field = strings.TrimPrefix(field, "sensors_") // top-level keys
 	prefix, name := "", field
 	if i := strings.LastIndexByte(field, '_'); i >= 0 {
 		prefix, name = field[:i+1], field[i+1:]

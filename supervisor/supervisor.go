@@ -192,6 +192,9 @@ func New(opts Options) (*Supervisor, error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	s.mqtt.cur = b
+	if err := s.alarms.init(s, cfg); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
 	s.initReload(opts)
 	return s, nil
 }
@@ -243,8 +246,10 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	pctx, stopPlugins := context.WithCancel(context.Background())
+	s.alarms.start() // before the first reading
 	if err := s.plugins.Start(pctx); err != nil {
 		stopPlugins()
+		s.alarms.stop()
 		return err
 	}
 	s.audit.open(s.config().StateDir)
@@ -252,12 +257,14 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 	defer stopPlugins() // before the audit trail closes, as step 3 below
 
 	s.registerBuiltin()
+	s.alarms.describe()
 
 	s.hub.Start()
 	var bg sync.WaitGroup
 	bg.Go(func() { s.publishStats(ctx) })
 	bg.Go(func() { s.idleExit(ctx, cancel) })
 	bg.Go(func() { s.sweepPolls(ctx) })
+	bg.Go(func() { s.alarms.run(ctx) })
 	s.startBridge(ctx, &bg)
 	watchErr := make(chan error, 1)
 	bg.Go(func() { watchErr <- s.plugins.Watch(ctx) })
@@ -296,6 +303,8 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 	s.plugins.Wait()
 	// 4. The watcher and the rest.
 	bg.Wait()
+	// 5. alarm_exec, then the alarms' states.
+	s.alarms.stop()
 	s.hub.Stop()
 	s.log.Info("livecgid stopped")
 	return err
