@@ -36,7 +36,7 @@ import (
 //	base<sensor id>         each reading's value (retained by default)
 //	base$meta               sensors, commands and plugins as JSON (retained)
 //	base$state              online, or offline (retained; the last will)
-//	base$alarm/<name>       each alarm's state as JSON (retained; alarms.go)
+//	base$alarm/<name>       each alarm's state as JSON (retained)
 //	base cmd/<command id>   commands in: the payload is the args object
 //	base result/<command id> their result or error frame, unless the
 //	                        command named an MQTT 5 response topic
