@@ -362,21 +362,26 @@ func (a *alarms) run(ctx context.Context) {
 	t := time.NewTimer(time.Hour)
 	t.Stop()
 	defer t.Stop()
-	described := make(chan struct{})
-	go func() { // Described's wait, on its own: the timers do not wait for it
-		defer close(described)
-		for {
-			ok, changed := a.s.plugins.Described()
-			if ok {
-				return
+	// Closed once the plugins described themselves (a reload that adds
+	// alarms warns by itself).
+	var described chan struct{}
+	if a.on.Load() {
+		described = make(chan struct{})
+		go func() { // Described's wait, on its own: the timers do not wait for it
+			defer close(described)
+			for {
+				ok, changed := a.s.plugins.Described()
+				if ok {
+					return
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-changed:
+				}
 			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-changed:
-			}
-		}
-	}()
+		}()
+	}
 	for {
 		a.mu.Lock()
 		var next time.Time
