@@ -192,6 +192,7 @@ func New(opts Options) (*Supervisor, error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	s.mqtt.cur = b
+	s.records.init(cfg.Sensors, log)
 	s.initReload(opts)
 	return s, nil
 }
@@ -232,7 +233,7 @@ func (s *Supervisor) Status() control.Status {
 // Run serves WebSockets on ln (over TLS with tls_cert) and runs the
 // plugins until ctx ends (or the idle timeout passes), then shuts down in
 // order: stop accepting, close every client with "going away", stop every
-// plugin, stop watching.
+// plugin, stop watching, save the history (history_dir).
 func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 	if a, ok := ln.Addr().(*net.TCPAddr); ok {
 		s.mu.Lock()
@@ -242,6 +243,7 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 	ln = &tlsListener{Listener: ln, s: s}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	s.records.load(s.config().Sensors.HistoryDir) // before any reading
 	pctx, stopPlugins := context.WithCancel(context.Background())
 	if err := s.plugins.Start(pctx); err != nil {
 		stopPlugins()
@@ -258,6 +260,7 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 	bg.Go(func() { s.publishStats(ctx) })
 	bg.Go(func() { s.idleExit(ctx, cancel) })
 	bg.Go(func() { s.sweepPolls(ctx) })
+	bg.Go(func() { s.syncHistory(ctx) })
 	s.startBridge(ctx, &bg)
 	watchErr := make(chan error, 1)
 	bg.Go(func() { watchErr <- s.plugins.Watch(ctx) })
@@ -294,8 +297,9 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 	// 3. Stop every plugin.
 	stopPlugins()
 	s.plugins.Wait()
-	// 4. The watcher and the rest.
+	// 4. The watcher and the rest; then the history, every reading in.
 	bg.Wait()
+	s.records.save(s.config().Sensors.HistoryDir, "stop")
 	s.hub.Stop()
 	s.log.Info("livecgid stopped")
 	return err
