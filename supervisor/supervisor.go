@@ -235,6 +235,9 @@ func (s *Supervisor) Status() control.Status {
 // order: stop accepting, close every client with "going away", stop every
 // plugin, stop watching, save the history (history_dir).
 func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
+	// Before any reading, and before Status has a port: the stub asks
+	// for nothing until then.
+	s.records.load(s.config().Sensors.HistoryDir)
 	if a, ok := ln.Addr().(*net.TCPAddr); ok {
 		s.mu.Lock()
 		s.port = a.Port
@@ -243,7 +246,6 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 	ln = &tlsListener{Listener: ln, s: s}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	s.records.load(s.config().Sensors.HistoryDir) // before any reading
 	pctx, stopPlugins := context.WithCancel(context.Background())
 	if err := s.plugins.Start(pctx); err != nil {
 		stopPlugins()
