@@ -299,9 +299,11 @@ func (s *Supervisor) serveHistoryCSV(ctx context.Context, arg []byte, _ io.Reade
 		return ctlserver.ErrorAnswer(400, control.ErrCodeBad, err.Error())
 	}
 	cfg := s.config()
-	if _, err := s.check(cfg, ticket{via: viaHistory, stub: true, token: req.Token, origin: req.Origin, remote: req.Remote}); err != nil {
+	e, err := s.check(cfg, ticket{via: viaHistory, stub: true, token: req.Token, origin: req.Origin, remote: req.Remote})
+	if err != nil {
 		return ctlserver.ErrorAnswer(403, control.ErrCodeForbidden, err.Error())
 	}
+	e.log.Debug("history download", "sensor", req.Sensor, "from", req.From, "to", req.To)
 	if !wire.ValidName(req.Sensor) {
 		return ctlserver.ErrorAnswer(400, control.ErrCodeBad, "history: want a sensor id, <plugin>.<sensor>")
 	}
