@@ -35,9 +35,10 @@ import (
 // once and to the clients already connected: each command holds its
 // client's identity to the configuration in force (hold), and a reload
 // that changes who may do what signs out the clients left with no role
-// and sends the others a fresh hello. What cannot change in a running
-// process (listen, plugins_dir, state_dir; max_clients and history past
-// what it started with) keeps its old value: the log says to restart,
+// and sends the others a fresh hello; record.<id> keys start and stop
+// recording (records.go). What cannot change in a running
+// process (listen, plugins_dir, state_dir, history_memory_kb; max_clients
+// and history past what it started with) keeps its old value: the log says to restart,
 // and so do Status and livecgid -check. A file that does not load keeps
 // the last good configuration running, with its error in the log, Status
 // and -check.
@@ -323,6 +324,7 @@ func (s *Supervisor) reload(why string, force bool) error {
 		}
 		return nil
 	}
+	restart = append(restart, historyRestart(cur, &run)...)
 	clients, history := s.hub.SetLimits(run.MaxClients, run.History, run.WriteTimeout)
 	s.hub.SetMaxPerKey(run.MaxClientsPerAddr)
 	if clients < run.MaxClients {
@@ -354,6 +356,7 @@ func (s *Supervisor) reload(why string, force bool) error {
 			strings.Join(restart, ", "), os.Getpid()), "running", fmt.Sprintf("listen %s, plugins_dir %s, state_dir %s, max_clients %d, history %d",
 			cur.Listen, cur.PluginsDir, cur.StateDir, clients, history))
 	}
+	s.records.apply(run.Sensors.Record)
 	if mqttChanged {
 		s.swapBridge(b)
 	}
@@ -386,26 +389,9 @@ func changedKeys(a, b *config.Config) []string {
 				walk(keyName(f.Name)+"_", va.Field(i), vb.Field(i))
 				continue
 			}
-			fa, fb := va.Field(i), vb.Field(i)
-			if reflect.DeepEqual(fa.Interface(), fb.Interface()) {
-				continue
+			if !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
+				out = append(out, keyName(prefix+f.Name))
 			}
-			name := keyName(prefix + f.Name)
-			if !strings.HasSuffix(name, ".") {
-				out = append(out, name)
-				continue
-			}
-			// A key per entry (alarm.<name>, deadband.<id>...): those
-			// that differ.
-			var keys []string
-			for _, k := range append(fa.MapKeys(), fb.MapKeys()...) {
-				ea, eb := fa.MapIndex(k), fb.MapIndex(k)
-				if ea.IsValid() != eb.IsValid() || ea.IsValid() && !reflect.DeepEqual(ea.Interface(), eb.Interface()) {
-					keys = append(keys, name+k.String())
-				}
-			}
-			slices.Sort(keys)
-			out = append(out, slices.Compact(keys)...)
 		}
 	}
 	walk("", reflect.ValueOf(*a), reflect.ValueOf(*b))
@@ -426,12 +412,16 @@ func keyName(field string) string {
 		return "mqtt_keepalive"
 	case "mqtt_HomeAssistant":
 		return "mqtt_homeassistant"
-	case "sensors_Deadband", "sensors_Heartbeat", "sensors_Record":
-		return strings.ToLower(strings.TrimPrefix(field, "sensors_")) + "." // a key per sensor id
+	case "sensors_Deadband": // per-sensor keys: <prefix><id>
+		return config.KeyDeadband + "*"
+	case "sensors_Heartbeat":
+		return config.KeyHeartbeat + "*"
 	case "sensors_Alarms":
-		return "alarm." // a key per alarm name
+		return config.KeyAlarm + "*"
+	case "sensors_Record":
+		return config.KeyRecord + "*"
 	}
-	field = strings.TrimPrefix(field, "sensors_") // top-level keys
+	field = strings.TrimPrefix(field, "sensors_") // Config.Sensors' keys have no prefix
 	prefix, name := "", field
 	if i := strings.LastIndexByte(field, '_'); i >= 0 {
 		prefix, name = field[:i+1], field[i+1:]
