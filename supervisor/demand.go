@@ -77,11 +77,14 @@ func equalDemand(a, b map[string][]*proto.SensorDemand) bool {
 	return true
 }
 
-// composeDemand returns, by plugin, the sensors the settings s name: with
-// all (every sensor is read at its own interval anyway), those whose rule
-// is overridden; without, those recorded or alarmed, each at the
-// shortest interval asked (an alarm asks for its own: 0), with the
-// overrides of their rule. Sorted by id.
+// composeDemand returns, by plugin, the sensors the settings s name:
+// those recorded or alarmed, each at the shortest interval asked (an
+// alarm asks for its own: 0), and, with all, those whose rule is
+// overridden; each with the overrides of its rule. With all every sensor
+// is read at its own interval anyway (interval 0): the recorded and
+// alarmed ones are listed still, so that a reload that records or alarms
+// one more opens a new Stream, whose first reading of it the history and
+// the alarm get at once. Sorted by id.
 func composeDemand(all bool, s config.Sensors) map[string][]*proto.SensorDemand {
 	type want struct {
 		wanted bool
@@ -120,7 +123,7 @@ func composeDemand(all bool, s config.Sensors) map[string][]*proto.SensorDemand 
 		db, hasDB := s.Deadband[id]
 		hb, hasHB := s.Heartbeat[id]
 		switch {
-		case all && !hasDB && !hasHB, !all && !w.wanted:
+		case !w.wanted && !(all && (hasDB || hasHB)):
 			continue
 		case all:
 			w.every = 0

@@ -225,7 +225,7 @@ func TestDemandPerSensor(t *testing.T) {
 	if s := sensorOf(t, hello, p+".slow"); s["record_ms"] != nil || s["deadband"] != 0.25 || s["heartbeat_ms"] != 60000.0 {
 		t.Errorf("slow's descriptor %v: want deadband 0.25 (the configuration's), heartbeat_ms 60000 (its own)", s)
 	}
-	cs.waitRequests(t, p, 2, `{"all":true,"demand":[{"id":"slow","deadband":0.25}]}`)
+	cs.waitRequests(t, p, 2, `{"all":true,"demand":[{"id":"count"},{"id":"slow","deadband":0.25}]}`)
 	c.next("a reading of slow", is("reading", "sensor", p+".slow"))
 	// A reload that changes an override: a fresh hello, a new request.
 	cs.write(strings.Replace(conf, "0.25", "0.75", 1))
@@ -235,12 +235,12 @@ func TestDemandPerSensor(t *testing.T) {
 	c.next("a fresh hello with slow's new deadband", func(m map[string]any) bool {
 		return m["type"] == "hello" && sensorOf(t, m, p+".slow")["deadband"] == 0.75
 	})
-	cs.waitRequests(t, p, 3, `{"all":true,"demand":[{"id":"slow","deadband":0.75}]}`)
+	cs.waitRequests(t, p, 3, `{"all":true,"demand":[{"id":"count"},{"id":"slow","deadband":0.75}]}`)
 	cs.write(conf)
 	if err := cs.Reload(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	cs.waitRequests(t, p, 4, `{"all":true,"demand":[{"id":"slow","deadband":0.25}]}`)
+	cs.waitRequests(t, p, 4, `{"all":true,"demand":[{"id":"count"},{"id":"slow","deadband":0.25}]}`)
 	c.conn.Close(websocket.StatusNormalClosure, "")
 	cs.waitRequests(t, p, 5, recorded)
 

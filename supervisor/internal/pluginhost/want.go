@@ -26,10 +26,11 @@ type Want struct {
 	All bool
 	// Sensors lists sensors by their id within the plugin (without
 	// "<plugin>."), each once, sorted by id: without All, the sensors
-	// wanted and how often (interval_ms; 0: its own); with All, the
-	// sensors whose report-by-exception rule is overridden (interval_ms
-	// 0). Either way with the deadband and heartbeat_ms that replace the
-	// declared ones, when set. Never changed once handed out.
+	// wanted and how often (interval_ms; 0: its own); with All, sensors
+	// wanted for more than being watched, or whose report-by-exception
+	// rule is overridden (interval_ms 0). Either way with the deadband
+	// and heartbeat_ms that replace the declared ones, when set. Never
+	// changed once handed out.
 	Sensors []*proto.SensorDemand
 }
 
