@@ -209,10 +209,10 @@ func (h *Hub) Counters() *Counters { return &h.counters }
 // Publish assigns the next sequence number to r, stores it as the sensor's
 // last value and in the ring, and wakes the idle clients. It returns false
 // if the sensor is unknown. It sets r.Changed: the t of the sensor's
-// first reading, then of each whose value moved from the value before by
-// more than the sensor's deadband (any change of text or a flag); a
-// reading without a value (an error) or one repeating it (a heartbeat)
-// keeps it.
+// first reading, then of each whose value moved by more than the
+// sensor's deadband from the value at the last change (so a creep adds
+// up; any change of text or a flag); a reading without a value (an
+// error) or one repeating it (a heartbeat) keeps it.
 func (h *Hub) Publish(r wire.Reading) bool {
 	r.Type = wire.TypeReading
 	h.mu.Lock()
