@@ -220,8 +220,8 @@ func testBrowserAlarms(t *testing.T, chromium, busybox, transport string) {
 		t.Errorf("the steady sensor went stale between its heartbeats: data-stale went %s", got)
 	}
 	step("it says since when its value has not changed", 30*time.Second, `(c => {
-		const rs = window.steadyReadings, r = rs[rs.length - 1], m = /^changed (\d+) s ago$/.exec(c.querySelector(".changed").textContent);
-		return rs.every(x => x.changed === rs[0].changed) && r.t - r.changed >= 4000 && String(r.changed) === c.dataset.changed && !!m && Number(m[1]) >= 4;
+		const rs = window.steadyReadings, r = rs[rs.length - 1], m = /^changed (\d+) (s|min) ago$/.exec(c.querySelector(".changed").textContent);
+		return rs.every(x => x.changed === rs[0].changed) && r.t - r.changed >= 4000 && String(r.changed) === c.dataset.changed && !!m && (m[2] === "min" || Number(m[1]) >= 4);
 	})(`+steady+`)`)
 	t.Logf("steady: %s; readings t−changed: %s", eval(steady+`.querySelector(".meta").textContent`), eval(`window.steadyReadings.map(r => r.t - r.changed).join(" ")`))
 
