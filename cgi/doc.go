@@ -29,9 +29,15 @@
 //	                      the next poll of session S: the frames after
 //	                      sequence number N, once there is news
 //	POST live.cgi?command&session=S
-//	                      one command frame (the body, at most max_frame
-//	                      bytes) of a poll session, answered with its
-//	                      result or error frame
+//	                      one command (or history) frame (the body, at
+//	                      most max_frame bytes) of a poll session,
+//	                      answered with its result (history) or error
+//	                      frame
+//	live.cgi?history=SENSOR[&from=MS][&to=MS]
+//	                      a recorded sensor's history as a CSV download
+//	                      (history.go), for the person signed in as
+//	                      ?connect signs in; from and to default to the
+//	                      last hour
 //
 // Parameters named v or _ (cache busters) may come with any of them; any
 // other query, or a method other than GET or HEAD (POST for ?command), is
@@ -47,7 +53,7 @@
 // functions) and Response.Write. start.go starts the supervisor (a lock so
 // that one stub of many does, every descriptor of the web server closed),
 // proto/control.Probe asks its control socket, poll.go carries polls
-// and commands to it (proto/control's client), nph.go hands it a browser's connection. auth.go signs
+// and commands to it (proto/control's client), history.go a CSV download, nph.go hands it a browser's connection. auth.go signs
 // visitors in; reaper.go is the stub run again as the keeper of an
 // auth_command, so that the command cannot outlive it. shell.go is what a
 // run from a shell prints.

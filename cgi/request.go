@@ -92,14 +92,18 @@ const (
 	ActionWS                     // ?ws&token=T: a WebSocket upgrade, under nph-live.cgi
 	ActionPoll                   // ?poll&token=T or ?poll&session=S[&since=N]
 	ActionCommand                // POST ?command&session=S
+	ActionHistory                // ?history=SENSOR[&from=MS][&to=MS]: a CSV download
 )
 
-// Params are the values a long poll or a command carries.
+// Params are the values a long poll, a command or a history download
+// carries.
 type Params struct {
 	Token    string // the connect token opening a poll session
 	Session  string // the poll session
 	Since    uint64 // the last sequence number the client has
 	HasSince bool   // since was given
+	Sensor   string // the sensor of a history download
+	From, To int64  // its range, Unix ms; 0: not given
 }
 
 // maxParam bounds a token or session id (tokens are at most 158 bytes;
@@ -108,17 +112,19 @@ const maxParam = 200
 
 // ParseQuery returns the action a query string asks for: ActionPage for
 // none, else the one of "client.js", "connect", "ws" (under
-// nph-live.cgi), "poll" or "command" it names. Parameters named "v" or
-// "_" (cache busters) may follow, and the values ParseParams reads;
-// anything else is an error.
+// nph-live.cgi), "poll", "command" or "history" it names. Parameters
+// named "v" or "_" (cache busters) may follow, and the values
+// ParseParams reads; anything else is an error.
 func ParseQuery(q string) (Action, error) {
 	act, _, err := ParseParams(q)
 	return act, err
 }
 
 // ParseParams is ParseQuery with the values of a poll (token or session,
-// since) or a command (session). Each is checked: a token or session is
-// base64url of at most maxParam bytes, since is a decimal uint64.
+// since), a command (session) or a history download (history=SENSOR,
+// from, to). Each is checked: a token or session is base64url of at
+// most maxParam bytes, since is a decimal uint64, a sensor
+// <plugin>.<sensor>, from and to decimal Unix milliseconds.
 func ParseParams(q string) (Action, Params, error) {
 	var p Params
 	if len(q) > maxQuery {
@@ -142,6 +148,22 @@ func ParseParams(q string) (Action, Params, error) {
 			a = ActionPoll
 		case "command":
 			a = ActionCommand
+		case "history":
+			if !hasValue || !validSensor(value) {
+				return 0, p, fmt.Errorf("query parameter history %s: want a sensor id, <plugin>.<sensor>", quote(value))
+			}
+			a, p.Sensor, hasValue = ActionHistory, value, false
+		case "from", "to":
+			n, err := strconv.ParseInt(value, 10, 64)
+			if !hasValue || err != nil || n < 0 || value[0] == '+' {
+				return 0, p, fmt.Errorf("query parameter %s %s: want a time in Unix milliseconds", key, quote(value))
+			}
+			if key == "from" {
+				p.From = n
+			} else {
+				p.To = n
+			}
+			continue
 		case "v", "_":
 			continue
 		case "token", "session":
@@ -165,13 +187,13 @@ func ParseParams(q string) (Action, Params, error) {
 			p.Since, p.HasSince = n, true
 			continue
 		default:
-			return 0, p, fmt.Errorf("unknown query parameter %s: want none, client.js, connect, ws, poll or command", quote(key))
+			return 0, p, fmt.Errorf("unknown query parameter %s: want none, client.js, connect, ws, poll, command or history", quote(key))
 		}
 		if hasValue {
 			return 0, p, fmt.Errorf("query parameter %s takes no value", key)
 		}
 		if seen {
-			return 0, p, errors.New("query asks for more than one of client.js, connect, ws, poll and command")
+			return 0, p, errors.New("query asks for more than one of client.js, connect, ws, poll, command and history")
 		}
 		act, seen = a, true
 	}
@@ -184,11 +206,30 @@ func ParseParams(q string) (Action, Params, error) {
 		return 0, p, errors.New("poll takes a token (the first poll) or a session (later ones)")
 	case act == ActionCommand && (p.Session == "" || p.Token != "" || p.HasSince):
 		return 0, p, errors.New("command takes a session, and nothing else")
+	case act != ActionHistory && (p.From != 0 || p.To != 0):
+		return 0, p, errors.New("from and to go with history only")
+	case act == ActionHistory && p.To != 0 && p.From > p.To:
+		return 0, p, errors.New("history: from is after to")
 	}
 	return act, p, nil
 }
 
 const b64url = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+// validSensor reports whether id is a sensor id, <plugin>.<sensor>: two
+// lower_snake ids of at most 64 bytes (as wire.ValidName, which the stub
+// does not link).
+func validSensor(id string) bool {
+	plugin, sensor, ok := strings.Cut(id, ".")
+	return ok && validID(plugin) && validID(sensor)
+}
+
+func validID(id string) bool {
+	if id == "" || len(id) > 64 || (id[0] < 'a' || id[0] > 'z') && id[0] != '_' {
+		return false
+	}
+	return strings.Trim(id, "abcdefghijklmnopqrstuvwxyz0123456789_") == ""
+}
 
 // HostPort is a checked host[:port] from a Host header or an origin.
 type HostPort struct {

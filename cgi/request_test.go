@@ -131,6 +131,27 @@ func TestParseQuery(t *testing.T) {
 		{"command&session=a&since=1", 0, true},
 		{"command&token=a", 0, true},
 		{"poll&command&session=a", 0, true},
+		// History downloads.
+		{"history=system.load1", ActionHistory, false},
+		{"history=system.load1&from=1700000000000&to=1700003600000&_=1", ActionHistory, false},
+		{"history=_x.y_2&to=1", ActionHistory, false},
+		{"history", 0, true},                              // no sensor
+		{"history=", 0, true},                             //
+		{"history=load1", 0, true},                        // not <plugin>.<sensor>
+		{"history=System.load1", 0, true},                 //
+		{"history=a.b.c", 0, true},                        //
+		{"history=a.b%2Fc", 0, true},                      //
+		{"history=a." + strings.Repeat("b", 65), 0, true}, // too long
+		{"history=a.b&history=a.c", 0, true},              // twice
+		{"history=a.b&from=-1", 0, true},                  // negative
+		{"history=a.b&from=+1", 0, true},                  //
+		{"history=a.b&to=1e3", 0, true},                   //
+		{"history=a.b&to=", 0, true},                      //
+		{"history=a.b&from=9223372036854775808", 0, true}, // huge
+		{"history=a.b&from=2&to=1", 0, true},              // the wrong way round
+		{"connect&from=1", 0, true},                       // from without history
+		{"history=a.b&poll&token=a", 0, true},             // two actions
+		{"history=a.b&session=a", 0, true},                //
 	}
 	for _, tt := range tests {
 		name := tt.in

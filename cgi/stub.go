@@ -65,6 +65,8 @@ func (s *Stub) DeadlineFor(r Request) time.Duration {
 		return s.Deadline() + s.Config.PollTimeout + s.Config.PollInterval + 5*time.Second
 	case ActionCommand:
 		return s.Deadline() + s.Config.CommandTimeout + 5*time.Second
+	case ActionHistory:
+		return s.Deadline() + historyTimeout
 	}
 	return s.Deadline()
 }
@@ -119,6 +121,8 @@ func (s *Stub) serve(ctx context.Context, r Request) Response {
 		return s.poll(ctx, r, p)
 	case ActionCommand:
 		return s.command(ctx, r, p)
+	case ActionHistory:
+		return s.history(ctx, r, p)
 	case ActionClientJS:
 		s.warmUp(ctx)
 		// text/javascript, as RFC 9239 says; lighttpd rewrites

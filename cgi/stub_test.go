@@ -470,6 +470,8 @@ func TestErrorsReadable(t *testing.T) {
 		{"bad query", Request{Host: "localhost", Origin: evil, Query: "bogus"}, 400, ErrBadRequest},
 		{"ws under a plain name", Request{Host: "localhost", Origin: evil, Query: "ws&token=abc"}, 400, ErrBadRequest},
 		{"cross-site poll", Request{Host: "localhost", Origin: evil, Query: "poll&token=abc"}, 403, ErrCrossSite},
+		{"cross-site history", Request{Host: "localhost", Origin: evil, Query: "history=system.load1"}, 403, ErrCrossSite},
+		{"bad history", Request{Host: "localhost", Origin: evil, Query: "history=load1"}, 400, ErrBadRequest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -28,11 +28,12 @@ const (
 	viaWebSocket = "websocket"
 	viaHandOver  = "hand-over"
 	viaPoll      = "poll"
+	viaHistory   = "history" // a CSV download through the stub: checked as a poll, never a client (records.go)
 )
 
 // ticket is what a transport read of a client asking in.
 type ticket struct {
-	via    string // viaWebSocket, viaHandOver, viaPoll
+	via    string // viaWebSocket, viaHandOver, viaPoll, viaHistory
 	host   string // the request's Host header
 	stub   bool   // the stub checked Host against allowed_hosts (a poll): host is ""
 	token  string
@@ -90,8 +91,8 @@ func (s *Supervisor) check(cfg *config.Config, t ticket) (entrant, error) {
 	}()
 	if err != nil {
 		msg := t.via + " refused"
-		if t.via != viaPoll {
-			msg = "upgrade refused" // the WebSocket port's and the hand-over's
+		if t.via == viaWebSocket || t.via == viaHandOver {
+			msg = "upgrade refused"
 		}
 		if errors.As(err, new(hostError)) {
 			msg += ": host not allowed"

@@ -28,6 +28,8 @@
 //	audit.go       the audit trail: bounded records, operators' and viewers' files, refusals summarised
 //	reload.go      following the configuration file, holding each client to it; the bridge's start and restarts
 //	stats.go       the supervisor's own figures (plugin livecgid)
+//	alarms.go      the alarms (alarm.<name>): the engine fed every reading, its timers; each transition to the clients, alarms.log, alarms.json and alarm_exec; reloads
+//	records.go     the history: record.<id> kept (internal/history), history requests, CSV downloads, history_dir
 //	idle.go        the idle exit: no consumer of readings for idle_timeout
 //	check.go       what livecgid -check asks of the internal parts (CheckPluginFile, CheckBroker)
 //	daemon.go      the single-instance lock and the rotated log file
@@ -44,7 +46,7 @@
 //
 // internal/fanout (the contracts on Hub and Client):
 //
-//	Hub.mu -> Client.mu                 broadcast, Attach and Rehello queue frames under mu
+//	Hub.mu -> Client.mu                 broadcast, Attach, Rehello and the alarms' frames are queued under mu
 //	Client.mu -> (Control sink)         a socketless client's frames are handed over under its lock: here pollQueue.mu
 //	Hub.idleMu, Hub.waitMu, Cork.mu     leaves, taken with no other fanout lock held
 //
@@ -59,17 +61,25 @@
 // This package:
 //
 //	reloader.mu -> Hub.mu               a reload sets the hub's limits (SetLimits, SetMaxPerKey)
+//	alarms.mu -> Hub.mu                 the engine's transitions reach the hub (SetAlarm, SetAlarms) in the order it made them
+//	alarms.mu -> Engine.mu, Runner.mu   (internal/alarm) every engine call; a transition queued for alarm_exec
+//	alarms.mu -> Log.mu -> LogFile.mu   a transition's line in alarms.log
+//	slot.pub -> alarms.mu               new descriptors tell the alarms their sensors' heartbeats (readings.SetPlugin)
 //	mqttRun.mu -> (the bridge's run)    swapBridge waits under it for the old bridge to return, which detaches from the hub
 //	polls.mu -> pollSession.mu          sweepPolls reads each session's use; endPoll and sweepPolls detach after letting go
 //	polls.mu -> pollQueue.mu            sweepPolls reads an overflow
+//	records.mu -> history Store.mu      apply adds and removes record.<id> sensors (Store.mu -> series.mu, one at a time)
 //	Client.mu -> pollQueue.mu           (above) a poll session's control frames
 //	pollSession.mu, gate.mu, nonceMu, hsMu, Supervisor.mu, usersFile.mu,
 //	refusals.mu, LogFile.mu, commands.mu, keepalive's mu: leaves (the
 //	audit trail writes a summary after letting refusals.mu go)
 //
 // internal/mqttbridge holds no lock of its own; it reaches the hub as a
-// client does. internal/wsconn's write lock is a leaf. Not wired into
-// livecgid yet: internal/history (Store.mu -> series.mu, one at a time)
-// and internal/alarm (Engine.mu and Runner.mu leaves; Log.mu -> its
-// writer's lock, LogFile.mu once wired).
+// client does. internal/wsconn's write lock is a leaf. internal/history:
+// a reading, Query and WriteCSV take one series.mu (a leaf) without
+// Store.mu; Save and Load take Store.mu, then each series.mu in turn;
+// none of them is called with a lock of this package held.
+// internal/alarm's Engine.mu and Runner.mu are leaves (Engine.Carry
+// takes the old engine's, then the new one's, which nobody else holds
+// yet).
 package supervisor

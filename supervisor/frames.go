@@ -23,7 +23,8 @@ import (
 // through the same steps, in this order: the rate limit (rate, burst:
 // gate, or the WebSocket reader's limiter before it reads the frame),
 // the size (max_frame), UTF-8, decoding (wire.DecodeClient, which bounds
-// ids and command names), and for a command: the role (authorize), the
+// ids and command names), then a subscribe, a resume or a history
+// request (any role; records.go), and for a command: the role (authorize), the
 // command's existence and argument schema, the run on its plugin, the
 // audit trail, the answer. A transport only carries bytes: it reads a
 // frame and delivers the answers (sender.answer).
@@ -66,7 +67,7 @@ var errNotUTF8 = errors.New("frame is not UTF-8")
 
 // frame takes one client frame from snd under cfg, once the transport
 // let it past the rate limit: size, UTF-8, decoding, then a command
-// (see command), a subscribe or a resume. Every refusal is answered
+// (see command), a subscribe, a resume or a history request. Every refusal is answered
 // through snd, but a frame that is not UTF-8: frame returns errNotUTF8.
 func (s *Supervisor) frame(ctx context.Context, cfg *config.Config, snd *sender, data []byte) error {
 	if int64(len(data)) > cfg.MaxFrame {
@@ -100,13 +101,15 @@ func (s *Supervisor) frame(ctx context.Context, cfg *config.Config, snd *sender,
 			return nil
 		}
 		snd.answer(s.hub.Resume(snd.ws, m.Epoch, m.Seq))
+	case *wire.HistoryRequest:
+		s.history(cfg, snd, m) // records.go
 	}
 	return nil
 }
 
 // commandsOnly answers a subscribe or resume from a transport without a
 // connection of its own.
-var commandsOnly = wire.Error{Type: wire.TypeError, Code: wire.ErrBadMessage, Message: "only command frames are taken here; a poll gets every sensor"}
+var commandsOnly = wire.Error{Type: wire.TypeError, Code: wire.ErrBadMessage, Message: "only command and history frames are taken here; a poll gets every sensor"}
 
 // decodeError is the answer to a frame DecodeClient refused: with the
 // command's id when it could be read.

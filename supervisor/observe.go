@@ -13,6 +13,13 @@ type readings struct {
 	s *Supervisor
 }
 
+// SetPlugin sets a plugin's descriptors on the hub, then tells the
+// alarms (their sensors' units and heartbeats).
+func (p readings) SetPlugin(id string, info *wire.PluginInfo, sensors []wire.Sensor, commands []wire.Command, st *wire.Status) {
+	p.Hub.SetPlugin(id, info, sensors, commands, st)
+	p.s.alarms.describe()
+}
+
 // Publish observes r and publishes it on the hub.
 func (p readings) Publish(r wire.Reading) bool {
 	p.s.alarms.observe(r)

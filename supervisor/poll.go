@@ -102,8 +102,8 @@ func (s *Supervisor) pollIdle() time.Duration {
 const pollUnused = 10 * time.Second
 
 // ControlHandlers are the control socket's request kinds besides status:
-// long polls and their commands. cmd/livecgid passes them to
-// ctlserver.Serve.
+// long polls and their commands, and CSV downloads of the history.
+// cmd/livecgid passes them to ctlserver.Serve.
 func (s *Supervisor) ControlHandlers() []ctlserver.Handler {
 	return []ctlserver.Handler{
 		{Kind: control.KindPoll, Serve: s.servePoll, Timeout: func() time.Duration {
@@ -113,6 +113,7 @@ func (s *Supervisor) ControlHandlers() []ctlserver.Handler {
 		{Kind: control.KindCommand, Serve: s.servePollCommand, Timeout: func() time.Duration {
 			return s.config().CommandTimeout + 5*time.Second
 		}},
+		{Kind: control.KindHistory, Serve: s.serveHistoryCSV, Timeout: func() time.Duration { return 10 * time.Second }}, // records.go
 	}
 }
 

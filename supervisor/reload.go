@@ -35,9 +35,10 @@ import (
 // once and to the clients already connected: each command holds its
 // client's identity to the configuration in force (hold), and a reload
 // that changes who may do what signs out the clients left with no role
-// and sends the others a fresh hello. What cannot change in a running
-// process (listen, plugins_dir, state_dir; max_clients and history past
-// what it started with) keeps its old value: the log says to restart,
+// and sends the others a fresh hello; record.<id> keys start and stop
+// recording (records.go). What cannot change in a running
+// process (listen, plugins_dir, state_dir, history_memory_kb; max_clients
+// and history past what it started with) keeps its old value: the log says to restart,
 // and so do Status and livecgid -check. A file that does not load keeps
 // the last good configuration running, with its error in the log, Status
 // and -check.
@@ -297,6 +298,9 @@ func (s *Supervisor) reload(why string, force bool) error {
 		// What can fail is done before anything is applied.
 		cert, err = loadCert(run)
 	}
+	if err == nil {
+		_, err = parseAlarms(run.Sensors)
+	}
 	if err == nil && !reflect.DeepEqual(run.MQTT, cur.MQTT) {
 		mqttChanged = true
 		b, err = s.newBridge(run.MQTT)
@@ -320,6 +324,7 @@ func (s *Supervisor) reload(why string, force bool) error {
 		}
 		return nil
 	}
+	restart = append(restart, historyRestart(cur, &run)...)
 	clients, history := s.hub.SetLimits(run.MaxClients, run.History, run.WriteTimeout)
 	s.hub.SetMaxPerKey(run.MaxClientsPerAddr)
 	if clients < run.MaxClients {
@@ -351,6 +356,7 @@ func (s *Supervisor) reload(why string, force bool) error {
 			strings.Join(restart, ", "), os.Getpid()), "running", fmt.Sprintf("listen %s, plugins_dir %s, state_dir %s, max_clients %d, history %d",
 			cur.Listen, cur.PluginsDir, cur.StateDir, clients, history))
 	}
+	s.records.apply(run.Sensors.Record)
 	if mqttChanged {
 		s.swapBridge(b)
 	}
@@ -361,6 +367,7 @@ func (s *Supervisor) reload(why string, force bool) error {
 	if force || cur.AuthSetup() != run.AuthSetup() || !reflect.DeepEqual(cur.CommandRoles, run.CommandRoles) {
 		s.recheckClients(&run)
 	}
+	s.alarms.reconfigure(&run)
 	if rl.reloaded != nil {
 		rl.reloaded(run)
 	}
@@ -405,7 +412,16 @@ func keyName(field string) string {
 		return "mqtt_keepalive"
 	case "mqtt_HomeAssistant":
 		return "mqtt_homeassistant"
+	case "sensors_Deadband": // per-sensor keys: <prefix><id>
+		return config.KeyDeadband + "*"
+	case "sensors_Heartbeat":
+		return config.KeyHeartbeat + "*"
+	case "sensors_Alarms":
+		return config.KeyAlarm + "*"
+	case "sensors_Record":
+		return config.KeyRecord + "*"
 	}
+	field = strings.TrimPrefix(field, "sensors_") // Config.Sensors' keys have no prefix
 	prefix, name := "", field
 	if i := strings.LastIndexByte(field, '_'); i >= 0 {
 		prefix, name = field[:i+1], field[i+1:]

@@ -192,6 +192,10 @@ func New(opts Options) (*Supervisor, error) {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	s.mqtt.cur = b
+	if err := s.alarms.init(s, cfg); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	s.records.init(cfg.Sensors, log)
 	s.initReload(opts)
 	return s, nil
 }
@@ -232,8 +236,11 @@ func (s *Supervisor) Status() control.Status {
 // Run serves WebSockets on ln (over TLS with tls_cert) and runs the
 // plugins until ctx ends (or the idle timeout passes), then shuts down in
 // order: stop accepting, close every client with "going away", stop every
-// plugin, stop watching.
+// plugin, stop watching, save the history (history_dir).
 func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
+	// Before any reading, and before Status has a port: the stub asks
+	// for nothing until then.
+	s.records.load(s.config().Sensors.HistoryDir)
 	if a, ok := ln.Addr().(*net.TCPAddr); ok {
 		s.mu.Lock()
 		s.port = a.Port
@@ -243,8 +250,10 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	pctx, stopPlugins := context.WithCancel(context.Background())
+	s.alarms.start() // before the first reading
 	if err := s.plugins.Start(pctx); err != nil {
 		stopPlugins()
+		s.alarms.stop()
 		return err
 	}
 	s.audit.open(s.config().StateDir)
@@ -252,12 +261,15 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 	defer stopPlugins() // before the audit trail closes, as step 3 below
 
 	s.registerBuiltin()
+	s.alarms.describe()
 
 	s.hub.Start()
 	var bg sync.WaitGroup
 	bg.Go(func() { s.publishStats(ctx) })
 	bg.Go(func() { s.idleExit(ctx, cancel) })
 	bg.Go(func() { s.sweepPolls(ctx) })
+	bg.Go(func() { s.alarms.run(ctx) })
+	bg.Go(func() { s.syncHistory(ctx) })
 	s.startBridge(ctx, &bg)
 	watchErr := make(chan error, 1)
 	bg.Go(func() { watchErr <- s.plugins.Watch(ctx) })
@@ -294,8 +306,11 @@ func (s *Supervisor) Run(ctx context.Context, ln net.Listener) error {
 	// 3. Stop every plugin.
 	stopPlugins()
 	s.plugins.Wait()
-	// 4. The watcher and the rest.
+	// 4. The watcher and the rest; then the history, every reading in.
 	bg.Wait()
+	s.records.save(s.config().Sensors.HistoryDir, "stop")
+	// 5. alarm_exec, then the alarms' states.
+	s.alarms.stop()
 	s.hub.Stop()
 	s.log.Info("livecgid stopped")
 	return err

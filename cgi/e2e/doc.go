@@ -6,8 +6,10 @@
 // supervisor (e2e_test.go). The other transports: long polling through
 // the stub (poll_test.go) and the same-port WebSocket through
 // nph-live.cgi, with its fallback under servers that give a pipe
-// (reach_test.go). Signing in under each auth mode (auth_test.go), and
-// make demo as a person runs it (demo_test.go).
+// (reach_test.go). Signing in under each auth mode (auth_test.go), a
+// recorded sensor's history as a CSV download and over long polling,
+// kept across a stop (history_test.go), and make demo as a person runs
+// it (demo_test.go).
 //
 // The browser tests drive the dashboard in headless Chromium
 // (/usr/bin/chromium, through chromedp) with the leds plugin on a fixture

@@ -55,6 +55,8 @@ func check(w io.Writer, configPath string, cfg config.Config, cfgErr error) bool
 	default:
 		if err := cfg.Validate(); err != nil {
 			line(false, "config", configPath+": "+err.Error(), "correct the value")
+		} else if err := supervisor.CheckAlarms(cfg); err != nil {
+			line(false, "config", configPath+": "+err.Error(), "correct the rule: alarm.<name> = "+supervisor.AlarmSyntax)
 		} else if err := trust.Check(configPath, trust.Options{}); err != nil {
 			trustLine("config", err, "it names the program the stub runs")
 		} else {

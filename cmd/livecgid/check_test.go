@@ -95,6 +95,9 @@ func TestCheck(t *testing.T) {
 		{"config writable by others", func(t *testing.T, conf string, cfg *config.Config) {
 			os.Chmod(conf, 0o666)
 		}, "livecgi.conf is writable by group or others (mode -rw-rw-rw-)"},
+		{"bad alarm rule", func(t *testing.T, _ string, cfg *config.Config) {
+			cfg.Sensors.Alarms = map[string]string{"hot": "system.thermal_zone0_celsius above 70 for a minute"}
+		}, `livecgi.conf: alarm.hot: for "a": want a duration`},
 		{"port in use by something else", func(t *testing.T, _ string, cfg *config.Config) {
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {

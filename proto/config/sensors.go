@@ -137,15 +137,16 @@ func sensorKey(k, prefix string) (string, error) {
 	return id, nil
 }
 
-// validID reports whether id is lower_snake: a-z first, then a-z, 0-9
-// and _, at most 64 bytes (as proto.ValidID, which this package cannot
-// import).
+// validID is wire.ValidID (lower_snake: a letter or _ first, then
+// letters, digits and _, at most 64 bytes), written again here because
+// wire pulls in encoding/json, which the stub does without.
+// TestValidIDMatchesWire keeps the two the same.
 func validID(id string) bool {
-	if id == "" || len(id) > 64 || id[0] < 'a' || id[0] > 'z' {
+	if id == "" || len(id) > 64 {
 		return false
 	}
-	for i := 0; i < len(id); i++ {
-		if c := id[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '_' {
+	for i, r := range id {
+		if !(r >= 'a' && r <= 'z' || r == '_' || i > 0 && r >= '0' && r <= '9') {
 			return false
 		}
 	}

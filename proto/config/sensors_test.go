@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/livecgi/livecgi/proto/wire"
 )
 
 func TestSensorsConfig(t *testing.T) {
@@ -63,6 +65,14 @@ func TestSensorsConfigErrors(t *testing.T) {
 		err := c.Parse([]byte(line))
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: got %v, want %q", line, err, want)
+		}
+	}
+}
+
+func TestValidIDMatchesWire(t *testing.T) {
+	for _, id := range []string{"", "a", "_a", "a1", "1a", "A", "a-b", "a.b", "é", strings.Repeat("a", 64), strings.Repeat("a", 65), "a\x00"} {
+		if validID(id) != wire.ValidID(id) {
+			t.Errorf("validID(%q) = %v, wire.ValidID says %v", id, validID(id), wire.ValidID(id))
 		}
 	}
 }

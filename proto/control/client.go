@@ -101,6 +101,14 @@ func Command(stateDir string, r CommandRequest, frame []byte, timeout time.Durat
 	return request(stateDir, msg, timeout)
 }
 
+// History asks the supervisor behind the control socket in stateDir for
+// the CSV of a recorded sensor (KindHistory). The answer is as Poll's: on
+// status 200 the body is the CSV.
+func History(stateDir string, r HistoryRequest, timeout time.Duration) (status int, body []byte, err error) {
+	msg := append([]byte(KindHistory+" "), r.appendJSON(nil)...)
+	return request(stateDir, append(msg, '\n'), timeout)
+}
+
 // request sends msg on the control socket in stateDir and reads the
 // answer: a decimal status, a newline, the body up to EOF (see
 // ctlserver.Handler).

@@ -13,9 +13,10 @@
 //
 //	protocol.go  the messages: Status (the answer to "status"), Connect
 //	             (the document the stub serves at ?connect) and its
-//	             Transports, PollRequest and CommandRequest (the poll and
-//	             command requests the stub passes on), their error codes
-//	client.go    the client side, in system calls: Probe, Poll, Command
+//	             Transports, PollRequest, CommandRequest and HistoryRequest
+//	             (the poll, command and CSV download requests the stub
+//	             passes on), their error codes
+//	client.go    the client side, in system calls: Probe, Poll, Command, History
 //	json.go      those documents written and read by hand, as
 //	             encoding/json does (TestJSONMatches, FuzzParseStatus)
 //	handover.go  SendHandOver: a browser's socket passed to the supervisor

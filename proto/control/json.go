@@ -122,6 +122,19 @@ func (r CommandRequest) appendJSON(b []byte) []byte {
 	return append(b, '}')
 }
 
+// appendJSON appends r as encoding/json marshals it.
+func (r HistoryRequest) appendJSON(b []byte) []byte {
+	b = appendJSONString(append(b, `{"token":`...), r.Token)
+	b = appendJSONString(append(b, `,"origin":`...), r.Origin)
+	if r.Remote != "" {
+		b = appendJSONString(append(b, `,"remote":`...), r.Remote)
+	}
+	b = appendJSONString(append(b, `,"sensor":`...), r.Sensor)
+	b = strconv.AppendInt(append(b, `,"from":`...), r.From, 10)
+	b = strconv.AppendInt(append(b, `,"to":`...), r.To, 10)
+	return append(b, '}')
+}
+
 // parseStatus reads a Status from one JSON object as encoding/json's
 // Unmarshal does: members matched by name without case, strings
 // unescaped, a repeated member counting with its last value, null leaving

@@ -59,6 +59,12 @@ func TestJSONMatches(t *testing.T) {
 				t.Errorf("CommandRequest.appendJSON = %s, want %s", got, want)
 			}
 		}
+		for _, r := range []HistoryRequest{{Token: s, Origin: s, Sensor: s}, {Token: s, Origin: s, Remote: s, Sensor: s, From: math.MinInt64, To: math.MaxInt64}} {
+			want, _ = json.Marshal(r)
+			if got := r.appendJSON(nil); string(got) != string(want) {
+				t.Errorf("HistoryRequest.appendJSON = %s, want %s", got, want)
+			}
+		}
 	}
 }
 

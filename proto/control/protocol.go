@@ -81,13 +81,30 @@ type CommandRequest struct {
 	Len     int    `json:"len"`
 }
 
+// HistoryRequest is what the stub asks the supervisor for a CSV download
+// of a recorded sensor (GET live.cgi?history=SENSOR): Token is a connect
+// token the stub minted for the person it signed in, checked as a poll's
+// (origin, run, single use, role); From and To (Unix ms, the stub's
+// defaults applied) bound the range. The answer's body is the CSV
+// itself (status 200), or an error document.
+type HistoryRequest struct {
+	Token  string `json:"token"`
+	Origin string `json:"origin"`
+	Remote string `json:"remote,omitempty"`
+	Sensor string `json:"sensor"`
+	From   int64  `json:"from"`
+	To     int64  `json:"to"`
+}
+
 // Control request kinds besides "status". A request is one line,
 // "<kind> <JSON object>\n", and for a command the frame's Len bytes; the
 // answer is the HTTP status in decimal, a newline, and the body the
-// stub passes to the browser as it is (a JSON document), up to EOF.
+// stub passes to the browser as it is (a JSON document, or a history's
+// CSV), up to EOF.
 const (
 	KindPoll    = "poll"
 	KindCommand = "command"
+	KindHistory = "history"
 )
 
 // Error codes of a poll or command answer's {"error": CODE, "reason": TEXT}.
@@ -97,4 +114,7 @@ const (
 	ErrCodeTooMany   = "too_many_clients"
 	ErrCodeBad       = "bad_request"
 	ErrCodeStopping  = "stopping" // 503: the supervisor is shutting down
+	// A history download's, as the wire protocol names them (404).
+	ErrCodeNotRecorded   = "not_recorded"   // a known sensor without record.<id>
+	ErrCodeUnknownSensor = "unknown_sensor" // no such sensor
 )

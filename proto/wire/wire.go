@@ -358,8 +358,9 @@ type Resume struct {
 // DecodeError is every error DecodeClient returns; Code tells which.
 type DecodeError struct {
 	Code string // ErrBadJSON, ErrUnknownType or ErrBadMessage
-	// ID is the command's id when the frame is a command whose "id", a
-	// string of 1 to 64 bytes, could be read: the answer carries it.
+	// ID is the command's (or history request's) id when the frame is
+	// one whose "id", a string of 1 to 64 bytes, could be read: the
+	// answer carries it.
 	ID  string
 	Err error
 }
@@ -387,7 +388,7 @@ func DecodeClient(frame []byte) (any, error) {
 		return nil, &DecodeError{Code: ErrBadJSON, Err: fmt.Errorf("malformed JSON: %w", err)}
 	}
 	var id string
-	if head.Type == TypeCommand && json.Unmarshal(head.ID, &id) == nil && len(id) > 64 {
+	if (head.Type == TypeCommand || head.Type == TypeHistory) && json.Unmarshal(head.ID, &id) == nil && len(id) > 64 {
 		id = ""
 	}
 	var msg any

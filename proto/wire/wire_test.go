@@ -118,7 +118,7 @@ func TestDecodeClient(t *testing.T) {
 	}
 }
 
-// TestDecodeErrorID: a command frame that fails to decode carries its id
+// TestDecodeErrorID: a command or history frame that fails to decode carries its id
 // in the error whenever the id can be read, so that its answer reaches the
 // client waiting for it; other frames, and ids that are no string or too
 // long, carry none.
@@ -134,6 +134,11 @@ func TestDecodeErrorID(t *testing.T) {
 		{`{"type":"command","id":"` + strings.Repeat("a", 65) + `","name":"a.b"}`, ""},
 		{`{"type":"resume","id":"r1","seq":1,"epoch":"e"}`, ""},
 		{`{"type":"command","id":"c5",`, ""},
+		{`{"type":"history","id":"h1","sensor":"a.b","extra":1}`, "h1"},
+		{`{"type":"history","id":"h2","sensor":"a.b","points":"many"}`, "h2"},
+		{`{"type":"history","id":"h3","sensor":"Bad"}`, "h3"},
+		{`{"type":"history","id":"h4","sensor":"a.b","points":5000}`, "h4"},
+		{`{"type":"history","id":"` + strings.Repeat("a", 65) + `","sensor":"a.b"}`, ""},
 	} {
 		_, err := DecodeClient([]byte(tt.in))
 		var de *DecodeError

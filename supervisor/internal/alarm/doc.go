@@ -10,7 +10,8 @@
 // Engine: New with the rules, SetSensor when a sensor is described,
 // Observe on every reading, Tick whenever Next says, States for what a
 // new or resuming client gets first, SaveFile/LoadFile in the state
-// directory across restarts. Runner runs alarm_exec; Log writes the
+// directory across restarts, Carry across a reload of the rules. Runner
+// runs alarm_exec (Close it for another program); Log writes the
 // transition log.
 //
 // Files:

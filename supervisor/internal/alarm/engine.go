@@ -2,6 +2,7 @@ package alarm
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -109,6 +110,34 @@ func New(rules []Rule, now func() time.Time) (*Engine, error) {
 		a.sensor.alarms = append(a.sensor.alarms, a)
 	}
 	return e, nil
+}
+
+// Carry takes over old's state, for new rules (a reload): an alarm of
+// the same name that watches the same sensor keeps its state, and, if
+// its rule is unchanged, its `for` window and flapping history too (a
+// changed rule, as after Load, re-evaluates the alarm at the sensor's
+// next reading); every sensor keeps its unit, heartbeat, last good value
+// and silence. No transition is reported. Call it before e is used.
+func (e *Engine) Carry(old *Engine) {
+	old.mu.Lock()
+	defer old.mu.Unlock()
+	e.mu.Lock() // e is not in use yet: no order to keep with old's
+	defer e.mu.Unlock()
+	for id, s := range e.sensors {
+		if o := old.sensors[id]; o != nil {
+			s.unit, s.heartbeat, s.lastSeen, s.stale, s.value = o.unit, o.heartbeat, o.lastSeen, o.stale, o.value
+		}
+	}
+	for _, a := range e.alarms {
+		o := old.byName[a.rule.Name]
+		if o == nil || o.rule.Sensor != a.rule.Sensor {
+			continue
+		}
+		a.cur, a.raised = o.cur, o.raised
+		if o.rule == a.rule {
+			a.pending, a.flips, a.want, a.wantAt = o.pending, slices.Clone(o.flips), o.want, o.wantAt
+		}
+	}
 }
 
 // SetSensor tells the engine a sensor's unit (for messages) and heartbeat:

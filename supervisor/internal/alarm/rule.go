@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/livecgi/livecgi/proto/wire"
 )
 
 // The states an alarm is in. Warning and Critical are also the two
@@ -53,7 +55,7 @@ func Parse(name, value string) (Rule, error) {
 	r, err := parse(name, value)
 	if err != nil {
 		key := KeyPrefix + name
-		if !validID(name) {
+		if !wire.ValidID(name) {
 			key = fmt.Sprintf("%s%q", KeyPrefix, name)
 		}
 		return Rule{}, fmt.Errorf("%s: %w", key, err)
@@ -62,7 +64,7 @@ func Parse(name, value string) (Rule, error) {
 }
 
 func parse(name, value string) (Rule, error) {
-	if !validID(name) {
+	if !wire.ValidID(name) {
 		return Rule{}, errors.New("want a lower_snake alarm name (a-z, 0-9 and _, at most 64 bytes)")
 	}
 	w := strings.Fields(value)
@@ -162,24 +164,6 @@ func number(s string) (float64, error) {
 
 func num(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
 
-// validID is proto.ValidID (lower_snake, a letter or _ first, at most 64
-// bytes), written again here because proto pulls in gRPC and go-plugin.
-// TestValidIDMatchesProto keeps the two the same.
-func validID(id string) bool {
-	if id == "" || len(id) > 64 {
-		return false
-	}
-	for i, r := range id {
-		if !(r >= 'a' && r <= 'z' || r == '_' || i > 0 && r >= '0' && r <= '9') {
-			return false
-		}
-	}
-	return true
-}
-
 // validSensor reports whether id is a sensor id of the wire protocol:
 // <plugin>.<sensor>, both lower_snake.
-func validSensor(id string) bool {
-	p, s, ok := strings.Cut(id, ".")
-	return ok && validID(p) && validID(s)
-}
+func validSensor(id string) bool { return wire.ValidName(id) }

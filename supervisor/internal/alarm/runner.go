@@ -61,7 +61,8 @@ type Runner struct {
 	queue chan Transition
 
 	mu      sync.Mutex
-	dropped int // since the last Result
+	dropped int  // since the last Result
+	closed  bool // Close was called: queue is closed
 }
 
 // NewRunner returns a Runner for c; start it with Run.
@@ -79,27 +80,48 @@ func NewRunner(c RunnerConfig) (*Runner, error) {
 }
 
 // Submit queues a run for tr without blocking. When the queue is full it
-// drops tr, counts it for the next Result, and reports false.
+// drops tr, counts it for the next Result, and reports false; after
+// Close it drops tr and reports false.
 func (x *Runner) Submit(tr Transition) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.closed {
+		return false
+	}
 	select {
 	case x.queue <- tr:
 		return true
 	default:
-		x.mu.Lock()
 		x.dropped++
-		x.mu.Unlock()
 		return false
 	}
 }
 
+// Close ends the runner's intake: Submit drops from now on, and Run
+// returns once it has run what was queued (or when its ctx is done,
+// first). For a new alarm_exec, close the old runner and start another:
+// the transitions already queued run the program they were queued for.
+func (x *Runner) Close() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if !x.closed {
+		x.closed = true
+		close(x.queue)
+	}
+}
+
 // Run runs the queued transitions until ctx is done, which kills a
-// running program's group; transitions still queued then are not run.
+// running program's group (transitions still queued then are not run),
+// or until the queue is empty after Close.
 func (x *Runner) Run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case tr := <-x.queue:
+		case tr, ok := <-x.queue:
+			if !ok {
+				return
+			}
 			res := x.run(ctx, tr)
 			x.mu.Lock()
 			res.Dropped, x.dropped = x.dropped, 0

@@ -105,6 +105,8 @@ type Hub struct {
 	perKey     map[string]int // attached clients by key, for those with one
 	closed     bool           // shutting down: attach refuses
 
+	alarms map[string]wire.Alarm // every alarm's state, by name (alarms.go); guarded by mu
+
 	// The ring is read by writers without mu: reading seq s is in
 	// ring[s%len(ring)] (check its seq: the slot may have moved on), and
 	// head is the last seq stored.
@@ -456,7 +458,7 @@ func (h *Hub) helloLocked() wire.Hello {
 
 // snapshotLocked returns the last value of every sensor wanted.
 func (h *Hub) snapshotLocked(wants func(sensor string) bool, reason string) wire.Snapshot {
-	s := wire.Snapshot{Type: wire.TypeSnapshot, Mode: wire.SnapshotFull, Reason: reason, Seq: h.seq, Readings: []wire.Reading{}}
+	s := wire.Snapshot{Type: wire.TypeSnapshot, Mode: wire.SnapshotFull, Reason: reason, Seq: h.seq, Readings: []wire.Reading{}, Alarms: h.alarmsLocked()}
 	for id, st := range h.sensors {
 		if st.last != nil && wants(id) {
 			r := st.last.r
@@ -471,7 +473,7 @@ func (h *Hub) snapshotLocked(wants func(sensor string) bool, reason string) wire
 // replayLocked returns the readings after seq that are wanted, or
 // false when the history no longer reaches back that far.
 func (h *Hub) replayLocked(wants func(sensor string) bool, seq uint64) (wire.Snapshot, bool) {
-	s := wire.Snapshot{Type: wire.TypeSnapshot, Mode: wire.SnapshotReplay, Seq: h.seq, Readings: []wire.Reading{}}
+	s := wire.Snapshot{Type: wire.TypeSnapshot, Mode: wire.SnapshotReplay, Seq: h.seq, Readings: []wire.Reading{}, Alarms: h.alarmsLocked()}
 	if h.seq-seq > uint64(h.history.Load()) {
 		return s, false
 	}

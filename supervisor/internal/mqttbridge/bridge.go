@@ -36,6 +36,7 @@ import (
 //	base<sensor id>         each reading's value (retained by default)
 //	base$meta               sensors, commands and plugins as JSON (retained)
 //	base$state              online, or offline (retained; the last will)
+//	base$alarm/<name>       each alarm's state as JSON (retained)
 //	base cmd/<command id>   commands in: the payload is the args object
 //	base result/<command id> their result or error frame, unless the
 //	                        command named an MQTT 5 response topic
@@ -94,6 +95,10 @@ type Bridge struct {
 	who    auth.Identity
 	sem    chan struct{} // commands in flight
 	cmdN   atomic.Uint64
+	// strays takes the names of the alarms whose state the broker
+	// holds, as the bridge's subscription to base$alarm/+ hears them, to
+	// the session loop, which clears those no longer configured.
+	strays chan string
 
 	// Owned by the session loop.
 	//
@@ -108,6 +113,7 @@ type Bridge struct {
 	published map[string]bool   // sensor ids with a retained value
 	errs      map[string]string // sensor id → the error its retained <id>/$error holds (staleError: unknown)
 	discovery map[string]string // discovery config topic → its config ("": to be sent again)
+	alarms    map[string]string // alarm name → the state its retained $alarm/<name> holds ("": to be sent again)
 }
 
 // Bridge timing.
@@ -146,6 +152,7 @@ func New(o Options) (*Bridge, error) {
 	b := &Bridge{
 		o: o, m: m, url: u, device: m.Device(), log: o.Log.With("mqtt", u.Redacted()),
 		who: auth.Identity{User: "mqtt", Role: m.Role}, sem: make(chan struct{}, mqttMaxInFlight),
+		strays: make(chan string, 64),
 	}
 	b.base = m.Prefix + "/" + b.device + "/"
 	if m.Username != "" {
@@ -310,6 +317,10 @@ func (b *Bridge) session(ctx context.Context) (connected bool, err error) {
 	if err := b.retained(ctx, cli, b.base+"$state", []byte("online")); err != nil {
 		return true, err
 	}
+	// The alarms the broker holds, to clear those removed meanwhile.
+	if _, err := cli.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: b.base + "$alarm/+", QoS: 1}}}); err != nil {
+		b.log.Info("mqtt: subscription to "+b.base+"$alarm/+ refused: the state of an alarm removed while livecgid was stopped stays retained", "err", err)
+	}
 	// Attach as a consumer; hello, snapshot, status and new hellos only
 	// mark the metadata to be looked at again.
 	dirty := make(chan struct{}, 1)
@@ -328,14 +339,18 @@ func (b *Bridge) session(ctx context.Context) (connected bool, err error) {
 	for t := range b.discovery {
 		b.discovery[t] = ""
 	}
+	for name := range b.alarms {
+		b.alarms[name] = ""
+	}
 	for id := range b.errs {
 		b.errs[id] = staleError // set again, or cleared, at the sensor's next reading
 	}
 	var (
-		cursor  uint64
-		rs      []wire.Reading
-		metaDue bool
-		settled <-chan struct{} // while $meta waits: the plugins' startup moved
+		cursor    uint64
+		rs        []wire.Reading
+		metaDue   bool
+		alarmsDue bool
+		settled   <-chan struct{} // while $meta waits: the plugins' startup moved
 	)
 	var deadline <-chan time.Time // while $meta waits: the longest it waits
 	if !b.described {
@@ -347,8 +362,14 @@ func (b *Bridge) session(ctx context.Context) (connected bool, err error) {
 		published := b.o.Hub.Published()
 		select {
 		case <-dirty:
-			metaDue = true
+			metaDue, alarmsDue = true, true
 		default:
+		}
+		if alarmsDue {
+			if err := b.publishAlarms(ctx, cli); err != nil {
+				return true, err
+			}
+			alarmsDue = false
 		}
 		if metaDue && !b.described {
 			var ok bool
@@ -395,7 +416,11 @@ func (b *Bridge) session(ctx context.Context) (connected bool, err error) {
 			return true, fmt.Errorf("connection lost: %w", err)
 		case <-published:
 		case <-dirty:
-			metaDue = true
+			metaDue, alarmsDue = true, true
+		case name := <-b.strays:
+			if err := b.clearStray(ctx, cli, name); err != nil {
+				return true, err
+			}
 		case <-settled:
 			metaDue = true
 		case <-deadline:
@@ -577,6 +602,15 @@ func (b *Bridge) publishMeta(ctx context.Context, cli *paho.Client) error {
 func (b *Bridge) received(ctx context.Context) func(paho.PublishReceived) (bool, error) {
 	return func(pr paho.PublishReceived) (bool, error) {
 		p := pr.Packet
+		if name, ok := strings.CutPrefix(p.Topic, b.base+"$alarm/"); ok {
+			if len(p.Payload) > 0 {
+				select {
+				case b.strays <- name:
+				default: // full: the next connection looks again
+				}
+			}
+			return true, nil
+		}
 		name, ok := strings.CutPrefix(p.Topic, b.base+"cmd/")
 		if !ok {
 			return false, nil
@@ -663,4 +697,67 @@ func (b *Bridge) reply(ctx context.Context, cli *paho.Client, name string, p *pa
 	if _, err := cli.Publish(ctx, out); err != nil {
 		b.log.Info("mqtt: result not delivered", "command", name, "topic", out.Topic, "err", err)
 	}
+}
+
+// publishAlarms publishes the state of each alarm that changed since
+// the broker got it, retained, as JSON (wire.Alarm without its type),
+// and clears the retained state of alarms no longer configured. It
+// publishes the current states: of transitions that come faster than
+// the broker takes them, the last one is published. When alarms came or
+// went, Home Assistant's configs follow.
+func (b *Bridge) publishAlarms(ctx context.Context, cli *paho.Client) error {
+	as := b.o.Hub.Alarms()
+	if b.alarms == nil {
+		b.alarms = map[string]string{}
+	}
+	known := make(map[string]bool, len(as))
+	changed := false // the set of alarms
+	for _, a := range as {
+		known[a.Name] = true
+		js, _ := json.Marshal(a)
+		held, ok := b.alarms[a.Name]
+		changed = changed || !ok
+		if held == string(js) {
+			continue
+		}
+		if err := b.retained(ctx, cli, b.base+"$alarm/"+a.Name, js); err != nil {
+			return err
+		}
+		b.alarms[a.Name] = string(js)
+	}
+	for name := range b.alarms {
+		if !known[name] {
+			if err := b.retained(ctx, cli, b.base+"$alarm/"+name, nil); err != nil {
+				return err
+			}
+			delete(b.alarms, name)
+			changed = true
+		}
+	}
+	if changed && b.described && b.m.HomeAssistant {
+		return b.publishDiscovery(ctx, cli, b.o.Hub.Hello())
+	}
+	return nil
+}
+
+// clearStray clears the retained state of alarm name, which the broker
+// holds, if it is not configured: an alarm removed while livecgid was
+// stopped (and its Home Assistant config, with mqtt_homeassistant).
+func (b *Bridge) clearStray(ctx context.Context, cli *paho.Client, name string) error {
+	for _, a := range b.o.Hub.Alarms() {
+		if a.Name == name {
+			return nil
+		}
+	}
+	if _, ok := b.alarms[name]; ok {
+		return nil // being removed by publishAlarms
+	}
+	b.log.Info("mqtt: clearing the retained state of an alarm no longer configured", "alarm", name)
+	if err := b.retained(ctx, cli, b.base+"$alarm/"+name, nil); err != nil {
+		return err
+	}
+	if b.m.HomeAssistant {
+		return b.retained(ctx, cli, haAlarmTopic(b.device, name), nil)
+	}
+	return nil
 }

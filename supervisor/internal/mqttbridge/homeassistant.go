@@ -21,6 +21,9 @@ import (
 //	commands without args    button (pressing it sends {})
 //	one number arg           number (min and max from the schema)
 //	one text arg with enum   select
+//	alarms (alarm.<name>)    binary_sensor of device class problem, on while
+//	                         the alarm is raised or stale; its state's
+//	                         members are the entity's attributes
 //
 // Other commands have no entity; they still run through base cmd/<id>.
 // A command is not tied to a sensor that shows its effect, so number and
@@ -92,6 +95,14 @@ func (b *Bridge) publishDiscovery(ctx context.Context, cli *paho.Client, h wire.
 			add("select", c.ID, cfg)
 		}
 	}
+	for _, a := range b.o.Hub.Alarms() {
+		topic := b.base + "$alarm/" + a.Name
+		add("binary_sensor", haAlarmObject(a.Name), map[string]any{
+			"name": "Alarm " + a.Name, "device_class": "problem",
+			"state_topic": topic, "value_template": "{{ 'OFF' if value_json.state == 'ok' else 'ON' }}",
+			"json_attributes_topic": topic,
+		})
+	}
 	if b.discovery == nil {
 		b.discovery = map[string]string{}
 	}
@@ -156,6 +167,15 @@ func haClasses(s wire.Sensor) (device, state string) {
 		return device, ""
 	}
 	return device, "measurement"
+}
+
+// haAlarmObject is the object id of alarm name: "alarm-<name>", which
+// no sensor's or command's can be (they have no hyphen).
+func haAlarmObject(name string) string { return "alarm-" + name }
+
+// haAlarmTopic is the discovery config topic of alarm name of device.
+func haAlarmTopic(device, name string) string {
+	return haPrefix + "/binary_sensor/" + haObject(device) + "/" + haObject(haAlarmObject(name)) + "/config"
 }
 
 // haObject turns an id into a Home Assistant object or node id
