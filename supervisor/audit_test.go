@@ -207,7 +207,7 @@ func TestAuditSurvivesViewerFlood(t *testing.T) {
 		// Every command is answered (some at QoS 0, which a subscriber
 		// may miss), and each answer that is no result is logged.
 		waitWithin(t, mqttWait, "the flood's answers", func() bool {
-			return strings.Count(ts.logs.String(), `msg="mqtt: command refused"`) >= 1000
+			return strings.Count(ts.logs.String(), `msg="mqtt: request refused"`) >= 1000
 		})
 		check(t, state)
 	})

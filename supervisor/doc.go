@@ -12,7 +12,7 @@
 //
 //	internal/fanout      the hub: last values, a ring of readings, the writers to clients; counts the consumers of readings (Demand) and the clients of each address (MaxPerKey)
 //	internal/pluginhost  the plugin host: one slot per binary, restarts, hot swap, the plugins directory, commands on plugins
-//	internal/mqttbridge  the broker bridge (mqtt_url): readings and $meta out, command messages in as frames
+//	internal/mqttbridge  the broker bridge (mqtt_url): readings, $meta and $alarm out, command and history messages in as frames
 //	internal/ratelimit   the token bucket each transport holds a client's messages to
 //	internal/wsconn      the WebSocket client the bridge dials a ws:// broker with
 //

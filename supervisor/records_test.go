@@ -17,6 +17,7 @@ import (
 	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
 	"github.com/livecgi/livecgi/proto/wire"
+	"github.com/livecgi/livecgi/supervisor/brokertest"
 	"github.com/livecgi/livecgi/supervisor/internal/history"
 )
 
@@ -332,5 +333,60 @@ func TestRecordsObserve(t *testing.T) {
 	}
 	if got := q("p.t"); len(got) != 0 {
 		t.Errorf("text: %v", got)
+	}
+}
+
+// TestHistoryMQTT: a history request published on history/<sensor id>
+// is answered on history/<sensor id>/result, with the correlation data
+// as its id; a bad payload and a sensor not recorded are error frames
+// there, and a response topic under mqtt_reply_prefix is honoured.
+func TestHistoryMQTT(t *testing.T) {
+	b := brokertest.Start(t, brokertest.Options{})
+	ts := startSup(t, recordCounter(withBridge(b, "h1", func(m *config.MQTT) { m.ReplyPrefix = "reply" })), "counter")
+	sub := b.Subscribe(t, []string{"livecgi/h1/history/#", "reply/#"})
+	ts.waitStored(t, counterSensor, 5)
+	all := ts.stored(counterSensor)
+
+	const result = "livecgi/h1/history/" + counterSensor + "/result"
+	b.Publish(t, "livecgi/h1/history/"+counterSensor, fmt.Appendf(nil, `{"from": %d, "to": %d, "points": 2}`, all[0].T, all[len(all)-1].T),
+		"-D", "publish", "correlation-data", "night")
+	m, _ := sub.WaitFor(mqttWait, 0, "the history", topicIs(result))
+	var h wire.History
+	if err := json.Unmarshal([]byte(m.Payload), &h); err != nil || h.Type != wire.TypeHistory || h.ID != "night" || h.Sensor != counterSensor ||
+		len(h.Points) == 0 || len(h.Points) > 2 || m.Correlation != "night" {
+		t.Fatalf("history answer %s (correlation %q, %v): want up to 2 points for id night", m.Payload, m.Correlation, err)
+	}
+	checkCounting(t, h.Points)
+
+	// An empty payload asks for the last hour.
+	from := len(sub.Messages())
+	b.Publish(t, "livecgi/h1/history/"+counterSensor, nil)
+	m, _ = sub.WaitFor(mqttWait, from, "the last hour", topicIs(result))
+	if r := resultOf(t, m); r["type"] != "history" || r["to"].(float64)-r["from"].(float64) != 3600_000 {
+		t.Errorf("history of an empty payload: %s", m.Payload)
+	}
+
+	for _, tc := range []struct{ name, sensor, payload, code string }{
+		{"unknown field", counterSensor, `{"sensor": "other.x"}`, wire.ErrBadMessage},
+		{"not JSON", counterSensor, `{"from": `, wire.ErrBadMessage},
+		{"too many points", counterSensor, `{"points": 1000000}`, wire.ErrBadMessage},
+		{"not recorded", "helper_counter.label", ``, wire.ErrNotRecorded},
+		{"unknown sensor", "nope.nothing", ``, wire.ErrUnknownSensor},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			from := len(sub.Messages())
+			b.Publish(t, "livecgi/h1/history/"+tc.sensor, []byte(tc.payload))
+			m, _ := sub.WaitFor(mqttWait, from, "the refusal", topicIs("livecgi/h1/history/"+tc.sensor+"/result"))
+			if r := resultOf(t, m); r["type"] != "error" || r["code"] != tc.code {
+				t.Errorf("got %s, want error %s", m.Payload, tc.code)
+			}
+		})
+	}
+
+	from = len(sub.Messages())
+	b.Publish(t, "livecgi/h1/history/"+counterSensor, nil, "-D", "publish", "response-topic", "reply/h")
+	m, _ = sub.WaitFor(mqttWait, from, "the answer on the response topic", topicIs("reply/h"))
+	if r := resultOf(t, m); r["type"] != "history" {
+		t.Errorf("response topic got %s", m.Payload)
 	}
 }

@@ -460,7 +460,11 @@ func (s *Sub) WaitFor(limit time.Duration, from int, what string, match func(Mes
 // mosquitto_pub arguments (-D publish correlation-data …, -r, …).
 func (b *Broker) Publish(t testing.TB, topic string, payload []byte, args ...string) {
 	t.Helper()
-	b.publish(t, topic, payload, append([]string{"-s"}, args...))
+	how := "-s"
+	if len(payload) == 0 {
+		how = "-n" // mosquitto_pub refuses an empty stdin
+	}
+	b.publish(t, topic, payload, append([]string{how}, args...))
 }
 
 // PublishMany sends n messages of payload (one line: no newline) on

@@ -41,6 +41,11 @@ import (
 //	base result/<command id> their result or error frame, unless the
 //	                        command named an MQTT 5 response topic
 //	                        under mqtt_reply_prefix
+//	base history/<sensor id> history requests in: the payload is
+//	                        {"from", "to", "points"}, each optional
+//	base history/<sensor id>/result the history or error frame, unless
+//	                        the request named a response topic (as a
+//	                        command's)
 //
 // While connected the bridge is a client of the hub without a socket,
 // like a poll session: it holds demand (so plugins sample), wakes at each
@@ -311,8 +316,8 @@ func (b *Bridge) session(ctx context.Context) (connected bool, err error) {
 		}
 		cli.Disconnect(&paho.Disconnect{ReasonCode: 0})
 	}()
-	if _, err := cli.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: b.base + "cmd/+", QoS: 1}}}); err != nil {
-		return true, fmt.Errorf("subscribe to %scmd/+: %w", b.base, err)
+	if _, err := cli.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: b.base + "cmd/+", QoS: 1}, {Topic: b.base + "history/+", QoS: 1}}}); err != nil {
+		return true, fmt.Errorf("subscribe to %scmd/+ and %shistory/+: %w", b.base, b.base, err)
 	}
 	if err := b.retained(ctx, cli, b.base+"$state", []byte("online")); err != nil {
 		return true, err
@@ -611,19 +616,23 @@ func (b *Bridge) received(ctx context.Context) func(paho.PublishReceived) (bool,
 			}
 			return true, nil
 		}
+		take := b.command
 		name, ok := strings.CutPrefix(p.Topic, b.base+"cmd/")
 		if !ok {
-			return false, nil
+			if name, ok = strings.CutPrefix(p.Topic, b.base+"history/"); !ok {
+				return false, nil
+			}
+			take = b.history
 		}
 		select {
 		case b.sem <- struct{}{}:
 			go func() {
 				defer func() { <-b.sem }()
-				b.command(ctx, pr.Client, name, p)
+				take(ctx, pr.Client, name, p)
 			}()
 		default: // answered at QoS 0: this goroutine must not wait for an ack
-			b.answer(ctx, pr.Client, name, p, "", wire.Error{Code: wire.ErrRateLimited,
-				Message: fmt.Sprintf("%d commands from the broker already running: command dropped", mqttMaxInFlight)}, 0)
+			b.answer(ctx, pr.Client, b.resultTopic(p.Topic, name), p, "", wire.Error{Code: wire.ErrRateLimited,
+				Message: fmt.Sprintf("%d requests from the broker already running: request dropped", mqttMaxInFlight)}, 0)
 		}
 		return true, nil
 	}
@@ -635,12 +644,8 @@ func (b *Bridge) received(ctx context.Context) func(paho.PublishReceived) (bool,
 // data, if any), takes it through Options.Frames and publishes the
 // answer.
 func (b *Bridge) command(ctx context.Context, cli *paho.Client, name string, p *paho.Publish) {
-	id := "mqtt-" + strconv.FormatUint(b.cmdN.Add(1), 10)
-	if p.Properties != nil {
-		if cd := p.Properties.CorrelationData; len(cd) > 0 && len(cd) <= 64 && utf8.Valid(cd) {
-			id = string(cd)
-		}
-	}
+	id := b.requestID(p)
+	to := b.base + "result/" + name
 	args := p.Payload
 	if len(bytes.TrimSpace(args)) == 0 {
 		args = []byte("{}")
@@ -648,7 +653,7 @@ func (b *Bridge) command(ctx context.Context, cli *paho.Client, name string, p *
 	// One JSON value, so that nothing of the payload can be another
 	// member of the frame (a "name" of its own).
 	if !json.Valid(args) {
-		b.answer(ctx, cli, name, p, id, wire.Error{Code: wire.ErrBadJSON, Message: "payload is not JSON: want the command's arguments as an object, e.g. {\"name\": 1}"}, 1)
+		b.answer(ctx, cli, to, p, id, wire.Error{Code: wire.ErrBadJSON, Message: "payload is not JSON: want the command's arguments as an object, e.g. {\"name\": 1}"}, 1)
 		return
 	}
 	frame, _ := json.Marshal(struct {
@@ -657,37 +662,88 @@ func (b *Bridge) command(ctx context.Context, cli *paho.Client, name string, p *
 		Name string          `json:"name"`
 		Args json.RawMessage `json:"args"`
 	}{wire.TypeCommand, id, name, args})
+	b.send(ctx, cli, to, p, frame)
+}
+
+// history makes one history message the client frame a WebSocket would
+// carry, {"type": "history", "id": ID, "sensor": NAME, "from", "to",
+// "points"} (from the payload, each optional; the id is the correlation
+// data, if any), takes it through Options.Frames and publishes the
+// answer on base history/<name>/result.
+func (b *Bridge) history(ctx context.Context, cli *paho.Client, name string, p *paho.Publish) {
+	id := b.requestID(p)
+	to := b.resultTopic(p.Topic, name)
+	var q struct {
+		From   int64 `json:"from"`
+		To     int64 `json:"to"`
+		Points int   `json:"points"`
+	}
+	if payload := bytes.TrimSpace(p.Payload); len(payload) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(payload))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&q); err != nil {
+			b.answer(ctx, cli, to, p, id, wire.Error{Code: wire.ErrBadMessage, Message: "payload: want {\"from\": ms, \"to\": ms, \"points\": n}, each optional: " + err.Error()}, 1)
+			return
+		}
+	}
+	frame, _ := json.Marshal(wire.HistoryRequest{Type: wire.TypeHistory, ID: id, Sensor: name, From: q.From, To: q.To, Points: q.Points})
+	b.send(ctx, cli, to, p, frame)
+}
+
+// requestID is the id of a request message: its correlation data, if
+// any (up to 64 bytes of UTF-8), else mqtt-<n>.
+func (b *Bridge) requestID(p *paho.Publish) string {
+	if p.Properties != nil {
+		if cd := p.Properties.CorrelationData; len(cd) > 0 && len(cd) <= 64 && utf8.Valid(cd) {
+			return string(cd)
+		}
+	}
+	return "mqtt-" + strconv.FormatUint(b.cmdN.Add(1), 10)
+}
+
+// resultTopic is where the answer to a message on topic goes by default:
+// base result/<command id> for a command, base history/<sensor id>/result
+// for a history request.
+func (b *Bridge) resultTopic(topic, name string) string {
+	if strings.HasPrefix(topic, b.base+"history/") {
+		return b.base + "history/" + name + "/result"
+	}
+	return b.base + "result/" + name
+}
+
+// send takes frame through Options.Frames and publishes its answer to
+// to (or the response topic).
+func (b *Bridge) send(ctx context.Context, cli *paho.Client, to string, p *paho.Publish, frame []byte) {
 	res := b.o.Frames(ctx, b.who, b.url.Host, b.log, frame)
 	if len(res) == 0 {
 		return
 	}
 	var e wire.Error
 	if json.Unmarshal(res, &e) == nil && e.Type == wire.TypeError {
-		b.log.Info("mqtt: command refused", "command", name, "code", e.Code, "err", e.Message)
+		b.log.Info("mqtt: request refused", "topic", p.Topic, "code", e.Code, "err", e.Message)
 	}
-	b.reply(ctx, cli, name, p, res, 1)
+	b.reply(ctx, cli, to, p, res, 1)
 }
 
-// answer publishes an error frame for a command that was not run.
-func (b *Bridge) answer(ctx context.Context, cli *paho.Client, name string, p *paho.Publish, id string, e wire.Error, qos byte) {
+// answer publishes an error frame for a request that was not taken.
+func (b *Bridge) answer(ctx context.Context, cli *paho.Client, to string, p *paho.Publish, id string, e wire.Error, qos byte) {
 	e.Type, e.ID = wire.TypeError, id
 	res, _ := json.Marshal(e)
-	b.log.Info("mqtt: command refused", "command", name, "code", e.Code, "err", e.Message)
-	b.reply(ctx, cli, name, p, res, qos)
+	b.log.Info("mqtt: request refused", "topic", p.Topic, "code", e.Code, "err", e.Message)
+	b.reply(ctx, cli, to, p, res, qos)
 }
 
-// reply publishes a command's answer, with its correlation data, to its
-// MQTT 5 response topic when config.MQTT.ResponseTopic allows that one
-// (under mqtt_reply_prefix, or the device's own result/), else to base
-// result/<name>.
-func (b *Bridge) reply(ctx context.Context, cli *paho.Client, name string, p *paho.Publish, res []byte, qos byte) {
-	out := &paho.Publish{Topic: b.base + "result/" + name, Payload: res, QoS: qos}
+// reply publishes an answer, with its correlation data, to its MQTT 5
+// response topic when config.MQTT.ResponseTopic allows that one (under
+// mqtt_reply_prefix, or the device's own result/), else to to.
+func (b *Bridge) reply(ctx context.Context, cli *paho.Client, to string, p *paho.Publish, res []byte, qos byte) {
+	out := &paho.Publish{Topic: to, Payload: res, QoS: qos}
 	if pp := p.Properties; pp != nil {
 		if rt := pp.ResponseTopic; rt != "" {
 			if b.m.ResponseTopic(b.device, rt) {
 				out.Topic = rt
 			} else {
-				b.log.Info("mqtt: response topic not used: it is not under mqtt_reply_prefix; result sent to "+out.Topic, "command", name, "response_topic", rt)
+				b.log.Info("mqtt: response topic not used: it is not under mqtt_reply_prefix; result sent to "+out.Topic, "topic", p.Topic, "response_topic", rt)
 			}
 		}
 		if len(pp.CorrelationData) > 0 {
@@ -695,7 +751,7 @@ func (b *Bridge) reply(ctx context.Context, cli *paho.Client, name string, p *pa
 		}
 	}
 	if _, err := cli.Publish(ctx, out); err != nil {
-		b.log.Info("mqtt: result not delivered", "command", name, "topic", out.Topic, "err", err)
+		b.log.Info("mqtt: result not delivered", "topic", out.Topic, "err", err)
 	}
 }
 
