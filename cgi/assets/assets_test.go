@@ -83,6 +83,15 @@ func TestDashboardHooks(t *testing.T) {
 		`out.dataset.state = "error"`,
 		`LiveCGI.connect({ stub: location.pathname, history: 960 })`,
 		`id="chart"`,
+		`u.el.dataset.changed =`,
+		`u.el.dataset.alarm = worst`,
+		`id="alarms"`,
+		`id="log"`,
+		`li.dataset.alarm = a.name`,
+		`li.dataset.state = a.state`,
+		`Object.assign(plot.dataset, { state, points:`,
+		`data-range="600000"`,
+		`csv.href = live.historyCSV(id, from, to)`,
 	} {
 		if !strings.Contains(page, hook) {
 			t.Errorf("dashboard lacks %s", hook)

@@ -4,11 +4,13 @@
  *   const live = LiveCGI.connect({stub: "/cgi-bin/live.cgi"});
  *   live.watch("system.load1", r => console.log(r.value));
  *   live.command("leds.set_brightness", {led: "led0", value: 255}).then(v => ..., err => ...);
+ *   live.history("system.load1", {from: live.now() - 3600000}).then(h => h.points);
  *
  * Events (detail in ev.detail, or the first argument of an on() handler):
  * "state" {state, retryIn}, "open", "hello", "snapshot", "reading", "status",
  * "result", "error" {code, message}, "close" {code, reason, retryIn},
- * "unknown" {sensor, message}, "transport" {transport}.
+ * "unknown" {sensor, message}, "transport" {transport}, "alarm" (a
+ * transition; live.alarms holds every alarm's state).
  *
  * Transports: the connect document lists the ways to the supervisor in
  * the order to try them (same-port WebSocket, the supervisor's own
@@ -68,9 +70,9 @@
   // (readyState, send, close, onopen/onmessage/onclose), so that Live
   // treats both alike. Its first poll presents the URL's token and opens a
   // session; later polls carry the session and the last sequence number
-  // (proto/README.md, "Transports"). Commands are POSTs answered with
-  // their result or error frame; other frames are not needed: a poll
-  // gets every sensor and resumes by itself.
+  // (proto/README.md, "Transports"). Commands and history requests are
+  // POSTs answered with their result, history or error frame; other
+  // frames are not needed: a poll gets every sensor and resumes by itself.
   class PollConn {
     constructor(url, live) {
       this.readyState = 0;
@@ -113,7 +115,7 @@
 
     send(text) {
       const f = JSON.parse(text);
-      if (f.type !== "command") return; // subscribe and resume: see above
+      if (f.type !== "command" && f.type !== "history") return; // subscribe and resume: see above
       const live = this._live;
       const answer = (m) => { if (this.readyState === 1 && this.onmessage) this.onmessage({ data: m }); };
       live._fetch(`${live._query("command")}&session=${encodeURIComponent(this._session)}`, {
@@ -122,7 +124,7 @@
       }).then((res) => res.text().then((t) => {
         const m = JSON.parse(t);
         answer(m.type ? m : { type: "error", id: f.id, code: m.error || "failed", message: m.reason || `HTTP ${res.status}` });
-      })).catch((err) => answer({ type: "error", id: f.id, code: "failed", message: `command: ${err && err.message || err}` }));
+      })).catch((err) => answer({ type: "error", id: f.id, code: "failed", message: `${f.type}: ${err && err.message || err}` }));
     }
 
     close(code, reason) {
@@ -166,6 +168,9 @@
       this.sensors = new Map();  // sensor id → descriptor
       this.commands = new Map(); // command id → descriptor
       this.plugins = new Map();  // plugin id → {id, state, version, reason}
+      this.alarms = new Map();   // alarm name → {name, sensor, state, severity, value, since, message}
+      this._skew = null;   // device clock − this clock, ms, from live readings
+      this._skewAt = 0;
       this._o = {
         timeout: opts.timeout || 10000, min: opts.minDelay || 500, budget: opts.budget || 3000,
         max: opts.maxDelay || 30000, stable: opts.stableAfter || 10000, history: opts.history || 0,
@@ -174,7 +179,7 @@
       this._WS = opts.WebSocket || root.WebSocket;
       this._t = opts.timers || realTimers;
       this._sub = opts.sensors || [];
-      this._pending = new Map(); // command id → {resolve, reject, timer, frame, sent}
+      this._pending = new Map(); // command or history id → {resolve, reject, timer, frame, what, sent}
       this._n = 0;
       this._watched = new Set(); // sensor ids of watch()
       this._warned = new Set();  // ids reported unknown since they were last listed
@@ -216,18 +221,47 @@
     // connection attempt is under way is sent once connected, within the
     // same timeout; one made while waiting to reconnect fails at once.
     command(name, args, opts) {
-      const id = "c" + (++this._n);
+      const frame = { type: "command", id: "c" + (++this._n), name, args: args || {} };
+      return this._ask(frame, `command ${name}`, opts);
+    }
+
+    // history asks for the history livecgid records of sensor (record.<id>)
+    // over [from, to] (Unix ms by the device's clock; to 0: now; from 0: an
+    // hour before to) as at most points [t, min, avg, max] points (0: the
+    // server's default, 300). It resolves with the history frame ({sensor,
+    // from, to, points}) and rejects as command does, with code
+    // "not_recorded" for a sensor livecgid does not record.
+    history(sensor, opts) {
+      const o = opts || {};
+      const frame = { type: "history", id: "h" + (++this._n), sensor, from: o.from || 0, to: o.to || 0, points: o.points || 0 };
+      return this._ask(frame, `history ${sensor}`, o);
+    }
+
+    // historyCSV is the stub's address of the CSV of sensor's history over
+    // [from, to] (Unix ms, device clock), for a download link.
+    historyCSV(sensor, from, to) {
+      return `${this._query("history=" + encodeURIComponent(sensor))}&from=${Math.round(from || 0)}&to=${Math.round(to || 0)}`;
+    }
+
+    // now estimates the device's clock (Unix ms), which stamps readings,
+    // alarms and history, from the readings received: pages compare
+    // those times with it, not with the browser's clock.
+    now() { return this._t.now() + (this._skew || 0); }
+
+    // _ask sends frame, which carries an id, and settles with its answer:
+    // see command.
+    _ask(frame, what, opts) {
       const timeout = (opts && opts.timeout) || this._o.timeout;
       return new Promise((resolve, reject) => {
         if (this._closed) return reject(fail("closed", "connection closed"));
-        if (this._timer !== null) return reject(this._notConnected(name));
-        const p = { resolve, reject, frame: { type: "command", id, name, args: args || {} } };
+        if (this._timer !== null) return reject(this._notConnected(what));
+        const p = { resolve, reject, frame, what };
         p.timer = this._t.setTimeout(() => {
-          this._pending.delete(id);
-          reject(fail("timeout", `command ${name}: no answer in ${timeout} ms`));
+          this._pending.delete(frame.id);
+          reject(fail("timeout", `${what}: no answer in ${timeout} ms`));
         }, timeout);
-        this._pending.set(id, p);
-        p.sent = this._send(p.frame);
+        this._pending.set(frame.id, p);
+        p.sent = this._send(frame);
       });
     }
 
@@ -269,8 +303,8 @@
       return true;
     }
 
-    _notConnected(name) {
-      return fail("not_connected", `command ${name}: not connected (${this.state})`);
+    _notConnected(what) {
+      return fail("not_connected", `${what}: not connected (${this.state})`);
     }
 
     _rejectAll(sentOnly) {
@@ -453,7 +487,7 @@
       for (const [id, p] of this._pending) { // not sent: no attempt under way until the timer
         this._t.clearTimeout(p.timer);
         this._pending.delete(id);
-        p.reject(this._notConnected(p.frame.name));
+        p.reject(this._notConnected(p.what));
       }
       return delay;
     }
@@ -486,7 +520,13 @@
         case "snapshot": return this._snapshot(m);
         case "reading":
           if (m.seq > this.seq) this.seq = m.seq;
+          this._clock(m.t, false);
           return this._apply(m, false);
+        case "alarm": return this._alarm(m);
+        case "history": {
+          const p = this._settle(m.id);
+          return p && p.resolve(m);
+        }
         case "status": {
           const p = Object.assign(this.plugins.get(m.plugin) || { id: m.plugin }, { state: m.state, reason: m.reason || "" });
           if (m.version) p.version = m.version;
@@ -555,8 +595,42 @@
       const full = m.mode !== "replay";
       if (full) this.values.clear();
       if (m.seq > this.seq) this.seq = m.seq;
-      for (const r of m.readings || []) this._apply(Object.assign({ type: "reading" }, r), full);
+      const rs = m.readings || [];
+      if (rs.length) this._clock(Math.max(...rs.map((r) => r.t)), true);
+      for (const r of rs) this._apply(Object.assign({ type: "reading" }, r), full);
+      // Every snapshot lists every alarm: the new truth. An alarm that
+      // moved while the page was away shows as a transition.
+      const old = this.alarms;
+      this.alarms = new Map();
+      for (const a of m.alarms || []) {
+        this.alarms.set(a.name, a);
+        const o = old.get(a.name);
+        if (o && (o.state !== a.state || o.since !== a.since)) this._emit("alarm", Object.assign({ type: "alarm" }, a));
+      }
       this._emit("snapshot", m);
+    }
+
+    // _alarm applies an alarm frame: a transition, unless it repeats the
+    // state held (a snapshot told it first).
+    _alarm(a) {
+      const o = this.alarms.get(a.name);
+      if (o && o.state === a.state && o.since === a.since) return;
+      this.alarms.set(a.name, a);
+      this._emit("alarm", a);
+    }
+
+    // _clock learns the device's clock from a reading's time t: the
+    // device read it before this client got it, so the largest difference
+    // seen is the closest (kept for a minute, to follow a clock that is
+    // set). A snapshot's newest reading may be old: it only serves until
+    // a live one comes.
+    _clock(t, weak) {
+      if (typeof t !== "number" || (weak && this._skew !== null)) return;
+      const now = this._t.now(), skew = t - now;
+      if (this._skew === null || skew > this._skew || now - this._skewAt > 60000) {
+        this._skew = skew;
+        this._skewAt = weak ? 0 : now;
+      }
     }
 
     _apply(r, force) {

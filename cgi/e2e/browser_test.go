@@ -40,8 +40,10 @@ func TestBrowser(t *testing.T) {
 
 	sysRoot := sdktest.CopyFixture(t, filepath.Join("..", "..", "plugins", "leds", "testdata", "sys"))
 	// auth = none: everyone is a viewer; this one command is opened to
-	// viewers (TestBrowserRoles signs people in).
-	e := mustEnvWith(t, "sys_root = "+sysRoot+"\ncommand_role = leds.set_brightness viewer\n", "system", "leds")
+	// viewers (TestBrowserRoles signs people in). Uptime is sent on every
+	// change (every 5 s), not only past its deadband of a minute: the
+	// test watches it change.
+	e := mustEnvWith(t, "sys_root = "+sysRoot+"\ncommand_role = leds.set_brightness viewer\ndeadband.system.uptime_seconds = 0\n", "system", "leds")
 	var srv server
 	for _, s := range servers {
 		if s.name == "busybox" {

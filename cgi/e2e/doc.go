@@ -16,9 +16,12 @@
 // sysfs: live readings, a command from the page's form, and the page's own
 // reconnect after the supervisor is killed (browser_test.go), its cards
 // (dashboard_test.go), long polling (poll_browser_test.go), same-port and
-// HTTPS (reach_test.go), roles (auth_test.go) and credentials in the URL
-// (credentials_test.go). It has tests only; start with e2e_test.go.
+// HTTPS (reach_test.go), roles (auth_test.go), credentials in the URL
+// (credentials_test.go), and alarms, history charts and staleness by
+// heartbeat with exec sensors a test drives (browser_alarm_test.go). It
+// has tests only; start with e2e_test.go.
 //
 // A missing web server or browser skips its test, or fails it when CI=true.
-// LIVECGI_SCREENSHOT=file.png keeps the browser test's screenshot.
+// LIVECGI_SCREENSHOT=file.png keeps the browser tests' screenshots (the
+// alarm test's beside it, file-<part>-<transport>.png).
 package e2e

@@ -25,7 +25,9 @@ func TestBrowserPoll(t *testing.T) {
 	busybox := mustTool(t, "busybox")
 	sysRoot := sdktest.CopyFixture(t, filepath.Join("..", "..", "plugins", "leds", "testdata", "sys"))
 	closed := freePort(t) // nothing listens there once freePort returns
-	e := mustEnvWith(t, fmt.Sprintf("sys_root = %s\ncommand_role = leds.set_brightness viewer\npublic_port = %d\n", sysRoot, closed), "system", "leds")
+	// Uptime on every change (every 5 s), not past a minute's deadband:
+	// the test watches it change.
+	e := mustEnvWith(t, fmt.Sprintf("sys_root = %s\ncommand_role = leds.set_brightness viewer\npublic_port = %d\ndeadband.system.uptime_seconds = 0\n", sysRoot, closed), "system", "leds")
 	port := mustStartServer(t, busyboxServer(), busybox, e)
 	page := fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/live.cgi", port)
 

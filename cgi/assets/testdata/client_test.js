@@ -62,7 +62,7 @@ function harness(opts, stub) {
     return { ok: h.stub.status === 200, status: h.stub.status, text: async () => JSON.stringify(body) };
   };
   h.live = LiveCGI.connect(Object.assign({ stub: "/cgi-bin/live.cgi", fetch, WebSocket: FakeWS, timers: h.clock }, opts));
-  for (const type of ["state", "open", "hello", "snapshot", "reading", "status", "result", "error", "close", "unknown"]) {
+  for (const type of ["state", "open", "hello", "snapshot", "reading", "status", "result", "error", "close", "unknown", "alarm"]) {
     h.live.on(type, (d) => h.events.push([type, d]));
   }
   h.ws = () => h.sockets[h.sockets.length - 1];
@@ -553,4 +553,98 @@ test("a same-port transport's path is dialled on the page's host with the page's
     assert.equal(h.sockets.length, 1);
     h.live.close();
   } finally { delete globalThis.location; }
+});
+
+const alarm = (name, state, since, extra) => Object.assign({ name, sensor: "system.load1", state, severity: "critical", value: 3, since, message: `load1 ${state}` }, extra);
+
+test("alarms: a snapshot's list is the truth, alarm frames are transitions, repeats are not", async () => {
+  const h = harness();
+  await settle();
+  h.ws().open();
+  h.ws().recv(hello("e1", 10));
+  h.ws().recv({ type: "snapshot", mode: "full", seq: 10, readings: [], alarms: [alarm("busy", "ok", 5), alarm("hot", "critical", 7)] });
+  assert.deepEqual([...h.live.alarms.keys()], ["busy", "hot"]);
+  assert.equal(h.live.alarms.get("hot").state, "critical");
+  assert.equal(h.of("alarm").length, 0, "the first snapshot's alarms are no transitions");
+  h.ws().recv(Object.assign({ type: "alarm" }, alarm("busy", "critical", 20)));
+  h.ws().recv(Object.assign({ type: "alarm" }, alarm("busy", "critical", 20))); // a repeat
+  assert.deepEqual(h.of("alarm").map((a) => [a.name, a.state]), [["busy", "critical"]]);
+  assert.equal(h.live.alarms.get("busy").since, 20);
+  // Away and back: what moved meanwhile shows as transitions, once.
+  h.ws().drop(1006);
+  await h.clock.advance(500);
+  h.ws().open();
+  h.ws().recv(hello("e1", 12));
+  h.ws().recv({ type: "snapshot", mode: "full", seq: 12, readings: [], alarms: [alarm("busy", "critical", 20), alarm("hot", "ok", 30)] });
+  h.ws().recv(Object.assign({ type: "alarm" }, alarm("hot", "ok", 30))); // queued before the resume: a repeat
+  assert.deepEqual(h.of("alarm").map((a) => [a.name, a.state, a.type]), [["busy", "critical", "alarm"], ["hot", "ok", "alarm"]]);
+  // A snapshot without alarms: none configured any more.
+  h.ws().recv({ type: "snapshot", mode: "replay", seq: 12, readings: [] });
+  assert.equal(h.live.alarms.size, 0);
+});
+
+test("history resolves with the history frame, rejects with its error, times out", async () => {
+  const h = await connected();
+  const p = h.live.history("system.load1", { from: 1000, to: 2000, points: 50 });
+  const sent = h.ws().sent.pop();
+  assert.deepEqual(sent, { type: "history", id: sent.id, sensor: "system.load1", from: 1000, to: 2000, points: 50 });
+  const frame = { type: "history", id: sent.id, sensor: "system.load1", from: 1000, to: 2000, points: [[1000, 1, 2, 3]] };
+  h.ws().recv(frame);
+  assert.deepEqual(await p, frame);
+  const p2 = h.live.history("system.uptime_seconds");
+  const s2 = h.ws().sent.pop();
+  assert.deepEqual(s2, { type: "history", id: s2.id, sensor: "system.uptime_seconds", from: 0, to: 0, points: 0 });
+  assert.notEqual(s2.id, sent.id);
+  h.ws().recv({ type: "error", id: s2.id, code: "not_recorded", message: "system.uptime_seconds is not recorded" });
+  await assert.rejects(p2, { code: "not_recorded" });
+  let err = null;
+  h.live.history("system.load1", { timeout: 100 }).catch((e) => { err = e; });
+  await h.clock.advance(100);
+  assert.equal(err.code, "timeout");
+  assert.match(err.message, /^history system\.load1: no answer in 100 ms$/);
+  h.ws().drop(1006);
+  await assert.rejects(h.live.history("system.load1"), { code: "not_connected", message: "history system.load1: not connected (reconnecting)" });
+});
+
+test("historyCSV is the stub's CSV route; now follows the device's clock", async () => {
+  const h = await connected();
+  assert.equal(h.live.historyCSV("exec.temp", 1000.4, 2000), "/cgi-bin/live.cgi?history=exec.temp&from=1000&to=2000");
+  // The snapshot's newest reading (t 9) stands for the device's clock
+  // until a live reading comes; the largest difference wins.
+  assert.equal(h.live.now(), 9);
+  h.clock.t += 100;
+  h.ws().recv({ type: "reading", sensor: "system.load1", value: 1, seq: 11, t: 5000 });
+  assert.equal(h.live.now(), 5000);
+  h.clock.t += 100;
+  h.ws().recv({ type: "reading", sensor: "system.load1", value: 1, seq: 12, t: 5050 }); // came late
+  assert.equal(h.live.now(), 5100);
+  h.clock.t += 60001; // a minute later the latest counts whatever it says
+  h.ws().recv({ type: "reading", sensor: "system.load1", value: 1, seq: 13, t: 100 });
+  assert.equal(h.live.now(), 100);
+});
+
+test("over long polling a history request is a POST answered with its frame", async () => {
+  const h = transports();
+  await settle();
+  await h.clock.advance(3000);
+  h.polls[0].resolve(200, { session: "S", seq: 10, frames: [hello("e1", 10), { type: "snapshot", mode: "full", seq: 10, readings: [], alarms: [alarm("hot", "ok", 1)] }] });
+  await settle();
+  assert.equal(h.live.transport, "poll");
+  assert.equal(h.live.alarms.get("hot").state, "ok");
+  h.polls[1].resolve(200, { session: "S", seq: 10, frames: [Object.assign({ type: "alarm" }, alarm("hot", "critical", 2))] });
+  await settle();
+  assert.deepEqual(h.of("alarm").map((a) => a.state), ["critical"]);
+  const p = h.live.history("system.load1", { from: 1, to: 2 });
+  await settle();
+  const post = h.polls.find((x) => x.url === "/cgi-bin/live.cgi?command&session=S");
+  assert.equal(post.init.method, "POST");
+  const sent = JSON.parse(post.init.body);
+  assert.deepEqual(sent, { type: "history", id: sent.id, sensor: "system.load1", from: 1, to: 2, points: 0 });
+  post.resolve(200, { type: "history", id: sent.id, sensor: "system.load1", from: 1, to: 2, points: [] });
+  assert.deepEqual((await p).points, []);
+  // The stub's own refusal (not a frame) rejects with its code.
+  const p2 = h.live.history("system.load1");
+  await settle();
+  h.polls[h.polls.length - 1].resolve(503, { error: "supervisor", reason: "no answer" });
+  await assert.rejects(p2, { code: "supervisor", message: "no answer" });
 });
