@@ -2,7 +2,6 @@ package cgi
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/livecgi/livecgi/proto/control"
@@ -28,18 +27,9 @@ func (s *Stub) history(ctx context.Context, r Request, p Params) Response {
 	if refused != nil {
 		return *refused
 	}
-	id, refused := s.authenticate(ctx, r, st)
+	id, status, secret, refused := s.admit(ctx, r, st)
 	if refused != nil {
 		return *refused
-	}
-	status, err := st.ensure(ctx)
-	if err != nil {
-		return supervisorRefused(err)
-	}
-	secret, err := control.Secret(st.stateDir)
-	if err != nil {
-		st.log("%v", err)
-		return errorResponse(500, ErrStateDir, fmt.Sprintf("state dir %s: %v", st.stateDir, err))
 	}
 	to := p.To
 	if to == 0 {

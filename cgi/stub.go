@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/livecgi/livecgi/proto/auth"
 	"github.com/livecgi/livecgi/proto/config"
 	"github.com/livecgi/livecgi/proto/control"
 )
@@ -239,23 +240,36 @@ func (s *Stub) site(r Request) (origin string, host HostPort, st *starter, refus
 	return origin, host, st, nil
 }
 
+// admit signs r in and makes sure the supervisor runs: who r comes from,
+// the supervisor's status and the secret tokens are minted with; or the
+// answer that refuses r.
+func (s *Stub) admit(ctx context.Context, r Request, st *starter) (auth.Identity, control.Status, []byte, *Response) {
+	id, refused := s.authenticate(ctx, r, st)
+	if refused != nil {
+		return id, control.Status{}, nil, refused
+	}
+	status, err := st.ensure(ctx)
+	if err != nil {
+		resp := supervisorRefused(err)
+		return id, status, nil, &resp
+	}
+	secret, err := control.Secret(st.stateDir)
+	if err != nil {
+		st.log("%v", err)
+		resp := errorResponse(500, ErrStateDir, fmt.Sprintf("state dir %s: %v", st.stateDir, err))
+		return id, status, nil, &resp
+	}
+	return id, status, secret, nil
+}
+
 func (s *Stub) connect(ctx context.Context, r Request) Response {
 	origin, host, st, refused := s.site(r)
 	if refused != nil {
 		return *refused
 	}
-	id, refused := s.authenticate(ctx, r, st)
+	id, status, secret, refused := s.admit(ctx, r, st)
 	if refused != nil {
 		return *refused
-	}
-	status, err := st.ensure(ctx)
-	if err != nil {
-		return supervisorRefused(err)
-	}
-	secret, err := control.Secret(st.stateDir)
-	if err != nil {
-		st.log("%v", err)
-		return errorResponse(500, ErrStateDir, fmt.Sprintf("state dir %s: %v", st.stateDir, err))
 	}
 	mint := func() (string, time.Time) {
 		return control.MintToken(secret, origin, status.Epoch, s.Now(), s.Config.TokenTTL, id)
