@@ -1,7 +1,6 @@
 package mqttbridge
 
 import (
-	"context"
 	"encoding/json"
 	"log/slog"
 	"strings"
@@ -40,17 +39,7 @@ func TestBridgeAlarms(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		br.Run(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		hub.Stop()
-	})
+	runBridge(t, br, hub)
 
 	state := func(from int, name, st string) int {
 		t.Helper()

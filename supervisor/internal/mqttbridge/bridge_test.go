@@ -78,17 +78,7 @@ func TestBridgeAlone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		br.Run(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		hub.Stop()
-	})
+	runBridge(t, br, hub)
 
 	sub.WaitFor(wait, 0, "online", func(m brokertest.Message) bool { return m.Topic == "livecgi/solo/$state" && m.Payload == "online" })
 	hub.Publish(wire.Reading{Sensor: "p.temp_celsius", Value: 21.5, T: 1})
@@ -134,8 +124,23 @@ func TestBridgeAlone(t *testing.T) {
 	default:
 	}
 
-	msg, err := Check(ctx, m, 64<<10)
+	msg, err := Check(context.Background(), m, 64<<10)
 	if err != nil || !strings.Contains(msg, `"livecgi-solo"`) {
 		t.Errorf("Check: %q, %v", msg, err)
 	}
+}
+
+// runBridge runs br until the test ends, then stops it and hub.
+func runBridge(t *testing.T, br *Bridge, hub *fanout.Hub) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		br.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		hub.Stop()
+	})
 }
