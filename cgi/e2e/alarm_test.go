@@ -43,11 +43,7 @@ func TestPollAlarm(t *testing.T) {
 	e := mustEnvWith(t, "exec_dir = "+execDir+"\nheartbeat.exec.temp = 1h\nalarm.hot = exec.temp above 70 critical\npoll_interval = 0s\n", "exec")
 	port := mustStartServer(t, busyboxServer(), busybox, e)
 	base := fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/live.cgi", port)
-	defer func() {
-		if t.Failed() {
-			logs(t, e)
-		}
-	}()
+	logsOnFailure(t, e)
 
 	doc, err := connect(base)
 	if err != nil {

@@ -319,6 +319,15 @@ func mustEnvWith(t *testing.T, extraConf string, pluginNames ...string) env {
 }
 
 // logs reports the supervisor's and the stub's logs.
+// logsOnFailure shows e's logs at the end of a test that failed.
+func logsOnFailure(t *testing.T, e env) {
+	t.Cleanup(func() {
+		if t.Failed() {
+			logs(t, e)
+		}
+	})
+}
+
 func logs(t *testing.T, e env) {
 	for _, f := range []string{control.LogFile, control.StubLogFile} {
 		b, _ := os.ReadFile(filepath.Join(e.state, f))

@@ -61,11 +61,7 @@ func TestHistoryCSV(t *testing.T) {
 	port := mustStartServer(t, busyboxServer(), busybox, e)
 	origin := fmt.Sprintf("http://127.0.0.1:%d", port)
 	base := origin + "/cgi-bin/live.cgi"
-	defer func() {
-		if t.Failed() {
-			logs(t, e)
-		}
-	}()
+	logsOnFailure(t, e)
 
 	// A page watching: the system plugin runs and its readings are
 	// recorded.

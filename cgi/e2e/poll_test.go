@@ -92,11 +92,7 @@ func TestPoll(t *testing.T) {
 	port := mustStartServer(t, busyboxServer(), busybox, e)
 	base := fmt.Sprintf("http://127.0.0.1:%d/cgi-bin/live.cgi", port)
 	origin := fmt.Sprintf("http://127.0.0.1:%d", port)
-	defer func() {
-		if t.Failed() {
-			logs(t, e)
-		}
-	}()
+	logsOnFailure(t, e)
 
 	doc, err := connect(base)
 	if err != nil {
