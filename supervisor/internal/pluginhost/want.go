@@ -193,9 +193,14 @@ func watchLimit(honours bool, k *described, w Want) time.Duration {
 // and, from a plugin that predates demand, at most as often as w asks.
 // For a plugin that honours demand the rule passes again what the
 // plugin let through; for one that predates it, it is the only filter.
+//
+// A new description (a dynamic plugin's) starts every gate again: the
+// first reading after it passes, so that a client told of a sensor's new
+// unit or rule gets a reading by it even when the value did not move.
 type gates struct {
 	want    Want
 	honours bool
+	k       *described // the description the gates were made by
 	m       map[string]*gate
 }
 
@@ -210,6 +215,9 @@ type gate struct {
 // pass reports whether r, a reading of the plugin's sensor id, goes on.
 // known is the plugin's description as it is now.
 func (g *gates) pass(k *described, id string, r wire.Reading) bool {
+	if k != g.k {
+		g.k, g.m = k, nil
+	}
 	gt := g.m[id]
 	if gt == nil {
 		gt = g.gate(k, id)

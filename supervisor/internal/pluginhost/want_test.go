@@ -133,6 +133,20 @@ func TestGates(t *testing.T) {
 	if len(got) != 5 {
 		t.Errorf("state (no rule) passed at %v, want each reading", got)
 	}
+
+	// A new description (a conf changed the unit) starts the gates again:
+	// the unchanged value passes once more, by the new description.
+	g = gates{want: Want{All: true}}
+	if !g.pass(k, "cpu", num("cpu", 0, 50)) || g.pass(k, "cpu", num("cpu", 1000, 50)) {
+		t.Fatal("cpu: want its first reading only")
+	}
+	k2 := *k
+	if !g.pass(&k2, "cpu", num("cpu", 2000, 50)) {
+		t.Error("the first reading after a new description was held")
+	}
+	if g.pass(&k2, "cpu", num("cpu", 3000, 50)) {
+		t.Error("a repeated reading passed after the new description's first")
+	}
 }
 
 func equalFloats(a, b []float64) bool {
