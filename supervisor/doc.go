@@ -62,6 +62,7 @@
 // This package:
 //
 //	reloader.mu -> Hub.mu               a reload sets the hub's limits (SetLimits, SetMaxPerKey)
+//	reloader.mu -> records.mu           a reload gives the history its new sensors before the demand follows (apply)
 //	alarms.mu -> Hub.mu                 the engine's transitions reach the hub (SetAlarm, SetAlarms) in the order it made them
 //	alarms.mu -> Engine.mu, Runner.mu   (internal/alarm) every engine call; a transition queued for alarm_exec
 //	alarms.mu -> Log.mu -> LogFile.mu   a transition's line in alarms.log

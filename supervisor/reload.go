@@ -335,6 +335,10 @@ func (s *Supervisor) reload(why string, force bool) error {
 		restart = append(restart, "history")
 		run.History = history
 	}
+	// The history takes its new sensors before the demand follows the
+	// configuration (followDemand wakes on rl.changed): the first reading
+	// of a sensor recorded from now on is kept.
+	s.records.apply(run.Sensors.Record)
 	s.cfg.Store(&run)
 	s.cert.Store(cert)
 	if rl.level != nil {
@@ -356,7 +360,6 @@ func (s *Supervisor) reload(why string, force bool) error {
 			strings.Join(restart, ", "), os.Getpid()), "running", fmt.Sprintf("listen %s, plugins_dir %s, state_dir %s, max_clients %d, history %d",
 			cur.Listen, cur.PluginsDir, cur.StateDir, clients, history))
 	}
-	s.records.apply(run.Sensors.Record)
 	if mqttChanged {
 		s.swapBridge(b)
 	}
