@@ -450,9 +450,11 @@ func (sl *slot) redescribe(ctx context.Context, in *instance) error {
 	sensors, commands := describe(sl.id, desc)
 	sl.pub.Lock()
 	if sl.cur.Load() == in {
-		sl.log.Info("plugin description changed", "sensors", len(sensors), "commands", len(commands))
 		// Its Version is the first description's: a redescription keeps it.
 		sl.m.hub.SetPlugin(sl.id, &wire.PluginInfo{ID: sl.id, State: wire.StateOnline, Version: in.desc.Version, Title: desc.GetTitle()}, sensors, commands, nil)
+		// Logged once published: a page that comes after the line gets
+		// the new description.
+		sl.log.Info("plugin description changed", "sensors", len(sensors), "commands", len(commands))
 	}
 	sl.pub.Unlock()
 	// Then the instance: a reading of a new sensor that comes before
