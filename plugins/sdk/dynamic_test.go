@@ -33,6 +33,30 @@ func (c *chanStream[T]) Send(r *T) error {
 	}
 }
 
+// serve runs call (a server-streaming RPC of the plugin) on a
+// chanStream until stop, which returns the RPC's error; next returns its
+// next message, failing the test if the RPC ends first.
+func serve[T any](t *testing.T, call func(*chanStream[T]) error) (next func(what string) *T, stop func() error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	st := &chanStream[T]{ctx: ctx, out: make(chan *T)}
+	done := make(chan error, 1)
+	go func() { done <- call(st) }()
+	t.Cleanup(cancel)
+	next = func(what string) *T {
+		t.Helper()
+		select {
+		case m := <-st.out:
+			return m
+		case err := <-done:
+			t.Fatalf("the stream ended before %s: %v", what, err)
+		case <-time.After(30 * time.Second): // hang guard only
+			t.Fatalf("no %s within 30s", what)
+		}
+		return nil
+	}
+	return next, func() error { cancel(); return <-done }
+}
+
 // TestChanges: a dynamic plugin's new definition stops the old readers,
 // sends Changed, and then only the new sensors' readings; Describe shows
 // the new sensors and says the plugin is dynamic.
@@ -43,23 +67,8 @@ func TestChanges(t *testing.T) {
 	if err != nil || !d.Dynamic || len(d.Sensors) != 1 {
 		t.Fatalf("Describe = %v, %v; want dynamic with sensor a", d, err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	st := &chanStream[proto.Reading]{ctx: ctx, out: make(chan *proto.Reading)}
-	done := make(chan error, 1)
-	go func() { done <- s.Stream(&proto.StreamRequest{}, st) }()
-	recv := func() *proto.Reading {
-		t.Helper()
-		select {
-		case r := <-st.out:
-			return r
-		case err := <-done:
-			t.Fatalf("Stream ended: %v", err)
-		case <-time.After(30 * time.Second): // hang guard only
-			t.Fatal("no message within 30s")
-		}
-		return nil
-	}
+	next, stop := serve(t, func(st *chanStream[proto.Reading]) error { return s.Stream(&proto.StreamRequest{}, st) })
+	recv := func() *proto.Reading { t.Helper(); return next("a reading") }
 	if r := recv(); r.Sensor != "a" {
 		t.Fatalf("got %v, want a reading of a", r)
 	}
@@ -80,8 +89,7 @@ func TestChanges(t *testing.T) {
 	if d, _ := s.Describe(context.Background(), nil); len(d.Sensors) != 1 || d.Sensors[0].Id != "b" {
 		t.Errorf("Describe after the change = %v", d)
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Errorf("Stream: %v", err)
 	}
 }
@@ -92,21 +100,7 @@ func TestChanges(t *testing.T) {
 func TestChangesRPC(t *testing.T) {
 	changes := make(chan Plugin)
 	s := newServer(Plugin{Name: "d", Changes: changes})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	st := &chanStream[proto.Change]{ctx: ctx, out: make(chan *proto.Change)}
-	done := make(chan error, 1)
-	go func() { done <- s.Changes(&proto.ChangesRequest{}, st) }()
-	recv := func(what string) {
-		t.Helper()
-		select {
-		case <-st.out:
-		case err := <-done:
-			t.Fatalf("Changes ended before %s: %v", what, err)
-		case <-time.After(30 * time.Second): // hang guard only
-			t.Fatalf("no %s within 30s", what)
-		}
-	}
+	recv, stop := serve(t, func(st *chanStream[proto.Change]) error { return s.Changes(&proto.ChangesRequest{}, st) })
 	recv("the first Change")
 	changes <- Plugin{Commands: []Command{{ID: "go", Do: func(context.Context, map[string]any) (any, error) { return nil, nil }}}}
 	recv("the Change after a new command")
@@ -115,8 +109,7 @@ func TestChangesRPC(t *testing.T) {
 	}
 	changes <- Plugin{}
 	recv("the Change after removing it")
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Errorf("Changes: %v", err)
 	}
 
@@ -138,25 +131,10 @@ func TestChangesDemand(t *testing.T) {
 		return Sensor{ID: id, Interval: MinInterval, Heartbeat: time.Hour, Read: readConst(Gauge(v))}
 	}
 	s := newServer(Plugin{Name: "d", Changes: changes, Sensors: []Sensor{steady("a", 1)}})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	st := &chanStream[proto.Reading]{ctx: ctx, out: make(chan *proto.Reading)}
-	done := make(chan error, 1)
 	// c is demanded with its rule off; it does not exist yet.
 	req := &proto.StreamRequest{All: true, Demand: []*proto.SensorDemand{{Id: "c", Deadband: new(0.0)}}}
-	go func() { done <- s.Stream(req, st) }()
-	recv := func() *proto.Reading {
-		t.Helper()
-		select {
-		case r := <-st.out:
-			return r
-		case err := <-done:
-			t.Fatalf("Stream ended: %v", err)
-		case <-time.After(30 * time.Second): // hang guard only
-			t.Fatal("no message within 30s")
-		}
-		return nil
-	}
+	next, stop := serve(t, func(st *chanStream[proto.Reading]) error { return s.Stream(req, st) })
+	recv := func() *proto.Reading { t.Helper(); return next("a reading") }
 	if r := recv(); r.Sensor != "a" {
 		t.Fatalf("got %v, want a", r)
 	}
@@ -179,8 +157,7 @@ func TestChangesDemand(t *testing.T) {
 	if fmt.Sprint(got) != "map[a:[1] b:[2] c:[3 4 3]]" {
 		t.Errorf("after the change: %v, want a and b once each, c 3 4 3", got)
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Errorf("Stream: %v", err)
 	}
 }
